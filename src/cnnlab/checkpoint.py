@@ -1,0 +1,71 @@
+"""Checkpoints: self-contained, written atomically, loaded with weights_only=True."""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import tempfile
+import zipfile
+from pathlib import Path
+
+import torch
+
+from cnnlab.errors import CheckpointError
+
+FORMAT_VERSION = 1
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write to a temp file in the same folder, fsync, then rename over `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def save_checkpoint(path: Path, payload: dict) -> None:
+    """Serialise `payload` (tensors, dicts, lists, numbers, strings) and write it atomically."""
+    buf = io.BytesIO()
+    torch.save({"format_version": FORMAT_VERSION, **payload}, buf)
+    try:
+        atomic_write_bytes(Path(path), buf.getvalue())
+    except OSError as exc:
+        raise CheckpointError(f"{path}: could not save checkpoint ({exc.strerror or exc}); "
+                              "the previous checkpoint is intact") from None
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """Load safely (no code runs) and check that it is a cnnlab checkpoint we can read."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsafe content"
+        raise CheckpointError(f"{path}: refused to load: the file holds objects other than "
+                              f"weights, which could run code ({first[:160]})") from None
+    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError, KeyError,
+            AttributeError, IndexError, TypeError) as exc:
+        raise CheckpointError(f"{path}: not a readable checkpoint ({type(exc).__name__})") \
+            from None
+    if not isinstance(ckpt, dict) or "model_state" not in ckpt or "arch" not in ckpt:
+        raise CheckpointError(f"{path}: not a cnnlab checkpoint")
+    version = ckpt.get("format_version", 0)
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise CheckpointError(f"{path}: checkpoint format {version} is newer than this cnnlab "
+                              f"reads ({FORMAT_VERSION}); upgrade cnnlab")
+    return ckpt

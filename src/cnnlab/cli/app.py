@@ -1,0 +1,35 @@
+"""The typer application shared by every command module."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(
+    name="cnnlab",
+    help="From a set of images to a trained, measured and explained image classifier.\n\n"
+         "Start with `cnnlab train` (built-in digits) or `cnnlab train PATH`.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+STATE = {"debug": False}
+
+
+@app.callback()
+def _root(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
+          ) -> None:
+    STATE["debug"] = debug
+
+
+def parse_list(text: str | None, cast: type = float) -> list | None:
+    """'1e-3,1e-2' -> [0.001, 0.01]."""
+    if text is None:
+        return None
+    try:
+        return [cast(v.strip()) for v in str(text).split(",") if v.strip()]
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not a comma-separated list of "
+                                 f"{cast.__name__} values") from None

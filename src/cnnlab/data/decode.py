@@ -1,0 +1,125 @@
+"""Decode image files with Pillow into uint8 arrays of one size and channel count."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from cnnlab.errors import DataError
+
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm",
+                    ".pgm"}
+RESIZE_MODES = ("crop", "stretch")
+
+# Refuse decompression bombs outright rather than only warning about them.
+Image.MAX_IMAGE_PIXELS = 64_000_000
+
+
+def is_image_file(path: Path) -> bool:
+    """True when the file name has an image extension."""
+    return path.suffix.lower() in IMAGE_EXTENSIONS
+
+
+def _to_mode(img: Image.Image, channels: int) -> Image.Image:
+    """Convert any Pillow mode (L, LA, P, RGBA, CMYK, I;16, F ...) to L or RGB."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        arr = np.asarray(img).astype(np.float64)
+        hi = 65535.0 if img.mode.startswith("I;16") else max(float(arr.max()), 1.0)
+        if img.mode == "I" and arr.max() <= 255:
+            hi = 255.0
+        arr = np.clip(arr / hi * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        img = Image.fromarray(arr, mode="L")
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        # Composite on black so transparent areas do not become arbitrary colours.
+        rgba = img.convert("RGBA")
+        bg = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
+        img = Image.alpha_composite(bg, rgba)
+    target = "L" if channels == 1 else "RGB"
+    return img.convert(target) if img.mode != target else img
+
+
+def resize_image(img: Image.Image, size: tuple[int, int], mode: str = "crop") -> Image.Image:
+    """Resize to (h, w): 'crop' keeps the aspect ratio and centre-crops, 'stretch' does not."""
+    h, w = size
+    if img.size == (w, h):
+        return img
+    if mode == "stretch":
+        return img.resize((w, h), Image.BILINEAR, reducing_gap=2.0)
+    return ImageOps.fit(img, (w, h), Image.BILINEAR)
+
+
+def decode_image(path: Path, size: tuple[int, int] | None, channels: int,
+                 resize: str = "crop") -> np.ndarray:
+    """Decode one file to uint8 [C,H,W]; raise DataError naming the file on any problem."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                if size is not None and img.format == "JPEG":
+                    # Let libjpeg decode at a reduced scale: far faster for big photos.
+                    img.draft("RGB" if channels == 3 else "L", (size[1] * 2, size[0] * 2))
+                img.load()
+                img = ImageOps.exif_transpose(img) or img
+                img = _to_mode(img, channels)
+                if size is not None:
+                    img = resize_image(img, size, resize)
+                arr = np.asarray(img, dtype=np.uint8)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise DataError(f"{path}: image is too large (possible decompression bomb)") from None
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except Image.UnidentifiedImageError:
+        raise DataError(f"{path}: not a readable image") from None
+    except (OSError, ValueError, SyntaxError, EOFError, MemoryError, TypeError) as exc:
+        raise DataError(f"{path}: cannot decode image ({exc})") from None
+    if arr.ndim == 2:
+        arr = arr[None]
+    else:
+        arr = arr.transpose(2, 0, 1)
+    if min(arr.shape[1:]) < 1:
+        raise DataError(f"{path}: empty image")
+    return np.ascontiguousarray(arr)
+
+
+def image_info(path: Path) -> tuple[int, int, str]:
+    """(width, height, mode) from the file header, without decoding pixels."""
+    try:
+        with Image.open(path) as img:
+            return img.size[0], img.size[1], img.mode
+    except Exception as exc:  # noqa: BLE001 - any failure here is a bad file
+        raise DataError(f"{path}: not a readable image ({exc})") from None
+
+
+def decode_many(paths: Sequence[Path], size: tuple[int, int], channels: int, resize: str = "crop",
+                skip_bad: bool = False,
+                progress: Callable[[int], None] | None = None) -> tuple[np.ndarray, list[int]]:
+    """Decode files in parallel threads into uint8 [N,C,H,W]; returns (array, kept indices)."""
+    out = np.empty((len(paths), channels, size[0], size[1]), dtype=np.uint8)
+    ok = np.zeros(len(paths), dtype=bool)
+    errors: list[tuple[int, str]] = []
+
+    def work(i: int) -> None:
+        try:
+            out[i] = decode_image(paths[i], size, channels, resize)
+            ok[i] = True
+        except DataError as exc:
+            errors.append((i, str(exc)))
+
+    workers = max(1, min(8, os.cpu_count() or 1))
+    with ThreadPoolExecutor(workers) as pool:
+        for _ in pool.map(work, range(len(paths))):
+            if progress is not None:
+                progress(1)
+    if errors and not skip_bad:
+        first = min(errors)[1]
+        more = f" (and {len(errors) - 1} more; --skip-bad skips them)" if len(errors) > 1 else \
+            " (--skip-bad skips unreadable images)"
+        raise DataError(first + more)
+    kept = np.flatnonzero(ok).tolist()
+    return (out if len(kept) == len(paths) else out[kept]), kept

@@ -1,0 +1,250 @@
+"""Turn any supported source into train/val/test ImageSets."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from cnnlab.data import cache
+from cnnlab.data.decode import decode_many, image_info, is_image_file
+from cnnlab.data.imageset import DataSplits, ImageSet
+from cnnlab.data.sources import arrays, cifar, idx
+from cnnlab.data.sources.common import adjust, class_names_for, to_labels, to_uint8_nchw
+from cnnlab.data.sources.csvindex import CsvColumns, read_csv_index
+from cnnlab.data.sources.folder import ids_for, list_folder
+from cnnlab.data.splits import stratified_split
+from cnnlab.errors import DataError
+
+FORMATS = ("auto", "folder", "csv", "npy", "cifar", "idx", "digits")
+DEFAULT_FILE_IMAGE_SIZE = 64
+
+
+@dataclass
+class LoadOptions:
+    """How to read and split a source; every field has a sensible default."""
+
+    format: str = "auto"
+    image_size: int | None = None
+    channels: int | None = None
+    resize: str = "crop"
+    val_split: float = 0.2
+    test_split: float = 0.2
+    seed: int = 0
+    task: str | None = None
+    image_dir: str | None = None
+    columns: CsvColumns = field(default_factory=CsvColumns)
+    skip_bad: bool = False
+    use_cache: bool = True
+    default_image_size: int = DEFAULT_FILE_IMAGE_SIZE
+
+
+Progress = Callable[[str, int], Callable[[int], None]] | None
+
+
+def detect_format(path: Path) -> str:
+    """Guess the source format from what is on disk."""
+    if not path.exists():
+        raise DataError(f"{path}: no such file or folder")
+    if path.is_file():
+        name = path.name.lower()
+        if name.endswith(".csv"):
+            return "csv"
+        if name.endswith((".npy", ".npz")):
+            return "npy"
+        if "idx" in name or name.endswith("ubyte"):
+            return "idx"
+        if is_image_file(path):
+            return "folder"
+        raise DataError(f"{path}: cannot tell the data format; pass --format")
+    if cifar.is_cifar_dir(path):
+        return "cifar"
+    if any(path.glob("*_images.npy")) or any(path.glob("*.npz")):
+        return "npy"
+    if any(p.name for p in path.glob("*idx3-ubyte*")):
+        return "idx"
+    csvs = sorted(path.glob("*.csv"))
+    if len(csvs) == 1 and not any(p.is_dir() and not p.name.startswith(".") and p.name != "images"
+                                  for p in path.iterdir()):
+        return "csv"
+    if len(csvs) == 1 and (path / "images").is_dir():
+        return "csv"
+    return "folder"
+
+
+def _file_channels(files: list[Path], opts: LoadOptions) -> int:
+    if opts.channels is not None:
+        return opts.channels
+    # Grayscale data sets stay single-channel: a third of the work for the same information.
+    for f in files[:: max(1, len(files) // 16)][:16]:
+        try:
+            _, _, mode = image_info(f)
+        except DataError:
+            continue
+        if mode not in ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"):
+            return 3
+    return 1
+
+
+def _decode_files(files: list[Path], parts: list[str], classes: list[str], labels: list[int],
+                  ids: list[str], opts: LoadOptions, settings: dict, progress: Progress,
+                  notes: dict | None = None) -> ImageSet:
+    size = opts.image_size or opts.default_image_size
+    channels = _file_channels(files, opts)
+    settings = {**settings, "size": size, "channels": channels, "resize": opts.resize,
+                "skip_bad": opts.skip_bad}
+    key = cache.cache_key(files, settings) if opts.use_cache else ""
+    if key and (hit := cache.load_cached(key)) is not None:
+        hit.meta["cache"] = "hit"
+        return hit
+    tick = progress("decoding images", len(files)) if progress else None
+    arr, kept = decode_many(files, (size, size), channels, opts.resize, opts.skip_bad, tick)
+    meta = dict(notes or {})
+    if len(kept) < len(files):
+        meta["skipped_bad_images"] = len(files) - len(kept)
+    data = ImageSet(torch.from_numpy(arr), torch.tensor([labels[i] for i in kept],
+                                                        dtype=torch.int64),
+                    classes, [ids[i] for i in kept], np.asarray([parts[i] for i in kept],
+                                                                dtype=str), meta)
+    if key:
+        cache.save_cached(key, data)
+        data.meta["cache"] = "written"
+    return data
+
+
+def _from_parts(parts: dict[str, tuple[np.ndarray, np.ndarray | None]], names: list[str] | None,
+                where: str, ids_prefix: dict[str, str] | None = None) -> ImageSet:
+    images, labels, ids, partition = [], [], [], []
+    for part, (x, y) in parts.items():
+        x8 = to_uint8_nchw(np.asarray(x), f"{where} ({part} images)")
+        y8 = to_labels(y, x8.shape[0], f"{where} ({part} labels)")
+        images.append(x8)
+        labels.append(y8)
+        ids += [str(i) for i in range(x8.shape[0])]
+        partition += [part] * x8.shape[0]
+    shapes = {a.shape[1:] for a in images}
+    if len(shapes) > 1:
+        raise DataError(f"{where}: splits have different image shapes {sorted(shapes)}")
+    lab = np.concatenate(labels)
+    classes = class_names_for(lab, names)
+    return ImageSet(torch.from_numpy(np.concatenate(images)), torch.from_numpy(lab), classes, ids,
+                    np.asarray(partition, dtype=str))
+
+
+def read_source(path: Path | None, opts: LoadOptions, progress: Progress = None) -> ImageSet:
+    """Read a source into one ImageSet whose `partition` marks train/val/test items."""
+    fmt = opts.format
+    if fmt not in FORMATS:
+        raise DataError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    if path is None or fmt == "digits":
+        from sklearn.datasets import load_digits
+
+        d = load_digits()
+        x = (d.images * (255.0 / 16.0)).round().astype(np.uint8)
+        data = _from_parts({"": (x, d.target)}, [str(i) for i in range(10)], "digits")
+        data.meta["name"] = "digits"
+        return data
+    path = Path(path).expanduser()
+    if fmt == "auto":
+        fmt = detect_format(path)
+    elif not path.exists():
+        raise DataError(f"{path}: no such file or folder")
+    name = path.stem if path.is_file() else path.name
+    if fmt == "folder":
+        if path.is_file():
+            files, parts, classes, labels = [path], [""], [], [-1]
+            ids = [path.name]
+        else:
+            files, parts, classes, labels = list_folder(path)
+            ids = ids_for(files, path)
+        data = _decode_files(files, parts, classes, labels, ids, opts,
+                             {"fmt": "folder", "root": str(path.resolve())}, progress)
+    elif fmt == "csv":
+        csv_path = path if path.is_file() else _single_csv(path)
+        image_dir = Path(opts.image_dir).expanduser() if opts.image_dir else None
+        files, parts, classes, labels, ids, notes = read_csv_index(csv_path, image_dir,
+                                                                   opts.columns, opts.task)
+        data = _decode_files(files, parts, classes, labels, ids, opts,
+                             {"fmt": "csv", "csv": str(csv_path.resolve()), "task": opts.task,
+                              "cols": vars(opts.columns)}, progress, notes)
+        name = csv_path.stem + (f"-{opts.task}" if opts.task else "")
+    elif fmt == "npy":
+        if path.suffix == ".npz":
+            data = _from_parts(arrays.read_npz(path), None, str(path))
+        else:
+            layout = arrays.find_npy_layout(path)
+            loaded = {p: (arrays.load_npy(x), arrays.load_npy(y) if y else None)
+                      for p, (x, y) in layout.items()}
+            data = _from_parts(loaded, None, str(path))
+            name = layout["train"][0].name[: -len("_images.npy")] if "train" in layout else name
+    elif fmt == "cifar":
+        parts_c, names = cifar.read_cifar(path)
+        data = _from_parts(parts_c, names or None, str(path))
+    elif fmt == "idx":
+        pairs = idx.find_idx_pairs(path)
+        loaded = {p: (idx.read_idx(x), idx.read_idx(y) if y else None)
+                  for p, (x, y) in pairs.items()}
+        data = _from_parts(loaded, None, str(path))
+    else:
+        raise DataError(f"unknown format {fmt!r}")
+    if fmt in ("npy", "cifar", "idx"):
+        size = (opts.image_size, opts.image_size) if opts.image_size else None
+        data.images = adjust(data.images.numpy(), size, opts.channels)
+    data.meta.setdefault("name", name)
+    data.meta["format"] = fmt
+    return data
+
+
+def _single_csv(folder: Path) -> Path:
+    csvs = sorted(folder.glob("*.csv"))
+    if len(csvs) != 1:
+        raise DataError(f"{folder}: expected one .csv index, found {len(csvs)}; pass the file")
+    return csvs[0]
+
+
+def make_splits(data: ImageSet, opts: LoadOptions) -> DataSplits:
+    """Use the source's partitions; split the rest stratified and seeded."""
+    part = data.partition if data.partition is not None else np.full(len(data), "", dtype=str)
+    if not (data.labels >= 0).any():
+        return DataSplits(train=data.subset(np.arange(0)), val=None, test=data,
+                          source=data.meta.get("name", ""), split_note="unlabeled")
+    labels = data.labels.numpy()
+    notes = []
+    pool = np.flatnonzero((part == "") | (part == "train"))
+    train_idx, val_idx, test_idx = pool, np.flatnonzero(part == "val"), \
+        np.flatnonzero(part == "test")
+    unpartitioned = not (part != "").any()
+    if unpartitioned and opts.test_split > 0:
+        keep, out = stratified_split(labels[pool], opts.test_split, opts.seed)
+        train_idx, test_idx = pool[keep], pool[out]
+        notes.append(f"test = {opts.test_split:.0%} stratified split")
+    if len(val_idx) == 0:
+        # Keep val_split a fraction of the whole set when the test split was carved out too.
+        frac = opts.val_split / (1 - opts.test_split) if unpartitioned else opts.val_split
+        keep, out = stratified_split(labels[train_idx], min(frac, 0.9), opts.seed + 1)
+        train_idx, val_idx = train_idx[keep], train_idx[out]
+        if len(val_idx):
+            notes.append(f"val = {opts.val_split:.0%} stratified split of the training data")
+    train = data.subset(train_idx)
+    if len(train) == 0 or not (train.labels >= 0).any():
+        raise DataError(f"{data.meta.get('name', 'data')}: no labeled training images")
+    if int((train.labels >= 0).sum()) < len(train):
+        train = train.subset(np.flatnonzero(train.labels.numpy() >= 0))
+    present = len(set(train.labels.tolist()))
+    if present < 2:
+        raise DataError(f"{data.meta.get('name', 'data')}: training data has {present} class; "
+                        "a classifier needs at least 2")
+    return DataSplits(train=train, val=data.subset(val_idx) if len(val_idx) else None,
+                      test=data.subset(test_idx) if len(test_idx) else None,
+                      source=data.meta.get("name", ""), split_note="; ".join(notes))
+
+
+def load_data(path: str | Path | None = None, opts: LoadOptions | None = None,
+              progress: Progress = None) -> DataSplits:
+    """Read `path` (None = built-in digits) and split it into train/val/test."""
+    opts = opts or LoadOptions()
+    data = read_source(Path(path) if path is not None else None, opts, progress)
+    return make_splits(data, opts)

@@ -1,0 +1,1 @@
+"""Readers, one per source format; each returns one ImageSet with per-item partitions."""

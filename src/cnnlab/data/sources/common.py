@@ -1,0 +1,99 @@
+"""Helpers shared by the array-based readers."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from cnnlab.errors import DataError
+
+
+def to_uint8_nchw(arr: np.ndarray, where: str) -> np.ndarray:
+    """Accept [N,H,W], [N,H,W,C] or [N,C,H,W] arrays of any numeric dtype; return uint8 NCHW."""
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+        raise DataError(f"{where}: images must be a numeric array, got dtype {arr.dtype}")
+    if arr.ndim == 2 and arr.shape[0] > 0:
+        side = int(round(np.sqrt(arr.shape[1])))
+        if side * side != arr.shape[1]:
+            raise DataError(f"{where}: flat images of length {arr.shape[1]} are not square")
+        arr = arr.reshape(arr.shape[0], side, side)
+    if arr.ndim == 3:
+        arr = arr[:, None]
+    elif arr.ndim == 4:
+        if arr.shape[-1] in (1, 3, 4) and arr.shape[1] not in (1, 3):
+            arr = arr.transpose(0, 3, 1, 2)
+        elif arr.shape[1] not in (1, 3, 4):
+            raise DataError(f"{where}: cannot tell the channel axis of shape {arr.shape}")
+    else:
+        raise DataError(f"{where}: images must have 3 or 4 dimensions "
+                        f"([N,H,W] or [N,H,W,C]), got shape {arr.shape}")
+    if arr.shape[0] == 0 or min(arr.shape[2:]) < 1:
+        raise DataError(f"{where}: no images in array of shape {arr.shape}")
+    if arr.shape[1] == 4:
+        arr = arr[:, :3]
+    if arr.dtype == np.uint8:
+        return np.ascontiguousarray(arr)
+    a = np.asarray(arr, dtype=np.float64)
+    if not np.isfinite(a).all():
+        raise DataError(f"{where}: images contain NaN or infinite values")
+    if arr.dtype == bool:
+        a = a * 255.0
+    elif a.min() >= 0 and a.max() <= 1.0 and np.issubdtype(arr.dtype, np.floating):
+        a = a * 255.0
+    elif a.max() > 255 and np.issubdtype(arr.dtype, np.integer):
+        a = a / max(a.max(), 1) * 255.0
+    return np.ascontiguousarray(np.clip(np.rint(a), 0, 255).astype(np.uint8))
+
+
+def to_labels(arr: np.ndarray | None, n: int, where: str) -> np.ndarray:
+    """Validate a 1-D integer label array of length n (None -> all -1, unlabeled)."""
+    if arr is None:
+        return np.full(n, -1, dtype=np.int64)
+    arr = np.asarray(arr)
+    if arr.ndim == 2 and arr.shape[1] == 1:
+        arr = arr[:, 0]
+    if arr.ndim != 1:
+        raise DataError(f"{where}: labels must be one-dimensional, got shape {arr.shape}")
+    if len(arr) != n:
+        raise DataError(f"{where}: {len(arr)} labels for {n} images")
+    if not np.issubdtype(arr.dtype, np.number):
+        raise DataError(f"{where}: labels must be integers, got dtype {arr.dtype}")
+    if np.issubdtype(arr.dtype, np.floating):
+        if not np.isfinite(arr).all() or (arr != np.round(arr)).any():
+            raise DataError(f"{where}: labels must be whole numbers")
+    out = arr.astype(np.int64)
+    if (out < -1).any():
+        raise DataError(f"{where}: negative labels")
+    return out
+
+
+def adjust(images: np.ndarray, size: tuple[int, int] | None, channels: int | None) -> torch.Tensor:
+    """Convert channel count and resize (bilinear, antialiased) a uint8 NCHW array."""
+    t = torch.from_numpy(np.ascontiguousarray(images))
+    if channels is not None and t.shape[1] != channels:
+        if channels == 3 and t.shape[1] == 1:
+            t = t.expand(-1, 3, -1, -1).contiguous()
+        elif channels == 1 and t.shape[1] == 3:
+            w = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+            t = (t.float() * w).sum(1, keepdim=True).round().clamp(0, 255).to(torch.uint8)
+        else:
+            raise DataError(f"cannot convert {t.shape[1]} channels to {channels}")
+    if size is not None and tuple(t.shape[2:]) != tuple(size):
+        out = []
+        for chunk in torch.split(t, 4096):
+            r = F.interpolate(chunk.float(), size=size, mode="bilinear", antialias=True,
+                              align_corners=False)
+            out.append(r.round().clamp(0, 255).to(torch.uint8))
+        t = torch.cat(out)
+    return t
+
+
+def class_names_for(labels: np.ndarray, names: list[str] | None = None) -> list[str]:
+    """Class names for integer labels: the given names, else '0'..'K-1'."""
+    k = int(labels.max()) + 1 if (labels >= 0).any() else 0
+    if names is not None:
+        if k > len(names):
+            raise DataError(f"label {k - 1} has no class name ({len(names)} names given)")
+        return list(names)
+    return [str(i) for i in range(k)]

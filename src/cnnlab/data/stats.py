@@ -1,0 +1,25 @@
+"""Per-channel statistics, computed on the training split only."""
+
+from __future__ import annotations
+
+import torch
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def channel_mean_std(images: torch.Tensor, chunk: int = 8192) -> tuple[list[float], list[float]]:
+    """Mean and std per channel of uint8 [N,C,H,W] images, on the 0..1 scale."""
+    c = images.shape[1]
+    s = torch.zeros(c, dtype=torch.float64)
+    s2 = torch.zeros(c, dtype=torch.float64)
+    n = 0
+    for part in torch.split(images, chunk):
+        x = part.to(torch.float64) / 255.0
+        s += x.sum(dim=(0, 2, 3))
+        s2 += (x * x).sum(dim=(0, 2, 3))
+        n += x.shape[0] * x.shape[2] * x.shape[3]
+    mean = s / max(n, 1)
+    var = (s2 / max(n, 1) - mean * mean).clamp_min(0)
+    std = var.sqrt().clamp_min(1e-3)
+    return mean.tolist(), std.tolist()

@@ -1,0 +1,92 @@
+"""Model registry: every architecture is built by name with the data's shape and class count."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from torch import nn
+
+from cnnlab.errors import CnnlabError
+
+Builder = Callable[..., nn.Module]
+
+
+@dataclass
+class ModelSpec:
+    """A registered architecture and what it needs from the data."""
+
+    name: str
+    builder: Builder
+    description: str
+    family: str = "general"  # "general", "seed" or "pretrained"
+    fixed_size: int | None = None  # the only input size it accepts (None: any)
+    min_size: int = 1
+    default_size: int | None = None  # image size to decode files at when none is given
+    channels: tuple[int, ...] = (1, 3)
+    pretrained: bool = False  # ImageNet weights available
+    defaults: dict = field(default_factory=dict)
+
+
+_REGISTRY: dict[str, ModelSpec] = {}
+
+
+def register(name: str, description: str, **spec: object) -> Callable[[Builder], Builder]:
+    """Decorator: register `builder(num_classes, in_channels, image_size, **kwargs)` as `name`."""
+
+    def deco(builder: Builder) -> Builder:
+        if name in _REGISTRY:
+            raise ValueError(f"model {name!r} registered twice")
+        _REGISTRY[name] = ModelSpec(name=name, builder=builder, description=description,
+                                    **spec)  # type: ignore[arg-type]
+        return builder
+
+    return deco
+
+
+def _ensure_loaded() -> None:
+    # Importing the package registers every built-in model.
+    import cnnlab.models  # noqa: F401
+
+
+def list_models() -> list[ModelSpec]:
+    """All registered models, sorted by name."""
+    _ensure_loaded()
+    return [_REGISTRY[k] for k in sorted(_REGISTRY)]
+
+
+def get_spec(name: str) -> ModelSpec:
+    """The spec registered as `name`, or a one-line error listing the choices."""
+    _ensure_loaded()
+    if name not in _REGISTRY:
+        raise CnnlabError(f"unknown model {name!r}; choose one of: {', '.join(sorted(_REGISTRY))}"
+                          " (see `cnnlab models`)")
+    return _REGISTRY[name]
+
+
+def check_input(spec: ModelSpec, in_channels: int, image_size: int) -> None:
+    """Fail with one clear line when the data's shape does not fit the model."""
+    if in_channels not in spec.channels:
+        raise CnnlabError(f"model {spec.name!r} needs {' or '.join(map(str, spec.channels))}-channel"
+                          f" images, the data has {in_channels} (use --channels)")
+    if spec.fixed_size is not None and image_size != spec.fixed_size:
+        raise CnnlabError(f"model {spec.name!r} needs {spec.fixed_size}x{spec.fixed_size} images, "
+                          f"the data is {image_size}x{image_size} (use --image-size "
+                          f"{spec.fixed_size})")
+    if image_size < spec.min_size:
+        raise CnnlabError(f"model {spec.name!r} needs images of at least {spec.min_size}x"
+                          f"{spec.min_size}, the data is {image_size}x{image_size} "
+                          f"(use --image-size {spec.min_size})")
+
+
+def build_model(name: str, num_classes: int, in_channels: int, image_size: int,
+                **kwargs: object) -> nn.Module:
+    """Build the bare network (no normalization) for the given data shape."""
+    spec = get_spec(name)
+    check_input(spec, in_channels, image_size)
+    args = {**spec.defaults, **kwargs}
+    try:
+        return spec.builder(num_classes=num_classes, in_channels=in_channels,
+                            image_size=image_size, **args)
+    except TypeError as exc:
+        raise CnnlabError(f"model {name!r}: bad arguments {args} ({exc})") from None

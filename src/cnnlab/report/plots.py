@@ -1,0 +1,63 @@
+"""Matplotlib figures of a run: learning curves and confusion matrix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def save_figure(fig: plt.Figure, path: Path) -> Path:
+    """Save as PNG (atomically) and close."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    tmp.replace(path)
+    return path
+
+
+def plot_curves(history: list[dict], path: Path, title: str = "Learning curves") -> Path:
+    """Loss and accuracy per epoch, train and val."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    ep = [r["epoch"] for r in history]
+    for ax, key, label in ((axes[0], "loss", "Loss"), (axes[1], "acc", "Accuracy")):
+        for split, style in (("train", "-o"), ("val", "-s")):
+            ys = [r.get(f"{split}_{key}") for r in history]
+            if any(y is not None for y in ys):
+                ax.plot(ep, [np.nan if y is None else y for y in ys], style, ms=3,
+                        label=split)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label.lower())
+        ax.set_title(label)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title)
+    return save_figure(fig, path)
+
+
+def plot_confusion(cm: list[list[int]], classes: list[str], path: Path,
+                   title: str = "Confusion matrix") -> Path:
+    """Counts with row-normalised colour, true classes on rows."""
+    m = np.asarray(cm, dtype=float)
+    k = len(classes)
+    size = min(14, max(4, 0.45 * k + 2.5))
+    fig, ax = plt.subplots(figsize=(size, size * 0.85))
+    norm = m / np.clip(m.sum(1, keepdims=True), 1, None)
+    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    if k <= 30:
+        for i in range(k):
+            for j in range(k):
+                ax.text(j, i, int(m[i, j]), ha="center", va="center", fontsize=8,
+                        color="white" if norm[i, j] > 0.5 else "black")
+        ax.set_xticks(range(k), classes, rotation=45, ha="right")
+        ax.set_yticks(range(k), classes)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title(title)
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="fraction of true class")
+    return save_figure(fig, path)

@@ -1,0 +1,1 @@
+"""Training: the Trainer loop, run folders, checkpoints and resume."""

@@ -1,0 +1,59 @@
+"""Live progress of training: a rich bar per epoch plus one summary line per epoch."""
+
+from __future__ import annotations
+
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                           TimeElapsedColumn, TimeRemainingColumn)
+
+from cnnlab.console import console
+
+
+class TrainProgress:
+    """Shows step progress with running loss/accuracy; prints a line at each epoch's end."""
+
+    def __init__(self, epochs: int, steps_per_epoch: int, enabled: bool = True) -> None:
+        self.epochs, self.steps, self.enabled = epochs, steps_per_epoch, enabled
+        self.live = enabled and console.is_terminal
+        self.bar = Progress(TextColumn("[bold]epoch {task.fields[epoch]}/{task.fields[of]}"),
+                            BarColumn(), MofNCompleteColumn(),
+                            TextColumn("loss {task.fields[loss]:.4f} acc {task.fields[acc]:.3f}"),
+                            TimeElapsedColumn(), TimeRemainingColumn(), console=console,
+                            transient=True, disable=not self.live)
+        self.task = None
+        self._n = 0
+
+    def __enter__(self) -> TrainProgress:
+        self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.__exit__(*exc)
+
+    def start_epoch(self, epoch: int, done: int) -> None:
+        """Begin the bar for epoch `epoch` (0-based) at step `done`."""
+        if not self.live:
+            return
+        if self.task is not None:
+            self.bar.remove_task(self.task)
+        self.task = self.bar.add_task("train", total=self.steps, completed=done, epoch=epoch + 1,
+                                      of=self.epochs, loss=0.0, acc=0.0)
+
+    def step(self, running: dict) -> None:
+        """Advance one step, refreshing the running numbers now and then."""
+        if not self.live or self.task is None:
+            return
+        self._n += 1
+        n = max(running["n"], 1)
+        self.bar.update(self.task, advance=1, loss=running["loss"] / n,
+                        acc=running["correct"] / n)
+
+    def end_epoch(self, row: dict, improved: bool, stopped: bool) -> None:
+        """Print the epoch's summary line."""
+        if not self.enabled:
+            return
+        val = "" if row["val_loss"] is None else \
+            f"  val loss {row['val_loss']:.4f} acc {row['val_acc']:.4f}"
+        mark = " [green]*best[/]" if improved else ""
+        stop = "  [yellow]early stop[/]" if stopped else ""
+        console.print(f"epoch {row['epoch']:>3}/{self.epochs}  train loss {row['train_loss']:.4f}"
+                      f" acc {row['train_acc']:.4f}{val}  {row['time_s']:.1f}s{mark}{stop}")

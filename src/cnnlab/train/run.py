@@ -1,0 +1,173 @@
+"""One training run end to end: data, run folder, fit, final metrics, plots, predictions, report."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from cnnlab.config import TrainConfig
+from cnnlab.console import console
+from cnnlab.data.imageset import DataSplits
+from cnnlab.data.load import LoadOptions, load_data
+from cnnlab.data.sources.csvindex import CsvColumns
+from cnnlab.errors import CnnlabError
+from cnnlab.evaluate.metrics import baselines
+from cnnlab.evaluate.predictor import Predictor, write_predictions
+from cnnlab.train import rundir
+from cnnlab.train.setup import model_image_size
+from cnnlab.train.trainer import Trainer
+
+
+@dataclass
+class RunResult:
+    """What a finished run produced."""
+
+    run_dir: Path
+    config: TrainConfig
+    metrics: dict
+    history: list[dict]
+    best_epoch: int
+    stopped_early: bool
+    train_seconds: float
+
+    def load(self, which: str = "best") -> Predictor:
+        """The trained model (best.pt by default)."""
+        return Predictor.load(self.run_dir / f"{which}.pt")
+
+    @property
+    def model(self) -> Predictor:
+        """The best model of the run."""
+        return self.load("best")
+
+
+def load_options(cfg: TrainConfig) -> LoadOptions:
+    """Data options from a training config; the model decides the default decode size."""
+    return LoadOptions(format=cfg.format, image_size=cfg.image_size, channels=cfg.channels,
+                       resize=cfg.resize, val_split=cfg.val_split, test_split=cfg.test_split,
+                       seed=cfg.seed, task=cfg.task, image_dir=cfg.image_dir,
+                       columns=CsvColumns(cfg.path_column, cfg.label_column, cfg.numeric_column,
+                                          cfg.partition_column, cfg.task_column),
+                       skip_bad=cfg.skip_bad,
+                       default_image_size=model_image_size(cfg) or 64)
+
+
+def data_progress(verbose: bool):  # noqa: ANN201
+    """A progress factory for long data reads (decode of image files)."""
+    if not verbose:
+        return None
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    def factory(label: str, total: int):  # noqa: ANN202
+        if total < 200 or not console.is_terminal:
+            return lambda n: None
+        bar = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                       console=console, transient=True)
+        bar.start()
+        task = bar.add_task(label, total=total)
+        done = {"n": 0}
+
+        def tick(n: int) -> None:
+            done["n"] += n
+            bar.update(task, advance=n)
+            if done["n"] >= total:
+                bar.stop()
+        return tick
+    return factory
+
+
+def run_training(cfg: TrainConfig, resume: bool = False, force: bool = False,
+                 splits: DataSplits | None = None, verbose: bool = True,
+                 epochs_override: int | None = None) -> RunResult:
+    """Train as configured and write the complete run folder.
+
+    With `resume`, the run's saved config is used (only the epoch count may be raised).
+    """
+    if resume:
+        found = rundir.choose_run_dir(cfg.out, cfg.runs_dir, cfg.name or "", True) if cfg.out \
+            else None
+        saved = found / "config.yaml" if found else None
+        if saved is not None and saved.is_file():
+            cfg = TrainConfig.from_dict(yaml.safe_load(saved.read_text()) or {})
+    if epochs_override is not None:
+        cfg.epochs = epochs_override
+    if cfg.data is not None and splits is None:
+        cfg.data = str(Path(cfg.data).expanduser().resolve())
+    t_load = time.perf_counter()
+    if splits is None:
+        splits = load_data(cfg.data, load_options(cfg), data_progress(verbose))
+    load_s = time.perf_counter() - t_load
+    base = cfg.name or f"{splits.source or 'data'}-{cfg.model}"
+    run_dir = rundir.choose_run_dir(cfg.out, cfg.runs_dir, base, resume, force)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    cfg.out = str(run_dir)
+    rundir.write_yaml(run_dir / "config.yaml", cfg.to_dict())
+    if verbose:
+        sizes = ", ".join(f"{n} {len(s)}" for n, s in splits.items())
+        c, (h, w) = splits.train.channels, splits.train.image_size
+        console.print(f"[bold]cnnlab[/] {'resuming' if resume else 'training'} [cyan]{cfg.model}"
+                      f"[/] on {splits.source or 'data'} ({sizes}; {c}x{h}x{w}, "
+                      f"{splits.train.num_classes} classes; loaded in {load_s:.1f}s) -> {run_dir}")
+    trainer = Trainer(cfg, splits, run_dir, resume=resume, verbose=verbose)
+    state = trainer.fit()
+    metrics = finalize(trainer, verbose)
+    return RunResult(run_dir, cfg, metrics, state.history, state.best_epoch, state.stopped_early,
+                     state.elapsed)
+
+
+def finalize(trainer: Trainer, verbose: bool = True) -> dict:
+    """Evaluate the best checkpoint on every split; write metrics.json, plots, predictions."""
+    from cnnlab.report.plots import plot_confusion, plot_curves
+
+    run_dir, splits, cfg = trainer.run_dir, trainer.splits, trainer.cfg
+    best = Predictor.load(run_dir / "best.pt", device=str(trainer.device))
+    metrics: dict = {}
+    for name, data in splits.items():
+        if len(data) and (data.labels >= 0).any():
+            metrics[name] = best.evaluate(data, cfg.positive_class)
+    test_or_val = splits.test if splits.test is not None else splits.val
+    if test_or_val is not None:
+        metrics["baselines"] = baselines(splits.train.labels.numpy(),
+                                         test_or_val.labels.numpy(), len(splits.classes))
+    metrics["best_epoch"] = trainer.state.best_epoch
+    metrics["epochs_run"] = trainer.state.epoch
+    metrics["stopped_early"] = trainer.state.stopped_early
+    metrics["train_seconds"] = round(trainer.state.elapsed, 3)
+    rundir.write_json(run_dir / "metrics.json", metrics)
+    plot_curves(trainer.state.history, run_dir / "plots" / "curves.png",
+                f"{cfg.model} on {splits.source or 'data'}")
+    final_split = "test" if "test" in metrics else "val" if "val" in metrics else "train"
+    plot_confusion(metrics[final_split]["confusion_matrix"], splits.classes,
+                   run_dir / "plots" / "confusion_matrix.png", f"Confusion matrix ({final_split})")
+    if test_or_val is not None:
+        probs = best.predict_proba(test_or_val.images)
+        write_predictions(run_dir / "predictions.csv", test_or_val.ids, probs, splits.classes)
+    if cfg.report:
+        try:
+            from cnnlab.report.html import build_report
+        except ImportError:
+            build_report = None
+        if build_report is not None:
+            build_report(run_dir, splits=splits, predictor=best)
+    if verbose:
+        summary = "  ".join(f"{n} acc {m['accuracy']:.4f}" for n, m in metrics.items()
+                            if isinstance(m, dict) and m.get("accuracy") is not None)
+        console.print(f"[bold green]done[/] best epoch {trainer.state.best_epoch}: {summary}")
+        console.print(f"run folder: {run_dir}")
+    return metrics
+
+
+def read_run(run_dir: str | Path) -> dict:
+    """config, metrics and history of a finished run folder."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").is_file():
+        raise CnnlabError(f"{run_dir}: not a cnnlab run folder (no config.yaml)")
+    out = {"config": yaml.safe_load((run_dir / "config.yaml").read_text()) or {}}
+    if (run_dir / "metrics.json").is_file():
+        out["metrics"] = json.loads((run_dir / "metrics.json").read_text())
+    if (run_dir / "metrics.csv").is_file():
+        out["history"] = rundir.read_csv(run_dir / "metrics.csv")
+    return out

@@ -1,0 +1,127 @@
+"""Build the classifier a run trains: architecture, normalization, optimizer parameter groups."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from cnnlab.config import TrainConfig
+from cnnlab.data.imageset import ImageSet
+from cnnlab.data.stats import channel_mean_std
+from cnnlab.errors import CnnlabError
+from cnnlab.models import Classifier, build_model, get_spec
+
+
+@dataclass
+class Built:
+    """The classifier plus what a checkpoint needs to rebuild it."""
+
+    model: Classifier
+    arch: dict
+    notes: list[str]
+
+
+def arch_of(cfg: TrainConfig, train: ImageSet) -> dict:
+    """Architecture record stored in checkpoints: enough to rebuild the network alone."""
+    return {"name": cfg.model, "args": dict(cfg.model_args), "num_classes": train.num_classes,
+            "in_channels": train.channels, "image_size": train.image_size[0]}
+
+
+def build_classifier(cfg: TrainConfig, train: ImageSet) -> Built:
+    """A fresh classifier for this data, normalized with the training split's statistics."""
+    arch = arch_of(cfg, train)
+    net = build_model(arch["name"], arch["num_classes"], arch["in_channels"],
+                      arch["image_size"], **arch["args"])
+    mean, std = channel_mean_std(train.images)
+    return Built(Classifier(net, mean, std), arch, [])
+
+
+def rebuild(arch: dict, state: dict | None = None) -> Classifier:
+    """Rebuild a classifier from an architecture record (and load `state` if given)."""
+    net = build_model(arch["name"], arch["num_classes"], arch["in_channels"],
+                      arch["image_size"], **arch.get("args", {}))
+    c = arch["in_channels"]
+    model = Classifier(net, [0.0] * c, [1.0] * c)
+    if state is not None:
+        load_state(model, state)
+    return model
+
+
+def load_state(model: nn.Module, state: dict) -> None:
+    """Load weights; a mismatch (another architecture) is one clear line."""
+    missing, unexpected = [], []
+    try:
+        result = model.load_state_dict(state, strict=False)
+        missing, unexpected = result.missing_keys, result.unexpected_keys
+    except RuntimeError as exc:
+        msg = str(exc).split("\n")
+        detail = next((m.strip() for m in msg if "size mismatch" in m), msg[0])
+        raise CnnlabError(f"checkpoint weights do not fit this model ({detail[:200]})") from None
+    if missing or unexpected:
+        raise CnnlabError(f"checkpoint weights do not fit this model ({len(missing)} missing, "
+                          f"{len(unexpected)} unexpected keys, e.g. "
+                          f"{(missing or unexpected)[0]})")
+
+
+def param_groups(model: Classifier, cfg: TrainConfig) -> list[dict]:
+    """Trainable parameters; no weight decay on biases and normalization weights."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (no_decay if p.ndim <= 1 or name.endswith(".bias") else decay).append(p)
+    if not decay and not no_decay:
+        raise CnnlabError("no trainable parameters (everything is frozen)")
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}]
+    if no_decay:
+        groups.append({"params": no_decay, "weight_decay": 0.0})
+    return groups
+
+
+def make_optimizer(groups: list[dict], cfg: TrainConfig) -> torch.optim.Optimizer:
+    """The optimizer named in the config."""
+    lr = cfg.resolved_lr()
+    for g in groups:
+        g["lr"] = lr * g.pop("lr_mult", 1.0)
+        g["initial_lr"] = g["lr"]
+    name = cfg.optimizer.lower()
+    if name == "sgd":
+        return torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum)
+    if name == "adam":
+        return torch.optim.Adam(groups, lr=lr)
+    if name == "adamw":
+        return torch.optim.AdamW(groups, lr=lr)
+    if name == "rmsprop":
+        return torch.optim.RMSprop(groups, lr=lr, momentum=0.0)
+    raise CnnlabError(f"unknown optimizer {cfg.optimizer!r}; choose sgd, adam, adamw or rmsprop")
+
+
+def class_weight_tensor(cfg: TrainConfig, train: ImageSet) -> torch.Tensor | None:
+    """Per-class loss weights: 'auto' (inverse frequency) or explicit values."""
+    cw = cfg.class_weights
+    if cw is None or cw == "none":
+        return None
+    k = train.num_classes
+    if cw == "auto":
+        counts = torch.tensor(train.class_counts(), dtype=torch.float32).clamp_min(1)
+        return counts.sum() / (k * counts)
+    if isinstance(cw, str):
+        try:
+            cw = [float(v) for v in cw.split(",")]
+        except ValueError:
+            raise CnnlabError(f"--class-weights: {cfg.class_weights!r} must be 'auto' or "
+                              "numbers like 1,20") from None
+    if len(cw) != k:
+        raise CnnlabError(f"--class-weights has {len(cw)} values for {k} classes "
+                          f"({', '.join(train.classes)})")
+    if any(w < 0 for w in cw):
+        raise CnnlabError("--class-weights must not be negative")
+    return torch.tensor(cw, dtype=torch.float32)
+
+
+def model_image_size(cfg: TrainConfig) -> int | None:
+    """The image size files should be decoded at for this model when none is given."""
+    spec = get_spec(cfg.model)
+    return spec.fixed_size or spec.default_size

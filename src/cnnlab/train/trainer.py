@@ -1,0 +1,287 @@
+"""The training loop: read it top to bottom like a textbook script, with the chores handled."""
+
+from __future__ import annotations
+
+import math
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from cnnlab.checkpoint import load_checkpoint, save_checkpoint
+from cnnlab.config import TrainConfig
+from cnnlab.data.augment import build_augment
+from cnnlab.data.batches import batch_slices, epoch_order, to_float
+from cnnlab.data.imageset import DataSplits
+from cnnlab.device import autocast, resolve_device, set_threads
+from cnnlab.errors import CnnlabError, TrainingError
+from cnnlab.evaluate.inference import evaluate_logits, predict_logits
+from cnnlab.train import rundir
+from cnnlab.train.progress import TrainProgress
+from cnnlab.train.setup import (build_classifier, class_weight_tensor, load_state,
+                                make_optimizer, param_groups)
+
+
+class Interrupted(CnnlabError):
+    """Training was stopped by Ctrl-C after saving a checkpoint."""
+
+    exit_code = 130
+
+
+@dataclass
+class TrainState:
+    """Everything that changes during training and is restored by --resume."""
+
+    epoch: int = 0  # completed epochs
+    step_in_epoch: int = 0  # batches done in the current (incomplete) epoch
+    global_step: int = 0
+    best_val_loss: float = math.inf
+    best_epoch: int = 0
+    bad_epochs: int = 0
+    history: list[dict] = field(default_factory=list)
+    running: dict = field(default_factory=lambda: {"loss": 0.0, "correct": 0, "n": 0})
+    elapsed: float = 0.0
+    stopped_early: bool = False
+
+
+def _epoch_seed(cfg: TrainConfig, epoch: int) -> int:
+    return (cfg.seed + 1) * 7919 + epoch
+
+
+class Trainer:
+    """Fits a classifier on DataSplits, writing checkpoints and metrics into `run_dir`."""
+
+    def __init__(self, cfg: TrainConfig, splits: DataSplits, run_dir: Path, resume: bool = False,
+                 verbose: bool = True) -> None:
+        self.cfg, self.splits, self.run_dir, self.verbose = cfg, splits, Path(run_dir), verbose
+        set_threads(cfg.num_threads)
+        if cfg.deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.manual_seed(cfg.seed)
+        self.device = resolve_device(cfg.device)
+        train = splits.train
+        built = build_classifier(cfg, train)
+        self.model, self.arch, self.notes = built.model, built.arch, built.notes
+        self.model.to(self.device)
+        self.channels_last = bool(cfg.channels_last)
+        if self.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        self.optimizer = make_optimizer(param_groups(self.model, cfg), cfg)
+        self.class_weight = class_weight_tensor(cfg, train)
+        self.augment = build_augment(cfg.augment)
+        self.autocast = lambda: autocast(self.device, cfg.precision)
+        self.scaler = torch.amp.GradScaler("cuda") if cfg.precision == "16-mixed" else None
+        self.state = TrainState()
+        self.steps_per_epoch = len(batch_slices(len(train), cfg.batch_size))
+        if resume:
+            self._restore(load_checkpoint(self.run_dir / "last.pt"))
+
+    # ---- checkpoints -------------------------------------------------------------------
+    def _payload(self, include_training: bool = True) -> dict:
+        payload = {
+            "arch": self.arch, "classes": list(self.splits.classes),
+            "model_state": {k: v.detach().cpu().contiguous()
+                            for k, v in self.model.state_dict().items()},
+            "config": self.cfg.to_dict(), "data": self._data_summary(),
+        }
+        if include_training:
+            s = self.state
+            payload.update({
+                "optimizer_state": self.optimizer.state_dict(),
+                "scaler_state": self.scaler.state_dict() if self.scaler else None,
+                "rng_state": torch.get_rng_state(),
+                "train_state": {"epoch": s.epoch, "step_in_epoch": s.step_in_epoch,
+                                "global_step": s.global_step, "best_val_loss": s.best_val_loss,
+                                "best_epoch": s.best_epoch, "bad_epochs": s.bad_epochs,
+                                "history": s.history, "running": dict(s.running),
+                                "elapsed": s.elapsed, "stopped_early": s.stopped_early},
+            })
+        return payload
+
+    def _data_summary(self) -> dict:
+        return {"source": self.splits.source, "split_note": self.splits.split_note,
+                "sizes": {n: len(s) for n, s in self.splits.items()},
+                "image_size": list(self.splits.train.image_size),
+                "channels": self.splits.train.channels}
+
+    def save(self, name: str = "last.pt") -> None:
+        """Atomically write a checkpoint into the run folder."""
+        save_checkpoint(self.run_dir / name, self._payload(include_training=name == "last.pt"))
+
+    def _restore(self, ckpt: dict) -> None:
+        if ckpt.get("arch") != self.arch:
+            raise CnnlabError(f"{self.run_dir / 'last.pt'}: it was trained with another model or "
+                              f"data shape ({ckpt.get('arch')}); start a new run instead")
+        load_state(self.model, ckpt["model_state"])
+        self.optimizer.load_state_dict(ckpt["optimizer_state"])
+        if self.scaler and ckpt.get("scaler_state"):
+            self.scaler.load_state_dict(ckpt["scaler_state"])
+        ts = ckpt["train_state"]
+        self.state = TrainState(**{k: ts[k] for k in TrainState.__dataclass_fields__ if k in ts})
+        self._resume_rng = ckpt.get("rng_state")
+
+    # ---- the loop ------------------------------------------------------------------------
+    def fit(self) -> TrainState:
+        """Train until the epochs run out or early stopping triggers."""
+        cfg, s = self.cfg, self.state
+        train = self.splits.train
+        images, labels = train.images, train.labels
+        interrupted = {"flag": False}
+
+        def on_sigint(signum, frame):  # noqa: ANN001, ARG001
+            interrupted["flag"] = True
+
+        old_handler = None
+        try:
+            old_handler = signal.signal(signal.SIGINT, on_sigint)
+        except ValueError:  # not in the main thread (e.g. a notebook worker)
+            old_handler = None
+        progress = TrainProgress(cfg.epochs, self.steps_per_epoch, enabled=self.verbose)
+        try:
+            with progress:
+                while s.epoch < cfg.epochs and not s.stopped_early:
+                    self._run_epoch(images, labels, progress, interrupted)
+                    if interrupted["flag"]:
+                        break
+                    self._end_epoch(progress)
+        finally:
+            if old_handler is not None:
+                signal.signal(signal.SIGINT, old_handler)
+        if interrupted["flag"]:
+            self.save("last.pt")
+            raise Interrupted(f"interrupted at epoch {s.epoch + 1}, step {s.step_in_epoch}; "
+                              f"checkpoint saved. Resume with: cnnlab train --out {self.run_dir}"
+                              " --resume")
+        return s
+
+    def _order(self, n: int, epoch: int) -> torch.Tensor:
+        if self.cfg.sampler == "balanced":
+            lab = self.splits.train.labels
+            counts = torch.bincount(lab, minlength=self.splits.train.num_classes).float()
+            w = (1.0 / counts.clamp_min(1))[lab]
+            g = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + epoch)
+            return torch.multinomial(w, n, replacement=True, generator=g)
+        return epoch_order(n, self.cfg.seed, epoch)
+
+    def _run_epoch(self, images: torch.Tensor, labels: torch.Tensor, progress: TrainProgress,
+                   interrupted: dict) -> None:
+        cfg, s = self.cfg, self.state
+        order = self._order(images.shape[0], s.epoch)
+        slices = batch_slices(images.shape[0], cfg.batch_size)
+        if s.step_in_epoch == 0:
+            torch.manual_seed(_epoch_seed(cfg, s.epoch))
+            s.running = {"loss": 0.0, "correct": 0, "n": 0}
+        elif getattr(self, "_resume_rng", None) is not None:
+            torch.set_rng_state(self._resume_rng)
+        self._resume_rng = None
+        total_steps = cfg.epochs * len(slices)
+        progress.start_epoch(s.epoch, s.step_in_epoch)
+        t0 = time.perf_counter()
+        self.model.train()
+        for i in range(s.step_in_epoch, len(slices)):
+            if interrupted["flag"]:
+                break
+            idx = order[slices[i]]
+            x = to_float(images[idx], self.device, self.channels_last)
+            y = labels[idx].to(self.device, non_blocking=True)
+            if self.augment is not None:
+                x = self.augment(x)
+            self._set_lr(s.global_step, total_steps)
+            with self.autocast():
+                logits = self.model(x)
+                loss = F.cross_entropy(logits.float(), y, weight=self._weight())
+            if not torch.isfinite(loss):
+                raise TrainingError(
+                    f"loss became {loss.item()} at epoch {s.epoch + 1}, step {i + 1}; the last "
+                    f"good checkpoint is {self.run_dir / 'last.pt'}. Try a lower learning rate "
+                    f"(now {cfg.resolved_lr():g}) or --clip-grad 1.0")
+            self.optimizer.zero_grad(set_to_none=True)
+            self._backward_step(loss)
+            with torch.no_grad():
+                s.running["loss"] += float(loss) * y.shape[0]
+                s.running["correct"] += int((logits.argmax(1) == y).sum())
+                s.running["n"] += int(y.shape[0])
+            s.step_in_epoch = i + 1
+            s.global_step += 1
+            if cfg.log_every and s.global_step % cfg.log_every == 0:
+                self._log_step()
+            progress.step(s.running)
+        s.elapsed += time.perf_counter() - t0
+
+    def _weight(self) -> torch.Tensor | None:
+        return None if self.class_weight is None else self.class_weight.to(self.device)
+
+    def _backward_step(self, loss: torch.Tensor) -> None:
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(self.optimizer)
+        else:
+            loss.backward()
+        if self.cfg.clip_grad:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip_grad)
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+
+    def _set_lr(self, step: int, total: int) -> None:
+        if self.cfg.schedule != "cosine":
+            return
+        factor = 0.5 * (1 + math.cos(math.pi * min(step, total) / max(total, 1)))
+        for g in self.optimizer.param_groups:
+            g["lr"] = g["initial_lr"] * factor
+
+    def _log_step(self) -> None:
+        s = self.state
+        r = s.running
+        row = {"step": s.global_step, "epoch": s.epoch + 1,
+               "train_loss": r["loss"] / max(r["n"], 1), "train_acc": r["correct"] / max(r["n"], 1)}
+        path = self.run_dir / "steps.csv"
+        new = not path.exists()
+        with open(path, "a") as fh:
+            if new:
+                fh.write(",".join(row) + "\n")
+            fh.write(",".join(f"{v:.6g}" if isinstance(v, float) else str(v)
+                              for v in row.values()) + "\n")
+
+    def evaluate_split(self, name: str) -> tuple[np.ndarray, float | None]:
+        """(probabilities, loss) of the current model on a split."""
+        data = self.splits.get(name)
+        logits = predict_logits(self.model, data.images, max(256, self.cfg.batch_size),
+                                self.device, self.channels_last, self.autocast)
+        return evaluate_logits(logits, data.labels, None)
+
+    def _end_epoch(self, progress: TrainProgress) -> None:
+        cfg, s = self.cfg, self.state
+        r = s.running
+        row = {"epoch": s.epoch + 1, "step": s.global_step,
+               "lr": self.optimizer.param_groups[0]["lr"],
+               "train_loss": r["loss"] / max(r["n"], 1), "train_acc": r["correct"] / max(r["n"], 1),
+               "val_loss": None, "val_acc": None, "time_s": round(s.elapsed, 3)}
+        val = self.splits.val
+        if val is not None and len(val):
+            probs, loss = self.evaluate_split("val")
+            row["val_loss"] = loss
+            row["val_acc"] = float((probs.argmax(1) == val.labels.numpy()).mean())
+        s.history.append(row)
+        s.epoch += 1
+        s.step_in_epoch = 0
+        monitor = row["val_loss"] if row["val_loss"] is not None else row["train_loss"]
+        improved = monitor < s.best_val_loss - 1e-12
+        if improved:
+            s.best_val_loss, s.best_epoch, s.bad_epochs = monitor, s.epoch, 0
+        else:
+            s.bad_epochs += 1
+        if cfg.patience is not None and s.bad_epochs >= cfg.patience:
+            s.stopped_early = True
+        # best.pt first: if we die between the two writes, resume still finds a consistent pair.
+        if improved:
+            self.save("best.pt")
+        self.save("last.pt")
+        rundir.write_csv(self.run_dir / "metrics.csv", s.history)
+        progress.end_epoch(row, improved, s.stopped_early)
