@@ -125,8 +125,8 @@ class Trainer:
         self._resume_rng = ckpt.get("rng_state")
 
     # ---- the loop ------------------------------------------------------------------------
-    def fit(self) -> TrainState:
-        """Train until the epochs run out or early stopping triggers."""
+    def fit(self, stop_after: int | None = None) -> TrainState:
+        """Train until the epochs run out, early stopping triggers or epoch `stop_after` ends."""
         cfg, s = self.cfg, self.state
         train = self.splits.train
         images, labels = train.images, train.labels
@@ -143,7 +143,8 @@ class Trainer:
         progress = TrainProgress(cfg.epochs, self.steps_per_epoch, enabled=self.verbose)
         try:
             with progress:
-                while s.epoch < cfg.epochs and not s.stopped_early:
+                while s.epoch < cfg.epochs and not s.stopped_early and \
+                        (stop_after is None or s.epoch < stop_after):
                     self._run_epoch(images, labels, progress, interrupted)
                     if interrupted["flag"]:
                         break

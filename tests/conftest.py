@@ -1,0 +1,84 @@
+"""Shared fixtures: small data sets written to disk by the tests themselves."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
+    """Every test gets its own decode cache, so tests never see each other's files."""
+    monkeypatch.setenv("CNNLAB_CACHE", str(tmp_path_factory.mktemp("cache")))
+
+
+def digits_arrays(n: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's 8x8 digits as uint8 images [N,8,8] and labels."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = (d.images * (255 / 16)).round().astype(np.uint8)
+    return (x[:n], d.target[:n]) if n else (x, d.target)
+
+
+def pattern_images(n_per_class: int, size: int = 16, classes: int = 3, seed: int = 0,
+                   rgb: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Easy synthetic classes: class k has a bright bar at a class-specific position."""
+    rng = np.random.default_rng(seed)
+    xs, ys = [], []
+    for k in range(classes):
+        for _ in range(n_per_class):
+            img = rng.integers(0, 60, size=(size, size, 3 if rgb else 1)).astype(np.uint8)
+            r0 = (k * size) // classes
+            img[r0: r0 + max(2, size // classes), :, :] = 230
+            xs.append(img if rgb else img[..., 0])
+            ys.append(k)
+    return np.stack(xs), np.asarray(ys)
+
+
+def write_image_folder(root: Path, n_per_class: int = 12, size: int = 16, classes: int = 3,
+                       partitions: bool = False, fmt: str = "png") -> Path:
+    """root/<class>/*.png (or root/{train,val}/<class>/...) with pattern images."""
+    x, y = pattern_images(n_per_class, size, classes)
+    for i, (img, lab) in enumerate(zip(x, y, strict=True)):
+        part = ("val" if i % 4 == 0 else "train") if partitions else ""
+        folder = root / part / f"class{lab}" if part else root / f"class{lab}"
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img).save(folder / f"img{i:03d}.{fmt}")
+    return root
+
+
+def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None,
+            timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run the real `cnnlab` command in a subprocess."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, "-m", "cnnlab", *args], cwd=cwd, env=full_env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture
+def image_folder(tmp_path: Path) -> Path:
+    """A class-folder tree of 36 PNGs (3 classes)."""
+    return write_image_folder(tmp_path / "imgs")
+
+
+@pytest.fixture
+def digits_npy(tmp_path: Path) -> Path:
+    """The QuickDraw-homework .npy layout built from load_digits (test split unlabeled)."""
+    x, y = digits_arrays()
+    d = tmp_path / "npy"
+    d.mkdir()
+    np.save(d / "digits_images.npy", x[:1000])
+    np.save(d / "digits_labels.npy", y[:1000])
+    np.save(d / "digits_dev_images.npy", x[1000:1400])
+    np.save(d / "digits_dev_labels.npy", y[1000:1400])
+    np.save(d / "digits_test_images.npy", x[1400:])
+    return d
