@@ -1,4 +1,22 @@
-"""Model registry: every architecture is built by name with the data's shape and class count."""
+"""Model registry: every architecture is built by name with the data's shape and class count.
+
+Builders: `builder(num_classes, in_channels, image_size, **kwargs) -> nn.Module`; kwargs come
+from `--model-arg KEY=VALUE`. Builders of models with ImageNet weights (spec.pretrained) also
+accept `pretrained: bool = False, weights_file: str | None = None` and return the network with
+the loaded weights and a fresh head for `num_classes`; when weights cannot be had they raise
+one CnnlabError saying how to get the file and pass --weights-file PATH.
+
+Transfer protocol (models/protocol.py, TransferNet) implemented by every network we write
+(seeds, resnet*, efficientnet-lite0, cnn):
+- `freeze_groups() -> list[nn.Module]`: the feature extractor in input-to-output order;
+  `--freeze N` freezes the first N groups. ResNet: [stem (conv1+bn1), layer1..layer4];
+  EfficientNet-Lite0: [stem, its 7 block stages, head conv]; seed CNNs: each conv layer (with
+  its BatchNorm) in order; MLPs: the hidden linear layers.
+- `head() -> nn.Module`: the final classifier layer (train it, or replace it).
+- `reset_head(num_classes) -> nn.Module`: replace the head by a fresh layer of the same kind
+  with `num_classes` outputs (using the model's own init), and return it.
+Code that must also handle foreign modules should test `hasattr(net, "freeze_groups")`.
+"""
 
 from __future__ import annotations
 
@@ -67,8 +85,9 @@ def get_spec(name: str) -> ModelSpec:
 def check_input(spec: ModelSpec, in_channels: int, image_size: int) -> None:
     """Fail with one clear line when the data's shape does not fit the model."""
     if in_channels not in spec.channels:
-        raise CnnlabError(f"model {spec.name!r} needs {' or '.join(map(str, spec.channels))}-channel"
-                          f" images, the data has {in_channels} (use --channels)")
+        need = " or ".join(map(str, spec.channels))
+        raise CnnlabError(f"model {spec.name!r} needs {need}-channel images, the data has "
+                          f"{in_channels} (use --channels)")
     if spec.fixed_size is not None and image_size != spec.fixed_size:
         raise CnnlabError(f"model {spec.name!r} needs {spec.fixed_size}x{spec.fixed_size} images, "
                           f"the data is {image_size}x{image_size} (use --image-size "

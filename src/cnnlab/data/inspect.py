@@ -1,0 +1,196 @@
+"""A data set at a glance: class counts per split, statistics, size range and baselines."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from cnnlab.data.decode import image_info
+from cnnlab.data.imageset import DataSplits, ImageSet
+from cnnlab.data.load import LoadOptions, detect_format, make_splits, read_source
+from cnnlab.data.stats import channel_mean_std
+from cnnlab.errors import CnnlabError
+
+MAX_SIZE_SCAN = 5000  # file headers read for the size range (evenly spaced sample beyond)
+
+
+def _source_files(path: Path, fmt: str, opts: LoadOptions) -> list[Path]:
+    if fmt == "folder":
+        if path.is_file():
+            return [path]
+        from cnnlab.data.sources.folder import list_folder
+
+        return list_folder(path)[0]
+    if fmt == "csv":
+        from cnnlab.data.load import _single_csv
+        from cnnlab.data.sources.csvindex import read_csv_index
+
+        csv_path = path if path.is_file() else _single_csv(path)
+        image_dir = Path(opts.image_dir).expanduser() if opts.image_dir else None
+        return read_csv_index(csv_path, image_dir, opts.columns, opts.task)[0]
+    return []
+
+
+def original_sizes(path: Path | None, data: ImageSet, opts: LoadOptions) -> dict:
+    """Width/height range of the source images before any resizing."""
+    fmt = data.meta.get("format", "")
+    files = _source_files(Path(path), fmt, opts) if path is not None and fmt in (
+        "folder", "csv") else []
+    if not files:
+        h, w = data.image_size
+        return {"min": [w, h], "max": [w, h], "stored": [w, h], "sampled": 0,
+                "description": f"{w}x{h} (all images, {data.channels} channel"
+                               f"{'s' if data.channels > 1 else ''})"}
+    step = max(1, len(files) // MAX_SIZE_SCAN)
+    sample = files[::step]
+    dims = []
+    for f in sample:
+        try:
+            w, h, _ = image_info(f)
+        except CnnlabError:
+            continue
+        dims.append((w, h))
+    if not dims:
+        raise CnnlabError(f"{path}: none of the images could be read")
+    arr = np.asarray(dims)
+    lo = [int(arr[:, 0].min()), int(arr[:, 1].min())]
+    hi = [int(arr[:, 0].max()), int(arr[:, 1].max())]
+    sh, sw = data.image_size
+    note = "" if step == 1 else f", from {len(sample)} of {len(files)} files"
+    return {"min": lo, "max": hi, "stored": [sw, sh], "sampled": len(dims),
+            "median": [int(np.median(arr[:, 0])), int(np.median(arr[:, 1]))],
+            "description": f"width {lo[0]}..{hi[0]}, height {lo[1]}..{hi[1]} pixels "
+                           f"(median {int(np.median(arr[:, 0]))}x{int(np.median(arr[:, 1]))}"
+                           f"{note}); decoded at {sw}x{sh}, {data.channels} channel"
+                           f"{'s' if data.channels > 1 else ''}"}
+
+
+def _ratio(counts: list[int]) -> float | None:
+    nz = [c for c in counts if c > 0]
+    if not nz or len(nz) < len(counts):
+        return None  # a class without examples: the ratio is unbounded
+    return max(nz) / min(nz)
+
+
+def baselines(splits: DataSplits) -> dict:
+    """Accuracy of a uniform random guesser and of always answering the train majority class."""
+    train_counts = splits.train.class_counts()
+    major = int(np.argmax(train_counts))
+    name, target = "train", splits.train
+    for cand in ("test", "val"):
+        s = splits.get(cand)
+        if s is not None and bool((s.labels >= 0).any()):
+            name, target = cand, s
+            break
+    lab = target.labels.numpy()
+    lab = lab[lab >= 0]
+    k = len(splits.classes)
+    return {"split": name, "random": 1.0 / k,
+            "majority": float((lab == major).mean()) if len(lab) else None,
+            "majority_class": splits.classes[major],
+            "random_by_prior": float(sum((c / max(1, sum(train_counts))) ** 2
+                                         for c in train_counts))}
+
+
+def inspect_data(path: str | Path | None, opts: LoadOptions | None = None
+                 ) -> tuple[dict, DataSplits]:
+    """The summary `cnnlab inspect data` prints (JSON-ready) and the splits it came from."""
+    opts = opts or LoadOptions()
+    p = Path(path).expanduser() if path is not None else None
+    if p is not None and opts.format == "auto":
+        detect_format(p)  # a missing path fails here with one line
+    data = read_source(p, opts)
+    splits = make_splits(data, opts)
+    counts = {name: s.class_counts() for name, s in splits.items()}
+    total = [sum(v[i] for v in counts.values()) for i in range(len(splits.classes))]
+    mean, std = channel_mean_std(splits.train.images)
+    unlabeled = int(sum(int((s.labels < 0).sum()) for _, s in splits.items()))
+    summary = {
+        "name": data.meta.get("name", str(path)),
+        "path": str(path) if path is not None else None,
+        "format": data.meta.get("format", "digits"),
+        "num_images": len(data),
+        "unlabeled": unlabeled,
+        "classes": list(splits.classes),
+        "counts": counts,
+        "split_note": splits.split_note,
+        "image_size": original_sizes(p, data, opts),
+        "channels": data.channels,
+        "train_mean": mean,
+        "train_std": std,
+        "imbalance_ratio": {"train": _ratio(counts["train"]), "all": _ratio(total)},
+        "baselines": baselines(splits),
+    }
+    return summary, splits
+
+
+def _atomic_save(fig: object, path: Path) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".png")
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=100, bbox_inches="tight")  # type: ignore[attr-defined]
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_figures(summary: dict, splits: DataSplits, out: Path) -> dict:
+    """class_counts.png (bars per split), samples.png (one train image per class), summary.json."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    classes = summary["classes"]
+    k = len(classes)
+    names = list(summary["counts"])
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.6 * k + 2), 3.5))
+    width = 0.8 / max(1, len(names))
+    x = np.arange(k)
+    for i, sp in enumerate(names):
+        ax.bar(x + (i - (len(names) - 1) / 2) * width, summary["counts"][sp], width, label=sp)
+    ax.set_xticks(x)
+    ax.set_xticklabels(classes, rotation=45 if k > 6 else 0, ha="right" if k > 6 else "center",
+                       fontsize=8)
+    ax.set_ylabel("images")
+    ax.set_title(f"{summary['name']}: images per class")
+    ax.legend()
+    _atomic_save(fig, out / "class_counts.png")
+    plt.close(fig)
+
+    train = splits.train
+    labels = train.labels.numpy()
+    cols = min(k, 10)
+    rows = (k + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols, 1.8 * rows), squeeze=False)
+    for idx, a in enumerate(axes.flat):
+        a.axis("off")
+        if idx >= k:
+            continue
+        where = np.flatnonzero(labels == idx)
+        a.set_title(classes[idx][:14], fontsize=8)
+        if not len(where):
+            continue
+        img = train.images[int(where[0])].numpy()
+        if img.shape[0] == 1:
+            a.imshow(img[0], cmap="gray", vmin=0, vmax=255)
+        else:
+            a.imshow(img.transpose(1, 2, 0))
+    fig.suptitle(f"{summary['name']}: one training image per class", fontsize=9)
+    _atomic_save(fig, out / "samples.png")
+    plt.close(fig)
+
+    files = {"class_counts": str(out / "class_counts.png"), "samples": str(out / "samples.png"),
+             "summary": str(out / "summary.json")}
+    fd, tmp = tempfile.mkstemp(dir=out, suffix=".json")
+    with os.fdopen(fd, "w") as fh:
+        json.dump({**summary, "files": files}, fh, indent=2)
+    os.replace(tmp, out / "summary.json")
+    return files
