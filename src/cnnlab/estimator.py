@@ -1,0 +1,269 @@
+"""cnnlab.ImageClassifier: a scikit-learn estimator that trains with cnnlab's own training code.
+
+`fit` turns the input into an ImageSet and calls run_training (the code behind `cnnlab train`)
+on a temporary run folder, or on `out` when given; the fitted model lives in the estimator, so
+it pickles, clones and works in cross_val_score, GridSearchCV and Pipeline.
+
+Accepted X:
+- images: arrays [N,H,W], [N,H,W,C] or [N,C,H,W] (any numeric dtype);
+- a list (or 1-D array) of image file paths;
+- 2-D tabular arrays [N,D]: each row is one image, unflattened with `image_shape` when given,
+  else as a square grayscale image of side ceil(sqrt(D)) (zero padded). This is what lets the
+  generic scikit-learn checks run; it is also how flattened MNIST rows [N,784] come back as
+  28x28 images.
+
+Pixel values are scaled to 0..255 with a range fixed at fit time: uint8 stays as is, floats in
+[0,1] are multiplied by 255, values in [0,255] are kept, anything else is min-max scaled with the
+training data's minimum and maximum (the same mapping is used by predict).
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_array, check_is_fitted, check_X_y, validate_data
+
+from cnnlab.config import TrainConfig
+from cnnlab.data.imageset import DataSplits, ImageSet
+from cnnlab.data.sources.common import adjust, to_uint8_nchw
+from cnnlab.data.splits import stratified_split
+from cnnlab.models import get_spec
+from cnnlab.train.run import run_training
+
+
+def _is_paths(X: object) -> bool:
+    if isinstance(X, (str, Path)):
+        raise ValueError("ImageClassifier: pass a list of image file paths, not a single path")
+    if isinstance(X, np.ndarray):
+        return X.ndim == 1 and X.dtype.kind in "OUS" and len(X) > 0 and \
+            all(isinstance(p, (str, Path)) for p in X)
+    if isinstance(X, (list, tuple)) and X:
+        return all(isinstance(p, (str, Path)) for p in X)
+    return False
+
+
+class ImageClassifier(ClassifierMixin, BaseEstimator):
+    """A cnnlab image classifier with the scikit-learn estimator API (fit/predict/score).
+
+    Parameters mirror `cnnlab train`; `out=None` trains in a temporary folder that is deleted
+    after fit, `verbose=False` trains silently.
+    """
+
+    def __init__(self, model: str = "cnn", model_args: dict | None = None, epochs: int = 10,
+                 batch_size: int = 64, lr: float | None = None, optimizer: str = "adamw",
+                 weight_decay: float = 0.0, schedule: str = "cosine",
+                 image_size: int | None = None, channels: int | None = None,
+                 image_shape: tuple | None = None, augment: str | None = None,
+                 val_split: float = 0.0, patience: int | None = None, seed: int = 0,
+                 device: str = "auto", num_threads: int | None = None, resize: str = "crop",
+                 out: str | None = None, verbose: bool = False) -> None:
+        self.model = model
+        self.model_args = model_args
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.optimizer = optimizer
+        self.weight_decay = weight_decay
+        self.schedule = schedule
+        self.image_size = image_size
+        self.channels = channels
+        self.image_shape = image_shape
+        self.augment = augment
+        self.val_split = val_split
+        self.patience = patience
+        self.seed = seed
+        self.device = device
+        self.num_threads = num_threads
+        self.resize = resize
+        self.out = out
+        self.verbose = verbose
+
+    # ---- scikit-learn metadata -------------------------------------------------------------
+    def __sklearn_tags__(self):  # noqa: ANN204
+        """Tags: no NaN, no sparse input; n-d image arrays allowed."""
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = False
+        tags.input_tags.sparse = False
+        tags.non_deterministic = False
+        return tags
+
+    # ---- input conversion ------------------------------------------------------------------
+    def _validate(self, X: object, y: object = None, fit: bool = False) -> tuple:
+        """Checked numeric array (or paths) and labels; sets n_features_in_ for 2-D input."""
+        if _is_paths(X):
+            if fit:
+                if y is None:
+                    raise ValueError("ImageClassifier requires y to be passed, but the target y "
+                                     "is None")
+                y = np.asarray(y)
+                if len(y) != len(X):
+                    raise ValueError(f"{len(X)} image paths but {len(y)} labels")
+                if hasattr(self, "n_features_in_"):
+                    del self.n_features_in_
+            return [Path(p) for p in X], y, "paths"
+        ndim = getattr(X, "ndim", None)
+        if ndim is None:
+            try:
+                ndim = np.ndim(X)
+            except (ValueError, TypeError):
+                ndim = 2
+        if ndim >= 3:
+            if fit:
+                X, y = check_X_y(X, y, allow_nd=True, dtype="numeric",
+                                 estimator=self)
+                if hasattr(self, "n_features_in_"):
+                    del self.n_features_in_  # pixels of images are not tabular features
+            else:
+                X = check_array(X, allow_nd=True, dtype="numeric", estimator=self)
+            return X, y, "images"
+        if fit:
+            X, y = validate_data(self, X, y, dtype="numeric")
+        else:
+            X = validate_data(self, X, dtype="numeric", reset=False)
+        return X, y, "table"
+
+    def _rows_to_images(self, X: np.ndarray) -> np.ndarray:
+        """[N,D] rows -> [N,...] image arrays (image_shape, else padded squares)."""
+        n, d = X.shape
+        if self.image_shape is not None:
+            shape = tuple(int(s) for s in self.image_shape)
+            if math.prod(shape) != d:
+                raise ValueError(f"image_shape {shape} has {math.prod(shape)} values, the rows "
+                                 f"have {d} features")
+            return X.reshape(n, *shape)
+        side = max(1, math.isqrt(d - 1) + 1 if d > 1 else 1)
+        if side * side != d:
+            X = np.concatenate([X, np.full((n, side * side - d), self.input_range_[0],
+                                           dtype=X.dtype)], axis=1)
+        return X.reshape(n, side, side)
+
+    def _fit_range(self, X: np.ndarray) -> tuple[float, float]:
+        if X.dtype == np.uint8:
+            return 0.0, 255.0
+        if X.dtype == bool:
+            return 0.0, 1.0
+        lo, hi = float(X.min()), float(X.max())
+        if lo >= 0 and hi <= 1 and X.dtype.kind == "f":
+            return 0.0, 1.0
+        if lo >= 0 and hi <= 255:
+            return 0.0, 255.0
+        return lo, (hi if hi > lo else lo + 1.0)
+
+    def _to_uint8(self, X: np.ndarray) -> np.ndarray:
+        if X.dtype == np.uint8:
+            return X
+        lo, hi = self.input_range_
+        scaled = (np.asarray(X, dtype=np.float64) - lo) * (255.0 / (hi - lo))
+        return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+
+    def _images(self, X: object, kind: str) -> torch.Tensor:
+        """uint8 [N,C,H,W] at the model's input size."""
+        if kind == "paths":
+            from cnnlab.data.decode import decode_many
+
+            c, s = self.image_shape_[0], self.image_shape_[1]
+            arr, _ = decode_many(X, (s, s), c, self.resize)
+            return torch.from_numpy(arr)
+        arr = self._to_uint8(X)
+        if kind == "table":
+            arr = self._rows_to_images(arr)
+        arr = to_uint8_nchw(arr, "X")
+        c, s = self.image_shape_[0], self.image_shape_[1]
+        return adjust(arr, (s, s), c)
+
+    def _choose_shape(self, X: object, kind: str) -> tuple[int, int, int]:
+        """(channels, size, size) the model will take, decided at fit time."""
+        spec = get_spec(self.model)
+        if kind == "paths":
+            from cnnlab.data.decode import image_info
+
+            channels = self.channels
+            if channels is None:
+                modes = {image_info(p)[2] for p in X[:: max(1, len(X) // 16)][:16]}
+                channels = 1 if modes <= {"1", "L", "LA", "I", "I;16", "F"} else 3
+            size = self.image_size or spec.fixed_size or spec.default_size or 64
+            return channels, size, size
+        arr = self._to_uint8(X)
+        if kind == "table":
+            arr = self._rows_to_images(arr)
+        arr = to_uint8_nchw(arr, "X")
+        channels = self.channels or arr.shape[1]
+        size = self.image_size or spec.fixed_size or max(arr.shape[2], arr.shape[3],
+                                                         spec.min_size)
+        return int(channels), int(size), int(size)
+
+    # ---- the estimator API -----------------------------------------------------------------
+    def fit(self, X: object, y: object) -> ImageClassifier:
+        """Train on images X (arrays, file paths or 2-D rows) with labels y."""
+        X, y, kind = self._validate(X, y, fit=True)
+        check_classification_targets(y)
+        y = np.asarray(y)
+        if y.ndim != 1:
+            raise ValueError(f"y should be a 1d array, got shape {y.shape}")
+        classes, y_idx = np.unique(y, return_inverse=True)
+        if len(classes) < 2:
+            raise ValueError(f"ImageClassifier needs at least 2 classes to train; y has 1 class "
+                             f"({classes[0]!r})")
+        if kind != "paths":
+            self.input_range_ = self._fit_range(np.asarray(X))
+        else:
+            self.input_range_ = (0.0, 255.0)
+        self.input_kind_ = kind
+        self.image_shape_ = self._choose_shape(X, kind)
+        images = self._images(X, kind)
+        names = [str(c) for c in classes]
+        if len(set(names)) != len(names):  # e.g. 1 and "1": keep them apart by position
+            names = [f"{i}:{c}" for i, c in enumerate(names)]
+        labels = torch.from_numpy(y_idx.astype(np.int64).reshape(-1))
+        data = ImageSet(images, labels, names, [str(i) for i in range(len(labels))])
+        train, val = data, None
+        if self.val_split and self.val_split > 0:
+            keep, held = stratified_split(labels.numpy(), float(self.val_split), int(self.seed))
+            if len(held):
+                train, val = data.subset(keep), data.subset(held)
+        splits = DataSplits(train=train, val=val, test=None, source="arrays")
+        tmp = None if self.out else tempfile.mkdtemp(prefix="cnnlab-estimator-")
+        cfg = TrainConfig(
+            model=self.model, model_args=dict(self.model_args or {}), epochs=int(self.epochs),
+            batch_size=int(self.batch_size), lr=self.lr, optimizer=str(self.optimizer).lower(),
+            weight_decay=float(self.weight_decay), schedule=self.schedule,
+            image_size=self.image_shape_[1], channels=self.image_shape_[0],
+            augment=self.augment, val_split=float(self.val_split), patience=self.patience,
+            seed=int(self.seed), device=self.device, num_threads=self.num_threads,
+            resize=self.resize, out=str(Path(tmp) / "run") if tmp else str(self.out),
+            report=False,
+            extra={} if self.out else {"plots": False})
+        try:
+            result = run_training(cfg, splits=splits, verbose=bool(self.verbose))
+            self.model_ = result.load("best")
+            self.model_.path = None
+        finally:
+            if tmp is not None:
+                shutil.rmtree(tmp, ignore_errors=True)
+        self.classes_ = classes
+        self.history_ = result.history
+        self.best_epoch_ = result.best_epoch
+        self.run_dir_ = result.run_dir if self.out else None
+        return self
+
+    def predict_proba(self, X: object) -> np.ndarray:
+        """Class probabilities [N, n_classes], columns in the order of classes_."""
+        check_is_fitted(self, "model_")
+        X, _, kind = self._validate(X)
+        if kind == "paths" and self.input_kind_ != "paths":
+            kind = "paths"
+        images = self._images(X, kind)
+        logits = self.model_.logits(images)
+        return torch.softmax(logits.double(), 1).numpy()
+
+    def predict(self, X: object) -> np.ndarray:
+        """Predicted labels, as values of classes_."""
+        proba = self.predict_proba(X)  # checks it is fitted before classes_ is read
+        return self.classes_[proba.argmax(1)]

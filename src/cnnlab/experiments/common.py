@@ -1,0 +1,292 @@
+"""What every experiment shares: one folder, members trained by run_training, a summary table.
+
+An experiment folder looks like this:
+
+    <out>/experiment.yaml     kind, base settings and the experiment's own settings
+    <out>/members/<name>/     one complete run folder per member (config, metrics, checkpoints)
+    <out>/summary.csv         one row per member (and aggregate rows where they make sense)
+    <out>/summary.json        the same, plus aggregates, the best member and notes
+    <out>/curves.png          the members' learning curves overlaid
+
+A member is finished when its run folder has metrics.json; re-running the same command skips
+finished members, resumes a member that has last.pt and restarts one that has neither.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+from cnnlab.config import TrainConfig
+from cnnlab.console import console
+from cnnlab.data.imageset import DataSplits, ImageSet
+from cnnlab.errors import CheckpointError, CnnlabError
+from cnnlab.train import rundir
+from cnnlab.train.run import data_progress, load_options, read_run, run_training
+from cnnlab.train.trainer import Interrupted
+
+# Settings that change where or how fast a run goes, not what it learns: an experiment may be
+# continued with other values of these.
+NEUTRAL_KEYS = {"out", "name", "runs_dir", "report", "device", "num_threads", "compile",
+                "channels_last", "log_every", "feature_cache", "extra", "precision"}
+# Columns taken from each member's metrics.json (split, metric).
+METRICS = ("accuracy", "loss", "f1", "auroc")
+
+
+class ExperimentInterrupted(Interrupted):
+    """Ctrl-C during an experiment: finished members are kept, the current one can resume."""
+
+
+@dataclass
+class Member:
+    """One training run of an experiment: a name, its settings and (once run) its results."""
+
+    name: str
+    cfg: TrainConfig
+    splits: DataSplits
+    labels: dict = field(default_factory=dict)  # the settings that distinguish it (for tables)
+    run_dir: Path | None = None
+    metrics: dict = field(default_factory=dict)
+    history: list[dict] = field(default_factory=list)
+    trained: bool = False  # False when it was already finished before this call
+
+
+def resolve_data(cfg: TrainConfig) -> None:
+    """Make cfg.data absolute so the saved settings mean the same from any working folder."""
+    if cfg.data is not None:
+        cfg.data = str(Path(cfg.data).expanduser().resolve())
+
+
+def load_splits(cfg: TrainConfig, verbose: bool = True) -> DataSplits:
+    """Decode the data once for every member (the same call `cnnlab train` makes)."""
+    from cnnlab.data.load import load_data
+
+    resolve_data(cfg)
+    return load_data(cfg.data, load_options(cfg), data_progress(verbose))
+
+
+def experiment_dir(out: str | Path | None, runs_dir: str, kind: str, splits: DataSplits,
+                   cfg: TrainConfig) -> Path:
+    """The experiment folder: --out, else runs/<kind>-<data>-<model> (stable, so reruns resume)."""
+    if out:
+        return Path(out).expanduser()
+    return Path(runs_dir) / rundir._slug(f"{kind}-{splits.source or 'data'}-{cfg.model}")
+
+
+def comparable(cfg: dict, ignore: Sequence[str] = ()) -> dict:
+    """The settings that decide what a run learns (for checking a rerun matches)."""
+    return {k: v for k, v in cfg.items() if k not in NEUTRAL_KEYS and k not in ignore}
+
+
+def open_experiment(folder: Path, kind: str, base: TrainConfig, spec: dict, force: bool,
+                    ignore: Sequence[str] = (), spec_keys: Sequence[str] = ()) -> None:
+    """Create the folder or check that a rerun asks for the same experiment.
+
+    `spec_keys` name the entries of `spec` that must match on a rerun (others, like the grid
+    values, may grow: finished members are reused and new ones added).
+    """
+    meta = folder / "experiment.yaml"
+    if force and folder.exists():
+        shutil.rmtree(folder / "members", ignore_errors=True)
+        for name in ("summary.csv", "summary.json", "curves.png", "experiment.yaml"):
+            (folder / name).unlink(missing_ok=True)
+    settings = comparable(base.to_dict(), ignore)
+    if meta.is_file():
+        old = yaml.safe_load(meta.read_text()) or {}
+        if old.get("kind") != kind:
+            raise CnnlabError(f"{folder}: holds a {old.get('kind')!r} experiment, not {kind!r}; "
+                              "pass another --out")
+        diff = _diff(old.get("settings", {}), settings)
+        diff += _diff({k: old.get("spec", {}).get(k) for k in spec_keys},
+                      {k: spec.get(k) for k in spec_keys})
+        if diff:
+            shown = ", ".join(f"{k} {a!r} -> {b!r}" for k, a, b in diff[:4])
+            raise CnnlabError(f"{folder}: made with other settings ({shown}); pass --force to "
+                              "start it again or another --out")
+    folder.mkdir(parents=True, exist_ok=True)
+    rundir.write_yaml(meta, {"kind": kind, "settings": settings, "spec": spec})
+
+
+def _diff(a: dict, b: dict) -> list[tuple[str, object, object]]:
+    return [(k, a.get(k), b.get(k)) for k in sorted(set(a) | set(b), key=str)
+            if _norm(a.get(k)) != _norm(b.get(k))]
+
+
+def _norm(v: object) -> object:
+    # YAML turns tuples into lists and may read 1e-3 back as a string in old PyYAML.
+    if isinstance(v, (list, tuple)):
+        return [_norm(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _norm(x) for k, x in v.items()}
+    if isinstance(v, str):
+        try:
+            return float(v) if any(c in v for c in ".eE") else v
+        except ValueError:
+            return v
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return float(v)
+    return v
+
+
+def run_member(member: Member, folder: Path, verbose: bool = True, index: int = 0,
+               total: int = 0) -> Member:
+    """Train one member unless its run folder already has metrics.json (then just read it)."""
+    run_dir = folder / "members" / member.name
+    member.run_dir = run_dir
+    tag = f"[{index}/{total}] {member.name}" if total else member.name
+    if not (run_dir / "metrics.json").is_file():
+        cfg = member.cfg
+        cfg.out = str(run_dir)
+        resume = (run_dir / "last.pt").is_file()
+        if verbose:
+            console.print(f"[bold]{tag}[/]: {'resuming' if resume else 'training'}")
+        try:
+            if resume:
+                try:
+                    run_training(cfg, resume=True, splits=member.splits, verbose=verbose)
+                except CheckpointError as exc:
+                    # A checkpoint cut short by a crash: start this member again.
+                    console.print(f"[yellow]{tag}: {exc}; starting it again[/]")
+                    shutil.rmtree(run_dir, ignore_errors=True)
+                    run_training(cfg, force=True, splits=member.splits, verbose=verbose)
+            else:
+                run_training(cfg, force=True, splits=member.splits, verbose=verbose)
+        except Interrupted:
+            raise ExperimentInterrupted(
+                f"interrupted in member {member.name}; its checkpoint is saved. Run the same "
+                "command again to continue: finished members are not trained again") from None
+        member.trained = True
+    elif verbose:
+        console.print(f"[dim]{tag}: finished before, reusing {run_dir}[/]")
+    found = read_run(run_dir)
+    member.metrics = found.get("metrics", {})
+    member.history = found.get("history", [])
+    return member
+
+
+def flat_metrics(metrics: dict, splits: Sequence[str] = ("train", "val", "test"),
+                 rename: dict | None = None) -> dict:
+    """{"val_accuracy": ..., "test_loss": ...} from a run's metrics.json."""
+    out: dict = {}
+    for split in splits:
+        m = metrics.get(split)
+        if not isinstance(m, dict):
+            continue
+        for key in METRICS:
+            out[f"{(rename or {}).get(split, split)}_{key}"] = m.get(key)
+    for key in ("best_epoch", "epochs_run", "train_seconds"):
+        if key in metrics:
+            out[key] = metrics[key]
+    return out
+
+
+def aggregate(rows: list[dict], keys: Sequence[str]) -> dict:
+    """mean, std (sample, ddof=1), min and max of each numeric column over the rows."""
+    out = {}
+    for k in keys:
+        vals = [float(r[k]) for r in rows if isinstance(r.get(k), (int, float))
+                and not isinstance(r.get(k), bool) and math.isfinite(float(r[k]))]
+        if not vals:
+            continue
+        out[k] = {"mean": statistics.fmean(vals),
+                  "std": statistics.stdev(vals) if len(vals) > 1 else 0.0,
+                  "min": min(vals), "max": max(vals), "n": len(vals)}
+    return out
+
+
+def fmt(v: object, digits: int = 4) -> str:
+    """A table cell."""
+    if v is None:
+        return "-"
+    if isinstance(v, bool):
+        return "yes" if v else ""
+    if isinstance(v, float):
+        if v != 0 and (abs(v) < 1e-3 or abs(v) >= 1e5):
+            return f"{v:.3g}"
+        return f"{v:.{digits}f}"
+    return str(v)
+
+
+def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[object]],
+                highlight: int | None = None, caption: str | None = None) -> None:
+    """A rich table on the console (stderr); `highlight` marks one row."""
+    from rich.table import Table
+
+    t = Table(title=title, caption=caption)
+    for i, col in enumerate(columns):
+        t.add_column(col, justify="left" if i == 0 else "right")
+    for i, row in enumerate(rows):
+        t.add_row(*(fmt(v) for v in row), style="bold green" if i == highlight else None)
+    console.print(t)
+
+
+def write_summary(folder: Path, rows: list[dict], summary: dict) -> None:
+    """summary.csv (rows) and summary.json (rows plus everything else), atomically."""
+    rundir.write_csv(folder / "summary.csv", rows)
+    rundir.write_json(folder / "summary.json", {**summary, "rows": rows})
+
+
+def plot_overlay(curves: dict[str, list[dict]], path: Path, title: str,
+                 highlight: str | None = None, mean: bool = False) -> Path:
+    """Validation loss and accuracy per epoch of every member on one figure.
+
+    Members without a validation split show their training curves (dashed). `mean` adds the
+    epoch-wise mean over members; `highlight` draws one member bold.
+    """
+    from cnnlab.report.plots import plt, save_figure
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    many = len(curves) > 12
+    for ax, key, label in ((axes[0], "loss", "loss"), (axes[1], "acc", "accuracy")):
+        stacked: dict[int, list[float]] = {}
+        for name, hist in curves.items():
+            split = "val" if any(r.get(f"val_{key}") is not None for r in hist) else "train"
+            pts = [(r["epoch"], r.get(f"{split}_{key}")) for r in hist
+                   if r.get(f"{split}_{key}") is not None]
+            if not pts:
+                continue
+            ep, ys = zip(*pts, strict=True)
+            bold = name == highlight
+            ax.plot(ep, ys, "--" if split == "train" else "-", lw=2.6 if bold else 1.2,
+                    alpha=1.0 if bold or not mean else 0.45, marker="o" if len(ep) < 30 else None,
+                    ms=3, label=None if many and not bold else
+                    f"{name}{' (best)' if bold else ''}{' [train]' if split == 'train' else ''}",
+                    zorder=3 if bold else 2)
+            for e, y in pts:
+                stacked.setdefault(e, []).append(y)
+        if mean and stacked:
+            ep = sorted(stacked)
+            ax.plot(ep, [float(np.mean(stacked[e])) for e in ep], "k-", lw=2.6,
+                    label=f"mean of {len(curves)}", zorder=4)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(f"validation {label}")
+        ax.set_title(f"Validation {label}")
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize=7, loc="best")
+    fig.suptitle(title)
+    return save_figure(fig, path)
+
+
+def concat_sets(a: ImageSet, b: ImageSet | None) -> ImageSet:
+    """Two ImageSets with the same classes as one (for pooling train and val)."""
+    if b is None or len(b) == 0:
+        return a
+    part = None
+    if a.partition is not None and b.partition is not None:
+        part = np.concatenate([a.partition, b.partition])
+    return ImageSet(torch.cat([a.images, b.images]), torch.cat([a.labels, b.labels]),
+                    list(a.classes), list(a.ids) + list(b.ids), part, dict(a.meta))
+
+
+def pick_split(metrics: dict, prefer: Sequence[str] = ("test", "val", "train")) -> str:
+    """The first split of `prefer` present in a run's metrics."""
+    return next((s for s in prefer if isinstance(metrics.get(s), dict)), prefer[-1])
