@@ -11,7 +11,7 @@ from cnnlab.checkpoint import load_checkpoint
 from cnnlab.data.imageset import ImageSet
 from cnnlab.data.load import LoadOptions, make_splits, read_source
 from cnnlab.data.sources.common import adjust, to_uint8_nchw
-from cnnlab.device import resolve_device
+from cnnlab.device import autocast, resolve_device
 from cnnlab.errors import CnnlabError, DataError
 from cnnlab.evaluate.inference import evaluate_logits, predict_logits
 from cnnlab.evaluate.metrics import compute_metrics
@@ -24,14 +24,20 @@ class Predictor:
 
     def __init__(self, model: torch.nn.Module, arch: dict, classes: list[str],
                  config: dict | None = None, path: Path | None = None,
-                 device: str = "cpu") -> None:
+                 device: str = "cpu", precision: str = "32") -> None:
         self.device = resolve_device(device)
+        self.precision = precision
+        autocast(self.device, precision)  # an unusable precision fails here, in one line
         self.module = model.to(self.device).eval()
         self.arch, self.classes, self.config, self.path = arch, classes, config or {}, path
 
     @classmethod
-    def load(cls, path: str | Path, device: str = "cpu") -> Predictor:
-        """Load a checkpoint written by cnnlab (weights only: no code in it can run)."""
+    def load(cls, path: str | Path, device: str = "cpu", precision: str = "32") -> Predictor:
+        """Load a checkpoint written by cnnlab (weights only: no code in it can run), or .onnx."""
+        if Path(path).suffix.lower() == ".onnx":
+            from cnnlab.evaluate.onnx_predictor import OnnxPredictor
+
+            return OnnxPredictor.load(path, device, precision)
         ckpt = load_checkpoint(path)
         try:
             model = rebuild(ckpt["arch"], ckpt["model_state"])
@@ -40,7 +46,7 @@ class Predictor:
         except CnnlabError as exc:
             raise CnnlabError(f"{path}: {exc}") from None
         return cls(model, ckpt["arch"], list(ckpt["classes"]), ckpt.get("config"), Path(path),
-                   device)
+                   device, precision)
 
     @property
     def image_size(self) -> int:
@@ -90,7 +96,8 @@ class Predictor:
         """Raw scores for uint8 NCHW images."""
         if images.shape[1:] != (self.channels, self.image_size, self.image_size):
             images = adjust(images.numpy(), (self.image_size, self.image_size), self.channels)
-        return predict_logits(self.module, images, batch_size, self.device)
+        ctx = None if self.precision == "32" else (lambda: autocast(self.device, self.precision))
+        return predict_logits(self.module, images, batch_size, self.device, autocast_ctx=ctx)
 
     def predict_proba(self, x: object) -> np.ndarray:
         """Class probabilities [N, K]."""

@@ -9,13 +9,14 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 
-def save_figure(fig: plt.Figure, path: Path) -> Path:
-    """Save as PNG (atomically) and close."""
+def save_figure(fig: plt.Figure, path: Path, tight: bool = True, dpi: int = 110) -> Path:
+    """Save as PNG (atomically) and close; tight=False skips the extra layout pass."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    fig.savefig(tmp, dpi=dpi, bbox_inches="tight" if tight else None)
     plt.close(fig)
     tmp.replace(path)
     return path
@@ -32,6 +33,7 @@ def plot_curves(history: list[dict], path: Path, title: str = "Learning curves")
                 ax.plot(ep, [np.nan if y is None else y for y in ys], style, ms=3,
                         label=split)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
         ax.set_ylabel(label.lower())
         ax.set_title(label)
         ax.grid(alpha=0.3)

@@ -1,0 +1,162 @@
+"""explain gradcam|failures|robustness and report: look inside a trained model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import typer
+from rich.table import Table
+
+from cnnlab.cli.app import app
+from cnnlab.console import console
+from cnnlab.errors import CnnlabError, DataError
+
+explain_app = typer.Typer(help="Explain a trained model: Grad-CAM, failure cases, robustness.",
+                          no_args_is_help=True)
+app.add_typer(explain_app, name="explain")
+
+WEIGHTS = typer.Option(..., "--weights", "-w", help="Checkpoint (best.pt) or a run folder.")
+PATH = typer.Argument(None, help="Images [default: the data it was trained on].",
+                      show_default=False)
+SPLIT = typer.Option(None, "--split", help="train|val|test|all [default: test, or all of an "
+                     "unpartitioned PATH]")
+FORMAT = typer.Option("auto", "--format", help="auto|folder|csv|npy|cifar|idx|digits")
+CLASS = typer.Option(None, "--class", help="Only images of this true class.")
+SEED = typer.Option(0, "--seed", help="Seed of the random picks and the noise.")
+
+
+def _load(weights: Path, path: Path | None, split: str | None, fmt: str):  # noqa: ANN202
+    from cnnlab.api import load
+
+    model = load(weights)
+    data, name = model.split_of(path, split, fmt)
+    if len(data) == 0:
+        raise DataError(f"{path or 'the data'}: no images in the {name} split")
+    return model, data, name
+
+
+def _only_class(model, data, cls: str | None):  # noqa: ANN001, ANN202
+    from cnnlab.evaluate.gradcam import class_index
+
+    ci = class_index(model.classes, cls)
+    if ci is None:
+        return data
+    keep = np.flatnonzero(data.labels.numpy() == ci)
+    if len(keep) == 0:
+        raise DataError(f"no labeled images of class {cls!r} in the data")
+    return data.subset(keep)
+
+
+def _f(v: float | None) -> str:
+    return "-" if v is None else f"{v:.4f}"
+
+
+@explain_app.command("gradcam")
+def gradcam_cmd(
+    weights: Path = WEIGHTS, path: Path | None = PATH, split: str | None = SPLIT,
+    format: str = FORMAT,
+    n: int = typer.Option(8, "--n", min=1, max=64, help="Number of images."),
+    cls: str | None = typer.Option(None, "--class", help="Explain this class's score on images "
+                                   "of this class [default: the predicted class]."),
+    layer: str | None = typer.Option(None, "--layer", help="Module name to explain [default: "
+                                     "the last convolution]; see --list-layers."),
+    list_layers: bool = typer.Option(False, "--list-layers", help="Print the conv layers."),
+    out: Path = typer.Option(Path("gradcam.png"), "--out", "-o", help="PNG to write."),
+    seed: int = SEED,
+) -> None:
+    """Grad-CAM heatmaps over images, one PNG grid with true and predicted labels."""
+    from cnnlab.api import load
+    from cnnlab.evaluate.gradcam import conv_layers, gradcam_figure
+
+    if list_layers:
+        convs = conv_layers(load(weights).module)
+        if not convs:
+            raise CnnlabError(f"{weights}: the model has no convolution layers")
+        for name, mod in convs:
+            print(f"{name}\t{mod}")
+        return
+    model, data, name = _load(weights, path, split, format)
+    png, res, idx = gradcam_figure(model, data, out, n, cls, layer, seed)
+    console.print(f"wrote {png} ({len(idx)} {name} images, layer {res.layer})")
+
+
+@explain_app.command("failures")
+def failures_cmd(
+    weights: Path = WEIGHTS, path: Path | None = PATH, split: str | None = SPLIT,
+    format: str = FORMAT,
+    n: int = typer.Option(10, "--n", min=1, max=50, help="Images per group."),
+    cls: str | None = CLASS,
+    out: Path = typer.Option(Path("failures.png"), "--out", "-o",
+                             help="PNG to write; the table goes next to it as .csv."),
+    seed: int = SEED,
+) -> None:
+    """n correctly and n wrongly classified images, and the top-loss images (PNG + CSV)."""
+    from cnnlab.evaluate.failures import analyze, failures_figure
+    from cnnlab.evaluate.gradcam import class_index
+    from cnnlab.train.rundir import write_csv
+
+    model, data, name = _load(weights, path, split, format)
+    f = analyze(model, data, n, seed, class_index(model.classes, cls))
+    png = failures_figure(f, data, model.classes, out, f"Failure modes ({name} split)")
+    rows = f.rows(data.ids, model.classes)
+    table_path = Path(out).with_suffix(".csv")
+    write_csv(table_path, rows)
+    labeled = f.labels >= 0
+    wrong = int((f.preds != f.labels)[labeled].sum())
+    t = Table(title=f"{wrong} of {int(labeled.sum())} {name} images misclassified; "
+                    "highest loss first")
+    for col in ("id", "true", "pred", "p(true)", "p(pred)", "loss"):
+        t.add_column(col, justify="right" if col.startswith(("p", "loss")) else "left")
+    for r in rows:
+        if r["kind"] == "top_loss":
+            t.add_row(str(r["id"]), r["true"], r["pred"], _f(r["p_true"]), _f(r["p_pred"]),
+                      _f(r["loss"]))
+    console.print(t)
+    console.print(f"wrote {png} and {table_path}")
+
+
+@explain_app.command("robustness")
+def robustness_cmd(
+    weights: Path = WEIGHTS, path: Path | None = PATH, split: str | None = SPLIT,
+    format: str = FORMAT,
+    n: int = typer.Option(10, "--n", min=1, max=30, help="Example images in the PNG."),
+    cls: str | None = CLASS,
+    max_items: int | None = typer.Option(None, "--max-items", min=1,
+                                         help="Evaluate on a seeded sample of this many images."),
+    out: Path = typer.Option(Path("robustness.png"), "--out", "-o",
+                             help="PNG to write; the table goes next to it as .csv."),
+    seed: int = SEED,
+) -> None:
+    """Accuracy under Gaussian noise (std = range/10 and others), flips and small rotations."""
+    from cnnlab.evaluate.robustness import examples_figure, robustness_table
+    from cnnlab.train.rundir import write_csv
+
+    model, data, name = _load(weights, path, split, format)
+    data = _only_class(model, data, cls)
+    rows = robustness_table(model, data, seed=seed, max_items=max_items)
+    png = examples_figure(model, data, out, n, seed,
+                          title=f"Perturbed {name} images with predictions")
+    table_path = Path(out).with_suffix(".csv")
+    write_csv(table_path, rows)
+    t = Table(title=f"robustness on {rows[0]['n']} {name} images")
+    for col in ("perturbation", "accuracy", "change", "unchanged", "what"):
+        t.add_column(col, justify="left" if col in ("perturbation", "what") else "right")
+    for r in rows:
+        t.add_row(r["perturbation"], _f(r["accuracy"]), f"{r['change']:+.4f}",
+                  _f(r["unchanged"]), r["description"])
+    console.print(t)
+    console.print(f"wrote {png} and {table_path}")
+
+
+@app.command("report")
+def report_cmd(
+    run_dir: Path = typer.Argument(..., help="A run folder (with config.yaml and best.pt)."),
+) -> None:
+    """(Re)build RUN_DIR/report.html: one self-contained page, readable offline."""
+    from cnnlab.report.html import build_report
+
+    if not run_dir.is_dir():
+        raise CnnlabError(f"{run_dir}: no such run folder")
+    out = build_report(run_dir)
+    console.print(f"wrote {out}")

@@ -1,0 +1,184 @@
+"""Grad-CAM (captum's LayerGradCam): where a conv model looks when it scores a class."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cnnlab.data.batches import batch_slices, to_float
+from cnnlab.data.imageset import ImageSet
+from cnnlab.errors import CnnlabError
+
+CONV_TYPES = (nn.Conv2d,)
+
+
+def conv_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """(name, module) of every 2-D convolution, in the order the model registers them."""
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, CONV_TYPES)]
+
+
+def has_conv(model: nn.Module) -> bool:
+    """True when the model has a convolution layer Grad-CAM can attach to."""
+    return bool(conv_layers(model))
+
+
+def resolve_layer(model: nn.Module, name: str | None = None) -> tuple[str, nn.Module]:
+    """The layer to explain: `name` (a module name, with or without "net."), else the last conv."""
+    convs = conv_layers(model)
+    if name is None:
+        if not convs:
+            raise CnnlabError("Grad-CAM needs a convolutional model; this one has no Conv2d "
+                              "layer (an MLP?)")
+        return _block_of(model, *convs[-1])
+    modules = dict(model.named_modules())
+    for candidate in (name, f"net.{name}"):
+        if candidate and candidate in modules:
+            return candidate, modules[candidate]
+    names = [n for n, _ in convs][-8:]
+    hint = f"; conv layers include {', '.join(names)}" if names else ""
+    raise CnnlabError(f"--layer {name!r}: no such module in the model{hint}")
+
+
+_BLOCK_TAIL = (nn.BatchNorm2d, nn.GroupNorm, nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.SiLU, nn.GELU,
+               nn.ELU, nn.Hardswish, nn.Identity)
+
+
+def _block_of(model: nn.Module, name: str, conv: nn.Module) -> tuple[str, nn.Module]:
+    """The conv's Conv-Norm-Act block when it is one, else the conv itself.
+
+    Grad-CAM is defined on the rectified activations of the last conv layer; the raw conv
+    output (before BatchNorm and ReLU) has negative parts that blur the map.
+    """
+    if "." not in name:
+        return name, conv
+    parent_name = name.rsplit(".", 1)[0]
+    parent = dict(model.named_modules()).get(parent_name)
+    if isinstance(parent, nn.Sequential) and len(parent) > 1 and parent[0] is conv and \
+            all(isinstance(m, _BLOCK_TAIL) for m in list(parent)[1:]):
+        return parent_name, parent
+    return name, conv
+
+
+@dataclass
+class CamResult:
+    """Grad-CAM maps [N,H,W] in [0,1] (per image, max = 1), with what was explained."""
+
+    cams: np.ndarray
+    targets: np.ndarray
+    preds: np.ndarray
+    probs: np.ndarray
+    layer: str
+
+
+def gradcam(model: nn.Module, images: torch.Tensor, targets: np.ndarray | None = None,
+            layer: str | None = None, device: torch.device | str = "cpu",
+            batch_size: int = 32) -> CamResult:
+    """Grad-CAM of uint8 [N,C,H,W] images for `targets` (default: the predicted classes)."""
+    from captum.attr import LayerAttribution, LayerGradCam
+
+    name, module = resolve_layer(model, layer)
+    was_training = model.training
+    model.eval()
+    h, w = images.shape[-2:]
+    cams, preds, probs_all, tgts = [], [], [], []
+    try:
+        for sl in batch_slices(images.shape[0], batch_size):
+            x = to_float(images[sl], device).requires_grad_(True)
+            with torch.no_grad():
+                probs = torch.softmax(model(x).float(), 1).cpu()
+            pred = probs.argmax(1)
+            tgt = pred if targets is None else torch.as_tensor(np.asarray(targets)[sl],
+                                                               dtype=torch.long)
+            cam = LayerGradCam(model, module).attribute(x, target=tgt.to(x.device),
+                                                        relu_attributions=True)
+            if cam.ndim != 4:
+                raise CnnlabError(f"--layer {name!r}: Grad-CAM needs a layer with a spatial "
+                                  f"output [N,C,H,W], got {tuple(cam.shape)}")
+            cam = cam.detach().float().sum(1, keepdim=True)
+            cam = LayerAttribution.interpolate(cam, (h, w), "bilinear")[:, 0].cpu()
+            cams.append(cam)
+            preds.append(pred)
+            probs_all.append(probs)
+            tgts.append(tgt.cpu())
+    finally:
+        model.train(was_training)
+    cam = torch.cat(cams).clamp_min(0)
+    # Per-image scale: the map says where, not how strongly compared with other images.
+    peak = cam.flatten(1).amax(1).clamp_min(1e-12).view(-1, 1, 1)
+    cam = torch.where(peak > 1e-12, cam / peak, torch.zeros_like(cam))
+    return CamResult(cam.numpy(), torch.cat(tgts).numpy(), torch.cat(preds).numpy(),
+                     torch.cat(probs_all).numpy(), name)
+
+
+def pick_items(labels: np.ndarray, n: int, seed: int = 0, cls: int | None = None) -> np.ndarray:
+    """Up to n indices spread over the classes (round robin, seeded), or only class `cls`."""
+    rng = np.random.default_rng(seed)
+    labels = np.asarray(labels)
+    if cls is not None:
+        idx = np.flatnonzero(labels == cls)
+        return np.sort(rng.permutation(idx)[:n]) if len(idx) else idx
+    if not (labels >= 0).any():
+        return np.sort(rng.permutation(len(labels))[:n])
+    groups = [rng.permutation(np.flatnonzero(labels == c)).tolist()
+              for c in np.unique(labels[labels >= 0])]
+    out: list[int] = []
+    while len(out) < n and any(groups):
+        for g in groups:
+            if g and len(out) < n:
+                out.append(g.pop(0))
+    return np.asarray(out, dtype=np.int64)
+
+
+def class_index(classes: list[str], name: str | None) -> int | None:
+    """Index of class `name` (None passes through); a one-line error for an unknown name."""
+    if name is None:
+        return None
+    if name in classes:
+        return classes.index(name)
+    raise CnnlabError(f"--class {name!r}: not one of the model's classes "
+                      f"({', '.join(classes[:12])}{', ...' if len(classes) > 12 else ''})")
+
+
+def gradcam_figure(predictor: object, data: ImageSet, out: str | Path, n: int = 8,
+                   cls: str | None = None, layer: str | None = None, seed: int = 0,
+                   title: str | None = None) -> tuple[Path, CamResult, np.ndarray]:
+    """Grad-CAM grid PNG of n items (original next to overlay, true and predicted labels)."""
+    from cnnlab.report.gallery import Tile, image_grid, short
+
+    classes = predictor.classes
+    ci = class_index(classes, cls)
+    labels = data.labels.numpy()
+    has_labels = bool((labels >= 0).any())
+    idx = pick_items(labels, n, seed, ci if has_labels else None)
+    if len(idx) == 0:
+        raise CnnlabError(f"no images of class {cls!r} in the data to explain")
+    images = data.images[torch.as_tensor(idx)]
+    if images.shape[1:] != (predictor.channels, predictor.image_size, predictor.image_size):
+        from cnnlab.data.sources.common import adjust
+
+        images = adjust(images.numpy(), (predictor.image_size, predictor.image_size),
+                        predictor.channels)
+    targets = None if ci is None else np.full(len(idx), ci)
+    res = gradcam(predictor.module, images, targets, layer, predictor.device)
+    pairs = []
+    for j, i in enumerate(idx):
+        t = int(labels[i])
+        p = int(res.preds[j])
+        ok = None if t < 0 else t == p
+        head = f"true {short(classes[t])}\n" if t >= 0 else ""
+        cap = f"{head}pred {short(classes[p])} ({res.probs[j, p]:.2f})"
+        img = images[j].numpy()
+        pairs += [Tile(img, cap, ok), Tile(img, f"Grad-CAM: {short(classes[int(res.targets[j])])}",
+                                           None, res.cams[j])]
+    cols = 8 if len(pairs) > 8 else len(pairs)
+    rows = [("", pairs[i:i + cols]) for i in range(0, len(pairs), cols)]
+    what = f"class {cls}" if cls else "the predicted class"
+    path = image_grid(rows, Path(out), title or f"Grad-CAM ({res.layer}) for {what}",
+                      max_cols=cols, heat_label="Grad-CAM (relative)",
+                      note="image, then its Grad-CAM overlay; green = correct, red = wrong")
+    return path, res, idx

@@ -1,0 +1,152 @@
+"""Robustness probes (CS 475 1.8.5-1.8.11): accuracy under Gaussian noise, flips and rotations."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from cnnlab.data.batches import batch_slices, to_float
+from cnnlab.data.imageset import ImageSet
+from cnnlab.errors import DataError
+
+# Noise std as a fraction of each image's range; 0.1 is CS 475's "one tenth of the range".
+NOISE_FRACTIONS = (0.05, 0.1, 0.2)
+ROTATIONS = (5, 15)
+EXAMPLE_ROWS = ("clean", "noise 0.1", "hflip", "vflip", "rotate 15")
+
+Perturb = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
+
+
+@dataclass
+class Perturbation:
+    """A named change of the model input (float images [B,C,H,W] on the 0-1 scale)."""
+
+    name: str
+    description: str
+    fn: Perturb
+
+
+def image_range(x: torch.Tensor) -> torch.Tensor:
+    """max - min of each image's pixel values, shape [B,1,1,1] (CS 475's 'image's range')."""
+    flat = x.flatten(1)
+    return (flat.amax(1) - flat.amin(1)).view(-1, 1, 1, 1)
+
+
+def add_noise(x: torch.Tensor, fraction: float, gen: torch.Generator) -> torch.Tensor:
+    """Gaussian noise with std = fraction x the image's range, not clipped (as in CS 475)."""
+    noise = torch.randn(x.shape, generator=gen, dtype=torch.float32).to(x.device)
+    return x + noise * (fraction * image_range(x))
+
+
+def rotate(x: torch.Tensor, degrees: float) -> torch.Tensor:
+    """Rotate counter-clockwise about the centre; corners fill with black (0)."""
+    t = math.radians(degrees)
+    c, s = math.cos(t), math.sin(t)
+    theta = torch.tensor([[c, s, 0.0], [-s, c, 0.0]], dtype=x.dtype, device=x.device)
+    grid = F.affine_grid(theta.expand(x.shape[0], 2, 3), list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def default_perturbations(noise: tuple[float, ...] = NOISE_FRACTIONS,
+                          rotations: tuple[float, ...] = ROTATIONS) -> list[Perturbation]:
+    """Noise at several levels, horizontal and vertical flip, small rotations."""
+    out = [Perturbation("clean", "unchanged images", lambda x, g: x)]
+    for f in noise:
+        cs = " (CS 475: range/10)" if abs(f - 0.1) < 1e-9 else ""
+        out.append(Perturbation(f"noise {f:g}", f"Gaussian noise, std = {f:g} x image range{cs}",
+                                lambda x, g, f=f: add_noise(x, f, g)))
+    out.append(Perturbation("hflip", "horizontal flip (mirror left-right)",
+                            lambda x, g: torch.flip(x, dims=[3])))
+    out.append(Perturbation("vflip", "vertical flip (upside down)",
+                            lambda x, g: torch.flip(x, dims=[2])))
+    for d in rotations:
+        out.append(Perturbation(f"rotate {d:g}", f"rotation by {d:g} degrees, black corners",
+                                lambda x, g, d=d: rotate(x, d)))
+    return out
+
+
+@torch.inference_mode()
+def perturbed_probs(model: torch.nn.Module, images: torch.Tensor, p: Perturbation,
+                    device: torch.device | str = "cpu", seed: int = 0,
+                    batch_size: int = 256) -> np.ndarray:
+    """Class probabilities of uint8 [N,C,H,W] images after perturbation `p` (seeded noise)."""
+    gen = torch.Generator().manual_seed(seed)
+    was_training = model.training
+    model.eval()
+    out = []
+    try:
+        for sl in batch_slices(images.shape[0], batch_size):
+            x = p.fn(to_float(images[sl], device), gen)
+            out.append(torch.softmax(model(x).float(), 1).cpu())
+    finally:
+        model.train(was_training)
+    return torch.cat(out).numpy() if out else np.zeros((0, 0))
+
+
+def sample_items(n_total: int, max_items: int | None, seed: int = 0) -> np.ndarray:
+    """All indices, or a seeded sample of max_items of them (sorted)."""
+    if max_items is None or n_total <= max_items:
+        return np.arange(n_total)
+    return np.sort(np.random.default_rng(seed).permutation(n_total)[:max_items])
+
+
+def robustness_table(predictor: object, data: ImageSet,
+                     perturbations: list[Perturbation] | None = None, seed: int = 0,
+                     max_items: int | None = None) -> list[dict]:
+    """One row per perturbation: accuracy, change against clean, share of unchanged predictions."""
+    labels = data.labels.numpy()
+    keep = np.flatnonzero(labels >= 0)
+    if len(keep) == 0:
+        raise DataError("robustness needs labeled images (the data has no labels)")
+    keep = keep[sample_items(len(keep), max_items, seed)]
+    images, y = data.images[torch.as_tensor(keep)], labels[keep]
+    rows, clean_pred, clean_acc = [], None, None
+    for p in perturbations or default_perturbations():
+        pred = perturbed_probs(predictor.module, images, p, predictor.device, seed).argmax(1)
+        acc = float((pred == y).mean())
+        if clean_pred is None:
+            clean_pred, clean_acc = pred, acc
+        rows.append({"perturbation": p.name, "description": p.description, "n": int(len(y)),
+                     "accuracy": acc, "change": acc - clean_acc,
+                     "unchanged": float((pred == clean_pred).mean())})
+    return rows
+
+
+def examples_figure(predictor: object, data: ImageSet, out: str | Path, n: int = 10,
+                    seed: int = 0, rows: tuple[str, ...] = EXAMPLE_ROWS,
+                    title: str = "Perturbed examples", probs: np.ndarray | None = None) -> Path:
+    """PNG: n correctly classified items (CS 475 1.8.5) under each perturbation, with predictions."""
+    from cnnlab.report.gallery import Tile, image_grid, short
+
+    classes = predictor.classes
+    labels = data.labels.numpy()
+    if probs is None:
+        probs = torch.softmax(predictor.logits(data.images), 1).numpy()
+    ok = np.flatnonzero((labels >= 0) & (probs.argmax(1) == labels))
+    pick = np.sort(np.random.default_rng(seed).permutation(ok)[:n])
+    if len(pick) == 0:
+        raise DataError("no correctly classified images to perturb")
+    images = data.images[torch.as_tensor(pick)]
+    by_name = {p.name: p for p in default_perturbations()}
+    blocks = []
+    gen = torch.Generator().manual_seed(seed)
+    for name in rows:
+        p = by_name[name]
+        with torch.inference_mode():
+            x = p.fn(to_float(images, predictor.device), gen)
+            pr = torch.softmax(predictor.module.eval()(x).float(), 1).cpu().numpy()
+        shown = x.clamp(0, 1).cpu().numpy()
+        tiles = [Tile(shown[j], f"pred {short(classes[int(pr[j].argmax())])}"
+                                f" ({pr[j].max():.2f})", int(pr[j].argmax()) == int(labels[i]))
+                 for j, i in enumerate(pick)]
+        label = "noise range/10" if name == "noise 0.1" else name
+        blocks.append((label, tiles))
+    return image_grid(blocks, Path(out), title, max_cols=max(len(pick), 1),
+                      note="each column: one correctly classified image; green = still correct, "
+                           "red = now wrong")

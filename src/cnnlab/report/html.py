@@ -1,0 +1,507 @@
+"""report.html: one self-contained page per run (images embedded, no scripts, readable offline).
+
+build_report() is the one place in report/ that runs a model: it reloads the run's best
+checkpoint and data when the caller (train/run.py finalize) does not hand them over, and asks
+evaluate/ for the failure gallery, Grad-CAM and robustness sections. Those imports are local to
+the function so the figure helpers of this package stay free of evaluate/.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import datetime as _dt
+import html
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import yaml
+
+from cnnlab.checkpoint import atomic_write_bytes
+from cnnlab.errors import CnnlabError
+
+IMBALANCE_RATIO = 3.0  # largest / smallest training class at or above this: flagged
+SPLIT_ORDER = ("train", "val", "test")
+METRIC_COLUMNS = (("n", "n"), ("accuracy", "accuracy"), ("balanced_accuracy", "balanced acc."),
+                  ("loss", "loss"), ("precision", "precision"), ("recall", "recall"),
+                  ("f1", "F1"), ("auroc", "AUROC"))
+CLASS_COLUMNS = (("support", "support"), ("accuracy", "accuracy"), ("precision", "precision"),
+                 ("recall", "recall"), ("f1", "F1"))
+
+
+# ---- small formatting helpers -----------------------------------------------------------------
+def esc(x: object) -> str:
+    """HTML-escaped text of any value."""
+    return html.escape(str(x), quote=True)
+
+
+def fmt(v: object, digits: int = 4) -> str:
+    """Numbers as shown in the report: floats with `digits` decimals, None as an en dash."""
+    if v is None:
+        return "\u2013"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, float):
+        return f"{v:.{digits}f}"
+    return str(v)
+
+
+def metric_cell(path: str, v: object, digits: int = 4) -> str:
+    """A table cell carrying its metrics.json path and exact value for machines (and tests)."""
+    raw = "" if v is None else json.dumps(v)
+    return f'<td class="num" data-metric="{esc(path)}" data-value="{esc(raw)}">{fmt(v, digits)}</td>'
+
+
+def data_uri(png: Path) -> str:
+    """A PNG file as a base64 data URI, so the page needs no other file."""
+    return "data:image/png;base64," + base64.b64encode(Path(png).read_bytes()).decode("ascii")
+
+
+def figure(png: Path, alt: str, caption: str = "", width: int | None = None) -> str:
+    """An embedded figure with alt text, an optional caption and an optional max width (px)."""
+    cap = f"<figcaption>{esc(caption)}</figcaption>" if caption else ""
+    style = f' style="max-width:{width}px"' if width else ""
+    return f'<figure{style}><img src="{data_uri(png)}" alt="{esc(alt)}">{cap}</figure>'
+
+
+def note(text: str, kind: str = "info") -> str:
+    """A boxed remark (info, warn or skip)."""
+    return f'<p class="note {kind}">{esc(text)}</p>'
+
+
+# ---- data ---------------------------------------------------------------------------------------
+def imbalance(counts: list[int], classes: list[str]) -> dict | None:
+    """A flag dict when the class counts are skewed (largest/smallest >= IMBALANCE_RATIO)."""
+    if len(counts) < 2 or sum(counts) == 0:
+        return None
+    hi = max(range(len(counts)), key=lambda i: counts[i])
+    lo = min(range(len(counts)), key=lambda i: counts[i])
+    ratio = counts[hi] / counts[lo] if counts[lo] else float("inf")
+    if ratio < IMBALANCE_RATIO:
+        return None
+    return {"ratio": ratio, "largest": classes[hi], "smallest": classes[lo],
+            "largest_n": counts[hi], "smallest_n": counts[lo]}
+
+
+def _read_history(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    rows = []
+    with path.open(newline="") as fh:
+        for r in csv.DictReader(fh):
+            row: dict = {}
+            for k, v in r.items():
+                try:
+                    row[k] = None if v in ("", None) else float(v)
+                except ValueError:
+                    row[k] = v
+            if row.get("epoch") is not None:
+                row["epoch"] = int(row["epoch"])
+            rows.append(row)
+    return rows
+
+
+def _reload(run_dir: Path, cfg: dict, splits: object, predictor: object,
+            notes: list[str]) -> tuple[object, object]:
+    """The run's best model and data, reloaded from best.pt and config.yaml when not given."""
+    from cnnlab.evaluate.predictor import Predictor
+
+    if predictor is None:
+        ckpt = run_dir / "best.pt"
+        if not ckpt.is_file():
+            notes.append(f"{ckpt.name} not found: sections that need the model are skipped")
+            return splits, None
+        try:
+            predictor = Predictor.load(ckpt)
+        except CnnlabError as exc:
+            notes.append(f"could not load the model: {exc}")
+            return splits, None
+    if splits is None:
+        from cnnlab.data.load import load_data
+
+        try:
+            opts = predictor.load_options(format=cfg.get("format") or "auto",
+                                          image_dir=cfg.get("image_dir"),
+                                          skip_bad=cfg.get("skip_bad"))
+            splits = load_data(cfg.get("data"), opts)
+        except CnnlabError as exc:
+            notes.append(f"could not reload the run's data ({exc}); image sections are skipped")
+            return None, predictor
+        if list(splits.classes) != list(predictor.classes):
+            notes.append("the reloaded data's classes differ from the model's (was the run "
+                         "trained on in-memory data?); image sections are skipped")
+            return None, predictor
+    return splits, predictor
+
+
+def _eval_split(splits: object) -> tuple[str, object] | tuple[None, None]:
+    for name in ("test", "val", "train"):
+        s = splits.get(name)
+        if s is not None and len(s) and bool((s.labels >= 0).any()):
+            return name, s
+    return None, None
+
+
+# ---- sections -----------------------------------------------------------------------------------
+def _summary(run_dir: Path, cfg: dict, metrics: dict, predictor: object, data_info: dict) -> str:
+    final = next((s for s in ("test", "val", "train") if isinstance(metrics.get(s), dict)), None)
+    m = metrics.get(final, {}) if final else {}
+    base = metrics.get("baselines") or {}
+    cards = []
+
+    def card(label: str, value: str, sub: str = "", attrs: str = "") -> None:
+        cards.append(f'<div class="card"><div class="label">{esc(label)}</div>'
+                     f'<div class="value"{attrs}>{value}</div><div class="sub">{esc(sub)}</div>'
+                     "</div>")
+
+    if final:
+        for key, label in (("accuracy", "accuracy"), ("balanced_accuracy", "balanced accuracy"),
+                           ("auroc", "AUROC"), ("f1", "F1")):
+            v = m.get(key)
+            card(f"{final} {label}", fmt(v), f"{final} split, n = {m.get('n', '?')}",
+                 f' data-metric="{final}.{key}" data-value="{esc(json.dumps(v))}"')
+    if base.get("majority") is not None:
+        card("majority baseline", fmt(base["majority"]),
+             f"random guess {fmt(base.get('random'))}",
+             f' data-metric="baselines.majority" data-value="{esc(json.dumps(base["majority"]))}"')
+    rows = [("run folder", str(run_dir)), ("model", cfg.get("model")),
+            ("data", data_info.get("source") or cfg.get("data") or "built-in digits")]
+    if predictor is not None:
+        n_params = sum(p.numel() for p in predictor.module.parameters())
+        rows.append(("parameters", f"{n_params:,}"))
+        rows.append(("input", f"{predictor.channels} x {predictor.image_size} x "
+                              f"{predictor.image_size}"))
+    rows += [("optimizer", f"{cfg.get('optimizer')} (lr {cfg.get('lr') or 'default'}, "
+                           f"batch {cfg.get('batch_size')}, schedule {cfg.get('schedule')})"),
+             ("epochs", f"{metrics.get('epochs_run', '?')} run of {cfg.get('epochs')}; best "
+                        f"epoch {metrics.get('best_epoch', '?')}"
+                        + (" (stopped early)" if metrics.get("stopped_early") else "")),
+             ("training time", f"{metrics['train_seconds']:.1f} s"
+              if isinstance(metrics.get("train_seconds"), (int, float)) else "\u2013"),
+             ("device", f"{cfg.get('device')}, precision {cfg.get('precision')}")]
+    table = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in rows)
+    conf = "".join(f"<tr><th>{esc(k)}</th><td><code>{esc(json.dumps(v))}</code></td></tr>"
+                   for k, v in cfg.items())
+    return (f'<div class="cards">{"".join(cards)}</div>'
+            f'<div class="cols"><table class="kv">{table}</table></div>'
+            f"<details><summary>Full configuration (config.yaml)</summary>"
+            f'<table class="kv config">{conf}</table></details>')
+
+
+def _data_section(classes: list[str], counts: dict[str, list[int]], metrics: dict,
+                  data_info: dict) -> str:
+    head_notes, cols, flag_html = [], [], ""
+    if data_info.get("split_note"):
+        head_notes.append(f'<p class="muted">Splits: {esc(data_info["split_note"])}.</p>')
+    if counts:
+        names = [n for n in SPLIT_ORDER if n in counts]
+        train = counts.get("train") or next(iter(counts.values()))
+        total, top = max(sum(train), 1), max(max(train), 1)
+        head = "".join(f"<th>{esc(n)}</th>" for n in names)
+        body = []
+        for i, c in enumerate(classes):
+            cells = "".join(f'<td class="num" data-count="{esc(n)}.{esc(c)}">{counts[n][i]}</td>'
+                            for n in names)
+            share = train[i] / total
+            # Bars scale to the largest class so skew is visible at a glance.
+            body.append(f"<tr><th>{esc(c)}</th>{cells}<td class='bar'><span style='width:"
+                        f"{90 * train[i] / top:.1f}px'></span><em>{100 * share:.1f}%</em></td>"
+                        "</tr>")
+        totals = "".join(f'<td class="num"><b>{sum(counts[n])}</b></td>' for n in names)
+        cols.append(f'<table class="grid"><thead><tr><th>class</th>{head}<th>share of train</th>'
+                    f'</tr></thead><tbody>{"".join(body)}</tbody><tfoot><tr><th>total</th>'
+                    f"{totals}<td></td></tr></tfoot></table>")
+        flag = imbalance(list(train), classes)
+        if flag:
+            ratio = "no items" if flag["ratio"] == float("inf") else f"{flag['ratio']:.1f}x"
+            flag_html = (
+                f'<p class="note warn" id="imbalance-flag"><b>Imbalanced classes.</b> The '
+                f"largest training class ({esc(flag['largest'])}, {flag['largest_n']}) is "
+                f"{ratio} the smallest ({esc(flag['smallest'])}, {flag['smallest_n']}). Accuracy "
+                "can look good while the small class is missed: read the per-class recall and "
+                "the balanced accuracy, and consider <code>--class-weights auto</code> or "
+                "<code>--sampler balanced</code>.</p>")
+    base = metrics.get("baselines") or {}
+    if base.get("random") is not None:
+        on = "test" if isinstance(metrics.get("test"), dict) else "val"
+        cols.append(
+            f'<table class="kv"><tr><th>random guess accuracy</th>'
+            f'{metric_cell("baselines.random", base["random"])}</tr>'
+            f'<tr><th>majority-class accuracy<br><span class="muted">({esc(on)} split, '
+            f'majority class of train)</span></th>'
+            f'{metric_cell("baselines.majority", base["majority"])}</tr></table>')
+    if not cols:
+        return note("no data summary available", "skip")
+    return "".join(head_notes) + flag_html + f'<div class="cols">{"".join(cols)}</div>'
+
+
+def _metrics_section(metrics: dict, classes: list[str]) -> str:
+    splits = [s for s in SPLIT_ORDER if isinstance(metrics.get(s), dict)]
+    if not splits:
+        return note("metrics.json has no split metrics", "skip")
+    head = "".join(f"<th>{esc(label)}</th>" for _, label in METRIC_COLUMNS)
+    rows = "".join(
+        f"<tr><th>{esc(s)}</th>"
+        + "".join(metric_cell(f"{s}.{k}", metrics[s].get(k)) for k, _ in METRIC_COLUMNS)
+        + "</tr>" for s in splits)
+    avg = {metrics[s].get("average") for s in splits} - {None}
+    out = [f'<table class="grid metrics"><thead><tr><th>split</th>{head}</tr></thead>'
+           f"<tbody>{rows}</tbody></table>"]
+    if avg:
+        out.append(f'<p class="muted">Precision, recall and F1: {esc(", ".join(sorted(avg)))}.'
+                   " AUROC: one-vs-rest macro average for more than two classes.</p>")
+    final = splits[-1]
+    for s in reversed(splits):
+        pc = metrics[s].get("per_class") or {}
+        if not pc:
+            continue
+        chead = "".join(f"<th>{esc(label)}</th>" for _, label in CLASS_COLUMNS)
+        body = "".join(
+            f"<tr><th>{esc(c)}</th>"
+            + "".join(metric_cell(f"{s}.per_class.{c}.{k}", pc[c].get(k)) for k, _ in
+                      CLASS_COLUMNS) + "</tr>" for c in classes if c in pc)
+        opened = " open" if s == final else ""
+        out.append(f"<details{opened}><summary>Per-class metrics: {esc(s)}</summary>"
+                   f'<table class="grid"><thead><tr><th>class</th>{chead}</tr></thead>'
+                   f"<tbody>{body}</tbody></table></details>")
+    return "".join(out)
+
+
+def _robust_table(rows: list[dict], split: str) -> str:
+    body = []
+    for r in rows:
+        cls = "neg" if r["change"] < -0.05 else ""
+        body.append(f"<tr><th>{esc(r['perturbation'])}</th><td>{esc(r['description'])}</td>"
+                    f'<td class="num" data-robust="{esc(r["perturbation"])}">'
+                    f"{fmt(r['accuracy'])}</td><td class='num {cls}'>{r['change']:+.4f}</td>"
+                    f"<td class='num'>{fmt(r['unchanged'])}</td></tr>")
+    return (f'<p class="muted">{rows[0]["n"]} labeled {esc(split)} images; noise std is a '
+            "fraction of each image's range (max - min of its pixels), seeded; "
+            "&ldquo;unchanged&rdquo; = share of predictions equal to those on the clean images."
+            '</p><table class="grid"><thead><tr><th>perturbation</th><th>what</th>'
+            "<th>accuracy</th><th>change</th><th>unchanged</th></tr></thead><tbody>"
+            + "".join(body) + "</tbody></table>")
+
+
+# ---- the page -----------------------------------------------------------------------------------
+CSS = """
+:root{--fg:#1f2328;--muted:#59636e;--line:#d1d9e0;--soft:#f6f8fa;--accent:#0969da;
+--ok:#1a7f37;--bad:#cf222e;--warn:#9a6700}
+*{box-sizing:border-box}
+body{margin:0;font:14px/1.5 -apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif;
+color:var(--fg);background:#fff}
+header{background:linear-gradient(135deg,#0b3d91,#0969da);color:#fff;padding:22px 0 18px}
+.wrap{max-width:1120px;margin:0 auto;padding:0 24px}
+header h1{margin:0;font-size:22px;font-weight:600}
+header .meta{opacity:.85;font-size:13px;margin-top:4px}
+nav{border-bottom:1px solid var(--line);background:var(--soft);position:sticky;top:0}
+nav a{display:inline-block;padding:8px 10px;color:var(--accent);text-decoration:none;font-size:13px}
+nav a:hover{text-decoration:underline}
+section{padding:14px 0 8px;border-bottom:1px solid var(--line)}
+h2{font-size:18px;margin:10px 0 10px;font-weight:600}
+.cards{display:flex;flex-wrap:wrap;gap:12px;margin:6px 0 14px}
+.card{flex:1 1 150px;border:1px solid var(--line);border-radius:8px;padding:10px 14px;
+background:var(--soft)}
+.card .label{font-size:12px;color:var(--muted);text-transform:uppercase;letter-spacing:.03em}
+.card .value{font-size:24px;font-weight:600;font-variant-numeric:tabular-nums}
+.card .sub{font-size:12px;color:var(--muted)}
+table{border-collapse:collapse;margin:6px 0 12px;font-variant-numeric:tabular-nums}
+th,td{padding:4px 10px;border-bottom:1px solid var(--line);text-align:left;vertical-align:top}
+table.grid thead th{background:var(--soft);font-weight:600;border-bottom:2px solid var(--line)}
+table.grid tbody tr:nth-child(even){background:#fbfcfd}
+table.kv th{font-weight:500;color:var(--muted);white-space:nowrap}
+table.config code{font-size:12px}
+td.num{text-align:right}
+.cols{display:flex;flex-wrap:wrap;gap:28px;align-items:flex-start}
+td.neg{color:var(--bad)}
+td.bar{min-width:160px;position:relative}
+td.bar span{display:inline-block;height:10px;background:#54aeff;border-radius:2px;
+vertical-align:middle}
+td.bar em{font-style:normal;color:var(--muted);font-size:12px;margin-left:6px}
+figure{margin:8px 0 14px}
+figure img{max-width:100%;height:auto;border:1px solid var(--line);border-radius:6px}
+figcaption{font-size:12px;color:var(--muted);margin-top:4px}
+details{margin:6px 0 10px}
+summary{cursor:pointer;color:var(--accent);font-weight:500}
+.note{border-left:4px solid var(--accent);background:#ddf4ff;padding:8px 12px;border-radius:4px}
+.note.warn{border-color:var(--warn);background:#fff8c5}
+.note.skip{border-color:#8c959f;background:var(--soft);color:var(--muted)}
+.muted{color:var(--muted);font-size:13px}
+footer{color:var(--muted);font-size:12px;padding:16px 0 28px}
+code{background:var(--soft);padding:1px 4px;border-radius:4px}
+"""
+
+
+def build_report(run_dir: str | Path, splits: object = None, predictor: object = None,
+                 n_gallery: int = 10, n_cam: int = 8, max_robust: int = 200,
+                 seed: int = 0) -> Path:
+    """Write run_dir/report.html (self-contained) and return its path."""
+    t0 = time.perf_counter()
+    run_dir = Path(run_dir)
+    cfg_path = run_dir / "config.yaml"
+    if not cfg_path.is_file():
+        raise CnnlabError(f"{run_dir}: not a cnnlab run folder (no config.yaml)")
+    try:
+        cfg = yaml.safe_load(cfg_path.read_text()) or {}
+        metrics = json.loads((run_dir / "metrics.json").read_text()) \
+            if (run_dir / "metrics.json").is_file() else {}
+    except (yaml.YAMLError, json.JSONDecodeError) as exc:
+        raise CnnlabError(f"{run_dir}: unreadable config.yaml or metrics.json ({exc})") from None
+    history = _read_history(run_dir / "metrics.csv")
+    notes: list[str] = []
+    if not metrics:
+        notes.append("metrics.json is missing: the run did not finish")
+    splits, predictor = _reload(run_dir, cfg, splits, predictor, notes)
+    classes = list(predictor.classes) if predictor is not None else \
+        list(next((m["per_class"] for m in metrics.values()
+                   if isinstance(m, dict) and "per_class" in m), {}))
+    plots = run_dir / "plots"
+    data_info: dict = {}
+    counts: dict[str, list[int]] = {}
+    if splits is not None:
+        data_info = {"source": splits.source, "split_note": splits.split_note}
+        counts = {n: s.class_counts() for n, s in splits.items() if len(s)}
+    else:
+        for n in SPLIT_ORDER:
+            pc = (metrics.get(n) or {}).get("per_class") if isinstance(metrics.get(n), dict) \
+                else None
+            if pc:
+                counts[n] = [pc[c]["support"] for c in classes]
+
+    sections: list[tuple[str, str, str]] = []
+    timings: dict[str, float] = {}
+
+    def add(key: str, title: str, make: Callable[[], str]) -> None:
+        t = time.perf_counter()
+        try:
+            body = make()
+        except CnnlabError as exc:
+            body = note(f"skipped: {exc}", "skip")
+        except Exception as exc:  # noqa: BLE001 - one broken section must not lose the report
+            body = note(f"could not build this section: {type(exc).__name__}: {exc}", "skip")
+        timings[key] = time.perf_counter() - t
+        sections.append((key, title, body))
+
+    add("summary", "Run summary", lambda: _summary(run_dir, cfg, metrics, predictor, data_info))
+    add("data", "Data", lambda: _data_section(classes, counts, metrics, data_info))
+    add("curves", "Learning curves", lambda: _curves(run_dir, plots, history, cfg))
+    add("metrics", "Metrics", lambda: _metrics_section(metrics, classes))
+    add("confusion", "Confusion matrix", lambda: _confusion(plots, metrics, classes))
+
+    split_name, eval_set = _eval_split(splits) if splits is not None else (None, None)
+    ready = predictor is not None and eval_set is not None
+    why = "needs the model and labeled data" + (f" ({notes[-1]})" if notes else "")
+    cache: dict = {}
+
+    def clean_probs():  # noqa: ANN202 - the eval split's probabilities, computed once
+        if "probs" not in cache:
+            import torch
+
+            cache["probs"] = torch.softmax(predictor.logits(eval_set.images), 1).numpy()
+        return cache["probs"]
+
+    def failures() -> str:
+        if not ready:
+            return note(f"skipped: {why}", "skip")
+        from cnnlab.evaluate.failures import failures_figure, find_failures
+
+        f = find_failures(clean_probs(), eval_set.labels.numpy(), n_gallery, seed)
+        png = failures_figure(f, eval_set, classes, plots / "failures.png",
+                              f"Failure modes on the {split_name} split")
+        n_wrong = int((f.preds != f.labels)[f.labels >= 0].sum())
+        return (f'<p class="muted">{n_wrong} of {int((f.labels >= 0).sum())} {split_name} '
+                f"images are misclassified. Shown: {len(f.correct)} correct and {len(f.wrong)} "
+                "wrong images picked at random (seeded), then the images with the highest "
+                "cross-entropy loss.</p>" + figure(png, "failure gallery"))
+
+    def cams() -> str:
+        if not ready:
+            return note(f"skipped: {why}", "skip")
+        from cnnlab.evaluate.gradcam import gradcam_figure, has_conv
+
+        if not has_conv(predictor.module):
+            return note(f"skipped: Grad-CAM needs convolution layers; the {cfg.get('model')} "
+                        "model has none", "skip")
+        png, res, _ = gradcam_figure(predictor, eval_set, plots / "gradcam.png", n_cam,
+                                     seed=seed)
+        return (f'<p class="muted">Grad-CAM of the predicted class at layer '
+                f"<code>{esc(res.layer)}</code> (the last convolution), {split_name} images "
+                "spread over the classes; red = regions that raise the class score most. "
+                "Other layers: <code>cnnlab explain gradcam --layer NAME</code>.</p>"
+                + figure(png, "Grad-CAM overlays"))
+
+    def robust() -> str:
+        if not ready:
+            return note(f"skipped: {why}", "skip")
+        from cnnlab.evaluate.robustness import examples_figure, robustness_table
+
+        rows = robustness_table(predictor, eval_set, seed=seed, max_items=max_robust)
+        png = examples_figure(predictor, eval_set, plots / "robustness.png", min(n_gallery, 8),
+                              seed, title=f"Perturbed {split_name} images with predictions",
+                              probs=clean_probs())
+        return _robust_table(rows, split_name) + figure(png, "perturbed examples")
+
+    add("failures", "Failure gallery", failures)
+    add("gradcam", "Grad-CAM", cams)
+    add("robustness", "Robustness", robust)
+
+    page = _page(run_dir, cfg, sections, notes, time.perf_counter() - t0)
+    out = run_dir / "report.html"
+    atomic_write_bytes(out, page.encode("utf-8"))
+    return out
+
+
+def _curves(run_dir: Path, plots: Path, history: list[dict], cfg: dict) -> str:
+    png = plots / "curves.png"
+    if not png.is_file():
+        if not history:
+            return note("no training history (metrics.csv) to plot", "skip")
+        from cnnlab.report.plots import plot_curves
+
+        plot_curves(history, png, f"{cfg.get('model')} learning curves")
+    last = history[-1] if history else {}
+    txt = ""
+    if last:
+        txt = (f'<p class="muted">Last epoch ({last.get("epoch")}): train loss '
+               f"{fmt(last.get('train_loss'))}, val loss {fmt(last.get('val_loss'))}. A val loss "
+               "rising while the train loss falls means overfitting.</p>")
+    return txt + figure(png, "learning curves", "loss and accuracy per epoch", 920)
+
+
+def _confusion(plots: Path, metrics: dict, classes: list[str]) -> str:
+    split = next((s for s in ("test", "val", "train") if isinstance(metrics.get(s), dict)), None)
+    if split is None or "confusion_matrix" not in metrics[split]:
+        return note("no confusion matrix in metrics.json", "skip")
+    png = plots / "confusion_matrix.png"
+    if not png.is_file():
+        from cnnlab.report.plots import plot_confusion
+
+        plot_confusion(metrics[split]["confusion_matrix"], classes, png,
+                       f"Confusion matrix ({split})")
+    return figure(png, f"confusion matrix ({split})",
+                  f"{split} split: rows are true classes, columns predicted; colour = share of "
+                  "the true class", 640)
+
+
+def _page(run_dir: Path, cfg: dict, sections: list[tuple[str, str, str]], notes: list[str],
+          seconds: float) -> str:
+    from cnnlab import __version__
+
+    now = _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    nav = "".join(f'<a href="#{k}">{esc(t)}</a>' for k, t, _ in sections)
+    body = "".join(f'<section id="{k}"><h2>{esc(t)}</h2>{b}</section>' for k, t, b in sections)
+    top_notes = "".join(note(n, "warn") for n in notes)
+    title = f"{run_dir.name} \u2013 cnnlab report"
+    return (
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{esc(title)}</title><style>{CSS}</style></head><body>"
+        f'<header><div class="wrap"><h1>{esc(run_dir.name)}</h1><div class="meta">'
+        f"cnnlab report &middot; model <b>{esc(cfg.get('model'))}</b> &middot; data "
+        f"{esc(cfg.get('data') or 'built-in digits')} &middot; {esc(now)}</div></div></header>"
+        f'<nav><div class="wrap">{nav}</div></nav><main class="wrap">{top_notes}{body}</main>'
+        f'<footer class="wrap">Generated by cnnlab {esc(__version__)} in {seconds:.1f} s. '
+        "Regenerate with <code>cnnlab report "
+        f"{esc(run_dir)}</code>.</footer></body></html>\n")
