@@ -1,0 +1,170 @@
+"""Export a trained checkpoint to ONNX or TorchScript, checked against the PyTorch model.
+
+The exported graph is the whole Classifier: it takes float images in [0, 1], NCHW, any batch
+size, and normalizes them itself, so a consumer needs nothing but the file. Class names, the
+architecture record and the decode settings travel inside the file (ONNX metadata_props, a
+TorchScript extra file), which is what lets `cnnlab predict --weights model.onnx` work.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from cnnlab.errors import CnnlabError
+from cnnlab.evaluate.onnx_predictor import INSTALL_HINT, META_PREFIX
+from cnnlab.evaluate.predictor import Predictor
+
+FORMATS = ("onnx", "torchscript")
+TORCHSCRIPT_META = "cnnlab.json"
+
+
+@dataclass
+class ExportResult:
+    """What an export wrote and how closely it reproduces the PyTorch model."""
+
+    path: Path
+    format: str
+    max_abs_diff: float | None
+    samples: int
+
+
+def require_onnx() -> None:
+    """Fail with one line when the optional ONNX packages are missing."""
+    missing = []
+    for mod in ("onnx", "onnxruntime"):
+        try:
+            __import__(mod)
+        except ImportError:
+            missing.append(mod)
+    if missing:
+        raise CnnlabError(f"ONNX export needs {' and '.join(missing)}: {INSTALL_HINT}")
+
+
+def metadata(model: Predictor) -> dict[str, str]:
+    """String key/values stored with an exported model (classes, arch, decode settings)."""
+    cfg = {k: v for k, v in (model.config or {}).items() if isinstance(v, (str, int, float, bool,
+                                                                             type(None)))}
+    return {f"{META_PREFIX}classes": json.dumps(list(model.classes)),
+            f"{META_PREFIX}arch": json.dumps(model.arch),
+            f"{META_PREFIX}config": json.dumps(cfg),
+            f"{META_PREFIX}image_size": str(model.image_size),
+            f"{META_PREFIX}channels": str(model.channels),
+            f"{META_PREFIX}input": "float32 NCHW in [0, 1]; normalization is inside the graph"}
+
+
+def sample_inputs(model: Predictor, n: int = 8, seed: int = 0) -> torch.Tensor:
+    """Random images in [0, 1] of the model's input shape (checks use a batch size != export's)."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(n, model.channels, model.image_size, model.image_size, generator=g)
+
+
+def _tmp_beside(out: Path) -> Path:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    os.close(fd)
+    return Path(tmp)
+
+
+def _export_onnx(module: torch.nn.Module, example: torch.Tensor, tmp: Path, opset: int,
+                 meta: dict[str, str]) -> None:
+    import onnx
+
+    kwargs = dict(input_names=["image"], output_names=["logits"], opset_version=opset,
+                  dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}})
+    with warnings.catch_warnings():
+        # The TorchScript-based exporter works without onnxscript; its deprecation is noise here.
+        warnings.simplefilter("ignore")
+        try:
+            torch.onnx.export(module, (example,), str(tmp), dynamo=False, **kwargs)
+        except TypeError:  # a torch without the `dynamo` switch: the legacy exporter is default
+            torch.onnx.export(module, (example,), str(tmp), **kwargs)
+    proto = onnx.load(str(tmp))
+    del proto.metadata_props[:]
+    for k, v in meta.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = k, v
+    onnx.checker.check_model(proto)
+    onnx.save(proto, str(tmp))
+
+
+def _export_torchscript(module: torch.nn.Module, example: torch.Tensor, tmp: Path,
+                        meta: dict[str, str]) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        traced = torch.jit.trace(module, example, check_trace=False)
+        torch.jit.save(traced, str(tmp), _extra_files={TORCHSCRIPT_META: json.dumps(meta)})
+
+
+def onnx_logits(path: Path, x: np.ndarray) -> np.ndarray:
+    """Run an ONNX file with onnxruntime on float32 NCHW input."""
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return sess.run(None, {sess.get_inputs()[0].name: x.astype(np.float32)})[0]
+
+
+def export_model(weights: str | Path, fmt: str = "onnx", out: str | Path | None = None,
+                 opset: int = 17, check: bool = True, samples: int = 8) -> ExportResult:
+    """Export a checkpoint; with `check`, compare the file's outputs with PyTorch's."""
+    fmt = fmt.lower()
+    if fmt not in FORMATS:
+        raise CnnlabError(f"--format {fmt!r}: choose {' or '.join(FORMATS)}")
+    if fmt == "onnx":
+        require_onnx()
+    weights = Path(weights)
+    if weights.is_dir():
+        weights = weights / "best.pt"
+    if weights.suffix.lower() == ".onnx":
+        raise CnnlabError(f"{weights}: already an ONNX file; export needs a cnnlab checkpoint")
+    model = Predictor.load(weights)
+    module = model.module.float().eval().cpu()
+    out = Path(out) if out is not None else weights.with_suffix(
+        ".onnx" if fmt == "onnx" else ".torchscript.pt")
+    meta = metadata(model)
+    example = sample_inputs(model, 2, seed=1)
+    tmp = _tmp_beside(out)
+    try:
+        if fmt == "onnx":
+            _export_onnx(module, example, tmp, opset, meta)
+        else:
+            _export_torchscript(module, example, tmp, meta)
+        os.replace(tmp, out)
+    except CnnlabError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - exporter failures come in many types
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CnnlabError(f"{weights}: {fmt} export failed ({first[:200]})") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+    diff = None
+    if check:
+        x = sample_inputs(model, samples)
+        with torch.inference_mode():
+            ref = module(x).numpy()
+        if fmt == "onnx":
+            got = onnx_logits(out, x.numpy())
+        else:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                loaded = torch.jit.load(str(out), map_location="cpu")
+            with torch.inference_mode():
+                got = loaded(x).numpy()
+        diff = float(np.abs(got - ref).max())
+    return ExportResult(out, fmt, diff, samples if check else 0)
+
+
+def read_torchscript_meta(path: str | Path) -> dict:
+    """The cnnlab metadata stored in an exported TorchScript file."""
+    files = {TORCHSCRIPT_META: ""}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.load(str(path), map_location="cpu", _extra_files=files)
+    return json.loads(files[TORCHSCRIPT_META] or "{}")
