@@ -82,3 +82,23 @@ def digits_npy(tmp_path: Path) -> Path:
     np.save(d / "digits_dev_labels.npy", y[1000:1400])
     np.save(d / "digits_test_images.npy", x[1400:])
     return d
+
+
+def write_corner_folder(root: Path, counts: tuple[int, int] = (100, 100), size: int = 32,
+                        square: int = 8, seed: int = 0) -> Path:
+    """root/left|right/*.png: a bright square in a corner on a noise background.
+
+    Class "left" has it top-left or bottom-left, "right" top-right or bottom-right, so the
+    square alone decides the class, a vertical flip keeps it and a horizontal flip swaps it.
+    """
+    rng = np.random.default_rng(seed)
+    far = size - square
+    spots = {"left": [(0, 0), (far, 0)], "right": [(0, far), (far, far)]}
+    for (cls, places), n in zip(spots.items(), counts, strict=True):
+        (root / cls).mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            img = rng.integers(0, 110, (size, size), dtype=np.uint8)
+            r, c = places[i % 2]
+            img[r:r + square, c:c + square] = 255
+            Image.fromarray(img).save(root / cls / f"{cls}_{i:03d}.png")
+    return root

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import pickle
+import re
 import tempfile
 import zipfile
 from pathlib import Path
@@ -16,11 +18,27 @@ from cnnlab.errors import CheckpointError
 FORMAT_VERSION = 1
 
 
+TEMP_SUFFIX = ".tmp"
+
+
+def write_error_reason(exc: OSError) -> str:
+    """A short, plain reason for a failed write (disk full, file size limit, quota, ...)."""
+    reasons = {errno.ENOSPC: "no space left on the device (disk full)",
+               errno.EFBIG: "file too large (file size limit reached)",
+               errno.EDQUOT: "disk quota exceeded",
+               errno.EROFS: "read-only file system",
+               errno.EACCES: "permission denied", errno.EPERM: "permission denied"}
+    return reasons.get(exc.errno or 0, exc.strerror or str(exc) or type(exc).__name__)
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temp file in the same folder, fsync, then rename over `path`."""
+    """Write to a temp file in the same folder, fsync, then rename over `path`.
+
+    A failed write (e.g. a full disk) removes the temp file and leaves `path` as it was.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -43,7 +61,7 @@ def save_checkpoint(path: Path, payload: dict) -> None:
     try:
         atomic_write_bytes(Path(path), buf.getvalue())
     except OSError as exc:
-        raise CheckpointError(f"{path}: could not save checkpoint ({exc.strerror or exc}); "
+        raise CheckpointError(f"{path}: could not save checkpoint: {write_error_reason(exc)}; "
                               "the previous checkpoint is intact") from None
 
 
@@ -55,11 +73,17 @@ def load_checkpoint(path: str | Path) -> dict:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsafe content"
-        raise CheckpointError(f"{path}: refused to load: the file holds objects other than "
-                              f"weights, which could run code ({first[:160]})") from None
+        text = str(exc)
+        if "weights only" not in text.lower() and "unsupported global" not in text.lower():
+            raise CheckpointError(f"{path}: not a readable checkpoint (corrupt pickle data)") \
+                from None
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+        what = f" ({found.group(1)})" if found else ""
+        raise CheckpointError(f"{path}: refused to load: it holds objects other than weights"
+                              f"{what}, which could run code; only load checkpoints you trust "
+                              "and that cnnlab wrote") from None
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError, KeyError,
-            AttributeError, IndexError, TypeError) as exc:
+            AttributeError, IndexError, TypeError, MemoryError, OverflowError) as exc:
         raise CheckpointError(f"{path}: not a readable checkpoint ({type(exc).__name__})") \
             from None
     if not isinstance(ckpt, dict) or "model_state" not in ckpt or "arch" not in ckpt:

@@ -23,6 +23,9 @@ def resolve_device(name: str = "auto") -> torch.device:
         return torch.device("cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise CnnlabError("--device cuda: no CUDA GPU is available here (use --device cpu)")
+    if name == "cuda":
+        # Under torchrun each process drives the GPU of its local rank.
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
     if name == "mps" and not (getattr(torch.backends, "mps", None)
                               and torch.backends.mps.is_available()):
         raise CnnlabError("--device mps: Apple MPS is not available here (use --device cpu)")
@@ -41,7 +44,24 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     if device.type == "cpu" and dtype == torch.float16:
         raise CnnlabError("--precision 16-mixed needs a GPU; use bf16 on the CPU")
+    if device.type == "cuda" and dtype == torch.bfloat16 and not torch.cuda.is_bf16_supported():
+        raise CnnlabError("--precision bf16: this GPU has no bfloat16 support; use 16-mixed")
     return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def grad_scaler(device: torch.device, precision: str) -> torch.amp.GradScaler | None:
+    """A GradScaler for float16 training (bf16 and fp32 have the range to need none)."""
+    if precision != "16-mixed" or device.type not in ("cuda", "mps"):
+        return None
+    return torch.amp.GradScaler(device.type)
+
+
+def use_channels_last(setting: bool | None, device: torch.device, model: torch.nn.Module) -> bool:
+    """The setting when given; by default only for conv nets on CUDA, where it speeds up cuDNN."""
+    if setting is not None:
+        return bool(setting)
+    has_conv = any(isinstance(m, torch.nn.Conv2d) for m in model.modules())
+    return device.type == "cuda" and has_conv
 
 
 def set_threads(n: int | None) -> None:
@@ -51,5 +71,7 @@ def set_threads(n: int | None) -> None:
             n = len(os.sched_getaffinity(0))
         except AttributeError:
             n = os.cpu_count() or 1
+        # torchrun starts LOCAL_WORLD_SIZE processes on this machine: share the cores.
+        n = max(1, n // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", 1) or 1)))
     if torch.get_num_threads() != n:
         torch.set_num_threads(max(1, n))

@@ -8,6 +8,10 @@ import traceback
 
 from cnnlab.cli.app import STATE, app
 from cnnlab.cli import train_cmds  # noqa: F401  (registers train, evaluate, predict, models)
+from cnnlab.cli import experiment_cmds  # noqa: F401  (sweep, cv, seeds, compare, lr-find)
+from cnnlab.cli import inspect_cmds  # noqa: F401  (registers inspect model/conv/data)
+from cnnlab.cli import explain_cmds  # noqa: F401  (registers explain ..., report)
+from cnnlab.cli import export_cmds  # noqa: F401  (registers export)
 from cnnlab.errors import CnnlabError
 
 
@@ -16,8 +20,12 @@ def main(argv: list[str] | None = None) -> None:
     if argv is None:
         argv = sys.argv[1:]
     STATE["debug"] = "--debug" in argv or bool(os.environ.get("CNNLAB_DEBUG"))
+    # Nothing cnnlab writes may be group- or world-writable, whatever the caller's umask.
+    os.umask(os.umask(0o022) | 0o022)
     try:
-        app(args=argv, prog_name="cnnlab", standalone_mode=False)
+        rc = app(args=argv, prog_name="cnnlab", standalone_mode=False)
+        if isinstance(rc, int) and rc:  # typer.Exit(code) returns the code here
+            sys.exit(rc)
     except SystemExit as exc:
         raise
     except CnnlabError as exc:
@@ -28,6 +36,19 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
+    except OSError as exc:  # disk full, permissions, ...: the environment, not a bug
+        if STATE["debug"]:
+            traceback.print_exc()
+        from cnnlab.checkpoint import write_error_reason
+
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"error: {where}{write_error_reason(exc)}", file=sys.stderr)
+        sys.exit(2)
+    except MemoryError:
+        if STATE["debug"]:
+            traceback.print_exc()
+        print("error: out of memory (try a smaller --batch-size or --image-size)", file=sys.stderr)
+        sys.exit(2)
     except Exception as exc:  # noqa: BLE001 - the user must never see a raw traceback
         import click
 

@@ -15,6 +15,10 @@ import torch
 from cnnlab.data.imageset import ImageSet
 
 CACHE_VERSION = 1
+# Subsets of a memory-mapped set at least this big stay on disk (their own .npy in the cache
+# folder) instead of being copied into RAM: that is what keeps sets larger than memory trainable.
+SUBSET_ON_DISK_BYTES = int(float(os.environ.get("CNNLAB_MMAP_SUBSET_MB", 64)) * 2**20)
+CHUNK_BYTES = 32 * 2**20
 
 
 def cache_root() -> Path:
@@ -41,8 +45,92 @@ def load_cached(key: str) -> ImageSet | None:
     except (OSError, ValueError):
         return None
     part = np.asarray(meta["partition"], dtype=str) if meta["partition"] else None
+    extra = {**meta.get("meta", {}), "mmap_file": str(folder / "images.npy")}
     return ImageSet(torch.from_numpy(images), torch.tensor(meta["labels"], dtype=torch.int64),
-                    meta["classes"], meta["ids"], part, meta.get("meta", {}))
+                    meta["classes"], meta["ids"], part, extra)
+
+
+class CacheWriter:
+    """A cache entry written in place: decode straight into `images` (a disk-backed array)."""
+
+    def __init__(self, key: str, shape: tuple[int, ...]) -> None:
+        self.key, self.folder = key, cache_root() / key
+        self.folder.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=self.folder.parent))
+        self.images = np.lib.format.open_memmap(self.tmp / "images.npy", mode="w+",
+                                                dtype=np.uint8, shape=shape)
+
+    def commit(self, labels: list[int], classes: list[str], ids: list[str],
+               partition: list[str] | None, meta: dict) -> ImageSet | None:
+        """Finish the entry atomically and return it memory-mapped (None if that failed)."""
+        try:
+            self.images.flush()
+            del self.images
+            doc = {"labels": [int(v) for v in labels], "classes": classes, "ids": ids,
+                   "partition": list(partition or []), "meta": meta}
+            (self.tmp / "meta.json").write_text(json.dumps(doc))
+            if self.folder.exists():  # another process finished the same entry first
+                shutil.rmtree(self.tmp, ignore_errors=True)
+            else:
+                os.replace(self.tmp, self.folder)
+        except OSError:
+            self.abort()
+            return None
+        return load_cached(self.key)
+
+    def abort(self) -> None:
+        """Drop the unfinished entry."""
+        self.__dict__.pop("images", None)
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def create_cached(key: str, shape: tuple[int, ...]) -> CacheWriter | None:
+    """A writer for a new entry of uint8 images of `shape`, or None when the cache is unusable."""
+    try:
+        return CacheWriter(key, shape)
+    except OSError:
+        return None
+
+
+def rows_per_chunk(row_bytes: int) -> int:
+    """How many images to move at once so a chunk stays near CHUNK_BYTES."""
+    return max(1, CHUNK_BYTES // max(1, row_bytes))
+
+
+def copy_rows(src: np.ndarray, index: np.ndarray, dst: np.ndarray) -> None:
+    """dst[j] = src[index[j]], a bounded chunk at a time (never the whole set in RAM)."""
+    step = rows_per_chunk(int(np.prod(src.shape[1:])) * src.itemsize)
+    for start in range(0, len(index), step):
+        dst[start:start + step] = src[index[start:start + step]]
+
+
+def disk_subset(images: torch.Tensor, mmap_file: str, index: np.ndarray) -> tuple[torch.Tensor,
+                                                                                  str] | None:
+    """images[index] as a memory-mapped .npy beside `mmap_file` (written once, then reused)."""
+    src_path = Path(mmap_file)
+    # A contiguous view of the mapped file differs from it only by its offset: hash that too.
+    h = hashlib.sha256(f"{src_path}\0{tuple(images.shape)}\0{images.storage_offset()}".encode())
+    h.update(np.ascontiguousarray(index, dtype=np.int64).tobytes())
+    target = src_path.parent / "subsets" / f"{h.hexdigest()[:32]}.npy"
+    try:
+        if not target.is_file():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=".npy",
+                                       dir=target.parent)
+            os.close(fd)
+            try:
+                out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8,
+                                                shape=(len(index), *images.shape[1:]))
+                copy_rows(images.numpy(), index, out)
+                out.flush()
+                del out
+                os.replace(tmp, target)
+            finally:
+                Path(tmp).unlink(missing_ok=True)
+        arr = np.load(target, mmap_mode="c", allow_pickle=False)
+    except (OSError, ValueError):
+        return None
+    return torch.from_numpy(arr), str(target)
 
 
 def save_cached(key: str, data: ImageSet) -> None:

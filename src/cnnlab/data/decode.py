@@ -58,6 +58,11 @@ def decode_image(path: Path, size: tuple[int, int] | None, channels: int,
                  resize: str = "crop") -> np.ndarray:
     """Decode one file to uint8 [C,H,W]; raise DataError naming the file on any problem."""
     try:
+        if os.path.getsize(path) == 0:
+            raise DataError(f"{path}: empty file (0 bytes), not an image")
+    except OSError:
+        pass  # reported below by the decoder itself (missing file, permissions, ...)
+    try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as img:
@@ -75,9 +80,15 @@ def decode_image(path: Path, size: tuple[int, int] | None, channels: int,
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
     except Image.UnidentifiedImageError:
-        raise DataError(f"{path}: not a readable image") from None
-    except (OSError, ValueError, SyntaxError, EOFError, MemoryError, TypeError) as exc:
-        raise DataError(f"{path}: cannot decode image ({exc})") from None
+        raise DataError(f"{path}: not a readable image (unknown or damaged format)") from None
+    except PermissionError:
+        raise DataError(f"{path}: permission denied") from None
+    except MemoryError:
+        raise DataError(f"{path}: image is too large to decode in memory") from None
+    except Exception as exc:  # noqa: BLE001 - a damaged file can make a decoder raise anything
+        detail = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ""
+        raise DataError(f"{path}: cannot decode image ({detail or type(exc).__name__})") \
+            from None
     if arr.ndim == 2:
         arr = arr[None]
     else:
@@ -90,17 +101,26 @@ def decode_image(path: Path, size: tuple[int, int] | None, channels: int,
 def image_info(path: Path) -> tuple[int, int, str]:
     """(width, height, mode) from the file header, without decoding pixels."""
     try:
-        with Image.open(path) as img:
-            return img.size[0], img.size[1], img.mode
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                return img.size[0], img.size[1], img.mode
     except Exception as exc:  # noqa: BLE001 - any failure here is a bad file
         raise DataError(f"{path}: not a readable image ({exc})") from None
 
 
 def decode_many(paths: Sequence[Path], size: tuple[int, int], channels: int, resize: str = "crop",
                 skip_bad: bool = False,
-                progress: Callable[[int], None] | None = None) -> tuple[np.ndarray, list[int]]:
-    """Decode files in parallel threads into uint8 [N,C,H,W]; returns (array, kept indices)."""
-    out = np.empty((len(paths), channels, size[0], size[1]), dtype=np.uint8)
+                progress: Callable[[int], None] | None = None,
+                out: np.ndarray | None = None) -> tuple[np.ndarray, list[int]]:
+    """Decode files in parallel threads into uint8 [N,C,H,W]; returns (array, kept indices).
+
+    `out` (e.g. a disk-backed array) receives the images in place; with skipped files the
+    returned array is then `out` itself with the kept rows moved to the front.
+    """
+    in_place = out is not None
+    if out is None:
+        out = np.empty((len(paths), channels, size[0], size[1]), dtype=np.uint8)
     ok = np.zeros(len(paths), dtype=bool)
     errors: list[tuple[int, str]] = []
 
@@ -111,7 +131,12 @@ def decode_many(paths: Sequence[Path], size: tuple[int, int], channels: int, res
         except DataError as exc:
             errors.append((i, str(exc)))
 
-    workers = max(1, min(8, os.cpu_count() or 1))
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cores = os.cpu_count() or 1
+    # Pillow releases the GIL while decoding and resizing, so threads use every core.
+    workers = max(1, min(32, cores))
     with ThreadPoolExecutor(workers) as pool:
         for _ in pool.map(work, range(len(paths))):
             if progress is not None:
@@ -122,4 +147,10 @@ def decode_many(paths: Sequence[Path], size: tuple[int, int], channels: int, res
             " (--skip-bad skips unreadable images)"
         raise DataError(first + more)
     kept = np.flatnonzero(ok).tolist()
-    return (out if len(kept) == len(paths) else out[kept]), kept
+    if len(kept) == len(paths):
+        return out, kept
+    if in_place:
+        for j, i in enumerate(kept):  # j <= i: compacting forwards never overwrites a kept row
+            out[j] = out[i]
+        return out, kept
+    return out[kept], kept

@@ -55,11 +55,34 @@ class ImageSet:
         return len(self) > 0 and bool((self.labels >= 0).all())
 
     def subset(self, index: np.ndarray | torch.Tensor | list[int]) -> ImageSet:
-        """The items at `index`, in that order."""
+        """The items at `index`, in that order.
+
+        In-memory sets are copied. Memory-mapped sets (the decode cache) stay on disk: a
+        contiguous range is a view, anything else big enough gets its own mapped file, so
+        splitting a set larger than RAM never loads it.
+        """
         idx = torch.as_tensor(np.asarray(index, dtype=np.int64))
         part = None if self.partition is None else self.partition[idx.numpy()]
-        return ImageSet(self.images[idx], self.labels[idx], list(self.classes),
-                        [self.ids[i] for i in idx.tolist()], part, dict(self.meta))
+        meta = dict(self.meta)
+        images = self._mapped_take(idx.numpy(), meta) if "mmap_file" in meta else None
+        if images is None:
+            images = self.images[idx]
+            meta.pop("mmap_file", None)
+        return ImageSet(images, self.labels[idx], list(self.classes),
+                        [self.ids[i] for i in idx.tolist()], part, meta)
+
+    def _mapped_take(self, idx: np.ndarray, meta: dict) -> torch.Tensor | None:
+        from cnnlab.data import cache  # the cache module imports this one
+
+        if len(idx) and (np.diff(idx) == 1).all():
+            return self.images[int(idx[0]): int(idx[-1]) + 1]
+        if len(idx) * self.images[0].numel() < cache.SUBSET_ON_DISK_BYTES:
+            return None
+        got = cache.disk_subset(self.images, meta["mmap_file"], idx)
+        if got is None:
+            return None
+        meta["mmap_file"] = got[1]
+        return got[0]
 
     def class_counts(self) -> list[int]:
         """Number of labeled items per class."""

@@ -101,10 +101,33 @@ def _decode_files(files: list[Path], parts: list[str], classes: list[str], label
         hit.meta["cache"] = "hit"
         return hit
     tick = progress("decoding images", len(files)) if progress else None
-    arr, kept = decode_many(files, (size, size), channels, opts.resize, opts.skip_bad, tick)
+    # Decode straight into the cache file: a folder larger than RAM never sits in memory.
+    writer = cache.create_cached(key, (len(files), channels, size, size)) if key else None
+    try:
+        arr, kept = decode_many(files, (size, size), channels, opts.resize, opts.skip_bad, tick,
+                                out=None if writer is None else writer.images)
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+        raise
     meta = dict(notes or {})
     if len(kept) < len(files):
         meta["skipped_bad_images"] = len(files) - len(kept)
+    if writer is not None:
+        if len(kept) < len(files):  # the kept rows are at the front; write an exact-size entry
+            full, writer = writer, cache.create_cached(key, (len(kept), *arr.shape[1:]))
+            if writer is not None:
+                cache.copy_rows(arr, np.arange(len(kept)), writer.images)
+            arr = np.array(arr[: len(kept)]) if writer is None else arr
+            full.abort()
+        if writer is not None:
+            hit = writer.commit([labels[i] for i in kept], classes, [ids[i] for i in kept],
+                                [parts[i] for i in kept], meta)
+            if hit is not None:
+                hit.meta["cache"] = "written"
+                return hit
+            arr = np.array(arr[: len(kept)])  # could not finish the cache: keep it in memory
+        key = ""
     data = ImageSet(torch.from_numpy(arr), torch.tensor([labels[i] for i in kept],
                                                         dtype=torch.int64),
                     classes, [ids[i] for i in kept], np.asarray([parts[i] for i in kept],

@@ -8,9 +8,13 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def channel_mean_std(images: torch.Tensor, chunk: int = 8192) -> tuple[list[float], list[float]]:
+def channel_mean_std(images: torch.Tensor, chunk: int | None = None) -> tuple[list[float],
+                                                                            list[float]]:
     """Mean and std per channel of uint8 [N,C,H,W] images, on the 0..1 scale."""
     c = images.shape[1]
+    if chunk is None:
+        # ~4M values (32 MB as float64) at a time, whatever the image size: bounded memory.
+        chunk = max(1, (1 << 22) // max(1, images[:1].numel()))
     s = torch.zeros(c, dtype=torch.float64)
     s2 = torch.zeros(c, dtype=torch.float64)
     n = 0

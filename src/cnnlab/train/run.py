@@ -14,10 +14,11 @@ from cnnlab.console import console
 from cnnlab.data.imageset import DataSplits
 from cnnlab.data.load import LoadOptions, load_data
 from cnnlab.data.sources.csvindex import CsvColumns
+from cnnlab.device import resolve_device
 from cnnlab.errors import CnnlabError
 from cnnlab.evaluate.metrics import baselines
 from cnnlab.evaluate.predictor import Predictor, write_predictions
-from cnnlab.train import rundir
+from cnnlab.train import distributed, rundir
 from cnnlab.train.setup import model_image_size
 from cnnlab.train.trainer import Trainer
 
@@ -85,26 +86,32 @@ def run_training(cfg: TrainConfig, resume: bool = False, force: bool = False,
     """Train as configured and write the complete run folder.
 
     With `resume`, the run's saved config is used (only the epoch count may be raised).
+    Under torchrun every rank runs this; rank 0 alone picks the folder, writes and prints.
     """
+    distributed.init_from_env(resolve_device(cfg.device))  # no-op unless started by torchrun
+    verbose = verbose and distributed.is_main()
     if resume:
-        found = rundir.choose_run_dir(cfg.out, cfg.runs_dir, cfg.name or "", True) if cfg.out \
-            else None
-        saved = found / "config.yaml" if found else None
-        if saved is not None and saved.is_file():
-            cfg = TrainConfig.from_dict(yaml.safe_load(saved.read_text()) or {})
+        cfg = distributed.on_main(lambda: _saved_config(cfg))
     if epochs_override is not None:
         cfg.epochs = epochs_override
     if cfg.data is not None and splits is None:
         cfg.data = str(Path(cfg.data).expanduser().resolve())
     t_load = time.perf_counter()
     if splits is None:
-        splits = load_data(cfg.data, load_options(cfg), data_progress(verbose))
+        with distributed.local_main_first():  # one decode per machine fills the cache
+            splits = load_data(cfg.data, load_options(cfg), data_progress(verbose))
     load_s = time.perf_counter() - t_load
     base = cfg.name or f"{splits.source or 'data'}-{cfg.model}"
-    run_dir = rundir.choose_run_dir(cfg.out, cfg.runs_dir, base, resume, force)
-    run_dir.mkdir(parents=True, exist_ok=True)
+
+    def make_run_dir() -> Path:
+        run_dir = rundir.choose_run_dir(cfg.out, cfg.runs_dir, base, resume, force)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        cfg.out = str(run_dir)
+        rundir.write_yaml(run_dir / "config.yaml", cfg.to_dict())
+        return run_dir
+
+    run_dir = distributed.on_main(make_run_dir)  # chosen once, by rank 0, shared with all
     cfg.out = str(run_dir)
-    rundir.write_yaml(run_dir / "config.yaml", cfg.to_dict())
     if verbose:
         sizes = ", ".join(f"{n} {len(s)}" for n, s in splits.items())
         c, (h, w) = splits.train.channels, splits.train.image_size
@@ -112,10 +119,24 @@ def run_training(cfg: TrainConfig, resume: bool = False, force: bool = False,
                       f"[/] on {splits.source or 'data'} ({sizes}; {c}x{h}x{w}, "
                       f"{splits.train.num_classes} classes; loaded in {load_s:.1f}s) -> {run_dir}")
     trainer = Trainer(cfg, splits, run_dir, resume=resume, verbose=verbose)
+    if verbose:
+        for note in trainer.notes:  # transfer learning: what was loaded, re-initialised, frozen
+            console.print(f"  [dim]{note}[/]", highlight=False)
     state = trainer.fit()
-    metrics = finalize(trainer, verbose)
+    metrics = finalize(trainer, verbose) if distributed.is_main() else {}
+    distributed.barrier()  # every rank returns once the run folder is complete
     return RunResult(run_dir, cfg, metrics, state.history, state.best_epoch, state.stopped_early,
                      state.elapsed)
+
+
+def _saved_config(cfg: TrainConfig) -> TrainConfig:
+    """The config of the run being resumed (the given one when the run has none saved)."""
+    found = rundir.choose_run_dir(cfg.out, cfg.runs_dir, cfg.name or "", True) if cfg.out \
+        else None
+    saved = found / "config.yaml" if found else None
+    if saved is not None and saved.is_file():
+        return TrainConfig.from_dict(yaml.safe_load(saved.read_text()) or {})
+    return cfg
 
 
 def finalize(trainer: Trainer, verbose: bool = True) -> dict:
@@ -136,12 +157,21 @@ def finalize(trainer: Trainer, verbose: bool = True) -> dict:
     metrics["epochs_run"] = trainer.state.epoch
     metrics["stopped_early"] = trainer.state.stopped_early
     metrics["train_seconds"] = round(trainer.state.elapsed, 3)
+    metrics["skipped_bad_images"] = int(splits.train.meta.get("skipped_bad_images", 0))
+    if trainer.notes:
+        metrics["notes"] = list(trainer.notes)
+    if getattr(trainer, "transfer_info", None):
+        metrics["transfer"] = trainer.transfer_info
     rundir.write_json(run_dir / "metrics.json", metrics)
-    plot_curves(trainer.state.history, run_dir / "plots" / "curves.png",
-                f"{cfg.model} on {splits.source or 'data'}")
-    final_split = "test" if "test" in metrics else "val" if "val" in metrics else "train"
-    plot_confusion(metrics[final_split]["confusion_matrix"], splits.classes,
-                   run_dir / "plots" / "confusion_matrix.png", f"Confusion matrix ({final_split})")
+    # extra["plots"] = False: the scikit-learn estimator fits many tiny models; figures would
+    # cost more than the training itself.
+    if cfg.extra.get("plots", True):
+        plot_curves(trainer.state.history, run_dir / "plots" / "curves.png",
+                    f"{cfg.model} on {splits.source or 'data'}")
+        final_split = "test" if "test" in metrics else "val" if "val" in metrics else "train"
+        plot_confusion(metrics[final_split]["confusion_matrix"], splits.classes,
+                       run_dir / "plots" / "confusion_matrix.png",
+                       f"Confusion matrix ({final_split})")
     if test_or_val is not None:
         probs = best.predict_proba(test_or_val.images)
         write_predictions(run_dir / "predictions.csv", test_or_val.ids, probs, splits.classes)

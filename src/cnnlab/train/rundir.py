@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from cnnlab.checkpoint import atomic_write_bytes
+from cnnlab.checkpoint import TEMP_SUFFIX, atomic_write_bytes
 from cnnlab.errors import CnnlabError
 
 
@@ -30,6 +30,7 @@ def choose_run_dir(out: str | None, runs_dir: str, base_name: str, resume: bool,
         if resume:
             if not (target / "last.pt").is_file():
                 raise CnnlabError(f"{target}: nothing to resume (no last.pt)")
+            remove_stale_temps(target)
             return target
         if not _has_run(target) or force:
             return target
@@ -40,7 +41,9 @@ def choose_run_dir(out: str | None, runs_dir: str, base_name: str, resume: bool,
                       if (p / "last.pt").is_file()]
         if not candidates:
             raise CnnlabError(f"no run to resume under {base} (pass --out RUN_DIR)")
-        return max(candidates, key=lambda p: (p / "last.pt").stat().st_mtime)
+        found = max(candidates, key=lambda p: (p / "last.pt").stat().st_mtime)
+        remove_stale_temps(found)
+        return found
     if not _has_run(base) or force:
         return base
     return _next_free(base)
@@ -54,8 +57,20 @@ def _next_free(base: Path) -> Path:
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    """Write a text file atomically."""
-    atomic_write_bytes(path, text.encode("utf-8"))
+    """Write a UTF-8 text file atomically (undecodable file names are written escaped)."""
+    atomic_write_bytes(path, text.encode("utf-8", errors="backslashreplace"))
+
+
+def remove_stale_temps(run_dir: Path) -> int:
+    """Delete temp files a killed process left behind (`.NAME.XXXX.tmp`); returns the count."""
+    removed = 0
+    for p in list(run_dir.glob(f".*{TEMP_SUFFIX}")) + list(run_dir.glob("plots/.*.tmp.png")):
+        try:
+            p.unlink()
+            removed += 1
+        except OSError:
+            pass
+    return removed
 
 
 def write_yaml(path: Path, data: dict) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -21,6 +21,8 @@ class Built:
     model: Classifier
     arch: dict
     notes: list[str]
+    frozen: object = None  # train.transfer.Frozen when --freeze froze something
+    info: dict = field(default_factory=dict)  # transfer record for metrics.json
 
 
 def arch_of(cfg: TrainConfig, train: ImageSet) -> dict:
@@ -32,6 +34,11 @@ def arch_of(cfg: TrainConfig, train: ImageSet) -> dict:
 def build_classifier(cfg: TrainConfig, train: ImageSet) -> Built:
     """A fresh classifier for this data, normalized with the training split's statistics."""
     arch = arch_of(cfg, train)
+    from cnnlab.train import transfer
+
+    if transfer.is_transfer(cfg):  # pretrained weights, --init-from or --freeze
+        t = transfer.build(cfg, train, arch)
+        return Built(t.model, arch, t.notes, t.frozen, t.info)
     net = build_model(arch["name"], arch["num_classes"], arch["in_channels"],
                       arch["image_size"], **arch["args"])
     mean, std = channel_mean_std(train.images)
@@ -67,6 +74,10 @@ def load_state(model: nn.Module, state: dict) -> None:
 
 def param_groups(model: Classifier, cfg: TrainConfig) -> list[dict]:
     """Trainable parameters; no weight decay on biases and normalization weights."""
+    from cnnlab.train import transfer
+
+    if transfer.uses_lr_mult(cfg):  # head at the full rate, backbone at --backbone-lr-mult
+        return transfer.param_groups(model, cfg)
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         if not p.requires_grad:

@@ -17,10 +17,11 @@ from cnnlab.config import TrainConfig
 from cnnlab.data.augment import build_augment
 from cnnlab.data.batches import batch_slices, epoch_order, to_float
 from cnnlab.data.imageset import DataSplits
-from cnnlab.device import autocast, resolve_device, set_threads
+from cnnlab.device import autocast, grad_scaler, resolve_device, set_threads, use_channels_last
 from cnnlab.errors import CnnlabError, TrainingError
 from cnnlab.evaluate.inference import evaluate_logits, predict_logits
-from cnnlab.train import rundir
+from cnnlab.train import distributed, rundir
+from cnnlab.train.features import FeatureCache, should_cache
 from cnnlab.train.progress import TrainProgress
 from cnnlab.train.setup import (build_classifier, class_weight_tensor, load_state,
                                 make_optimizer, param_groups)
@@ -48,6 +49,33 @@ class TrainState:
     stopped_early: bool = False
 
 
+def is_out_of_memory(exc: BaseException) -> bool:
+    """True for CPU/GPU allocation failures (torch.OutOfMemoryError, MemoryError, ...)."""
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
+        return True
+    text = str(exc).lower()
+    return "out of memory" in text or "can't allocate memory" in text or \
+        "failed to allocate" in text
+
+
+def out_of_memory_error(batch_size: int, epoch: int, step: int) -> TrainingError:
+    """One line: the batch that did not fit and the batch size to try instead."""
+    smaller = max(1, batch_size // 2)
+    hint = f"try --batch-size {smaller}" if batch_size > 1 else "try a smaller --image-size " \
+        "or model"
+    return TrainingError(f"out of memory on a batch of {batch_size} images (epoch {epoch}, step "
+                         f"{step}); {hint}")
+
+
+def _use_deterministic(compiling: bool) -> None:
+    # torch.use_deterministic_algorithms imports the whole compiler stack (~5 s) just to set an
+    # inductor flag; without torch.compile the C++ switch alone does the same job.
+    if compiling or not hasattr(torch._C, "_set_deterministic_algorithms"):
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    else:
+        torch._C._set_deterministic_algorithms(True, warn_only=True)
+
+
 def _epoch_seed(cfg: TrainConfig, epoch: int) -> int:
     return (cfg.seed + 1) * 7919 + epoch
 
@@ -60,25 +88,41 @@ class Trainer:
         self.cfg, self.splits, self.run_dir, self.verbose = cfg, splits, Path(run_dir), verbose
         set_threads(cfg.num_threads)
         if cfg.deterministic:
-            torch.use_deterministic_algorithms(True, warn_only=True)
+            _use_deterministic(cfg.compile)
         torch.manual_seed(cfg.seed)
         self.device = resolve_device(cfg.device)
         train = splits.train
         built = build_classifier(cfg, train)
         self.model, self.arch, self.notes = built.model, built.arch, built.notes
+        if splits.train.meta.get("skipped_bad_images"):
+            self.notes.append(f"skipped {splits.train.meta['skipped_bad_images']} unreadable "
+                              "image(s) (--skip-bad)")
+        self.frozen, self.transfer_info = built.frozen, built.info  # see train/transfer.py
         self.model.to(self.device)
-        self.channels_last = bool(cfg.channels_last)
+        self.channels_last = use_channels_last(cfg.channels_last, self.device, self.model)
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
         self.optimizer = make_optimizer(param_groups(self.model, cfg), cfg)
         self.class_weight = class_weight_tensor(cfg, train)
         self.augment = build_augment(cfg.augment)
         self.autocast = lambda: autocast(self.device, cfg.precision)
-        self.scaler = torch.amp.GradScaler("cuda") if cfg.precision == "16-mixed" else None
+        self.scaler = grad_scaler(self.device, cfg.precision)
         self.state = TrainState()
         self.steps_per_epoch = len(batch_slices(len(train), cfg.batch_size))
         if resume:
-            self._restore(load_checkpoint(self.run_dir / "last.pt"))
+            # Rank 0 reads last.pt and hands it to the others (no shared disk needed).
+            self._restore(distributed.on_main(lambda: load_checkpoint(self.run_dir / "last.pt")))
+        # What the training step calls: DistributedDataParallel under torchrun, else the model.
+        self.train_model = distributed.wrap(self.model, self.device)
+        # Frozen backbone and no augmentation: run it once per split, then train only the head.
+        self.features = FeatureCache(self.model, splits, self.device, max(256, cfg.batch_size),
+                                     self.channels_last, self.autocast) \
+            if should_cache(cfg, self.frozen) else None
+        if self.features is not None:
+            self.train_model = self.features.head
+            self.notes.append(f"feature cache: backbone features of {self.features.count} "
+                              f"images computed once ({self.features.seconds:.1f}s); the head "
+                              "trains on them")
 
     # ---- checkpoints -------------------------------------------------------------------
     def _payload(self, include_training: bool = True) -> dict:
@@ -106,10 +150,13 @@ class Trainer:
         return {"source": self.splits.source, "split_note": self.splits.split_note,
                 "sizes": {n: len(s) for n, s in self.splits.items()},
                 "image_size": list(self.splits.train.image_size),
-                "channels": self.splits.train.channels}
+                "channels": self.splits.train.channels,
+                "skipped_bad_images": int(self.splits.train.meta.get("skipped_bad_images", 0))}
 
     def save(self, name: str = "last.pt") -> None:
-        """Atomically write a checkpoint into the run folder."""
+        """Atomically write a checkpoint into the run folder (rank 0 only under torchrun)."""
+        if not distributed.is_main():
+            return
         save_checkpoint(self.run_dir / name, self._payload(include_training=name == "last.pt"))
 
     def _restore(self, ckpt: dict) -> None:
@@ -130,6 +177,8 @@ class Trainer:
         cfg, s = self.cfg, self.state
         train = self.splits.train
         images, labels = train.images, train.labels
+        if self.features is not None:
+            images = self.features.get("train")
         interrupted = {"flag": False}
 
         def on_sigint(signum, frame):  # noqa: ANN001, ARG001
@@ -137,7 +186,10 @@ class Trainer:
 
         old_handler = None
         try:
-            old_handler = signal.signal(signal.SIGINT, on_sigint)
+            # Under torchrun ranks would stop at different steps and deadlock: there Ctrl-C
+            # simply ends the processes and --resume restarts from the last epoch's last.pt.
+            if not distributed.is_distributed():
+                old_handler = signal.signal(signal.SIGINT, on_sigint)
         except ValueError:  # not in the main thread (e.g. a notebook worker)
             old_handler = None
         progress = TrainProgress(cfg.epochs, self.steps_per_epoch, enabled=self.verbose)
@@ -145,10 +197,16 @@ class Trainer:
             with progress:
                 while s.epoch < cfg.epochs and not s.stopped_early and \
                         (stop_after is None or s.epoch < stop_after):
-                    self._run_epoch(images, labels, progress, interrupted)
-                    if interrupted["flag"]:
-                        break
-                    self._end_epoch(progress)
+                    try:
+                        self._run_epoch(images, labels, progress, interrupted)
+                        if interrupted["flag"]:
+                            break
+                        self._end_epoch(progress)
+                    except (MemoryError, RuntimeError) as exc:  # torch.OutOfMemoryError too
+                        if not is_out_of_memory(exc):
+                            raise
+                        raise out_of_memory_error(cfg.batch_size, s.epoch + 1,
+                                                  s.step_in_epoch + 1) from None
         finally:
             if old_handler is not None:
                 signal.signal(signal.SIGINT, old_handler)
@@ -158,6 +216,17 @@ class Trainer:
                               f"checkpoint saved. Resume with: cnnlab train --out {self.run_dir}"
                               " --resume")
         return s
+
+    def _diverged(self, what: str, step: int) -> TrainingError:
+        """The one-line NaN/inf stop: where it happened, what is kept, what to try."""
+        s, last = self.state, self.run_dir / "last.pt"
+        kept = f"the last good checkpoint {last} (epoch {s.epoch}) is kept" if last.is_file() \
+            else "no checkpoint was saved yet"
+        clip = "" if self.cfg.clip_grad else " or --clip-grad 1.0"
+        return TrainingError(f"{what} at epoch {s.epoch + 1}, step {step} (global step "
+                             f"{s.global_step + 1}); {kept}. Try a lower learning rate than "
+                             f"--lr {self.cfg.resolved_lr():g}, e.g. "
+                             f"--lr {self.cfg.resolved_lr() / 10:g}{clip}")
 
     def _order(self, n: int, epoch: int) -> torch.Tensor:
         if self.cfg.sampler == "balanced":
@@ -174,7 +243,8 @@ class Trainer:
         order = self._order(images.shape[0], s.epoch)
         slices = batch_slices(images.shape[0], cfg.batch_size)
         if s.step_in_epoch == 0:
-            torch.manual_seed(_epoch_seed(cfg, s.epoch))
+            # Other ranks draw other augmentations/dropout masks; rank 0 matches a single process.
+            torch.manual_seed(_epoch_seed(cfg, s.epoch) + 1_000_003 * distributed.rank())
             s.running = {"loss": 0.0, "correct": 0, "n": 0}
         elif getattr(self, "_resume_rng", None) is not None:
             torch.set_rng_state(self._resume_rng)
@@ -183,27 +253,32 @@ class Trainer:
         progress.start_epoch(s.epoch, s.step_in_epoch)
         t0 = time.perf_counter()
         self.model.train()
+        if self.frozen is not None:
+            self.frozen.after_train()  # frozen layers stay in eval mode (fixed BN statistics)
+        world = distributed.world_size()
         for i in range(s.step_in_epoch, len(slices)):
             if interrupted["flag"]:
                 break
-            idx = order[slices[i]]
-            x = to_float(images[idx], self.device, self.channels_last)
+            global_idx = order[slices[i]]
+            idx = distributed.local_share(global_idx)
+            x = to_float(images[idx], self.device, self.channels_last) if self.features is None \
+                else images[idx].to(self.device)
             y = labels[idx].to(self.device, non_blocking=True)
             if self.augment is not None:
                 x = self.augment(x)
             self._set_lr(s.global_step, total_steps)
             with self.autocast():
-                logits = self.model(x)
-                loss = F.cross_entropy(logits.float(), y, weight=self._weight())
+                logits = self.train_model(x)
+                if world == 1:
+                    loss = F.cross_entropy(logits.float(), y, weight=self._weight())
+                else:
+                    loss = self._shared_loss(logits, y, labels[global_idx], world)
             if not torch.isfinite(loss):
-                raise TrainingError(
-                    f"loss became {loss.item()} at epoch {s.epoch + 1}, step {i + 1}; the last "
-                    f"good checkpoint is {self.run_dir / 'last.pt'}. Try a lower learning rate "
-                    f"(now {cfg.resolved_lr():g}) or --clip-grad 1.0")
+                raise self._diverged(f"loss became {loss.item()}", i + 1)
             self.optimizer.zero_grad(set_to_none=True)
             self._backward_step(loss)
             with torch.no_grad():
-                s.running["loss"] += float(loss) * y.shape[0]
+                s.running["loss"] += float(loss) * global_idx.shape[0] / world
                 s.running["correct"] += int((logits.argmax(1) == y).sum())
                 s.running["n"] += int(y.shape[0])
             s.step_in_epoch = i + 1
@@ -212,6 +287,16 @@ class Trainer:
                 self._log_step()
             progress.step(s.running)
         s.elapsed += time.perf_counter() - t0
+
+    def _shared_loss(self, logits: torch.Tensor, y: torch.Tensor, y_global: torch.Tensor,
+                     world: int) -> torch.Tensor:
+        # DDP averages gradients over ranks; dividing this rank's loss sum by the global
+        # (weighted) count times 1/world makes that average the single-process batch mean,
+        # even when the ranks' shares differ in size.
+        w = self._weight()
+        total = float(y_global.numel()) if w is None else float(w.cpu()[y_global].sum())
+        loss_sum = F.cross_entropy(logits.float(), y, weight=w, reduction="sum")
+        return loss_sum * (world / max(total, 1e-12))
 
     def _weight(self) -> torch.Tensor | None:
         return None if self.class_weight is None else self.class_weight.to(self.device)
@@ -238,6 +323,8 @@ class Trainer:
             g["lr"] = g["initial_lr"] * factor
 
     def _log_step(self) -> None:
+        if not distributed.is_main():
+            return
         s = self.state
         r = s.running
         row = {"step": s.global_step, "epoch": s.epoch + 1,
@@ -253,6 +340,8 @@ class Trainer:
     def evaluate_split(self, name: str) -> tuple[np.ndarray, float | None]:
         """(probabilities, loss) of the current model on a split."""
         data = self.splits.get(name)
+        if self.features is not None and self.features.get(name) is not None:
+            return evaluate_logits(self.features.logits(name), data.labels, None)
         logits = predict_logits(self.model, data.images, max(256, self.cfg.batch_size),
                                 self.device, self.channels_last, self.autocast)
         return evaluate_logits(logits, data.labels, None)
@@ -260,15 +349,25 @@ class Trainer:
     def _end_epoch(self, progress: TrainProgress) -> None:
         cfg, s = self.cfg, self.state
         r = s.running
+        if distributed.is_distributed():
+            loss, correct, n = distributed.all_reduce_sum([r["loss"], r["correct"], r["n"]])
+            r = {"loss": loss, "correct": int(round(correct)), "n": int(round(n))}
         row = {"epoch": s.epoch + 1, "step": s.global_step,
                "lr": self.optimizer.param_groups[0]["lr"],
                "train_loss": r["loss"] / max(r["n"], 1), "train_acc": r["correct"] / max(r["n"], 1),
                "val_loss": None, "val_acc": None, "time_s": round(s.elapsed, 3)}
         val = self.splits.val
-        if val is not None and len(val):
+        if val is not None and len(val) and distributed.is_distributed():
+            row["val_loss"], row["val_acc"] = self._sharded_val()
+        elif val is not None and len(val):
             probs, loss = self.evaluate_split("val")
             row["val_loss"] = loss
             row["val_acc"] = float((probs.argmax(1) == val.labels.numpy()).mean())
+        if (row["val_loss"] is not None and not math.isfinite(row["val_loss"])) or \
+                not all(bool(torch.isfinite(p).all()) for p in self.model.parameters()):
+            # Never save diverged weights over the last good checkpoint.
+            raise self._diverged(f"the weights became NaN/inf (val loss {row['val_loss']})",
+                                 s.step_in_epoch)
         s.history.append(row)
         s.epoch += 1
         s.step_in_epoch = 0
@@ -284,5 +383,37 @@ class Trainer:
         if improved:
             self.save("best.pt")
         self.save("last.pt")
-        rundir.write_csv(self.run_dir / "metrics.csv", s.history)
+        if distributed.is_main():
+            rundir.write_csv(self.run_dir / "metrics.csv", s.history)
+            self._live_plot()
         progress.end_epoch(row, improved, s.stopped_early)
+
+    def _live_plot(self) -> None:
+        # A curve a person can watch during long runs (EECS 553's live plot); skipped when
+        # epochs are so short that drawing would cost more than training.
+        if self.state.history[-1]["time_s"] / max(self.state.epoch, 1) < 2.0:
+            return
+        from cnnlab.report.plots import plot_curves
+
+        plot_curves(self.state.history, self.run_dir / "plots" / "curves.png",
+                    f"{self.cfg.model} on {self.splits.source or 'data'} (live)")
+
+    def _sharded_val(self) -> tuple[float | None, float]:
+        # Each rank scores a contiguous slice (a view: no copy of a memory-mapped set); the sums
+        # are all-reduced, so every rank gets the same numbers and early-stops together.
+        val = self.splits.val
+        part = torch.tensor_split(torch.arange(len(val)), distributed.world_size())
+        mine = part[distributed.rank()]
+        loss_sum, correct, mask = 0.0, 0.0, torch.zeros(0, dtype=torch.bool)
+        if len(mine):
+            sl = slice(int(mine[0]), int(mine[-1]) + 1)
+            logits = predict_logits(self.model, val.images[sl], max(256, self.cfg.batch_size),
+                                    self.device, self.channels_last, self.autocast)
+            labels = val.labels[sl]
+            mask = labels >= 0
+            if mask.any():
+                loss_sum = float(F.cross_entropy(logits[mask], labels[mask], reduction="sum"))
+            correct = float((logits.argmax(1) == labels).sum())
+        loss_sum, n_labeled, correct = distributed.all_reduce_sum(
+            [loss_sum, float(mask.sum()), correct])
+        return (loss_sum / n_labeled if n_labeled else None), correct / len(val)

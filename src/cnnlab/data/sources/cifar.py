@@ -32,9 +32,12 @@ def safe_unpickle(path: Path) -> dict:
             obj = _RestrictedUnpickler(io.BufferedReader(fh), encoding="bytes").load()
     except pickle.UnpicklingError as exc:
         raise DataError(f"{path}: unsafe or invalid pickle ({exc})") from None
-    except (EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError,
-            MemoryError, OSError, UnicodeDecodeError, OverflowError, ImportError) as exc:
-        raise DataError(f"{path}: not a CIFAR batch file ({type(exc).__name__}: {exc})") from None
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except Exception as exc:  # noqa: BLE001 - damaged pickles make the unpickler raise anything
+        detail = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else ""
+        raise DataError(f"{path}: not a CIFAR batch file ({type(exc).__name__}"
+                        f"{': ' + detail if detail else ''})") from None
     if not isinstance(obj, dict):
         raise DataError(f"{path}: not a CIFAR batch file (top level is not a dict)")
     return {(k.decode("latin1") if isinstance(k, bytes) else k): v for k, v in obj.items()}

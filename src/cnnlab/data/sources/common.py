@@ -8,11 +8,15 @@ import torch.nn.functional as F
 
 from cnnlab.errors import DataError
 
+MAX_CLASSES = 100_000  # a label beyond this is a damaged file, not a real class index
+
 
 def to_uint8_nchw(arr: np.ndarray, where: str) -> np.ndarray:
     """Accept [N,H,W], [N,H,W,C] or [N,C,H,W] arrays of any numeric dtype; return uint8 NCHW."""
-    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
-        raise DataError(f"{where}: images must be a numeric array, got dtype {arr.dtype}")
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool) \
+            or np.issubdtype(arr.dtype, np.complexfloating):
+        raise DataError(f"{where}: images must be a real-valued numeric array, got dtype "
+                        f"{arr.dtype}")
     if arr.ndim == 2 and arr.shape[0] > 0:
         side = int(round(np.sqrt(arr.shape[1])))
         if side * side != arr.shape[1]:
@@ -57,14 +61,20 @@ def to_labels(arr: np.ndarray | None, n: int, where: str) -> np.ndarray:
         raise DataError(f"{where}: labels must be one-dimensional, got shape {arr.shape}")
     if len(arr) != n:
         raise DataError(f"{where}: {len(arr)} labels for {n} images")
-    if not np.issubdtype(arr.dtype, np.number):
+    if not np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.complexfloating):
         raise DataError(f"{where}: labels must be integers, got dtype {arr.dtype}")
     if np.issubdtype(arr.dtype, np.floating):
         if not np.isfinite(arr).all() or (arr != np.round(arr)).any():
             raise DataError(f"{where}: labels must be whole numbers")
+    if np.issubdtype(arr.dtype, np.floating) and len(arr) and np.abs(arr).max() >= MAX_CLASSES:
+        raise DataError(f"{where}: label {np.abs(arr).max():g} is too large (labels are class "
+                        f"indices below {MAX_CLASSES})")
     out = arr.astype(np.int64)
     if (out < -1).any():
         raise DataError(f"{where}: negative labels")
+    if len(out) and out.max() >= MAX_CLASSES:
+        raise DataError(f"{where}: label {out.max()} is too large (labels are class indices "
+                        f"below {MAX_CLASSES})")
     return out
 
 

@@ -1,4 +1,4 @@
-"""CSV index of image files (EECS 445 layout: filename,semantic_label,partition,numeric_label,task)."""
+"""CSV index of image files (EECS 445: filename,semantic_label,partition,numeric_label,task)."""
 
 from __future__ import annotations
 
@@ -25,8 +25,10 @@ def safe_join(root: Path, rel: str, where: str) -> Path:
     """root/rel, refusing absolute paths and paths that escape root."""
     if not rel:
         raise DataError(f"{where}: empty file name")
+    if "\x00" in rel:
+        raise DataError(f"{where}: file name {rel!r} contains a NUL byte")
     p = Path(rel)
-    if p.is_absolute() or rel.startswith(("/", "\\")) or ":" in p.parts[0]:
+    if p.is_absolute() or rel.startswith(("/", "\\")) or (p.parts and ":" in p.parts[0]):
         raise DataError(f"{where}: absolute path {rel!r} is not allowed (paths are relative "
                         f"to {root})")
     full = (root / p).resolve()
@@ -64,12 +66,12 @@ def read_csv_index(csv_path: Path, image_dir: Path | None, cols: CsvColumns, tas
     if task is not None:
         if cols.task not in header:
             raise DataError(f"{csv_path}: --task given but the CSV has no {cols.task!r} column")
-        tasks = sorted({r[cols.task] for r in rows})
-        rows = [r for r in rows if r[cols.task] == task]
+        tasks = sorted({r.get(cols.task) or "" for r in rows})
+        rows = [r for r in rows if r.get(cols.task) == task]
         if not rows:
             raise DataError(f"{csv_path}: no rows for task {task!r} (tasks: {', '.join(tasks)})")
-    elif cols.task in header and len({r[cols.task] for r in rows}) > 1:
-        tasks = sorted({r[cols.task] for r in rows})
+    elif cols.task in header and len({r.get(cols.task) or "" for r in rows}) > 1:
+        tasks = sorted({r.get(cols.task) or "" for r in rows})
         raise DataError(f"{csv_path}: rows belong to several tasks ({', '.join(tasks)}); "
                         "choose one with --task")
     if not rows:
