@@ -41,8 +41,15 @@ test: install-test browser
 lint: install-test
 	$(BIN)/ruff check src tests bench
 
-bench: install-test
-	$(BIN)/python bench/run.py
+# Lightning and skorch are measured, never used by cnnlab: the `bench` extra, with torch pinned.
+$(VENV)/.installed-bench: pyproject.toml $(VENV)/.installed-test
+	$(BIN)/python -m pip install -q $(TORCH) -e '.[test,bench]'
+	@touch $@
+
+# The full benchmark (< 20 min on 2 quiet cores): writes bench/results.md. BENCH_ARGS=--quick
+# runs a one-minute smoke test instead.
+bench: $(VENV)/.installed-bench
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

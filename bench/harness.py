@@ -21,6 +21,7 @@ from bench.cases import WORK, Case
 from cnnlab.config import TrainConfig
 from cnnlab.data.load import LoadOptions, load_data
 from cnnlab.data.stats import IMAGENET_MEAN, IMAGENET_STD, channel_mean_std
+from cnnlab.device import use_channels_last
 from cnnlab.models import build_model
 
 
@@ -57,7 +58,8 @@ def base_config(case: Case, out: Path, **extra: object) -> TrainConfig:
     cfg = TrainConfig(data=str(case.data), model=case.model, epochs=case.epochs,
                       batch_size=case.batch_size, lr=case.lr, optimizer="adamw", schedule="none",
                       weight_decay=0.0, augment=case.augment, val_split=case.val_split,
-                      image_size=case.image_size, out=str(out), report=False, seed=0)
+                      image_size=case.image_size, out=str(out), report=False, seed=0,
+                      num_threads=torch.get_num_threads())  # the bench's count, for all
     for k, v in {**case.cnnlab_settings, **extra}.items():
         setattr(cfg, k, v)
     return cfg
@@ -135,6 +137,38 @@ def accuracy(predict: Callable[[torch.Tensor], torch.Tensor], prep: Prepared,
     return correct / max(len(prep.eval_y), 1)
 
 
+@torch.inference_mode()
+def head_inputs(net: nn.Module, x: torch.Tensor, batch: int = 64) -> torch.Tensor:
+    """What a frozen backbone hands the head for normalized images `x` (computed once, so the
+    untimed evaluation of the frozen-backbone variants does not dominate the bench's wall time;
+    the frozen part is in eval mode and never changes, so this is exact)."""
+    got: list[torch.Tensor] = []
+    hook = net.head().register_forward_hook(lambda m, inp, out: got.append(inp[0].detach()))
+    was = net.training
+    net.eval()
+    try:
+        for s in range(0, x.shape[0], batch):
+            net(x[s:s + batch])
+    finally:
+        hook.remove()
+        if was:
+            set_train_mode(net)
+    return torch.cat(got)
+
+
+@torch.inference_mode()
+def head_accuracy(net: nn.Module, feats: torch.Tensor, labels: torch.Tensor) -> float:
+    """Accuracy of the (trained) head on cached head inputs."""
+    head = net.head()
+    was = head.training
+    head.eval()
+    try:
+        pred = head(feats).argmax(1)
+    finally:
+        head.train(was)
+    return float((pred == labels).float().mean())
+
+
 def net_predictor(net: nn.Module, prep: Prepared) -> Callable[[torch.Tensor], torch.Tensor]:
     """Logits of a bare network fed normalized float32 (how the textbook/peers feed it)."""
     def predict(x: torch.Tensor) -> torch.Tensor:
@@ -148,12 +182,22 @@ def net_predictor(net: nn.Module, prep: Prepared) -> Callable[[torch.Tensor], to
     return predict
 
 
+def net_accuracy(net: nn.Module, prep: Prepared, cache: dict) -> float:
+    """Eval accuracy of a bare network; frozen backbones are evaluated once (see head_inputs)."""
+    if getattr(net, "_bench_frozen", False):
+        if "feats" not in cache:
+            cache["feats"] = head_inputs(net, prep.normalized(prep.eval_x))
+        return head_accuracy(net, cache["feats"], prep.eval_y)
+    return accuracy(net_predictor(net, prep), prep)
+
+
 class Variant:
     """One way of training the case's model; the scheduler calls epoch() round-robin."""
 
     name = "variant"
     kind = "other"  # limit / cnnlab / textbook / peer
     images_per_epoch = 0
+    note = ""
 
     def setup(self) -> None:
         """Build everything (timed as setup_s)."""
@@ -189,10 +233,16 @@ class ModelOnly(Variant):
         if self.cl:
             self.x = self.x.contiguous(memory_format=torch.channels_last)
         self.net = fresh_net(self.case, self.prep)
+        if self.cl and not use_channels_last(None, torch.device("cpu"), self.net, self.x[:2]):
+            # the model's forward cannot take channels_last input (a .view on a feature map)
+            self.cl = False
+            self.x = self.x.contiguous()
+            self.note = "channels_last not possible: the model's forward uses .view()"
         if self.cl:
             self.net = self.net.to(memory_format=torch.channels_last)
         self.opt = make_optimizer(self.net, self.case.lr)
         self.n_epoch = 0
+        self._eval: dict = {}
 
     def epoch(self) -> None:
         """The naive loop (a shuffled index slice per step, nothing else)."""
@@ -215,7 +265,7 @@ class ModelOnly(Variant):
 
     def accuracy(self) -> float:
         """Eval accuracy (fp32)."""
-        return accuracy(net_predictor(self.net, self.prep), self.prep)
+        return net_accuracy(self.net, self.prep, self._eval)
 
 
 class CnnlabVariant(Variant):
@@ -252,6 +302,10 @@ class CnnlabVariant(Variant):
         from cnnlab.evaluate.inference import predict_logits
 
         t = self.trainer
+        if getattr(t, "features", None) is not None and t.features.get(self.prep.eval_name) \
+                is not None:
+            logits = t.features.logits(self.prep.eval_name)
+            return float((logits.argmax(1) == self.prep.eval_y).float().mean())
         logits = predict_logits(t.model, self.prep.eval_x, 256, t.device, t.channels_last,
                                 t.autocast)
         return float((logits.argmax(1) == self.prep.eval_y).float().mean())
@@ -294,6 +348,7 @@ class ThreadedFit(Variant):
         self._go.acquire()
 
     def _target(self) -> None:
+        torch.set_num_threads(self._threads)  # per thread in OpenMP: match the other variants
         try:
             self.run_fit()
             self._done.put(("end", None))
@@ -304,6 +359,7 @@ class ThreadedFit(Variant):
     def epoch(self) -> None:
         """Let the fit thread run one epoch; re-raise its errors here."""
         if self._thread is None:
+            self._threads = torch.get_num_threads()
             self._thread = threading.Thread(target=self._target, daemon=True)
             self._thread.start()
         else:

@@ -6,6 +6,7 @@ Dataset, as their users write it. Installed only by the `bench` extra."""
 from __future__ import annotations
 
 import logging
+import sys
 import warnings
 
 import torch
@@ -23,7 +24,9 @@ def available() -> dict[str, str | None]:
     for name in ("lightning", "skorch"):
         try:
             out[name] = __import__(name).__version__
-        except Exception:  # noqa: BLE001 - missing or broken install: the peer is skipped
+        except Exception as exc:  # noqa: BLE001 - missing or broken install: the peer is skipped
+            print(f"[bench] {name} not usable: {type(exc).__name__}: {exc}"[:300],
+                  file=sys.stderr)
             out[name] = None
     return out
 

@@ -17,6 +17,8 @@ from bench.harness import (
     Prepared,
     Variant,
     fresh_net,
+    head_accuracy,
+    head_inputs,
     make_optimizer,
     net_predictor,
     set_train_mode,
@@ -203,6 +205,10 @@ class Textbook(Variant):
         if self._eval_x is None:
             ds = dataset_for(self.prep, False)
             self._eval_x = torch.stack([ds[i][0] for i in range(len(ds))])
+            if getattr(self.net, "_bench_frozen", False):
+                self._eval_feats = head_inputs(self.net, self._eval_x)
+        if getattr(self.net, "_bench_frozen", False):
+            return head_accuracy(self.net, self._eval_feats, self.prep.eval_y)
         was = self.net.training
         self.net.eval()
         with torch.inference_mode():

@@ -83,6 +83,9 @@ def run_cli(*args: str | os.PathLike, cwd: Path | None = None, timeout: float = 
 _ZYGOTE = r"""
 import json, os, sys, traceback
 import cnnlab.cli
+# What every training process imports lazily anyway (optimizers import torch._dynamo, the
+# final report imports matplotlib): import it once here, before any fork.
+import torch._dynamo, matplotlib.pyplot, sklearn.metrics  # noqa: E401
 for line in sys.stdin:
     cmd = json.loads(line)
     if "wait" in cmd:
@@ -101,6 +104,16 @@ for line in sys.stdin:
                 os.close(f)
             for k, v in cmd.get("env", {}).items():
                 os.environ[k] = v
+            if cmd.get("umask") is not None:
+                os.umask(cmd["umask"])
+            import resource
+            if cmd.get("fsize") is not None:  # writes past this size fail with EFBIG
+                resource.setrlimit(resource.RLIMIT_FSIZE, (cmd["fsize"], cmd["fsize"]))
+            if cmd.get("as_extra") is not None:  # address space: what is mapped now + extra
+                with open("/proc/self/status") as fh:
+                    kb = next(int(ln.split()[1]) for ln in fh if ln.startswith("VmSize:"))
+                limit = kb * 1024 + cmd["as_extra"]
+                resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
             try:
                 cnnlab.cli.main(cmd["argv"])
                 code = 0
@@ -168,21 +181,28 @@ class Zygote:
         return json.loads(line)
 
     def start(self, *args: str | os.PathLike, cwd: Path | None = None,
-              env: dict | None = None) -> Child:
-        """Fork a child running `cnnlab ARGS`."""
+              env: dict | None = None, fsize: int | None = None,
+              as_extra: int | None = None, umask: int | None = None) -> Child:
+        """Fork a child running `cnnlab ARGS`.
+
+        `fsize`: RLIMIT_FSIZE in bytes (larger writes fail with EFBIG, a real kernel error;
+        Python ignores SIGXFSZ). `as_extra`: RLIMIT_AS set to the child's current address
+        space plus this many bytes (larger allocations fail). `umask`: the caller's umask.
+        """
         self.count += 1
         out, err = self.logdir / f"{self.count}.out", self.logdir / f"{self.count}.err"
         if "CNNLAB_CACHE" in os.environ:  # each test's own decode cache (conftest)
             env = {"CNNLAB_CACHE": os.environ["CNNLAB_CACHE"], **(env or {})}
         pid = self._ask({"argv": [os.fsdecode(a) for a in args],
                          "cwd": os.fspath(cwd or Path.cwd()), "out": os.fspath(out),
-                         "err": os.fspath(err), "env": env or {}})["pid"]
+                         "err": os.fspath(err), "env": env or {}, "fsize": fsize,
+                         "as_extra": as_extra, "umask": umask})["pid"]
         return Child(self, pid, out, err)
 
-    def run(self, *args: str | os.PathLike, cwd: Path | None = None,
-            env: dict | None = None) -> subprocess.CompletedProcess:
+    def run(self, *args: str | os.PathLike, cwd: Path | None = None, env: dict | None = None,
+            **limits: int) -> subprocess.CompletedProcess:
         """Run `cnnlab ARGS` in a child and wait for it."""
-        return self.start(*args, cwd=cwd, env=env).wait()
+        return self.start(*args, cwd=cwd, env=env, **limits).wait()
 
     def close(self) -> None:
         """End the zygote (its children are already reaped)."""
@@ -213,3 +233,18 @@ def assert_one_line_error(res: subprocess.CompletedProcess, *needles: str,
     for n in needles:
         assert n.lower() in errors[0].lower(), (n, errors[0])
     return errors[0]
+
+
+_shared: Zygote | None = None
+
+
+def shared_zygote() -> Zygote:
+    """One zygote for the whole test session (its import cost is paid once), closed at exit."""
+    global _shared
+    if _shared is None or _shared.proc.poll() is not None:
+        import atexit
+        import tempfile
+
+        _shared = Zygote(Path(tempfile.mkdtemp(prefix="cnnlab-zygote-")))
+        atexit.register(_shared.close)
+    return _shared

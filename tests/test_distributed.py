@@ -15,16 +15,17 @@ from conftest import digits_arrays
 import cnnlab
 from cnnlab.checkpoint import load_checkpoint
 
-# An MLP without BatchNorm or dropout: every rank computes exactly the single-process batch
+# float32 (not the bf16 that --precision auto picks on some CPUs) and an MLP without
+# BatchNorm or dropout: every rank computes exactly the single-process batch
 # gradient (our loss scaling makes DDP's average the global mean even for uneven shares), so the
-# only differences are float32 summation order: ~1e-7 per step. 1e-5 leaves room for 60 SGD
+# only differences are float32 summation order: ~1e-7 per step. 1e-5 leaves room for 93 SGD
 # steps of that while any real mismatch (a wrong shard, a missing reduction, a double-counted
 # batch) moves the weights by >1e-3.
 TOL = 1e-5
 # A constant learning rate, so "2 epochs, then --resume to 3" equals "3 epochs" exactly.
 SETTINGS = ["--model", "mlp", "--model-arg", "hidden=32", "--optimizer", "sgd", "--lr", "0.05",
             "--batch-size", "33", "--class-weights", "auto", "--schedule", "none",
-            "--device", "cpu", "--no-report"]
+            "--device", "cpu", "--precision", "32", "--no-report"]
 
 
 def _npy_set(root: Path) -> Path:
@@ -64,7 +65,8 @@ def test_two_process_ddp_matches_single_process_and_resumes(tmp_path: Path):
 
     single = cnnlab.train(str(data), model="mlp", epochs=3, model_args={"hidden": 32},
                           optimizer="sgd", lr=0.05, batch_size=33, class_weights="auto",
-                          schedule="none", device="cpu", report=False, verbose=False,
+                          schedule="none", device="cpu", precision="32", report=False,
+                          verbose=False,
                           out=str(tmp_path / "one"))
 
     got = load_checkpoint(multi / "last.pt")

@@ -28,12 +28,12 @@ def train(data: str | Path | DataSplits | None = None, model: str = "cnn", epoch
     return run_training(cfg, resume=resume, force=force, splits=splits, verbose=verbose)
 
 
-def load(path: str | Path, device: str = "cpu") -> Predictor:
-    """Load a trained model from a checkpoint (or a run folder: its best.pt)."""
+def load(path: str | Path, device: str = "cpu", precision: str = "32") -> Predictor:
+    """Load a trained model from a checkpoint, a run folder (its best.pt) or an exported .onnx."""
     p = Path(path)
     if p.is_dir():
         p = p / "best.pt"
-    return Predictor.load(p, device)
+    return Predictor.load(p, device, precision)
 
 
 def data(path: str | Path | None = None, **options: object) -> DataSplits:

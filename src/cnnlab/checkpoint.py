@@ -23,11 +23,11 @@ TEMP_SUFFIX = ".tmp"
 
 def write_error_reason(exc: OSError) -> str:
     """A short, plain reason for a failed write (disk full, file size limit, quota, ...)."""
-    reasons = {errno.ENOSPC: "no space left on the device (disk full)",
-               errno.EFBIG: "file too large (file size limit reached)",
-               errno.EDQUOT: "disk quota exceeded",
-               errno.EROFS: "read-only file system",
-               errno.EACCES: "permission denied", errno.EPERM: "permission denied"}
+    reasons = {errno.ENOSPC: "No space left on device (the disk is full)",
+               errno.EFBIG: "File too large (the file size limit is reached)",
+               errno.EDQUOT: "Disk quota exceeded",
+               errno.EROFS: "Read-only file system",
+               errno.EACCES: "Permission denied", errno.EPERM: "Permission denied"}
     return reasons.get(exc.errno or 0, exc.strerror or str(exc) or type(exc).__name__)
 
 

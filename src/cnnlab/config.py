@@ -56,7 +56,7 @@ class TrainConfig:
     feature_cache: bool = True
     # hardware
     device: str = "auto"
-    precision: str = "32"  # "32", "bf16" or "16-mixed"
+    precision: str = "auto"  # "auto" (bf16 where native), "32", "bf16" or "16-mixed"
     channels_last: bool | None = None  # None: decide per device and model
     compile: bool = False
     num_threads: int | None = None

@@ -9,7 +9,28 @@ import torch
 
 from cnnlab.errors import CnnlabError
 
-PRECISIONS = ("32", "bf16", "16-mixed")
+PRECISIONS = ("auto", "32", "bf16", "16-mixed")
+
+
+def cpu_has_fast_bf16() -> bool:
+    """True where the CPU computes bfloat16 natively (AVX512-BF16 or AMX), not by emulation."""
+    try:
+        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def resolve_precision(device: torch.device, precision: str) -> str:
+    """'auto' -> 'bf16' where bfloat16 is native (CPUs with AVX512-BF16/AMX, bf16 GPUs), else
+    '32'. Measured on a 2-core Zen 4: conv-net training steps 1.3-1.6x faster, accuracy within
+    noise of fp32 (bench/results.md). Any other value is returned as it is."""
+    if precision != "auto":
+        return precision
+    if device.type == "cpu":
+        return "bf16" if cpu_has_fast_bf16() else "32"
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return "bf16"
+    return "32"
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -39,6 +60,7 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
     """The autocast context for `precision` ('32' means none)."""
     if precision not in PRECISIONS:
         raise CnnlabError(f"unknown precision {precision!r}; choose {', '.join(PRECISIONS)}")
+    precision = resolve_precision(device, precision)
     if precision == "32":
         return contextlib.nullcontext()
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
@@ -56,12 +78,33 @@ def grad_scaler(device: torch.device, precision: str) -> torch.amp.GradScaler | 
     return torch.amp.GradScaler(device.type)
 
 
-def use_channels_last(setting: bool | None, device: torch.device, model: torch.nn.Module) -> bool:
-    """The setting when given; by default only for conv nets on CUDA, where it speeds up cuDNN."""
+def use_channels_last(setting: bool | None, device: torch.device, model: torch.nn.Module,
+                      sample: torch.Tensor | None = None) -> bool:
+    """The setting when given; by default for conv nets on CUDA (cuDNN) and on the CPU (oneDNN:
+    1.3x per step measured for the seeds' CNNs), if the model accepts channels_last input.
+
+    `sample` (a few float input images on `device`) lets a model whose forward uses .view()
+    on a feature map, which fails on channels_last tensors, fall back to contiguous layout.
+    """
     if setting is not None:
         return bool(setting)
     has_conv = any(isinstance(m, torch.nn.Conv2d) for m in model.modules())
-    return device.type == "cuda" and has_conv
+    if not has_conv or device.type not in ("cuda", "cpu"):
+        return False
+    if sample is None or device.type == "cuda":
+        return True
+    was = model.training
+    try:
+        model.eval()
+        with torch.inference_mode():
+            model.to(memory_format=torch.channels_last)(
+                sample.contiguous(memory_format=torch.channels_last))
+        return True
+    except RuntimeError:
+        return False
+    finally:
+        model.to(memory_format=torch.contiguous_format)
+        model.train(was)
 
 
 def set_threads(n: int | None) -> None:

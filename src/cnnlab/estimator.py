@@ -28,7 +28,15 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_array, check_is_fitted, check_X_y, validate_data
+from sklearn.utils.validation import check_array, check_is_fitted, check_X_y
+
+try:
+    from sklearn.utils.validation import validate_data
+except ImportError:  # scikit-learn < 1.6 had it as a method
+
+    def validate_data(est, *args, **kw):  # noqa: ANN001, ANN002, ANN003, ANN201
+        """scikit-learn < 1.6: the private method of the same job."""
+        return est._validate_data(*args, **kw)
 
 from cnnlab.config import TrainConfig
 from cnnlab.data.imageset import DataSplits, ImageSet

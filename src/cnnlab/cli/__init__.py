@@ -12,6 +12,7 @@ from cnnlab.cli import experiment_cmds  # noqa: F401  (sweep, cv, seeds, compare
 from cnnlab.cli import inspect_cmds  # noqa: F401  (registers inspect model/conv/data)
 from cnnlab.cli import explain_cmds  # noqa: F401  (registers explain ..., report)
 from cnnlab.cli import export_cmds  # noqa: F401  (registers export)
+from cnnlab.cli import augment_cmds  # noqa: F401  (registers augment, transfer)
 from cnnlab.errors import CnnlabError
 
 
@@ -50,12 +51,12 @@ def main(argv: list[str] | None = None) -> None:
         print("error: out of memory (try a smaller --batch-size or --image-size)", file=sys.stderr)
         sys.exit(2)
     except Exception as exc:  # noqa: BLE001 - the user must never see a raw traceback
-        import click
-
-        if isinstance(exc, click.exceptions.Abort):
+        # Usage errors of click or of typer's vendored copy of it (no `click` module then).
+        if type(exc).__name__ == "Abort":
             print("aborted", file=sys.stderr)
             sys.exit(130)
-        if isinstance(exc, click.ClickException):
+        if callable(getattr(exc, "show", None)) and isinstance(getattr(exc, "exit_code", None),
+                                                               int):
             exc.show()
             sys.exit(exc.exit_code)
         if STATE["debug"]:

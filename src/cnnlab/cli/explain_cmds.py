@@ -17,9 +17,9 @@ explain_app = typer.Typer(help="Explain a trained model: Grad-CAM, failure cases
 app.add_typer(explain_app, name="explain")
 
 WEIGHTS = typer.Option(..., "--weights", "-w", help="Checkpoint (best.pt) or a run folder.")
-PATH = typer.Argument(None, help="Images [default: the data it was trained on].",
+PATH = typer.Argument(None, help="Images \\[default: the data it was trained on].",
                       show_default=False)
-SPLIT = typer.Option(None, "--split", help="train|val|test|all [default: test, or all of an "
+SPLIT = typer.Option(None, "--split", help="train|val|test|all \\[default: test, or all of an "
                      "unpartitioned PATH]")
 FORMAT = typer.Option("auto", "--format", help="auto|folder|csv|npy|cifar|idx|digits")
 CLASS = typer.Option(None, "--class", help="Only images of this true class.")
@@ -58,8 +58,8 @@ def gradcam_cmd(
     format: str = FORMAT,
     n: int = typer.Option(8, "--n", min=1, max=64, help="Number of images."),
     cls: str | None = typer.Option(None, "--class", help="Explain this class's score on images "
-                                   "of this class [default: the predicted class]."),
-    layer: str | None = typer.Option(None, "--layer", help="Module name to explain [default: "
+                                   "of this class \\[default: the predicted class]."),
+    layer: str | None = typer.Option(None, "--layer", help="Module name to explain \\[default: "
                                      "the last convolution]; see --list-layers."),
     list_layers: bool = typer.Option(False, "--list-layers", help="Print the conv layers."),
     out: Path = typer.Option(Path("gradcam.png"), "--out", "-o", help="PNG to write."),
@@ -140,12 +140,15 @@ def robustness_cmd(
     table_path = Path(out).with_suffix(".csv")
     write_csv(table_path, rows)
     t = Table(title=f"robustness on {rows[0]['n']} {name} images")
-    for col in ("perturbation", "accuracy", "change", "unchanged", "what"):
-        t.add_column(col, justify="left" if col in ("perturbation", "what") else "right")
+    for col in ("perturbation", "accuracy", "change", "unchanged"):
+        t.add_column(col, justify="left" if col == "perturbation" else "right")
     for r in rows:
         t.add_row(r["perturbation"], _f(r["accuracy"]), f"{r['change']:+.4f}",
-                  _f(r["unchanged"]), r["description"])
+                  _f(r["unchanged"]))
     console.print(t)
+    console.print("noise F: Gaussian noise, std = F x each image's range (max - min; CS 475 uses "
+                  "0.1); rotate D: D degrees, black corners; unchanged: share of predictions "
+                  "equal to the clean ones")
     console.print(f"wrote {png} and {table_path}")
 
 

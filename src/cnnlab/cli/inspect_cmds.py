@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -17,8 +18,14 @@ inspect_app = typer.Typer(help="Look inside a model or a data set before trainin
                           no_args_is_help=True)
 app.add_typer(inspect_app, name="inspect")
 
-# What the user asked to see goes to stdout (the shared console writes messages to stderr).
-console = Console(highlight=False)
+
+
+def _console() -> Console:
+    """What the user asked to see goes to stdout (the shared console writes to stderr);
+    piped output gets wide tables instead of wrapped formulas."""
+    if sys.stdout.isatty() or os.environ.get("COLUMNS"):
+        return Console(highlight=False)
+    return Console(highlight=False, width=160)
 
 
 def _model_args(items: list[str]) -> dict:
@@ -53,6 +60,8 @@ def inspect_model_cmd(
 ) -> None:
     """Per-layer table: output shape, weights, biases and the hand formula; totals and size."""
     from cnnlab.models.inspect import fmt_bytes, fmt_int, inspect_model, parse_size
+
+    console = _console()
 
     if channels not in (None, 1, 3):
         raise CnnlabError("--channels must be 1 or 3")
@@ -115,6 +124,8 @@ def inspect_conv_cmd(
 ) -> None:
     """Conv arithmetic: a stack's output sizes, or a matrix's activation map and pooling."""
     from cnnlab.models import inspect as mi
+
+    console = _console()
 
     if stack is None and matrix is None:
         raise CnnlabError("give --stack (output sizes of a layer stack) or --matrix with "
@@ -189,8 +200,10 @@ def inspect_data_cmd(
 
 
 def _print_data(s: dict) -> None:
-    t = Table(title=f"{s['name']}: {s['num_images']} images, {len(s['classes'])} classes"
-                    f" ({s['format']})")
+    console = _console()
+    console.print(f"{s['name']}: {s['num_images']} images, {len(s['classes'])} classes "
+                  f"({s['format']})", highlight=False)
+    t = Table()
     t.add_column("class")
     splits = list(s["counts"])
     for sp in splits:

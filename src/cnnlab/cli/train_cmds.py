@@ -67,8 +67,12 @@ def train(
                                           help="Start from one of our checkpoints (transfer)."),
     clip_grad: float | None = typer.Option(None, "--clip-grad", min=0.0),
     device: str = typer.Option("auto", "--device", help="auto|cpu|cuda|mps"),
-    precision: str = typer.Option("32", "--precision", help="32|bf16|16-mixed"),
-    channels_last: bool = typer.Option(False, "--channels-last/--no-channels-last"),
+    precision: str = typer.Option("auto", "--precision",
+                                  help="auto (bf16 where the CPU/GPU has it natively)|32|bf16|"
+                                       "16-mixed"),
+    channels_last: bool | None = typer.Option(None, "--channels-last/--no-channels-last",
+                                              help="memory layout (default: decide per "
+                                                   "device and model)"),
     deterministic: bool = typer.Option(False, "--deterministic",
                                        help="Bit-reproducible (slower) algorithms."),
     log_every: int = typer.Option(0, "--log-every", min=0,
@@ -141,10 +145,14 @@ def _validate(cfg: TrainConfig) -> None:
         raise CnnlabError("--val-split plus --test-split leave too little training data")
 
 
-def _predictor(weights: Path):  # noqa: ANN202
+def _predictor(weights: Path, device: str = "cpu", precision: str = "32"):  # noqa: ANN202
     from cnnlab.api import load
 
-    return load(weights)
+    return load(weights, device, precision)
+
+
+DEVICE_OPT = typer.Option("cpu", "--device", help="auto|cpu|cuda|mps")
+PRECISION_OPT = typer.Option("32", "--precision", help="32|auto|bf16|16-mixed (autocast)")
 
 
 @app.command()
@@ -156,9 +164,11 @@ def evaluate(
     format: str = typer.Option("auto", "--format"),
     positive_class: str | None = typer.Option(None, "--positive-class"),
     as_json: bool = typer.Option(False, "--json", help="Print metrics as JSON on stdout."),
+    device: str = DEVICE_OPT,
+    precision: str = PRECISION_OPT,
 ) -> None:
     """Measure a trained model: accuracy, per-class metrics, AUROC, confusion matrix."""
-    model = _predictor(weights)
+    model = _predictor(weights, device, precision)
     data, name = model.split_of(path, split, format)
     metrics = model.evaluate(data, positive_class)
     if as_json:
@@ -203,9 +213,11 @@ def predict(
     format: str = typer.Option("auto", "--format"),
     output: Path = typer.Option(Path("predictions.csv"), "--output", "--predictionsFile",
                                 help="CSV to write."),
+    device: str = DEVICE_OPT,
+    precision: str = PRECISION_OPT,
 ) -> None:
     """Write predictions.csv: id, label, class and one probability column per class."""
-    model = _predictor(weights)
+    model = _predictor(weights, device, precision)
     data, name = model.split_of(path, split, format)
     rows = model.write_predictions(data, output)
     console.print(f"wrote {len(rows)} predictions ({name}) to {output}")

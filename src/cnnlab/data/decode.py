@@ -64,8 +64,11 @@ def decode_image(path: Path, size: tuple[int, int] | None, channels: int,
         pass  # reported below by the decoder itself (missing file, permissions, ...)
     try:
         with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. "Corrupt EXIF data": noise, not an error
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as img:
+                if img.width * img.height > Image.MAX_IMAGE_PIXELS:  # also when warnings race
+                    raise Image.DecompressionBombError("too many pixels")
                 if size is not None and img.format == "JPEG":
                     # Let libjpeg decode at a reduced scale: far faster for big photos.
                     img.draft("RGB" if channels == 3 else "L", (size[1] * 2, size[0] * 2))

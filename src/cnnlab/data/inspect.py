@@ -169,7 +169,8 @@ def write_figures(summary: dict, splits: DataSplits, out: Path) -> dict:
     labels = train.labels.numpy()
     cols = min(k, 10)
     rows = (k + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols, 1.8 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(max(4.0, 1.6 * cols), 1.8 * rows + 0.5),
+                             squeeze=False)
     for idx, a in enumerate(axes.flat):
         a.axis("off")
         if idx >= k:

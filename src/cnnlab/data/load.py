@@ -139,11 +139,15 @@ def _decode_files(files: list[Path], parts: list[str], classes: list[str], label
 
 
 def _from_parts(parts: dict[str, tuple[np.ndarray, np.ndarray | None]], names: list[str] | None,
-                where: str, ids_prefix: dict[str, str] | None = None) -> ImageSet:
+                where: str, ids_prefix: dict[str, str] | None = None,
+                files: dict[str, tuple[Path, Path | None]] | None = None) -> ImageSet:
     images, labels, ids, partition = [], [], [], []
     for part, (x, y) in parts.items():
-        x8 = to_uint8_nchw(np.asarray(x), f"{where} ({part} images)")
-        y8 = to_labels(y, x8.shape[0], f"{where} ({part} labels)")
+        # Name the very file at fault when the arrays came from separate files.
+        xf, yf = (files or {}).get(part, (None, None))
+        x8 = to_uint8_nchw(np.asarray(x), str(xf) if xf else f"{where} ({part} images)")
+        y8 = to_labels(y, x8.shape[0], f"{yf} (for {xf.name})" if yf and xf else
+                       f"{where} ({part} labels)")
         images.append(x8)
         labels.append(y8)
         ids += [str(i) for i in range(x8.shape[0])]
@@ -201,7 +205,7 @@ def read_source(path: Path | None, opts: LoadOptions, progress: Progress = None)
             layout = arrays.find_npy_layout(path)
             loaded = {p: (arrays.load_npy(x), arrays.load_npy(y) if y else None)
                       for p, (x, y) in layout.items()}
-            data = _from_parts(loaded, None, str(path))
+            data = _from_parts(loaded, None, str(path), files=layout)
             name = layout["train"][0].name[: -len("_images.npy")] if "train" in layout else name
     elif fmt == "cifar":
         parts_c, names = cifar.read_cifar(path)
@@ -210,7 +214,7 @@ def read_source(path: Path | None, opts: LoadOptions, progress: Progress = None)
         pairs = idx.find_idx_pairs(path)
         loaded = {p: (idx.read_idx(x), idx.read_idx(y) if y else None)
                   for p, (x, y) in pairs.items()}
-        data = _from_parts(loaded, None, str(path))
+        data = _from_parts(loaded, None, str(path), files=pairs)
     else:
         raise DataError(f"unknown format {fmt!r}")
     if fmt in ("npy", "cifar", "idx"):

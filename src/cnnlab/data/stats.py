@@ -13,17 +13,18 @@ def channel_mean_std(images: torch.Tensor, chunk: int | None = None) -> tuple[li
     """Mean and std per channel of uint8 [N,C,H,W] images, on the 0..1 scale."""
     c = images.shape[1]
     if chunk is None:
-        # ~4M values (32 MB as float64) at a time, whatever the image size: bounded memory.
-        chunk = max(1, (1 << 22) // max(1, images[:1].numel()))
+        # ~1M values (8 MB as float64) at a time, whatever the image size: a memory-mapped set
+        # larger than RAM streams through without ever being copied.
+        chunk = max(1, (1 << 20) // max(1, images[:1].numel()))
     s = torch.zeros(c, dtype=torch.float64)
     s2 = torch.zeros(c, dtype=torch.float64)
     n = 0
     for part in torch.split(images, chunk):
-        x = part.to(torch.float64) / 255.0
+        x = part.to(torch.float64)
         s += x.sum(dim=(0, 2, 3))
-        s2 += (x * x).sum(dim=(0, 2, 3))
+        s2 += x.square_().sum(dim=(0, 2, 3))
         n += x.shape[0] * x.shape[2] * x.shape[3]
-    mean = s / max(n, 1)
-    var = (s2 / max(n, 1) - mean * mean).clamp_min(0)
+    mean = s / max(n, 1) / 255.0
+    var = (s2 / max(n, 1) / 255.0**2 - mean * mean).clamp_min(0)
     std = var.sqrt().clamp_min(1e-3)
     return mean.tolist(), std.tolist()

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from cnnlab.data.batches import batch_slices, to_float
@@ -27,13 +26,17 @@ def has_conv(model: nn.Module) -> bool:
     return bool(conv_layers(model))
 
 
-def resolve_layer(model: nn.Module, name: str | None = None) -> tuple[str, nn.Module]:
-    """The layer to explain: `name` (a module name, with or without "net."), else the last conv."""
+def resolve_layer(model: nn.Module, name: str | None = None,
+                  sample: torch.Tensor | None = None) -> tuple[str, nn.Module]:
+    """The layer to explain: `name` (a module name, with or without "net."), else the last
+    convolutional block; with a `sample` batch the choice skips 1x1 maps (see default_layer)."""
     convs = conv_layers(model)
     if name is None:
         if not convs:
             raise CnnlabError("Grad-CAM needs a convolutional model; this one has no Conv2d "
                               "layer (an MLP?)")
+        if sample is not None:
+            return default_layer(model, sample)
         return _block_of(model, *convs[-1])
     modules = dict(model.named_modules())
     for candidate in (name, f"net.{name}"):
@@ -64,6 +67,48 @@ def _block_of(model: nn.Module, name: str, conv: nn.Module) -> tuple[str, nn.Mod
     return name, conv
 
 
+def default_layer(model: nn.Module, sample: torch.Tensor) -> tuple[str, nn.Module]:
+    """The last conv with a spatial map (> 1x1), widened to the enclosing block that ends it.
+
+    One probe forward records output shapes. A conv whose map is 1x1 (a classifier conv
+    after global pooling, as in the CS 475 conv net) cannot say where. Going one level up
+    picks e.g. a ResNet's last BasicBlock (after the residual add and ReLU) or a Conv-BN-ReLU
+    Sequential instead of the raw conv, so the map uses rectified activations.
+    """
+    shapes: dict[str, tuple | None] = {}
+
+    def record(name: str):  # noqa: ANN202
+        def hook(mod, inp, out):  # noqa: ANN001, ANN202, ARG001
+            shapes[name] = tuple(out.shape) if isinstance(out, torch.Tensor) else None
+        return hook
+
+    modules = dict(model.named_modules())
+    hooks = [m.register_forward_hook(record(n)) for n, m in modules.items() if n]
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(sample[:1])
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    convs = [n for n, _ in conv_layers(model)]
+    spatial = [n for n in convs if shapes.get(n) and len(shapes[n]) == 4
+               and shapes[n][2] * shapes[n][3] > 1]
+    if not spatial:
+        return _block_of(model, convs[-1], modules[convs[-1]])
+    conv = spatial[-1]
+    if "." in conv:
+        parent = conv.rsplit(".", 1)[0]
+        inner = [n for n in convs if n.startswith(parent + ".")]
+        # One level up, when the block ends with this conv and keeps its output shape (an
+        # outer container would give the same tensor under a vaguer name).
+        if inner[-1] == conv and shapes.get(parent) == shapes[conv]:
+            return parent, modules[parent]
+    return conv, modules[conv]
+
+
 @dataclass
 class CamResult:
     """Grad-CAM maps [N,H,W] in [0,1] (per image, max = 1), with what was explained."""
@@ -81,7 +126,8 @@ def gradcam(model: nn.Module, images: torch.Tensor, targets: np.ndarray | None =
     """Grad-CAM of uint8 [N,C,H,W] images for `targets` (default: the predicted classes)."""
     from captum.attr import LayerAttribution, LayerGradCam
 
-    name, module = resolve_layer(model, layer)
+    sample = to_float(images[:1], device) if layer is None and len(images) else None
+    name, module = resolve_layer(model, layer, sample)
     was_training = model.training
     model.eval()
     h, w = images.shape[-2:]

@@ -121,7 +121,7 @@ def robustness_table(predictor: object, data: ImageSet,
 def examples_figure(predictor: object, data: ImageSet, out: str | Path, n: int = 10,
                     seed: int = 0, rows: tuple[str, ...] = EXAMPLE_ROWS,
                     title: str = "Perturbed examples", probs: np.ndarray | None = None) -> Path:
-    """PNG: n correctly classified items (CS 475 1.8.5) under each perturbation, with predictions."""
+    """PNG: n correctly classified items (CS 475 1.8.5) under each perturbation, predicted."""
     from cnnlab.report.gallery import Tile, image_grid, short
 
     classes = predictor.classes

@@ -241,6 +241,8 @@ def plot_overlay(curves: dict[str, list[dict]], path: Path, title: str,
     Members without a validation split show their training curves (dashed). `mean` adds the
     epoch-wise mean over members; `highlight` draws one member bold.
     """
+    from matplotlib.ticker import MaxNLocator
+
     from cnnlab.report.plots import plt, save_figure
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
@@ -266,6 +268,7 @@ def plot_overlay(curves: dict[str, list[dict]], path: Path, title: str,
             ep = sorted(stacked)
             ax.plot(ep, [float(np.mean(stacked[e])) for e in ep], "k-", lw=2.6,
                     label=f"mean of {len(curves)}", zorder=4)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
         ax.set_ylabel(f"validation {label}")
         ax.set_title(f"Validation {label}")

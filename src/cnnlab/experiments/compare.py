@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from cnnlab.config import TrainConfig
 from cnnlab.console import console
 from cnnlab.errors import CnnlabError
 from cnnlab.experiments.common import (
@@ -65,6 +66,9 @@ def compare_runs(run_dirs: list[str | Path], out: str | Path = "runs/compare",
     names = _labels(dirs)
     configs = [_flatten({k: v for k, v in r["config"].items() if k not in IGNORED})
                for r in runs]
+    for c in configs:
+        if c.get("lr") is None:  # say which rate "the optimizer's default" was
+            c["lr"] = f"{TrainConfig.from_dict(c).resolved_lr():g} (default)"
     keys = sorted(set().union(*configs))
     differences = {k: [c.get(k) for c in configs] for k in keys
                    if len({repr(c.get(k)) for c in configs}) > 1}

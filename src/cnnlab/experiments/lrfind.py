@@ -29,7 +29,7 @@ from cnnlab.train.setup import build_classifier, make_optimizer, param_groups
 
 @dataclass
 class LRFindResult:
-    """The curve, the two suggestions and where they were written."""
+    """The curve, the suggestions and where they were written."""
 
     folder: Path
     lrs: list[float]
@@ -40,16 +40,40 @@ class LRFindResult:
     min_div10: float | None
 
 
+def centered_mean(values: list[float], window: int) -> list[float]:
+    """Moving average centred on each point (shorter at the ends): smooth without lag.
+
+    A running (exponential) mean lags the loss by many steps, i.e. by up to a decade of
+    learning rate, which would push the suggestion towards too large rates.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    half = window // 2
+    c = np.concatenate([[0.0], np.cumsum(v)])
+    lo = np.clip(np.arange(len(v)) - half, 0, len(v))
+    hi = np.clip(np.arange(len(v)) + half + 1, 0, len(v))
+    return ((c[hi] - c[lo]) / np.maximum(hi - lo, 1)).tolist()
+
+
 def suggest(lrs: list[float], losses: list[float]) -> tuple[float | None, float | None]:
-    """(steepest descent, lr of the minimum / 10) of a smoothed loss curve."""
+    """(steepest descent, lr of the minimum / 10) within the first valley of a smoothed loss.
+
+    The first valley ends where the loss climbs back a quarter of the way to where it started:
+    a spike after a good stretch (or the final blow-up) does not move the answer past it.
+    """
     if len(lrs) < 5:
         return None, None
     x = np.log10(np.asarray(lrs))
     y = np.asarray(losses)
-    i_min = int(np.argmin(y))
+    end, low = len(y), y[0]
+    for i, v in enumerate(y):
+        low = min(low, v)
+        drop = y[0] - low  # only a real fall (5% of the start) opens a valley
+        if drop > 0.05 * abs(y[0]) and v > low + 0.25 * drop:
+            end = i
+            break
+    i_min = int(np.argmin(y[:end]))
     min_div10 = float(lrs[i_min] / 10)
-    # The steepest fall before the minimum, ignoring the noisy first tenth of the curve.
-    lo = max(1, len(y) // 10)
+    lo = max(1, len(y) // 10)  # the first tenth is noise around the starting loss
     if i_min - lo < 2:
         return None, min_div10
     grad = np.gradient(y[: i_min + 1], x[: i_min + 1])
@@ -80,8 +104,8 @@ def lr_find(base: TrainConfig, splits: DataSplits | None = None, out: str | Path
     mults = [g["lr"] / base_lr if base_lr else 1.0 for g in optimizer.param_groups]
     augment = build_augment(cfg.augment)
     ratio = (end_lr / start_lr) ** (1 / (steps - 1))
-    lrs, raw, smooth = [], [], []
-    avg, best, beta = 0.0, math.inf, 0.98
+    lrs, raw, running = [], [], []
+    avg, best, beta = 0.0, math.inf, 0.9
     slices = batch_slices(len(train), cfg.batch_size)
     model.train()
     step, epoch = 0, 0
@@ -108,10 +132,10 @@ def lr_find(base: TrainConfig, splits: DataSplits | None = None, out: str | Path
             if not math.isfinite(value):
                 break
             avg = beta * avg + (1 - beta) * value
-            smoothed = avg / (1 - beta ** step)  # bias-corrected running mean
+            smoothed = avg / (1 - beta ** step)  # bias-corrected running mean: stop test only
             lrs.append(lr)
             raw.append(value)
-            smooth.append(smoothed)
+            running.append(smoothed)
             best = min(best, smoothed)
             if smoothed > diverge * best and step > 5:
                 break
@@ -119,8 +143,10 @@ def lr_find(base: TrainConfig, splits: DataSplits | None = None, out: str | Path
             epoch += 1
             continue
         break
+    smooth = centered_mean(raw, max(3, (steps // 10) | 1))
     steepest, min_div10 = suggest(lrs, smooth)
-    suggested = steepest if steepest is not None else min_div10
+    # The smaller of the two: too small a rate only trains slower, too large a one diverges.
+    suggested = min((v for v in (steepest, min_div10) if v is not None), default=None)
     folder.mkdir(parents=True, exist_ok=True)
     rundir.write_csv(folder / "lr_find.csv", [{"step": i + 1, "lr": a, "loss": b, "smoothed": c}
                                                for i, (a, b, c) in enumerate(zip(lrs, raw,
@@ -131,9 +157,10 @@ def lr_find(base: TrainConfig, splits: DataSplits | None = None, out: str | Path
         "batch_size": cfg.batch_size, "start_lr": start_lr, "end_lr": end_lr,
         "steps_run": len(lrs), "suggested_lr": suggested, "steepest_lr": steepest,
         "min_loss_lr_div10": min_div10,
-        "rule": "suggested = lr of the steepest fall of the smoothed loss before its minimum "
-                "(min-loss lr / 10 when the curve has no clear fall)"})
-    _plot(folder / "lr_find.png", lrs, raw, smooth, steepest, min_div10, cfg, splits)
+        "rule": "smoothed loss = centred moving average over steps/10 points; steepest = "
+                "steepest fall before the minimum of its first valley; min/10 = lr of that "
+                "minimum / 10; suggested = the smaller of the two"})
+    _plot(folder / "lr_find.png", lrs, raw, smooth, suggested, steepest, min_div10, cfg, splits)
     if verbose:
         console.print(f"lr-find: {len(lrs)} steps from {start_lr:g} to {lrs[-1] if lrs else 0:g}"
                       f" ({cfg.optimizer}, batch {cfg.batch_size})")
@@ -147,7 +174,8 @@ def _g(v: float | None) -> str:
 
 
 def _plot(path: Path, lrs: list[float], raw: list[float], smooth: list[float],
-          steepest: float | None, min_div10: float | None, cfg: TrainConfig,
+          suggested: float | None, steepest: float | None, min_div10: float | None,
+          cfg: TrainConfig,
           splits: DataSplits) -> None:
     from cnnlab.report.plots import plt, save_figure
 
@@ -160,10 +188,15 @@ def _plot(path: Path, lrs: list[float], raw: list[float], smooth: list[float],
             ax.axvline(v, color=style[0], ls=style[1:], label=f"{label}: {v:.2g}")
     ax.set_xscale("log")
     if smooth:
-        lo, hi = min(smooth), max(smooth[: max(1, len(smooth) // 2)])
-        ax.set_ylim(lo - 0.1 * abs(hi - lo) - 1e-3, max(hi, smooth[0]) + 0.2 * abs(hi - lo) + 1e-3)
+        # Show the fall in full; the blow-up at the end only needs to be seen leaving the plot.
+        lo = min(min(smooth), float(np.percentile(raw, 2)))
+        hi = max(smooth[: max(1, len(smooth) // 3)])
+        pad = 0.1 * abs(hi - lo) + 1e-3
+        ax.set_ylim(lo - pad, hi + 2 * pad)
     ax.set_xlabel("learning rate (log scale)")
     ax.set_ylabel("training loss")
+    if suggested is not None:
+        ax.axvline(suggested, color="k", lw=2.5, alpha=0.35, label=f"suggested: {suggested:.2g}")
     ax.set_title(f"LR range test: {cfg.model}, {cfg.optimizer} on {splits.source or 'data'}")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)

@@ -79,13 +79,12 @@ def run_sweep(base: TrainConfig, grid: dict[str, list], splits: DataSplits | Non
     if not points:
         raise CnnlabError("sweep: give at least one setting with values (e.g. --lr 1e-3,1e-2)")
     base = deepcopy(base)
+    for k in points[0]:  # a misspelt setting fails before the data is decoded
+        _set(deepcopy(base), k, points[0][k])
     resolve_data(base)
     if splits is None:
         splits = load_splits(base, verbose)
-    folder = experiment_dir(out, base.runs_dir, "sweep", splits, base)
     varied = list(points[0])
-    open_experiment(folder, "sweep", base, {"grid": {k: list(v) for k, v in grid.items()},
-                                            "select": select}, force, ignore=varied)
     members = []
     for p in points:
         cfg = deepcopy(base)
@@ -94,6 +93,9 @@ def run_sweep(base: TrainConfig, grid: dict[str, list], splits: DataSplits | Non
         members.append(Member(member_name(p), cfg, splits, labels=p))
     if len({m.name for m in members}) != len(members):
         raise CnnlabError("sweep: the grid has repeated values")
+    folder = experiment_dir(out, base.runs_dir, "sweep", splits, base)
+    open_experiment(folder, "sweep", base, {"grid": {k: list(v) for k, v in grid.items()},
+                                            "select": select}, force, ignore=varied)
     if verbose:
         shape = " x ".join(f"{len(grid[k])} {k}" for k in varied)
         console.print(f"[bold]sweep[/] of {len(members)} settings ({shape}) on "

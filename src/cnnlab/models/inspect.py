@@ -139,6 +139,8 @@ def summarize(net: nn.Module, input_shape: tuple[int, ...], model_name: str = ""
     """Run one dummy batch through `net` and account for every layer with parameters or output."""
     rows: list[LayerRow] = []
     shapes: dict[str, list[int]] = {}
+    order: list[str] = []  # first-call order: the table follows the forward pass
+    calls: dict[str, int] = {}  # a module reused in forward (one pool for all) shows "×N"
     hooks = []
     named = list(net.named_modules())
     for name, mod in named:
@@ -149,8 +151,10 @@ def summarize(net: nn.Module, input_shape: tuple[int, ...], model_name: str = ""
             continue
 
         def hook(_m: nn.Module, _i: object, out: object, key: str = name) -> None:
+            calls[key] = calls.get(key, 0) + 1
             if isinstance(out, torch.Tensor) and key not in shapes:
                 shapes[key] = list(out.shape[1:])
+                order.append(key)
 
         hooks.append(mod.register_forward_hook(hook))
     was_training = net.training
@@ -165,6 +169,8 @@ def summarize(net: nn.Module, input_shape: tuple[int, ...], model_name: str = ""
         for h in hooks:
             h.remove()
         net.train(was_training)
+    rank = {k: i for i, k in enumerate(order)}
+    named.sort(key=lambda nm: rank.get(nm[0], len(rank)))  # never-called modules last
     for name, mod in named:
         if not name:
             continue
@@ -174,7 +180,8 @@ def summarize(net: nn.Module, input_shape: tuple[int, ...], model_name: str = ""
             continue
         if name not in shapes and not (w or b or o):
             continue  # a leaf that never ran (e.g. an unused Identity) and holds nothing
-        rows.append(LayerRow(name, type(mod).__name__, shapes.get(name), w, b, o,
+        kind = type(mod).__name__ + (f" ×{calls[name]}" if calls.get(name, 0) > 1 else "")
+        rows.append(LayerRow(name, kind, shapes.get(name), w, b, o,
                              layer_formula(mod, w, b), trainable))
     total = sum(p.numel() for p in net.parameters())
     trainable_n = sum(p.numel() for p in net.parameters() if p.requires_grad)
@@ -244,7 +251,9 @@ def parse_stack(text: str) -> list[tuple[str, list[int]]]:
         need = {"conv": (2, 4), "pool": (1, 2), "avgpool": (1, 2), "fc": (1, 1)}[kind]
         if not need[0] <= len(nums) <= need[1] or any(v < 0 for v in nums) or \
                 (nums and min(nums[: 2 if kind == "conv" else 1]) < 1):
-            raise CnnlabError(f"layer {raw!r}: wrong numbers for {kind}")
+            raise CnnlabError(f"layer {raw!r}: wrong numbers for {kind}; expected "
+                              "conv:OUT:K[:STRIDE[:PAD]], pool:K[:STRIDE], avgpool:K[:STRIDE] "
+                              "or fc:OUT")
         items.append((kind, nums))
     if not items:
         raise CnnlabError("empty layer stack")

@@ -219,7 +219,7 @@ class COMP6721CNN(TransferNet):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits [N, classes] for [N, C, 32, 32] input."""
         x = self.conv_layer(x)
-        x = x.view(x.size(0), -1)
+        x = x.reshape(x.size(0), -1)  # the seed's view(); reshape also takes channels_last
         return self.fc_layer(x)
 
 
@@ -357,7 +357,7 @@ class MyNet(TransferNet):
         x = self.pool1(self.bn2(F.relu(self.conv2(x))))
         x = F.relu(self.pool1(self.bn3(F.relu(self.conv3(x)))))
         x = self.drop1(x)
-        x = x.view(-1, 4 * 4 * 64)
+        x = x.reshape(-1, 4 * 4 * 64)  # the seed's view(); reshape also takes channels_last
         x = self.drop1(F.relu(self.fc1(x)))
         return self.fc2(x)
 

@@ -22,6 +22,7 @@ import yaml
 from cnnlab.checkpoint import atomic_write_bytes
 from cnnlab.errors import CnnlabError
 
+JPEG_ABOVE = 200_000  # bytes of PNG above which the page embeds a JPEG copy
 IMBALANCE_RATIO = 3.0  # largest / smallest training class at or above this: flagged
 SPLIT_ORDER = ("train", "val", "test")
 METRIC_COLUMNS = (("n", "n"), ("accuracy", "accuracy"), ("balanced_accuracy", "balanced acc."),
@@ -51,12 +52,28 @@ def fmt(v: object, digits: int = 4) -> str:
 def metric_cell(path: str, v: object, digits: int = 4) -> str:
     """A table cell carrying its metrics.json path and exact value for machines (and tests)."""
     raw = "" if v is None else json.dumps(v)
-    return f'<td class="num" data-metric="{esc(path)}" data-value="{esc(raw)}">{fmt(v, digits)}</td>'
+    return (f'<td class="num" data-metric="{esc(path)}" data-value="{esc(raw)}">'
+            f"{fmt(v, digits)}</td>")
 
 
 def data_uri(png: Path) -> str:
-    """A PNG file as a base64 data URI, so the page needs no other file."""
-    return "data:image/png;base64," + base64.b64encode(Path(png).read_bytes()).decode("ascii")
+    """A PNG file as a base64 data URI, so the page needs no other file.
+
+    Galleries of photos make PNGs of a megabyte; above JPEG_ABOVE bytes the page embeds a
+    JPEG copy (the PNG stays in plots/), which keeps report.html a few hundred KB.
+    """
+    raw = Path(png).read_bytes()
+    if len(raw) > JPEG_ABOVE:
+        import io
+
+        from PIL import Image
+
+        buf = io.BytesIO()
+        Image.open(io.BytesIO(raw)).convert("RGB").save(buf, "JPEG", quality=88,
+                                                        optimize=True)
+        if buf.tell() < len(raw):
+            return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    return "data:image/png;base64," + base64.b64encode(raw).decode("ascii")
 
 
 def figure(png: Path, alt: str, caption: str = "", width: int | None = None) -> str:
@@ -145,7 +162,48 @@ def _eval_split(splits: object) -> tuple[str, object] | tuple[None, None]:
 
 
 # ---- sections -----------------------------------------------------------------------------------
-def _summary(run_dir: Path, cfg: dict, metrics: dict, predictor: object, data_info: dict) -> str:
+def findings(metrics: dict, cfg: dict, counts: dict[str, list[int]],
+             classes: list[str]) -> list[str]:
+    """Plain-language observations (HTML) read off the metrics: baseline, gap, epochs, classes."""
+    final = next((s for s in ("test", "val") if isinstance(metrics.get(s), dict)), None)
+    out: list[str] = []
+    if final is None:
+        return out
+    m = metrics[final]
+    acc, major = m.get("accuracy"), (metrics.get("baselines") or {}).get("majority")
+    if acc is not None and major is not None:
+        gain = 100 * (acc - major)
+        if gain <= 1:
+            out.append(f"<b>No better than guessing the majority class</b>: {final} accuracy "
+                       f"{acc:.3f} vs {major:.3f}.")
+        else:
+            out.append(f"{final.capitalize()} accuracy {acc:.3f} is <b>{gain:.1f} points</b> "
+                       f"above always guessing the majority class ({major:.3f}).")
+    train_acc = (metrics.get("train") or {}).get("accuracy") \
+        if isinstance(metrics.get("train"), dict) else None
+    if train_acc is not None and acc is not None and train_acc - acc > 0.1:
+        out.append(f"Train accuracy {train_acc:.3f} vs {final} {acc:.3f}: a gap of "
+                   f"{100 * (train_acc - acc):.0f} points, a sign of overfitting (try "
+                   "<code>--augment</code>, weight decay or fewer epochs).")
+    best, ran = metrics.get("best_epoch"), metrics.get("epochs_run")
+    if metrics.get("stopped_early"):
+        out.append(f"Early stopping after epoch {ran}; the best epoch was {best}.")
+    elif best and ran and best == ran and ran > 1:
+        out.append(f"The best epoch was the last ({best}): more epochs may still help.")
+    pc = m.get("per_class") or {}
+    recalls = [(v.get("recall"), c) for c, v in pc.items()
+               if v.get("recall") is not None and v.get("support")]
+    if len(recalls) >= 2 and min(recalls)[0] < max(recalls)[0] - 0.02:
+        r, c = min(recalls)
+        out.append(f"Weakest class on {final}: <b>{esc(c)}</b> (recall {r:.3f}).")
+    train = counts.get("train")
+    if train and imbalance(list(train), classes):
+        out.append("Training classes are <b>imbalanced</b> (see Data).")
+    return out
+
+
+def _summary(run_dir: Path, cfg: dict, metrics: dict, predictor: object, data_info: dict,
+             counts: dict[str, list[int]], classes: list[str]) -> str:
     final = next((s for s in ("test", "val", "train") if isinstance(metrics.get(s), dict)), None)
     m = metrics.get(final, {}) if final else {}
     base = metrics.get("baselines") or {}
@@ -175,7 +233,7 @@ def _summary(run_dir: Path, cfg: dict, metrics: dict, predictor: object, data_in
                               f"{predictor.image_size}"))
     rows += [("optimizer", f"{cfg.get('optimizer')} (lr {cfg.get('lr') or 'default'}, "
                            f"batch {cfg.get('batch_size')}, schedule {cfg.get('schedule')})"),
-             ("epochs", f"{metrics.get('epochs_run', '?')} run of {cfg.get('epochs')}; best "
+             ("epochs", f"{metrics.get('epochs_run', '?')} of {cfg.get('epochs')}; best "
                         f"epoch {metrics.get('best_epoch', '?')}"
                         + (" (stopped early)" if metrics.get("stopped_early") else "")),
              ("training time", f"{metrics['train_seconds']:.1f} s"
@@ -184,8 +242,10 @@ def _summary(run_dir: Path, cfg: dict, metrics: dict, predictor: object, data_in
     table = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in rows)
     conf = "".join(f"<tr><th>{esc(k)}</th><td><code>{esc(json.dumps(v))}</code></td></tr>"
                    for k, v in cfg.items())
+    found = "".join(f"<li>{f}</li>" for f in findings(metrics, cfg, counts, classes))
+    side = f'<div class="findings"><h3>Findings</h3><ul>{found}</ul></div>' if found else ""
     return (f'<div class="cards">{"".join(cards)}</div>'
-            f'<div class="cols"><table class="kv">{table}</table></div>'
+            f'<div class="cols"><table class="kv">{table}</table>{side}</div>'
             f"<details><summary>Full configuration (config.yaml)</summary>"
             f'<table class="kv config">{conf}</table></details>')
 
@@ -269,7 +329,7 @@ def _metrics_section(metrics: dict, classes: list[str]) -> str:
     return "".join(out)
 
 
-def _robust_table(rows: list[dict], split: str) -> str:
+def _robust_table(rows: list[dict], split: str, total: int) -> str:
     body = []
     for r in rows:
         cls = "neg" if r["change"] < -0.05 else ""
@@ -277,8 +337,11 @@ def _robust_table(rows: list[dict], split: str) -> str:
                     f'<td class="num" data-robust="{esc(r["perturbation"])}">'
                     f"{fmt(r['accuracy'])}</td><td class='num {cls}'>{r['change']:+.4f}</td>"
                     f"<td class='num'>{fmt(r['unchanged'])}</td></tr>")
-    return (f'<p class="muted">{rows[0]["n"]} labeled {esc(split)} images; noise std is a '
-            "fraction of each image's range (max - min of its pixels), seeded; "
+    n = rows[0]["n"]
+    which = f"all {n}" if n >= total else f"a seeded sample of {n} of the {total}"
+    return (f'<p class="muted">Accuracy on {which} labeled {esc(split)} images (<code>cnnlab '
+            "explain robustness</code> runs on all). Noise std is a fraction of each image's "
+            "range (max - min of its pixels, CS 475), seeded; "
             "&ldquo;unchanged&rdquo; = share of predictions equal to those on the clean images."
             '</p><table class="grid"><thead><tr><th>perturbation</th><th>what</th>'
             "<th>accuracy</th><th>change</th><th>unchanged</th></tr></thead><tbody>"
@@ -329,13 +392,18 @@ summary{cursor:pointer;color:var(--accent);font-weight:500}
 .note.warn{border-color:var(--warn);background:#fff8c5}
 .note.skip{border-color:#8c959f;background:var(--soft);color:var(--muted)}
 .muted{color:var(--muted);font-size:13px}
+.findings{flex:1 1 340px;border:1px solid var(--line);border-radius:8px;padding:4px 16px 6px;
+background:#fbfcfd}
+.findings h3{font-size:14px;margin:8px 0 4px}
+.findings ul{margin:0 0 6px;padding-left:18px}
+.findings li{margin:5px 0}
 footer{color:var(--muted);font-size:12px;padding:16px 0 28px}
 code{background:var(--soft);padding:1px 4px;border-radius:4px}
 """
 
 
 def build_report(run_dir: str | Path, splits: object = None, predictor: object = None,
-                 n_gallery: int = 10, n_cam: int = 8, max_robust: int = 200,
+                 n_gallery: int = 10, n_cam: int = 8, max_robust: int = 100,
                  seed: int = 0) -> Path:
     """Write run_dir/report.html (self-contained) and return its path."""
     t0 = time.perf_counter()
@@ -362,7 +430,11 @@ def build_report(run_dir: str | Path, splits: object = None, predictor: object =
     counts: dict[str, list[int]] = {}
     if splits is not None:
         data_info = {"source": splits.source, "split_note": splits.split_note}
-        counts = {n: s.class_counts() for n, s in splits.items() if len(s)}
+        counts = {n: s.class_counts() for n, s in splits.items() if len(s) and s.labeled}
+        unlabeled = [f"{n}: {int((s.labels < 0).sum())} unlabeled images" for n, s in
+                     splits.items() if len(s) and (s.labels < 0).any()]
+        if unlabeled:
+            data_info["split_note"] = "; ".join(filter(None, [splits.split_note, *unlabeled]))
     else:
         for n in SPLIT_ORDER:
             pc = (metrics.get(n) or {}).get("per_class") if isinstance(metrics.get(n), dict) \
@@ -384,7 +456,8 @@ def build_report(run_dir: str | Path, splits: object = None, predictor: object =
         timings[key] = time.perf_counter() - t
         sections.append((key, title, body))
 
-    add("summary", "Run summary", lambda: _summary(run_dir, cfg, metrics, predictor, data_info))
+    add("summary", "Run summary", lambda: _summary(run_dir, cfg, metrics, predictor, data_info,
+                                                   counts, classes))
     add("data", "Data", lambda: _data_section(classes, counts, metrics, data_info))
     add("curves", "Learning curves", lambda: _curves(run_dir, plots, history, cfg))
     add("metrics", "Metrics", lambda: _metrics_section(metrics, classes))
@@ -427,7 +500,8 @@ def build_report(run_dir: str | Path, splits: object = None, predictor: object =
         png, res, _ = gradcam_figure(predictor, eval_set, plots / "gradcam.png", n_cam,
                                      seed=seed)
         return (f'<p class="muted">Grad-CAM of the predicted class at layer '
-                f"<code>{esc(res.layer)}</code> (the last convolution), {split_name} images "
+                f"<code>{esc(res.layer)}</code> (the last convolutional block), {split_name} "
+                "images "
                 "spread over the classes; red = regions that raise the class score most. "
                 "Other layers: <code>cnnlab explain gradcam --layer NAME</code>.</p>"
                 + figure(png, "Grad-CAM overlays"))
@@ -441,13 +515,16 @@ def build_report(run_dir: str | Path, splits: object = None, predictor: object =
         png = examples_figure(predictor, eval_set, plots / "robustness.png", min(n_gallery, 8),
                               seed, title=f"Perturbed {split_name} images with predictions",
                               probs=clean_probs())
-        return _robust_table(rows, split_name) + figure(png, "perturbed examples")
+        total = int((eval_set.labels >= 0).sum())
+        return _robust_table(rows, split_name, total) + figure(png, "perturbed examples")
 
     add("failures", "Failure gallery", failures)
     add("gradcam", "Grad-CAM", cams)
     add("robustness", "Robustness", robust)
 
     page = _page(run_dir, cfg, sections, notes, time.perf_counter() - t0)
+    # Seconds per section, for whoever wonders why a report was slow.
+    page += "<!-- timings: " + json.dumps({k: round(v, 2) for k, v in timings.items()}) + " -->\n"
     out = run_dir / "report.html"
     atomic_write_bytes(out, page.encode("utf-8"))
     return out

@@ -149,14 +149,15 @@ def local_share(idx: torch.Tensor) -> torch.Tensor:
     return torch.tensor_split(idx, world_size())[rank()]
 
 
-def wrap(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+def wrap(model: torch.nn.Module, device: torch.device, sync_bn: bool = True) -> torch.nn.Module:
     """The model DistributedDataParallel trains with (the model itself when not distributed)."""
     if not is_distributed():
         return model
     from torch.nn.parallel import DistributedDataParallel
 
-    if device.type == "cuda":
-        # One BatchNorm over the global batch, as in the single-process run (CUDA only).
+    if device.type == "cuda" and sync_bn:
+        # One BatchNorm over the global batch, as in the single-process run (CUDA only). It
+        # replaces the BN modules (same parameters), so callers holding BN modules opt out.
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
         return DistributedDataParallel(model, device_ids=[device.index])
     return DistributedDataParallel(model)

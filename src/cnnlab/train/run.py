@@ -19,6 +19,7 @@ from cnnlab.errors import CnnlabError
 from cnnlab.evaluate.metrics import baselines
 from cnnlab.evaluate.predictor import Predictor, write_predictions
 from cnnlab.train import distributed, rundir
+from cnnlab.train.features import cached_evaluation
 from cnnlab.train.setup import model_image_size
 from cnnlab.train.trainer import Trainer
 
@@ -135,7 +136,9 @@ def _saved_config(cfg: TrainConfig) -> TrainConfig:
         else None
     saved = found / "config.yaml" if found else None
     if saved is not None and saved.is_file():
-        return TrainConfig.from_dict(yaml.safe_load(saved.read_text()) or {})
+        loaded = TrainConfig.from_dict(yaml.safe_load(saved.read_text()) or {})
+        loaded.out = str(found)  # the folder being resumed, even if it was moved or copied
+        return loaded
     return cfg
 
 
@@ -144,11 +147,18 @@ def finalize(trainer: Trainer, verbose: bool = True) -> dict:
     from cnnlab.report.plots import plot_confusion, plot_curves
 
     run_dir, splits, cfg = trainer.run_dir, trainer.splits, trainer.cfg
-    best = Predictor.load(run_dir / "best.pt", device=str(trainer.device))
+    # "auto" picks bf16 for training speed; the final figures are measured in float32, as
+    # `cnnlab evaluate` measures them, so both report the same numbers.
+    best = Predictor.load(run_dir / "best.pt", device=str(trainer.device),
+                          precision="32" if cfg.precision == "auto" else cfg.precision)
     metrics: dict = {}
+    # A frozen backbone's features are cached: score the best head on them (no second pass).
+    cached = cached_evaluation(trainer, best.module.state_dict(),
+                               cfg.positive_class or None)
     for name, data in splits.items():
         if len(data) and (data.labels >= 0).any():
-            metrics[name] = best.evaluate(data, cfg.positive_class)
+            metrics[name] = cached[0][name] if cached and name in cached[0] else \
+                best.evaluate(data, cfg.positive_class)
     test_or_val = splits.test if splits.test is not None else splits.val
     if test_or_val is not None:
         metrics["baselines"] = baselines(splits.train.labels.numpy(),
@@ -173,7 +183,9 @@ def finalize(trainer: Trainer, verbose: bool = True) -> dict:
                        run_dir / "plots" / "confusion_matrix.png",
                        f"Confusion matrix ({final_split})")
     if test_or_val is not None:
-        probs = best.predict_proba(test_or_val.images)
+        tv_name = "test" if splits.test is not None else "val"
+        probs = cached[1][tv_name] if cached and tv_name in cached[1] else \
+            best.predict_proba(test_or_val.images)
         write_predictions(run_dir / "predictions.csv", test_or_val.ids, probs, splits.classes)
     if cfg.report:
         try:

@@ -22,13 +22,23 @@ NPZ_KEYS = {
 def load_npy(path: Path) -> np.ndarray:
     """np.load without pickles; memory-mapped so big arrays are read lazily."""
     try:
+        with open(path, "rb") as fh:
+            magic = fh.read(6)
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read .npy file ({exc.strerror or exc})") from None
+    if magic != b"\x93NUMPY":
+        raise DataError(f"{path}: not a valid .npy file (no NumPy header)")
+    try:
         return np.load(path, allow_pickle=False, mmap_mode="r")
     except ValueError as exc:
         if "pickle" in str(exc).lower() or "object" in str(exc).lower():
             raise DataError(f"{path}: object arrays (pickles) are not allowed") from None
-        raise DataError(f"{path}: not a valid .npy file ({exc})") from None
-    except (OSError, EOFError) as exc:
-        raise DataError(f"{path}: cannot read .npy file ({exc})") from None
+        raise DataError(f"{path}: not a valid .npy file ({str(exc)[:160]})") from None
+    except MemoryError:
+        raise DataError(f"{path}: array too large to map into memory") from None
+    except Exception as exc:  # noqa: BLE001 - a damaged header can make numpy raise anything
+        raise DataError(f"{path}: cannot read .npy file ({type(exc).__name__}: "
+                        f"{str(exc)[:160]})") from None
 
 
 def find_npy_layout(path: Path) -> dict[str, tuple[Path, Path | None]]:
@@ -63,8 +73,15 @@ def read_npz(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
     try:
         with np.load(path, allow_pickle=False) as z:
             data = {k: z[k] for k in z.files}
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise DataError(f"{path}: cannot read .npz file ({exc})") from None
+    except ValueError as exc:
+        if "pickle" in str(exc).lower() or "object" in str(exc).lower():
+            raise DataError(f"{path}: object arrays (pickles) are not allowed") from None
+        raise DataError(f"{path}: cannot read .npz file ({str(exc)[:160]})") from None
+    except (OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise DataError(f"{path}: cannot read .npz file ({str(exc)[:160]})") from None
+    except Exception as exc:  # noqa: BLE001 - a damaged archive can make numpy raise anything
+        raise DataError(f"{path}: cannot read .npz file ({type(exc).__name__}: "
+                        f"{str(exc)[:160]})") from None
     out: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
     for part, pairs in NPZ_KEYS.items():
         for xk, yk in pairs:

@@ -1,0 +1,92 @@
+"""augment (offline augmented copies + CSV index) and transfer (source -> target comparison)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from cnnlab.cli.app import app, parse_list
+from cnnlab.console import console
+
+
+@app.command()
+def augment(
+    path: Path = typer.Argument(..., help="Image folder, CSV index or array source."),
+    ops: str = typer.Option(..., "--ops", help="Augmentations applied in order, e.g. "
+                            "rotate=20,grayscale (hflip vflip rotate grayscale jitter rrc crop "
+                            "blur noise)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for images/ and the CSV index."),
+    copies: int = typer.Option(1, "--copies", min=0, help="Augmented copies per training image."),
+    keep_original: bool = typer.Option(True, "--keep-original/--discard-original",
+                                       help="Keep the original training images too."),
+    format: str = typer.Option("auto", "--format"),
+    task: str | None = typer.Option(None, "--task", help="CSV: only rows of this task "
+                                    "[default: all tasks]."),
+    image_dir: Path | None = typer.Option(None, "--image-dir"),
+    seed: int = typer.Option(0, "--seed"),
+    val_split: float = typer.Option(0.2, "--val-split", min=0.0, max=0.9,
+                                    help="Unpartitioned sources: validation fraction."),
+    test_split: float = typer.Option(0.2, "--test-split", min=0.0, max=0.9,
+                                     help="Unpartitioned sources: test fraction."),
+    force: bool = typer.Option(False, "--force", help="Replace earlier output in --out."),
+) -> None:
+    """Write augmented copies of the training images and a CSV index `cnnlab train` reads."""
+    from cnnlab.data.offline_augment import write_augmented
+
+    res = write_augmented(path, out, ops, copies, keep_original, format, task, image_dir,
+                          seed=seed, val_split=val_split, test_split=test_split, force=force)
+    parts = ", ".join(f"{k or 'unpartitioned'} {v}" for k, v in sorted(res.counts.items()))
+    console.print(f"wrote {res.augmented} augmented images; index {res.index} ({res.rows} rows: "
+                  f"{parts})")
+    console.print(f"train on it with: cnnlab train {res.index}")
+
+
+@app.command()
+def transfer(
+    source: Path = typer.Argument(..., help="Source checkpoint (e.g. runs/source/best.pt)."),
+    path: Path = typer.Argument(..., help="Target data."),
+    freeze_levels: str = typer.Option("0,1,2,3", "--freeze-levels",
+                                      help="Numbers of leading layers to freeze, one run each."),
+    model: str | None = typer.Option(None, "--model", "-m",
+                                     help="Target architecture [default: the source's]."),
+    task: str | None = typer.Option(None, "--task", help="CSV: task of the target rows."),
+    epochs: int = typer.Option(20, "--epochs", "-e", min=1),
+    patience: int | None = typer.Option(5, "--patience", min=1),
+    lr: float | None = typer.Option(None, "--lr", min=0.0),
+    optimizer: str = typer.Option("adam", "--optimizer"),
+    batch_size: int = typer.Option(32, "--batch-size", "-b", min=1),
+    backbone_lr_mult: float = typer.Option(1.0, "--backbone-lr-mult", min=0.0,
+                                           help="Learning-rate factor of the transferred layers "
+                                                "(the seed: 1)."),
+    image_size: int | None = typer.Option(None, "--image-size", min=1),
+    scratch: bool = typer.Option(True, "--scratch/--no-scratch",
+                                 help="Also train from random weights for comparison."),
+    seed: int = typer.Option(0, "--seed"),
+    out: Path = typer.Option(Path("runs/transfer"), "--out", "-o"),
+) -> None:
+    """Source -> target transfer with 0..N frozen layers: a table of accuracy and AUROC."""
+    from cnnlab.config import TrainConfig
+    from cnnlab.experiments.transfer import SPLITS, compare_transfer
+
+    levels = parse_list(freeze_levels, int) or []
+    cfg = TrainConfig(data=str(path), model=model or "", task=task, epochs=epochs,
+                      patience=patience, lr=lr, optimizer=optimizer.lower(),
+                      batch_size=batch_size, backbone_lr_mult=backbone_lr_mult,
+                      image_size=image_size, seed=seed, report=False)
+    rows = compare_transfer(source, cfg, levels, out, scratch=scratch)
+    t = Table(title=f"transfer from {source}")
+    t.add_column("setting")
+    for s in SPLITS:
+        t.add_column(f"{s} acc", justify="right")
+        t.add_column(f"{s} AUROC", justify="right")
+    for r in rows:
+        t.add_row(r["setting"], *(_f(r.get(f"{s}_{m}")) for s in SPLITS
+                                  for m in ("accuracy", "auroc")))
+    console.print(t)
+    console.print(f"table: {Path(out) / 'transfer.csv'}")
+
+
+def _f(v: object) -> str:
+    return "-" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v)

@@ -1,0 +1,146 @@
+"""report.html: self-contained, rendered in headless Chromium, numbers equal metrics.json."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, write_corner_folder
+
+import cnnlab
+from cnnlab.cli import main as cli_main
+from cnnlab.errors import CnnlabError
+from cnnlab.report.html import build_report, imbalance
+
+CHROMIUM = next((p for p in ("/usr/bin/chromium", "/usr/bin/chromium-browser",
+                             shutil.which("chromium") or "", shutil.which("chromium-browser")
+                             or "") if p and Path(p).is_file()), None)
+BROWSER_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                "--no-first-run", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync"]
+SECTIONS = ("summary", "data", "curves", "metrics", "confusion", "failures", "gradcam",
+            "robustness")
+
+
+@pytest.fixture(scope="module")
+def cnn_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished small CNN run whose training wrote report.html (skewed classes, 4:1)."""
+    root = tmp_path_factory.mktemp("report")
+    data = write_corner_folder(root / "data", (100, 25), size=24, square=6)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CNNLAB_CACHE", str(root / "cache"))
+        run = cnnlab.train(data=data, model="cnn", epochs=3, image_size=24, channels=1,
+                           model_args={"width": 8}, batch_size=16, out=str(root / "run"),
+                           verbose=False, device="cpu")
+    return run.run_dir
+
+
+def _section(page: str, key: str) -> str:
+    m = re.search(rf'<section id="{key}">(.*?)</section>', page, re.S)
+    assert m, f"section {key} missing"
+    return m.group(1)
+
+
+def _lookup(metrics: dict, path: str) -> object:
+    split, rest = path.split(".", 1)
+    if rest.startswith("per_class."):
+        cls, key = rest[len("per_class."):].rsplit(".", 1)
+        return metrics[split]["per_class"][cls][key]
+    return metrics[split][rest]
+
+
+def test_training_writes_a_self_contained_report(cnn_run: Path) -> None:
+    page = (cnn_run / "report.html").read_text()
+    assert "<script" not in page.lower()
+    assert not re.search(r'(src|href)="(https?:)?//', page)  # nothing fetched from elsewhere
+    srcs = re.findall(r'<img src="([^"]+)"', page)
+    assert len(srcs) >= 5 and all(re.match(r"data:image/(png|jpeg);base64,", s) for s in srcs)
+    for key in SECTIONS:
+        body = _section(page, key)
+        assert "could not build" not in body and "skipped" not in body, (key, body[:300])
+    assert "<img" in _section(page, "gradcam") and "<img" in _section(page, "failures")
+    assert 'data-robust="noise 0.1"' in _section(page, "robustness")
+    assert 'id="imbalance-flag"' in page  # 4:1 training classes are flagged
+    for name in ("failures", "gradcam", "robustness", "curves", "confusion_matrix"):
+        assert (cnn_run / "plots" / f"{name}.png").stat().st_size > 1000
+
+
+def test_report_renders_in_chromium_with_the_metrics_of_metrics_json(cnn_run: Path) -> None:
+    if CHROMIUM is None:
+        pytest.skip("no chromium binary (Debian: apt-get install chromium; `make test` does it)")
+    from playwright.sync_api import sync_playwright
+
+    metrics = json.loads((cnn_run / "metrics.json").read_text())
+    artifacts = ROOT / "test-artifacts"
+    artifacts.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 900})
+            errors: list[str] = []
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto((cnn_run / "report.html").resolve().as_uri(), wait_until="load")
+            imgs = page.eval_on_selector_all(
+                "img", "els => els.map(e => [e.complete, e.naturalWidth, e.alt])")
+            shown = page.eval_on_selector_all(
+                "[data-metric]", "els => els.map(e => [e.dataset.metric, e.textContent])")
+            page.screenshot(path=str(artifacts / "report.png"), full_page=True)
+        finally:
+            browser.close()
+    assert errors == []
+    assert len(imgs) >= 5 and all(ok and w > 0 for ok, w, _ in imgs), imgs
+    paths = {path for path, _ in shown}
+    for split in ("train", "val", "test"):
+        assert f"{split}.accuracy" in paths and f"{split}.auroc" in paths
+    assert "test.per_class.right.recall" in paths and "baselines.majority" in paths
+    for path, text in shown:
+        want = metrics["baselines"][path.split(".")[1]] if path.startswith("baselines.") \
+            else _lookup(metrics, path)
+        if want is None:
+            assert text.strip() == "\u2013", path
+        elif isinstance(want, int):
+            assert int(text) == want, path
+        else:
+            assert abs(float(text) - want) <= 5e-5, (path, text, want)
+    assert (artifacts / "report.png").stat().st_size > 10_000
+
+
+def test_report_command_rebuilds_from_the_run_folder(cnn_run: Path, tmp_path: Path) -> None:
+    (cnn_run / "report.html").unlink()
+    cli_main(["report", str(cnn_run)])  # in-process: test_explain runs the real binary
+    page = (cnn_run / "report.html").read_text()
+    # Model and data reloaded from best.pt and config.yaml: the image sections are back.
+    for key in ("failures", "gradcam", "robustness"):
+        assert "<img" in _section(page, key) and "skipped" not in _section(page, key)
+    with pytest.raises(SystemExit) as exc:
+        cli_main(["report", str(tmp_path / "nothing-here")])
+    assert exc.value.code == 2
+
+
+def test_mlp_run_without_report_then_report_skips_gradcam(tmp_path: Path) -> None:
+    data = write_corner_folder(tmp_path / "data", (30, 30), size=16, square=4)
+    run = cnnlab.train(data=data, model="mlp", epochs=1, image_size=16, channels=1,
+                       out=str(tmp_path / "run"), report=False, verbose=False, device="cpu")
+    assert not (run.run_dir / "report.html").exists()  # --no-report
+    page = build_report(run.run_dir).read_text()
+    assert "Grad-CAM needs convolution layers" in _section(page, "gradcam")
+    assert "<img" in _section(page, "failures") and "<img" in _section(page, "robustness")
+    assert 'id="imbalance-flag"' not in page
+    # Data gone: the report still shows the numbers and says why the galleries are missing.
+    shutil.rmtree(data)
+    page = build_report(run.run_dir).read_text()
+    assert "could not reload the run&#x27;s data" in page
+    assert 'data-metric="test.accuracy"' in page and "<img" not in _section(page, "failures")
+    with pytest.raises(CnnlabError, match="not a cnnlab run folder"):
+        build_report(tmp_path)
+
+
+def test_imbalance_flag_threshold() -> None:
+    assert imbalance([50, 48, 52], ["a", "b", "c"]) is None
+    flag = imbalance([200, 10], ["cat", "dog"])
+    assert flag["ratio"] == 20 and flag["largest"] == "cat" and flag["smallest"] == "dog"
+    assert imbalance([5, 0], ["a", "b"])["ratio"] == float("inf")
