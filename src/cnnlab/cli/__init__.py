@@ -6,13 +6,15 @@ import os
 import sys
 import traceback
 
+from cnnlab.cli import (
+    augment_cmds,  # noqa: F401  (registers augment, transfer)
+    experiment_cmds,  # noqa: F401  (sweep, cv, seeds, compare, lr-find)
+    explain_cmds,  # noqa: F401  (registers explain ..., report)
+    export_cmds,  # noqa: F401  (registers export)
+    inspect_cmds,  # noqa: F401  (registers inspect model/conv/data)
+    train_cmds,  # noqa: F401  (registers train, evaluate, predict, models)
+)
 from cnnlab.cli.app import STATE, app
-from cnnlab.cli import train_cmds  # noqa: F401  (registers train, evaluate, predict, models)
-from cnnlab.cli import experiment_cmds  # noqa: F401  (sweep, cv, seeds, compare, lr-find)
-from cnnlab.cli import inspect_cmds  # noqa: F401  (registers inspect model/conv/data)
-from cnnlab.cli import explain_cmds  # noqa: F401  (registers explain ..., report)
-from cnnlab.cli import export_cmds  # noqa: F401  (registers export)
-from cnnlab.cli import augment_cmds  # noqa: F401  (registers augment, transfer)
 from cnnlab.errors import CnnlabError
 
 
@@ -27,7 +29,7 @@ def main(argv: list[str] | None = None) -> None:
         rc = app(args=argv, prog_name="cnnlab", standalone_mode=False)
         if isinstance(rc, int) and rc:  # typer.Exit(code) returns the code here
             sys.exit(rc)
-    except SystemExit as exc:
+    except SystemExit:
         raise
     except CnnlabError as exc:
         if STATE["debug"]:

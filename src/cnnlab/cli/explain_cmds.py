@@ -17,9 +17,9 @@ explain_app = typer.Typer(help="Explain a trained model: Grad-CAM, failure cases
 app.add_typer(explain_app, name="explain")
 
 WEIGHTS = typer.Option(..., "--weights", "-w", help="Checkpoint (best.pt) or a run folder.")
-PATH = typer.Argument(None, help="Images \\[default: the data it was trained on].",
+PATH = typer.Argument(None, help="Images [default: the data it was trained on].",
                       show_default=False)
-SPLIT = typer.Option(None, "--split", help="train|val|test|all \\[default: test, or all of an "
+SPLIT = typer.Option(None, "--split", help="train|val|test|all [default: test, or all of an "
                      "unpartitioned PATH]")
 FORMAT = typer.Option("auto", "--format", help="auto|folder|csv|npy|cifar|idx|digits")
 CLASS = typer.Option(None, "--class", help="Only images of this true class.")
@@ -58,8 +58,8 @@ def gradcam_cmd(
     format: str = FORMAT,
     n: int = typer.Option(8, "--n", min=1, max=64, help="Number of images."),
     cls: str | None = typer.Option(None, "--class", help="Explain this class's score on images "
-                                   "of this class \\[default: the predicted class]."),
-    layer: str | None = typer.Option(None, "--layer", help="Module name to explain \\[default: "
+                                   "of this class [default: the predicted class]."),
+    layer: str | None = typer.Option(None, "--layer", help="Module name to explain [default: "
                                      "the last convolution]; see --list-layers."),
     list_layers: bool = typer.Option(False, "--list-layers", help="Print the conv layers."),
     out: Path = typer.Option(Path("gradcam.png"), "--out", "-o", help="PNG to write."),

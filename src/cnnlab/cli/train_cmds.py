@@ -13,7 +13,8 @@ from cnnlab.config import TrainConfig
 from cnnlab.console import console
 from cnnlab.errors import CnnlabError
 
-DATA_HELP = "Image folder, CSV index, .npy/.npz, CIFAR folder or IDX file (default: built-in digits)."
+DATA_HELP = ("Image folder, CSV index, .npy/.npz, CIFAR folder or IDX file "
+             "(default: built-in digits).")
 
 
 @app.command(no_args_is_help=False)
@@ -36,7 +37,8 @@ def train(
                                           help="Resize images to N x N [default: the data's own "
                                                "size for arrays, the model's for files]"),
     channels: int | None = typer.Option(None, "--channels", help="1 or 3 [default: the data's]"),
-    resize: str = typer.Option("crop", "--resize", help="crop (keep aspect, centre crop) | stretch"),
+    resize: str = typer.Option("crop", "--resize",
+                               help="crop (keep aspect, centre crop) | stretch"),
     val_split: float = typer.Option(0.2, "--val-split", min=0.0, max=0.9,
                                     help="Validation fraction when the source has no val split."),
     test_split: float = typer.Option(0.2, "--test-split", min=0.0, max=0.9,
@@ -73,6 +75,8 @@ def train(
     channels_last: bool | None = typer.Option(None, "--channels-last/--no-channels-last",
                                               help="memory layout (default: decide per "
                                                    "device and model)"),
+    num_threads: int | None = typer.Option(None, "--num-threads", min=1,
+                                           help="CPU threads [default: every core]."),
     deterministic: bool = typer.Option(False, "--deterministic",
                                        help="Bit-reproducible (slower) algorithms."),
     log_every: int = typer.Option(0, "--log-every", min=0,
@@ -108,7 +112,8 @@ def train(
         weights_file=str(weights_file) if weights_file else None, freeze=freeze,
         backbone_lr_mult=backbone_lr_mult, init_from=str(init_from) if init_from else None,
         clip_grad=clip_grad, device=device, precision=precision, channels_last=channels_last,
-        deterministic=deterministic, log_every=log_every, skip_bad=skip_bad,
+        deterministic=deterministic, num_threads=num_threads, log_every=log_every,
+        skip_bad=skip_bad,
         out=str(out) if out else None, name=name, report=not no_report)
     _validate(cfg)
     run_training(cfg, resume=resume, force=force, epochs_override=epochs if resume else None)

@@ -61,7 +61,13 @@ def data_progress(verbose: bool):  # noqa: ANN201
     """A progress factory for long data reads (decode of image files)."""
     if not verbose:
         return None
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
 
     def factory(label: str, total: int):  # noqa: ANN202
         if total < 200 or not console.is_terminal:
