@@ -69,17 +69,32 @@ def _quiet() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
-class LightningPeer(ThreadedFit):
-    """lightning.Trainer(max_epochs=E).fit(LightningModule, DataLoader) with default settings
-    (checkpointing and logging on, progress bar off because the output is not a terminal)."""
-
-    name = "PyTorch Lightning Trainer.fit"
-    kind = "peer"
+class _Peer(ThreadedFit):
+    """A peer library's fit() on the case's seeded network, scored in fp32 like every variant."""
 
     def __init__(self, prep: Prepared) -> None:
         super().__init__()
         self.prep, self.case = prep, prep.case
         self.images_per_epoch = len(prep.train_y)
+
+    def trained_net(self) -> nn.Module:
+        """The network the library trained."""
+        return self.net
+
+    def accuracy(self) -> float:
+        """Eval accuracy of the network (fp32)."""
+        net = self.trained_net()
+        acc = accuracy(net_predictor(net, self.prep), self.prep)
+        set_train_mode(net)
+        return acc
+
+
+class LightningPeer(_Peer):
+    """lightning.Trainer(max_epochs=E).fit(LightningModule, DataLoader) with default settings
+    (checkpointing and logging on, progress bar off because the output is not a terminal)."""
+
+    name = "PyTorch Lightning Trainer.fit"
+    kind = "peer"
 
     def setup(self) -> None:
         """LightningModule, loader and Trainer."""
@@ -122,24 +137,14 @@ class LightningPeer(ThreadedFit):
         """Trainer.fit."""
         self.trainer.fit(self.module, self.loader)
 
-    def accuracy(self) -> float:
-        """Eval accuracy of the network (fp32)."""
-        acc = accuracy(net_predictor(self.net, self.prep), self.prep)
-        set_train_mode(self.net)
-        return acc
 
 
-class SkorchPeer(ThreadedFit):
+class SkorchPeer(_Peer):
     """skorch NeuralNetClassifier(max_epochs=E).fit(dataset) with its default callbacks
     (no internal validation split: every variant trains on the same images)."""
 
     name = "skorch NeuralNetClassifier.fit"
     kind = "peer"
-
-    def __init__(self, prep: Prepared) -> None:
-        super().__init__()
-        self.prep, self.case = prep, prep.case
-        self.images_per_epoch = len(prep.train_y)
 
     def setup(self) -> None:
         """The estimator around the seeded network."""
@@ -165,9 +170,6 @@ class SkorchPeer(ThreadedFit):
         """NeuralNetClassifier.fit."""
         self.est.fit(self.dataset, y=None)
 
-    def accuracy(self) -> float:
-        """Eval accuracy of the network (fp32)."""
-        net = self.est.module_ if hasattr(self.est, "module_") else self.net
-        acc = accuracy(net_predictor(net, self.prep), self.prep)
-        set_train_mode(net)
-        return acc
+    def trained_net(self) -> nn.Module:
+        """The network skorch trained (its module_ once initialised)."""
+        return self.est.module_ if hasattr(self.est, "module_") else self.net

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from cnnlab.cli.app import app, parse_list
+from cnnlab.cli.app import app, cell, parse_list
 from cnnlab.console import console
 
 
@@ -82,11 +82,9 @@ def transfer(
         t.add_column(f"{s} acc", justify="right")
         t.add_column(f"{s} AUROC", justify="right")
     for r in rows:
-        t.add_row(r["setting"], *(_f(r.get(f"{s}_{m}")) for s in SPLITS
+        t.add_row(r["setting"], *(cell(r.get(f"{s}_{m}")) for s in SPLITS
                                   for m in ("accuracy", "auroc")))
     console.print(t)
     console.print(f"table: {Path(out) / 'transfer.csv'}")
 
 
-def _f(v: object) -> str:
-    return "-" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from cnnlab.cli.app import app, parse_list
+from cnnlab.cli.app import app, check_channels, parse_list, parse_model_args, parse_value
 from cnnlab.config import OPTIMIZERS, TrainConfig
 from cnnlab.errors import CnnlabError
 
@@ -23,28 +23,15 @@ def _opt(default: object, *names: str, **kw: object) -> object:
     return typer.Option(default, *names, **kw)
 
 
-def _model_args(items: list[str]) -> dict:
-    from cnnlab.cli.train_cmds import _parse_value
-
-    out = {}
-    for item in items:
-        key, sep, val = item.partition("=")
-        if not sep:
-            raise CnnlabError(f"--model-arg {item!r}: expected KEY=VALUE")
-        out[key.strip()] = _parse_value(val.strip())
-    return out
-
-
 def _base(path: Path | None, **kw: object) -> TrainConfig:
     """A TrainConfig from the options every experiment shares."""
     from cnnlab.cli.train_cmds import _class_weights, _validate
 
     channels = kw.get("channels")
-    if channels not in (None, 1, 3):
-        raise CnnlabError("--channels must be 1 or 3")
+    check_channels(channels)
     cfg = TrainConfig(
         data=str(path) if path is not None else None, format=kw["format"], model=kw["model"],
-        model_args=_model_args(kw["model_arg"]), epochs=kw["epochs"],
+        model_args=parse_model_args(kw["model_arg"]), epochs=kw["epochs"],
         batch_size=kw.get("batch_size") or 64, lr=kw.get("lr"),
         optimizer=(kw.get("optimizer") or "adamw").lower(), momentum=kw["momentum"],
         weight_decay=kw["weight_decay"], schedule=kw["schedule"], image_size=kw["image_size"],
@@ -97,14 +84,13 @@ def _common(path, format, model, model_arg, epochs, batch_size, lr, optimizer, m
 
 
 def _grid_option(items: list[str]) -> dict[str, list]:
-    from cnnlab.cli.train_cmds import _parse_value
 
     grid = {}
     for item in items:
         key, sep, vals = item.partition("=")
         if not sep or not vals.strip():
             raise CnnlabError(f"--grid {item!r}: expected KEY=V1,V2 (e.g. model_args.width=8,16)")
-        grid[key.strip()] = [_parse_value(v.strip()) for v in vals.split(",") if v.strip()]
+        grid[key.strip()] = [parse_value(v.strip()) for v in vals.split(",") if v.strip()]
     return grid
 
 

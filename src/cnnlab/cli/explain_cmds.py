@@ -8,7 +8,7 @@ import numpy as np
 import typer
 from rich.table import Table
 
-from cnnlab.cli.app import app
+from cnnlab.cli.app import app, cell
 from cnnlab.console import console
 from cnnlab.errors import CnnlabError, DataError
 
@@ -47,9 +47,6 @@ def _only_class(model, data, cls: str | None):  # noqa: ANN001, ANN202
         raise DataError(f"no labeled images of class {cls!r} in the data")
     return data.subset(keep)
 
-
-def _f(v: float | None) -> str:
-    return "-" if v is None else f"{v:.4f}"
 
 
 @explain_app.command("gradcam")
@@ -110,8 +107,8 @@ def failures_cmd(
         t.add_column(col, justify="right" if col.startswith(("p", "loss")) else "left")
     for r in rows:
         if r["kind"] == "top_loss":
-            t.add_row(str(r["id"]), r["true"], r["pred"], _f(r["p_true"]), _f(r["p_pred"]),
-                      _f(r["loss"]))
+            t.add_row(str(r["id"]), r["true"], r["pred"], cell(r["p_true"]), cell(r["p_pred"]),
+                      cell(r["loss"]))
     console.print(t)
     console.print(f"wrote {png} and {table_path}")
 
@@ -143,8 +140,8 @@ def robustness_cmd(
     for col in ("perturbation", "accuracy", "change", "unchanged"):
         t.add_column(col, justify="left" if col == "perturbation" else "right")
     for r in rows:
-        t.add_row(r["perturbation"], _f(r["accuracy"]), f"{r['change']:+.4f}",
-                  _f(r["unchanged"]))
+        t.add_row(r["perturbation"], cell(r["accuracy"]), f"{r['change']:+.4f}",
+                  cell(r["unchanged"]))
     console.print(t)
     console.print("noise F: Gaussian noise, std = F x each image's range (max - min; CS 475 uses "
                   "0.1); rotate D: D degrees, black corners; unchanged: share of predictions "

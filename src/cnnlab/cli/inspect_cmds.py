@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from cnnlab.cli.app import app
+from cnnlab.cli.app import app, check_channels, parse_model_args
 from cnnlab.errors import CnnlabError
 
 inspect_app = typer.Typer(help="Look inside a model or a data set before training.",
@@ -26,18 +26,6 @@ def _console() -> Console:
     if sys.stdout.isatty() or os.environ.get("COLUMNS"):
         return Console(highlight=False)
     return Console(highlight=False, width=160)
-
-
-def _model_args(items: list[str]) -> dict:
-    from cnnlab.cli.train_cmds import _parse_value
-
-    args = {}
-    for item in items:
-        key, sep, val = item.partition("=")
-        if not sep:
-            raise CnnlabError(f"--model-arg {item!r}: expected KEY=VALUE")
-        args[key.strip()] = _parse_value(val.strip())
-    return args
 
 
 def _shape(s: list[int] | None) -> str:
@@ -63,10 +51,9 @@ def inspect_model_cmd(
 
     console = _console()
 
-    if channels not in (None, 1, 3):
-        raise CnnlabError("--channels must be 1 or 3")
+    check_channels(channels)
     limit = parse_size(max_size) if max_size is not None else None
-    s = inspect_model(name, num_classes, image_size, channels, **_model_args(model_arg))
+    s = inspect_model(name, num_classes, image_size, channels, **parse_model_args(model_arg))
     too_big = limit is not None and s.saved_bytes > limit
     if as_json:
         d = s.to_dict()

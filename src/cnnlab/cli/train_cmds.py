@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from cnnlab.cli.app import app, parse_list
+from cnnlab.cli.app import app, cell, check_channels, parse_list, parse_model_args
 from cnnlab.config import TrainConfig
 from cnnlab.console import console
 from cnnlab.errors import CnnlabError
@@ -91,14 +91,8 @@ def train(
     """Train a classifier and write its run folder (checkpoints, metrics, plots, report)."""
     from cnnlab.train.run import run_training
 
-    if channels not in (None, 1, 3):
-        raise CnnlabError("--channels must be 1 or 3")
-    args = {}
-    for item in model_arg:
-        key, sep, val = item.partition("=")
-        if not sep:
-            raise CnnlabError(f"--model-arg {item!r}: expected KEY=VALUE")
-        args[key.strip()] = _parse_value(val.strip())
+    check_channels(channels)
+    args = parse_model_args(model_arg)
     cfg = TrainConfig(
         data=str(path) if path is not None else None, format=format, model=model,
         model_args=args, epochs=epochs or 10, batch_size=batch_size, lr=lr,
@@ -117,15 +111,6 @@ def train(
         out=str(out) if out else None, name=name, report=not no_report)
     _validate(cfg)
     run_training(cfg, resume=resume, force=force, epochs_override=epochs if resume else None)
-
-
-def _parse_value(text: str) -> object:
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return {"true": True, "false": False, "none": None}.get(text.lower(), text)
 
 
 def _class_weights(text: str | None) -> list[float] | str | None:
@@ -190,7 +175,7 @@ def print_metrics(metrics: dict, classes: list[str]) -> None:
     for name, m in metrics.items():
         if not isinstance(m, dict) or "accuracy" not in m:
             continue
-        t.add_row(name, str(m["n"]), *(_f(m.get(k)) for k in ("accuracy", "loss", "precision",
+        t.add_row(name, str(m["n"]), *(cell(m.get(k)) for k in ("accuracy", "loss", "precision",
                                                               "recall", "f1", "auroc")))
     console.print(t)
     for name, m in metrics.items():
@@ -201,13 +186,9 @@ def print_metrics(metrics: dict, classes: list[str]) -> None:
             pc.add_column(col, justify="right")
         for c in classes:
             r = m["per_class"][c]
-            pc.add_row(c, str(r["support"]), _f(r["accuracy"]), _f(r["precision"]),
-                       _f(r["recall"]), _f(r["f1"]))
+            pc.add_row(c, str(r["support"]), cell(r["accuracy"]), cell(r["precision"]),
+                       cell(r["recall"]), cell(r["f1"]))
         console.print(pc)
-
-
-def _f(v: object) -> str:
-    return "-" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v)
 
 
 @app.command()

@@ -30,7 +30,7 @@ from cnnlab.console import console
 from cnnlab.data.imageset import DataSplits, ImageSet
 from cnnlab.errors import CheckpointError, CnnlabError
 from cnnlab.train import rundir
-from cnnlab.train.run import data_progress, load_options, read_run, run_training
+from cnnlab.train.run import read_run, run_training
 from cnnlab.train.trainer import Interrupted
 
 # Settings that change where or how fast a run goes, not what it learns: an experiment may be
@@ -57,20 +57,6 @@ class Member:
     metrics: dict = field(default_factory=dict)
     history: list[dict] = field(default_factory=list)
     trained: bool = False  # False when it was already finished before this call
-
-
-def resolve_data(cfg: TrainConfig) -> None:
-    """Make cfg.data absolute so the saved settings mean the same from any working folder."""
-    if cfg.data is not None:
-        cfg.data = str(Path(cfg.data).expanduser().resolve())
-
-
-def load_splits(cfg: TrainConfig, verbose: bool = True) -> DataSplits:
-    """Decode the data once for every member (the same call `cnnlab train` makes)."""
-    from cnnlab.data.load import load_data
-
-    resolve_data(cfg)
-    return load_data(cfg.data, load_options(cfg), data_progress(verbose))
 
 
 def experiment_dir(out: str | Path | None, runs_dir: str, kind: str, splits: DataSplits,

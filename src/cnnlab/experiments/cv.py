@@ -19,14 +19,13 @@ from cnnlab.experiments.common import (
     aggregate,
     concat_sets,
     experiment_dir,
-    load_splits,
     open_experiment,
     plot_overlay,
     print_table,
-    resolve_data,
     run_member,
     write_summary,
 )
+from cnnlab.train.run import load_splits, resolve_data
 
 
 @dataclass

@@ -22,8 +22,9 @@ from cnnlab.data.batches import batch_slices, epoch_order, to_float
 from cnnlab.data.imageset import DataSplits
 from cnnlab.device import autocast, resolve_device, set_threads
 from cnnlab.errors import CnnlabError
-from cnnlab.experiments.common import experiment_dir, load_splits, resolve_data
+from cnnlab.experiments.common import experiment_dir
 from cnnlab.train import rundir
+from cnnlab.train.run import load_splits, resolve_data
 from cnnlab.train.setup import build_classifier, make_optimizer, param_groups
 
 

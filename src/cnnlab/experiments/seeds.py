@@ -15,15 +15,14 @@ from cnnlab.experiments.common import (
     Member,
     aggregate,
     experiment_dir,
-    load_splits,
     open_experiment,
     pick_split,
     plot_overlay,
     print_table,
-    resolve_data,
     run_member,
     write_summary,
 )
+from cnnlab.train.run import load_splits, resolve_data
 
 
 @dataclass

@@ -15,14 +15,13 @@ from cnnlab.errors import CnnlabError
 from cnnlab.experiments.common import (
     Member,
     experiment_dir,
-    load_splits,
     open_experiment,
     plot_overlay,
     print_table,
-    resolve_data,
     run_member,
     write_summary,
 )
+from cnnlab.train.run import load_splits, resolve_data
 
 SELECT = {"val_acc": ("val", "accuracy", max), "val_loss": ("val", "loss", min)}
 SHORT = {"batch_size": "bs", "weight_decay": "wd", "optimizer": "opt", "momentum": "mom"}

@@ -14,9 +14,8 @@ from pathlib import Path
 
 from cnnlab.checkpoint import load_checkpoint
 from cnnlab.config import TrainConfig
-from cnnlab.data.load import load_data
 from cnnlab.errors import CnnlabError
-from cnnlab.train.run import data_progress, load_options, run_training
+from cnnlab.train.run import load_splits, run_training
 
 SPLITS = ("train", "val", "test")
 
@@ -33,8 +32,8 @@ def compare_transfer(source_ckpt: str | Path, base: TrainConfig, levels: list[in
         base.model = (src.get("arch") or {}).get("name", "cnn")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    cfg0 = replace(base, data=str(Path(base.data).expanduser().resolve()) if base.data else None)
-    splits = load_data(cfg0.data, load_options(cfg0), data_progress(verbose))
+    cfg0 = replace(base)
+    splits = load_splits(cfg0, verbose)  # also makes cfg0.data absolute
     settings: list[tuple[str, TrainConfig]] = []
     for n in levels:
         settings.append((f"freeze {n}", replace(cfg0, init_from=str(source_ckpt),

@@ -404,8 +404,12 @@ code{background:var(--soft);padding:1px 4px;border-radius:4px}
 
 def build_report(run_dir: str | Path, splits: object = None, predictor: object = None,
                  n_gallery: int = 10, n_cam: int = 8, max_robust: int = 100,
-                 seed: int = 0) -> Path:
-    """Write run_dir/report.html (self-contained) and return its path."""
+                 seed: int = 0, probs: dict | None = None) -> Path:
+    """Write run_dir/report.html (self-contained) and return its path.
+
+    `probs` ({split: probabilities}, as training's final scoring computed them) spares the
+    report another pass of the model over its split.
+    """
     t0 = time.perf_counter()
     run_dir = Path(run_dir)
     cfg_path = run_dir / "config.yaml"
@@ -466,7 +470,7 @@ def build_report(run_dir: str | Path, splits: object = None, predictor: object =
     split_name, eval_set = _eval_split(splits) if splits is not None else (None, None)
     ready = predictor is not None and eval_set is not None
     why = "needs the model and labeled data" + (f" ({notes[-1]})" if notes else "")
-    cache: dict = {}
+    cache: dict = {"probs": probs[split_name]} if probs and split_name in probs else {}
 
     def clean_probs():  # noqa: ANN202 - the eval split's probabilities, computed once
         if "probs" not in cache:

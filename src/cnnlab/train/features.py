@@ -72,26 +72,3 @@ def should_cache(cfg: TrainConfig, frozen: Frozen | None) -> bool:
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         return False  # each rank would hold all features; DDP expects the full model
     return True
-
-
-def cached_evaluation(trainer: object, best_state: dict, positive_class: str | None
-                      ) -> tuple[dict, dict] | None:
-    """Metrics and probabilities of the best checkpoint on every cached split, from the cached
-    features (no second pass through the backbone); None when the run used no cache."""
-    from cnnlab.evaluate.inference import evaluate_logits
-    from cnnlab.evaluate.metrics import compute_metrics
-
-    cache: FeatureCache | None = getattr(trainer, "features", None)
-    if cache is None:
-        return None
-    trainer.model.load_state_dict(best_state)  # type: ignore[attr-defined]
-    metrics, probs = {}, {}
-    for name, data in trainer.splits.items():  # type: ignore[attr-defined]
-        if cache.get(name) is None or not len(data):
-            continue
-        p, loss = evaluate_logits(cache.logits(name), data.labels)
-        probs[name] = p
-        if (data.labels >= 0).any():
-            metrics[name] = compute_metrics(data.labels.numpy(), p, list(data.classes), loss,
-                                            positive_class)
-    return metrics, probs

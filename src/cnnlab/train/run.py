@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import yaml
 
 from cnnlab.config import TrainConfig
@@ -16,10 +17,10 @@ from cnnlab.data.load import LoadOptions, load_data
 from cnnlab.data.sources.csvindex import CsvColumns
 from cnnlab.device import resolve_device
 from cnnlab.errors import CnnlabError
-from cnnlab.evaluate.metrics import baselines
+from cnnlab.evaluate.inference import evaluate_logits
+from cnnlab.evaluate.metrics import baselines, compute_metrics
 from cnnlab.evaluate.predictor import Predictor, write_predictions
 from cnnlab.train import distributed, rundir
-from cnnlab.train.features import cached_evaluation
 from cnnlab.train.setup import model_image_size
 from cnnlab.train.trainer import Trainer
 
@@ -87,6 +88,18 @@ def data_progress(verbose: bool):  # noqa: ANN201
     return factory
 
 
+def resolve_data(cfg: TrainConfig) -> None:
+    """Make cfg.data absolute so the saved settings mean the same from any working folder."""
+    if cfg.data is not None:
+        cfg.data = str(Path(cfg.data).expanduser().resolve())
+
+
+def load_splits(cfg: TrainConfig, verbose: bool = True) -> DataSplits:
+    """Read and split the configured data (the decode cache makes a second read instant)."""
+    resolve_data(cfg)
+    return load_data(cfg.data, load_options(cfg), data_progress(verbose))
+
+
 def run_training(cfg: TrainConfig, resume: bool = False, force: bool = False,
                  splits: DataSplits | None = None, verbose: bool = True,
                  epochs_override: int | None = None) -> RunResult:
@@ -101,12 +114,10 @@ def run_training(cfg: TrainConfig, resume: bool = False, force: bool = False,
         cfg = distributed.on_main(lambda: _saved_config(cfg))
     if epochs_override is not None:
         cfg.epochs = epochs_override
-    if cfg.data is not None and splits is None:
-        cfg.data = str(Path(cfg.data).expanduser().resolve())
     t_load = time.perf_counter()
     if splits is None:
         with distributed.local_main_first():  # one decode per machine fills the cache
-            splits = load_data(cfg.data, load_options(cfg), data_progress(verbose))
+            splits = load_splits(cfg, verbose)
     load_s = time.perf_counter() - t_load
     base = cfg.name or f"{splits.source or 'data'}-{cfg.model}"
 
@@ -157,14 +168,15 @@ def finalize(trainer: Trainer, verbose: bool = True) -> dict:
     # `cnnlab evaluate` measures them, so both report the same numbers.
     best = Predictor.load(run_dir / "best.pt", device=str(trainer.device),
                           precision="32" if cfg.precision == "auto" else cfg.precision)
+    # Every split is scored once; predictions.csv and the report reuse these probabilities.
+    # A frozen backbone's features are cached: the best head scores them (no second pass).
+    probs = score_splits(trainer, best)
     metrics: dict = {}
-    # A frozen backbone's features are cached: score the best head on them (no second pass).
-    cached = cached_evaluation(trainer, best.module.state_dict(),
-                               cfg.positive_class or None)
     for name, data in splits.items():
-        if len(data) and (data.labels >= 0).any():
-            metrics[name] = cached[0][name] if cached and name in cached[0] else \
-                best.evaluate(data, cfg.positive_class)
+        if name in probs and (data.labels >= 0).any():
+            p, loss = probs[name]
+            metrics[name] = compute_metrics(data.labels.numpy(), p, list(data.classes), loss,
+                                            cfg.positive_class or None)
     test_or_val = splits.test if splits.test is not None else splits.val
     if test_or_val is not None:
         metrics["baselines"] = baselines(splits.train.labels.numpy(),
@@ -190,22 +202,33 @@ def finalize(trainer: Trainer, verbose: bool = True) -> dict:
                        f"Confusion matrix ({final_split})")
     if test_or_val is not None:
         tv_name = "test" if splits.test is not None else "val"
-        probs = cached[1][tv_name] if cached and tv_name in cached[1] else \
-            best.predict_proba(test_or_val.images)
-        write_predictions(run_dir / "predictions.csv", test_or_val.ids, probs, splits.classes)
+        write_predictions(run_dir / "predictions.csv", test_or_val.ids, probs[tv_name][0],
+                          splits.classes)
     if cfg.report:
-        try:
-            from cnnlab.report.html import build_report
-        except ImportError:
-            build_report = None
-        if build_report is not None:
-            build_report(run_dir, splits=splits, predictor=best)
+        from cnnlab.report.html import build_report
+
+        build_report(run_dir, splits=splits, predictor=best,
+                     probs={n: p for n, (p, _) in probs.items()})
     if verbose:
         summary = "  ".join(f"{n} acc {m['accuracy']:.4f}" for n, m in metrics.items()
                             if isinstance(m, dict) and m.get("accuracy") is not None)
         console.print(f"[bold green]done[/] best epoch {trainer.state.best_epoch}: {summary}")
         console.print(f"run folder: {run_dir}")
     return metrics
+
+
+def score_splits(trainer: Trainer, best: Predictor) -> dict[str, tuple[np.ndarray, float | None]]:
+    """(probabilities, loss) of the best checkpoint on every non-empty split."""
+    if trainer.features is not None:
+        trainer.model.load_state_dict(best.module.state_dict())
+    out = {}
+    for name, data in trainer.splits.items():
+        if not len(data):
+            continue
+        cached = trainer.features is not None and trainer.features.get(name) is not None
+        logits = trainer.features.logits(name) if cached else best.logits(data.images)
+        out[name] = evaluate_logits(logits, data.labels)
+    return out
 
 
 def read_run(run_dir: str | Path) -> dict:

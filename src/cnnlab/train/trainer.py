@@ -114,16 +114,13 @@ class Trainer:
         self.model.to(self.device)
         probe = to_float(train.images[:2], self.device) if len(train) else None
         self.channels_last = use_channels_last(cfg.channels_last, self.device, self.model, probe)
-        self.precision = resolve_precision(self.device, cfg.precision)
-        if cfg.precision == "auto" and self.device.type == "cpu" and not self.channels_last and \
-                any(isinstance(m, torch.nn.Conv2d) for m in self.model.modules()):
-            # bf16 max-pooling is vectorised for channels_last only; in NCHW it ate the gain
-            # (profile of USI myNet: 8.7 ms per pool call, 23% of the step).
-            self.precision = "32"
+        self.precision = resolve_precision(self.device, cfg.precision, self.model,
+                                           self.channels_last)
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
         self.optimizer = make_optimizer(param_groups(self.model, cfg), cfg)
-        self.class_weight = class_weight_tensor(cfg, train)
+        cw = class_weight_tensor(cfg, train)
+        self.class_weight = None if cw is None else cw.to(self.device)
         self.augment = build_augment(cfg.augment)
         self.autocast = lambda: autocast(self.device, self.precision)
         self.scaler = grad_scaler(self.device, self.precision)
@@ -292,7 +289,7 @@ class Trainer:
             with self.autocast():
                 logits = self.train_model(x)
                 if world == 1:
-                    loss = F.cross_entropy(logits.float(), y, weight=self._weight())
+                    loss = F.cross_entropy(logits.float(), y, weight=self.class_weight)
                 else:
                     loss = self._shared_loss(logits, y, labels[global_idx], world)
             if not torch.isfinite(loss):
@@ -315,13 +312,11 @@ class Trainer:
         # DDP averages gradients over ranks; dividing this rank's loss sum by the global
         # (weighted) count times 1/world makes that average the single-process batch mean,
         # even when the ranks' shares differ in size.
-        w = self._weight()
+        w = self.class_weight
         total = float(y_global.numel()) if w is None else float(w.cpu()[y_global].sum())
         loss_sum = F.cross_entropy(logits.float(), y, weight=w, reduction="sum")
         return loss_sum * (world / max(total, 1e-12))
 
-    def _weight(self) -> torch.Tensor | None:
-        return None if self.class_weight is None else self.class_weight.to(self.device)
 
     def _backward_step(self, loss: torch.Tensor) -> None:
         if self.scaler is not None:
