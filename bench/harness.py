@@ -18,11 +18,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.cases import WORK, Case
-from cnnlab.config import TrainConfig
 from cnnlab.data.load import LoadOptions, load_data
 from cnnlab.data.stats import IMAGENET_MEAN, IMAGENET_STD, channel_mean_std
 from cnnlab.device import use_channels_last
 from cnnlab.models import build_model
+from cnnlab.train.settings import TrainConfig
 
 
 @dataclass
@@ -67,7 +67,7 @@ def base_config(case: Case, out: Path, **extra: object) -> TrainConfig:
 
 def quiet_load_options(cfg: TrainConfig, use_cache: bool = True) -> LoadOptions:
     """cnnlab's LoadOptions for a config, with or without the decode cache."""
-    from cnnlab.train.run import load_options
+    from cnnlab.run import load_options
 
     opts = load_options(cfg)
     opts.use_cache = use_cache
@@ -299,7 +299,7 @@ class CnnlabVariant(Variant):
 
     def accuracy(self) -> float:
         """Eval accuracy through cnnlab's own batched inference."""
-        from cnnlab.evaluate.inference import predict_logits
+        from cnnlab.models.inference import predict_logits
 
         t = self.trainer
         if getattr(t, "features", None) is not None and t.features.get(self.prep.eval_name) \
@@ -312,7 +312,7 @@ class CnnlabVariant(Variant):
 
     def finish(self) -> dict:
         """finalize() as run_training does (metrics.json, plots, predictions); timed."""
-        from cnnlab.train.run import finalize
+        from cnnlab.run import finalize
 
         t0 = time.perf_counter()
         extra = {"load_s": self.load_s, "ready_s": self.ready_s}

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from conftest import pattern_images, run_cli
 
-from cnnlab.config import TrainConfig
 from cnnlab.data.load import LoadOptions, load_data
 from cnnlab.errors import CnnlabError
 from cnnlab.experiments import compare_runs, lr_find, run_cv, run_seeds, run_sweep
+from cnnlab.train.settings import TrainConfig
 
 # Tiny and single-threaded: the machine is shared, and 2 threads on 2 busy cores crawl.
 BASE = {"model": "mlp", "model_args": {"hidden": 16}, "epochs": 2, "batch_size": 32,

@@ -16,10 +16,11 @@ import torch
 from clitools import Zygote, assert_one_line_error, shared_zygote
 from conftest import digits_arrays
 
-from cnnlab.checkpoint import load_checkpoint, write_error_reason
-from cnnlab.config import TrainConfig
+from cnnlab.checkpoint import load_checkpoint
 from cnnlab.data import load_data
 from cnnlab.errors import TrainingError
+from cnnlab.io import write_error_reason
+from cnnlab.train.settings import TrainConfig
 from cnnlab.train.trainer import Trainer
 
 

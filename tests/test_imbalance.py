@@ -12,9 +12,9 @@ from conftest import run_cli
 from PIL import Image
 
 import cnnlab
-from cnnlab.config import TrainConfig
 from cnnlab.data.imageset import DataSplits, ImageSet
 from cnnlab.errors import CnnlabError
+from cnnlab.train.settings import TrainConfig
 from cnnlab.train.setup import class_weight_tensor
 
 

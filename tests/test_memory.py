@@ -55,7 +55,8 @@ def anon_mb():
 writer = cache.create_cached("big", (N, C, S, S))
 labels = np.arange(N) % 4
 rng = np.random.default_rng(0)
-step = cache.rows_per_chunk(C * S * S)
+from cnnlab.data import mapped
+step = mapped.rows_per_chunk(C * S * S)
 for start in range(0, N, step):
     y = labels[start:start + step]
     block = rng.integers(0, 50, (len(y), C, S, S), dtype=np.uint8)

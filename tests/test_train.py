@@ -15,9 +15,9 @@ from conftest import run_cli
 
 import cnnlab
 from cnnlab.checkpoint import load_checkpoint, save_checkpoint
-from cnnlab.config import TrainConfig
 from cnnlab.data import load_data
 from cnnlab.errors import CheckpointError
+from cnnlab.train.settings import TrainConfig
 from cnnlab.train.trainer import Trainer
 
 SMALL = {"model_args": {"width": 8}, "batch_size": 64, "report": False}

@@ -12,9 +12,9 @@ import torch
 from conftest import pattern_images, run_cli
 
 import cnnlab
-from cnnlab.config import TrainConfig
 from cnnlab.data.imageset import DataSplits, ImageSet
 from cnnlab.errors import CnnlabError
+from cnnlab.train.settings import TrainConfig
 from cnnlab.train.transfer import apply_freeze, freeze_groups_of, head_of, init_from
 
 

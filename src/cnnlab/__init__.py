@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
 from cnnlab.api import data, load, train
 from cnnlab.errors import CnnlabError
+from cnnlab.version import __version__
 
 __all__ = ["CnnlabError", "ImageClassifier", "data", "load", "train", "__version__"]
 

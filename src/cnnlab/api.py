@@ -1,31 +1,39 @@
-"""The Python API: the same code paths as the CLI, for notebooks and scripts."""
+"""The Python API: the same code paths and settings as the CLI, for notebooks and scripts."""
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
-from cnnlab.config import TrainConfig
-from cnnlab.data import DataSplits, LoadOptions, load_data
+from cnnlab.data import DataSplits, load_data
 from cnnlab.evaluate.predictor import Predictor
-from cnnlab.train.run import RunResult, run_training
+from cnnlab.run import RunResult
+from cnnlab.run import train as run_train
+from cnnlab.train.callbacks import Callback
+from cnnlab.train.settings import DATA_KEYS, SETTINGS, check_values, data_options, unknown_keys
 
 
-def train(data: str | Path | DataSplits | None = None, model: str = "cnn", epochs: int = 10,
-          resume: bool = False, force: bool = False, verbose: bool = True,
-          **settings: object) -> RunResult:
+def train(data: str | Path | DataSplits | None = None, *, resume: bool = False,
+          resume_from: str | Path | None = None, force: bool = False, verbose: bool = True,
+          callbacks: list[Callback] | None = None, **settings: object) -> RunResult:
     """Train a classifier on `data` (path, DataSplits or None for digits); returns the run.
 
-    Any TrainConfig field may be given as a keyword (lr=..., batch_size=..., out=...).
+    Every setting of `cnnlab train` is a keyword with the same name and default (lr=...,
+    batch_size=..., out=...); an unknown name or invalid value raises the CLI's one-line error.
     """
     splits = data if isinstance(data, DataSplits) else None
-    path = None if splits is not None or data is None else str(data)
-    cfg = TrainConfig(data=path, model=model, epochs=epochs)
-    unknown = [k for k in settings if not hasattr(cfg, k)]
-    if unknown:
-        raise TypeError(f"unknown setting(s): {', '.join(unknown)}")
-    for k, v in settings.items():
-        setattr(cfg, k, v)
-    return run_training(cfg, resume=resume, force=force, splits=splits, verbose=verbose)
+    given = dict(settings)
+    if data is not None and splits is None:
+        given["data"] = str(data)
+    return run_train(given, resume=resume, resume_from=resume_from, force=force, splits=splits,
+                     verbose=verbose, callbacks=callbacks)
+
+
+# help(cnnlab.train) and notebooks' completion show every setting with its default.
+train.__signature__ = inspect.signature(train).replace(parameters=[  # type: ignore[attr-defined]
+    *[p for p in inspect.signature(train).parameters.values() if p.kind != p.VAR_KEYWORD],
+    *[inspect.Parameter(s.name, inspect.Parameter.KEYWORD_ONLY, default=s.default)
+      for s in SETTINGS.values()]])
 
 
 def load(path: str | Path, device: str = "cpu", precision: str = "32") -> Predictor:
@@ -33,9 +41,14 @@ def load(path: str | Path, device: str = "cpu", precision: str = "32") -> Predic
     p = Path(path)
     if p.is_dir():
         p = p / "best.pt"
+    if p.suffix.lower() == ".onnx":
+        from cnnlab.evaluate.onnx_predictor import OnnxPredictor
+
+        return OnnxPredictor.load(p, device, precision)
     return Predictor.load(p, device, precision)
 
 
-def data(path: str | Path | None = None, **options: object) -> DataSplits:
-    """Read a data source into train/val/test ImageSets (LoadOptions fields as keywords)."""
-    return load_data(path, LoadOptions(**options))  # type: ignore[arg-type]
+def data(path: str | Path | None = None, seed: int = 0, **options: object) -> DataSplits:
+    """Read a data source into train/val/test ImageSets (the data settings as keywords)."""
+    unknown_keys(options, DATA_KEYS)
+    return load_data(path, data_options({**check_values(options), "seed": seed}))

@@ -2,67 +2,33 @@
 
 from __future__ import annotations
 
-import errno
 import io
-import os
 import pickle
 import re
-import tempfile
 import zipfile
 from pathlib import Path
 
 import torch
 
 from cnnlab.errors import CheckpointError
+from cnnlab.io import TEMP_SUFFIX, atomic_write_bytes, write_error_reason  # noqa: F401
 
 FORMAT_VERSION = 1
 
 
-TEMP_SUFFIX = ".tmp"
-
-
-def write_error_reason(exc: OSError) -> str:
-    """A short, plain reason for a failed write (disk full, file size limit, quota, ...)."""
-    reasons = {errno.ENOSPC: "No space left on device (the disk is full)",
-               errno.EFBIG: "File too large (the file size limit is reached)",
-               errno.EDQUOT: "Disk quota exceeded",
-               errno.EROFS: "Read-only file system",
-               errno.EACCES: "Permission denied", errno.EPERM: "Permission denied"}
-    return reasons.get(exc.errno or 0, exc.strerror or str(exc) or type(exc).__name__)
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temp file in the same folder, fsync, then rename over `path`.
-
-    A failed write (e.g. a full disk) removes the temp file and leaves `path` as it was.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
-def save_checkpoint(path: Path, payload: dict) -> None:
+def save_checkpoint(path: Path, payload: dict, previous_exists: bool | None = None) -> None:
     """Serialise `payload` (tensors, dicts, lists, numbers, strings) and write it atomically."""
     buf = io.BytesIO()
     torch.save({"format_version": FORMAT_VERSION, **payload}, buf)
+    if previous_exists is None:
+        previous_exists = Path(path).is_file()
     try:
         atomic_write_bytes(Path(path), buf.getvalue())
     except OSError as exc:
+        kept = "the previous checkpoint is intact" if previous_exists else \
+            "no earlier checkpoint exists"
         raise CheckpointError(f"{path}: could not save checkpoint: {write_error_reason(exc)}; "
-                              "the previous checkpoint is intact") from None
+                              f"{kept}") from None
 
 
 def load_checkpoint(path: str | Path) -> dict:

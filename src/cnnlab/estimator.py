@@ -19,6 +19,7 @@ training data's minimum and maximum (the same mapping is used by predict).
 
 from __future__ import annotations
 
+import inspect
 import math
 import shutil
 import tempfile
@@ -38,12 +39,12 @@ except ImportError:  # scikit-learn < 1.6 had it as a method
         """scikit-learn < 1.6: the private method of the same job."""
         return est._validate_data(*args, **kw)
 
-from cnnlab.config import TrainConfig
+from cnnlab import run
 from cnnlab.data.imageset import DataSplits, ImageSet
 from cnnlab.data.sources.common import adjust, to_uint8_nchw
 from cnnlab.data.splits import stratified_split
 from cnnlab.models import get_spec
-from cnnlab.train.run import run_training
+from cnnlab.train.settings import SETTINGS, resolve
 
 
 def _is_paths(X: object) -> bool:
@@ -57,41 +58,37 @@ def _is_paths(X: object) -> bool:
     return False
 
 
+# The estimator's parameters are the settings of `cnnlab train` (same names, defaults and
+# checks) minus those about files and run folders, plus three of its own.
+_SKIP = {"format", "task", "image_dir", "path_column", "label_column", "numeric_column",
+         "partition_column", "task_column", "test_split", "out", "runs_dir", "name", "report",
+         "log_every"}
+# Different on purpose: scikit-learn hands fit() the training data, so nothing is held out for
+# validation unless asked (cross_val_score and GridSearchCV do their own splitting).
+_OWN_DEFAULTS = {"val_split": 0.0}
+PARAMS: dict[str, object] = {
+    **{n: _OWN_DEFAULTS.get(n, None if isinstance(s.default, dict) else s.default)
+       for n, s in SETTINGS.items() if n not in _SKIP},
+    "image_shape": None,  # rows of 2-D X are reshaped to this (else padded squares)
+    "out": None,  # keep the run folder here (None: a temporary folder, deleted after fit)
+    "verbose": False,
+}
+
+
 class ImageClassifier(ClassifierMixin, BaseEstimator):
     """A cnnlab image classifier with the scikit-learn estimator API (fit/predict/score).
 
-    Parameters mirror `cnnlab train`; `out=None` trains in a temporary folder that is deleted
-    after fit, `verbose=False` trains silently.
+    Parameters are `cnnlab train`'s settings (model, epochs, lr, pretrained, freeze,
+    class_weights, sampler, augment, ...; see cnnlab.estimator.PARAMS) plus image_shape, out
+    and verbose. Invalid values raise a ValueError in fit, with the CLI's message.
     """
 
-    def __init__(self, model: str = "cnn", model_args: dict | None = None, epochs: int = 10,
-                 batch_size: int = 64, lr: float | None = None, optimizer: str = "adamw",
-                 weight_decay: float = 0.0, schedule: str = "cosine",
-                 image_size: int | None = None, channels: int | None = None,
-                 image_shape: tuple | None = None, augment: str | None = None,
-                 val_split: float = 0.0, patience: int | None = None, seed: int = 0,
-                 device: str = "auto", num_threads: int | None = None, resize: str = "crop",
-                 out: str | None = None, verbose: bool = False) -> None:
-        self.model = model
-        self.model_args = model_args
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.lr = lr
-        self.optimizer = optimizer
-        self.weight_decay = weight_decay
-        self.schedule = schedule
-        self.image_size = image_size
-        self.channels = channels
-        self.image_shape = image_shape
-        self.augment = augment
-        self.val_split = val_split
-        self.patience = patience
-        self.seed = seed
-        self.device = device
-        self.num_threads = num_threads
-        self.resize = resize
-        self.out = out
-        self.verbose = verbose
+    def __init__(self, **params: object) -> None:
+        unknown = [k for k in params if k not in PARAMS]
+        if unknown:
+            raise TypeError(f"ImageClassifier got an unexpected keyword argument {unknown[0]!r}")
+        for name, default in PARAMS.items():
+            setattr(self, name, params.get(name, default))
 
     # ---- scikit-learn metadata -------------------------------------------------------------
     def __sklearn_tags__(self):  # noqa: ANN204
@@ -210,6 +207,7 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
     # ---- the estimator API -----------------------------------------------------------------
     def fit(self, X: object, y: object) -> ImageClassifier:
         """Train on images X (arrays, file paths or 2-D rows) with labels y."""
+        given = self._settings()
         X, y, kind = self._validate(X, y, fit=True)
         check_classification_targets(y)
         y = np.asarray(y)
@@ -224,6 +222,7 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         else:
             self.input_range_ = (0.0, 255.0)
         self.input_kind_ = kind
+        self.n_pixels_ = None if kind == "paths" else int(np.prod(np.shape(X)[1:]))
         self.image_shape_ = self._choose_shape(X, kind)
         images = self._images(X, kind)
         names = [str(c) for c in classes]
@@ -232,24 +231,18 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         labels = torch.from_numpy(y_idx.astype(np.int64).reshape(-1))
         data = ImageSet(images, labels, names, [str(i) for i in range(len(labels))])
         train, val = data, None
-        if self.val_split and self.val_split > 0:
-            keep, held = stratified_split(labels.numpy(), float(self.val_split), int(self.seed))
+        if given["val_split"] > 0:
+            keep, held = stratified_split(labels.numpy(), float(given["val_split"]),
+                                          int(given["seed"]))
             if len(held):
                 train, val = data.subset(keep), data.subset(held)
         splits = DataSplits(train=train, val=val, test=None, source="arrays")
         tmp = None if self.out else tempfile.mkdtemp(prefix="cnnlab-estimator-")
-        cfg = TrainConfig(
-            model=self.model, model_args=dict(self.model_args or {}), epochs=int(self.epochs),
-            batch_size=int(self.batch_size), lr=self.lr, optimizer=str(self.optimizer).lower(),
-            weight_decay=float(self.weight_decay), schedule=self.schedule,
-            image_size=self.image_shape_[1], channels=self.image_shape_[0],
-            augment=self.augment, val_split=float(self.val_split), patience=self.patience,
-            seed=int(self.seed), device=self.device, num_threads=self.num_threads,
-            resize=self.resize, out=str(Path(tmp) / "run") if tmp else str(self.out),
-            report=False,
-            extra={} if self.out else {"plots": False})
+        given["image_size"], given["channels"] = self.image_shape_[1], self.image_shape_[0]
+        given.update(out=str(Path(tmp) / "run") if tmp else str(self.out), report=False)
         try:
-            result = run_training(cfg, splits=splits, verbose=bool(self.verbose))
+            result = run.train(given, splits=splits, verbose=bool(self.verbose),
+                               force=True)
             self.model_ = result.load("best")
             self.model_.path = None
         finally:
@@ -261,12 +254,21 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         self.run_dir_ = result.run_dir if self.out else None
         return self
 
+    def _settings(self) -> dict:
+        """The parameters as checked training settings (before any data is touched)."""
+        values = {n: getattr(self, n) for n in PARAMS if n in SETTINGS}
+        if values.get("model_args") is None:
+            values["model_args"] = {}
+        resolve(values)  # one-line ValueError for any invalid value or combination
+        return values
+
     def predict_proba(self, X: object) -> np.ndarray:
         """Class probabilities [N, n_classes], columns in the order of classes_."""
         check_is_fitted(self, "model_")
         X, _, kind = self._validate(X)
-        if kind == "paths" and self.input_kind_ != "paths":
-            kind = "paths"
+        if kind == "table" and self.n_pixels_ is not None and X.shape[1] != self.n_pixels_:
+            raise ValueError(f"X has {X.shape[1]} features, but ImageClassifier is expecting "
+                             f"{self.n_pixels_} features (pixels per image) as input")
         images = self._images(X, kind)
         logits = self.model_.logits(images)
         return torch.softmax(logits.double(), 1).numpy()
@@ -275,3 +277,10 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         """Predicted labels, as values of classes_."""
         proba = self.predict_proba(X)  # checks it is fitted before classes_ is read
         return self.classes_[proba.argmax(1)]
+
+
+# scikit-learn reads an estimator's parameters from its __init__ signature (get_params, clone).
+ImageClassifier.__init__.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+    [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD),
+     *[inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=d)
+       for n, d in PARAMS.items()]])

@@ -9,8 +9,6 @@ TorchScript extra file), which is what lets `cnnlab predict --weights model.onnx
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +19,7 @@ import torch
 from cnnlab.errors import CnnlabError
 from cnnlab.evaluate.onnx_predictor import INSTALL_HINT, META_PREFIX
 from cnnlab.evaluate.predictor import Predictor
+from cnnlab.io import atomic_path
 
 FORMATS = ("onnx", "torchscript")
 TORCHSCRIPT_META = "cnnlab.json"
@@ -64,13 +63,6 @@ def sample_inputs(model: Predictor, n: int = 8, seed: int = 0) -> torch.Tensor:
     """Random images in [0, 1] of the model's input shape (checks use a batch size != export's)."""
     g = torch.Generator().manual_seed(seed)
     return torch.rand(n, model.channels, model.image_size, model.image_size, generator=g)
-
-
-def _tmp_beside(out: Path) -> Path:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    os.close(fd)
-    return Path(tmp)
 
 
 def _export_onnx(module: torch.nn.Module, example: torch.Tensor, tmp: Path, opset: int,
@@ -130,20 +122,17 @@ def export_model(weights: str | Path, fmt: str = "onnx", out: str | Path | None 
         ".onnx" if fmt == "onnx" else ".torchscript.pt")
     meta = metadata(model)
     example = sample_inputs(model, 2, seed=1)
-    tmp = _tmp_beside(out)
     try:
-        if fmt == "onnx":
-            _export_onnx(module, example, tmp, opset, meta)
-        else:
-            _export_torchscript(module, example, tmp, meta)
-        os.replace(tmp, out)
-    except CnnlabError:
+        with atomic_path(out) as tmp:
+            if fmt == "onnx":
+                _export_onnx(module, example, tmp, opset, meta)
+            else:
+                _export_torchscript(module, example, tmp, meta)
+    except (CnnlabError, OSError):
         raise
     except Exception as exc:  # noqa: BLE001 - exporter failures come in many types
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CnnlabError(f"{weights}: {fmt} export failed ({first[:200]})") from None
-    finally:
-        tmp.unlink(missing_ok=True)
     diff = None
     if check:
         x = sample_inputs(model, samples)

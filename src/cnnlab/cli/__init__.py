@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> None:
     except OSError as exc:  # disk full, permissions, ...: the environment, not a bug
         if STATE["debug"]:
             traceback.print_exc()
-        from cnnlab.checkpoint import write_error_reason
+        from cnnlab.io import write_error_reason
 
         where = f"{exc.filename}: " if exc.filename else ""
         print(f"error: {where}{write_error_reason(exc)}", file=sys.stderr)

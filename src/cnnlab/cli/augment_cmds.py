@@ -8,6 +8,7 @@ import typer
 from rich.table import Table
 
 from cnnlab.cli.app import app, cell, parse_list
+from cnnlab.cli.options import with_settings
 from cnnlab.console import console
 
 
@@ -44,37 +45,32 @@ def augment(
 
 
 @app.command()
+@with_settings("data", "model", "optimization", "augmentation", "hardware",
+               skip=("freeze", "init_from", "pretrained", "weights_file"))
 def transfer(
     source: Path = typer.Argument(..., help="Source checkpoint (e.g. runs/source/best.pt)."),
     path: Path = typer.Argument(..., help="Target data."),
-    freeze_levels: str = typer.Option("0,1,2,3", "--freeze-levels",
+    freeze_levels: str = typer.Option("0,1,2,3", "--freeze-levels", metavar="LIST",
                                       help="Numbers of leading layers to freeze, one run each."),
-    model: str | None = typer.Option(None, "--model", "-m",
-                                     help="Target architecture [default: the source's]."),
-    task: str | None = typer.Option(None, "--task", help="CSV: task of the target rows."),
-    epochs: int = typer.Option(20, "--epochs", "-e", min=1),
-    patience: int | None = typer.Option(5, "--patience", min=1),
-    lr: float | None = typer.Option(None, "--lr", min=0.0),
-    optimizer: str = typer.Option("adam", "--optimizer"),
-    batch_size: int = typer.Option(32, "--batch-size", "-b", min=1),
-    backbone_lr_mult: float = typer.Option(1.0, "--backbone-lr-mult", min=0.0,
-                                           help="Learning-rate factor of the transferred layers "
-                                                "(the seed: 1)."),
-    image_size: int | None = typer.Option(None, "--image-size", min=1),
     scratch: bool = typer.Option(True, "--scratch/--no-scratch",
                                  help="Also train from random weights for comparison."),
-    seed: int = typer.Option(0, "--seed"),
-    out: Path = typer.Option(Path("runs/transfer"), "--out", "-o"),
+    out: Path = typer.Option(Path("runs/transfer"), "--out", "-o", metavar="DIR"),
+    settings: dict | None = None,
 ) -> None:
-    """Source -> target transfer with 0..N frozen layers: a table of accuracy and AUROC."""
-    from cnnlab.config import TrainConfig
+    """Source -> target transfer with 0..N frozen layers: a table of accuracy and AUROC.
+
+    The seed's own recipe (EECS 445 Project 2) is --epochs 20 --patience 5 --optimizer adam
+    --batch-size 32 --backbone-lr-mult 1; the defaults are `cnnlab train`'s.
+    """
+    from cnnlab.checkpoint import load_checkpoint
     from cnnlab.experiments.transfer import SPLITS, compare_transfer
+    from cnnlab.train.settings import resolve
 
     levels = parse_list(freeze_levels, int) or []
-    cfg = TrainConfig(data=str(path), model=model or "", task=task, epochs=epochs,
-                      patience=patience, lr=lr, optimizer=optimizer.lower(),
-                      batch_size=batch_size, backbone_lr_mult=backbone_lr_mult,
-                      image_size=image_size, seed=seed, report=False)
+    given = dict(settings or {})
+    if "model" not in given:  # the source's architecture unless another is asked for
+        given["model"] = (load_checkpoint(source).get("arch") or {}).get("name", "cnn")
+    cfg = resolve({**given, "data": str(path), "report": False})
     rows = compare_transfer(source, cfg, levels, out, scratch=scratch)
     t = Table(title=f"transfer from {source}")
     t.add_column("setting")

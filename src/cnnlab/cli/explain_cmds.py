@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from cnnlab.cli.app import app, cell
+from cnnlab.cli.options import with_settings
 from cnnlab.console import console
 from cnnlab.errors import CnnlabError, DataError
 
@@ -21,16 +22,16 @@ PATH = typer.Argument(None, help="Images [default: the data it was trained on]."
                       show_default=False)
 SPLIT = typer.Option(None, "--split", help="train|val|test|all [default: test, or all of an "
                      "unpartitioned PATH]")
-FORMAT = typer.Option("auto", "--format", help="auto|folder|csv|npy|cifar|idx|digits")
 CLASS = typer.Option(None, "--class", help="Only images of this true class.")
 SEED = typer.Option(0, "--seed", help="Seed of the random picks and the noise.")
 
 
-def _load(weights: Path, path: Path | None, split: str | None, fmt: str):  # noqa: ANN202
+def _load(weights: Path, path: Path | None, split: str | None, data_settings: dict | None
+          ):  # noqa: ANN202
     from cnnlab.api import load
 
     model = load(weights)
-    data, name = model.split_of(path, split, fmt)
+    data, name = model.split_of(path, split, **(data_settings or {}))
     if len(data) == 0:
         raise DataError(f"{path or 'the data'}: no images in the {name} split")
     return model, data, name
@@ -50,9 +51,9 @@ def _only_class(model, data, cls: str | None):  # noqa: ANN001, ANN202
 
 
 @explain_app.command("gradcam")
+@with_settings("data", mode="saved")
 def gradcam_cmd(
     weights: Path = WEIGHTS, path: Path | None = PATH, split: str | None = SPLIT,
-    format: str = FORMAT,
     n: int = typer.Option(8, "--n", min=1, max=64, help="Number of images."),
     cls: str | None = typer.Option(None, "--class", help="Explain this class's score on images "
                                    "of this class [default: the predicted class]."),
@@ -60,11 +61,12 @@ def gradcam_cmd(
                                      "the last convolution]; see --list-layers."),
     list_layers: bool = typer.Option(False, "--list-layers", help="Print the conv layers."),
     out: Path = typer.Option(Path("gradcam.png"), "--out", "-o", help="PNG to write."),
-    seed: int = SEED,
+    seed: int = SEED, settings: dict | None = None,
 ) -> None:
     """Grad-CAM heatmaps over images, one PNG grid with true and predicted labels."""
     from cnnlab.api import load
-    from cnnlab.evaluate.gradcam import conv_layers, gradcam_figure
+    from cnnlab.evaluate.gradcam import conv_layers
+    from cnnlab.report.explain_figures import gradcam_figure
 
     if list_layers:
         convs = conv_layers(load(weights).module)
@@ -73,27 +75,28 @@ def gradcam_cmd(
         for name, mod in convs:
             print(f"{name}\t{mod}")
         return
-    model, data, name = _load(weights, path, split, format)
+    model, data, name = _load(weights, path, split, settings)
     png, res, idx = gradcam_figure(model, data, out, n, cls, layer, seed)
     console.print(f"wrote {png} ({len(idx)} {name} images, layer {res.layer})")
 
 
 @explain_app.command("failures")
+@with_settings("data", mode="saved")
 def failures_cmd(
     weights: Path = WEIGHTS, path: Path | None = PATH, split: str | None = SPLIT,
-    format: str = FORMAT,
     n: int = typer.Option(10, "--n", min=1, max=50, help="Images per group."),
     cls: str | None = CLASS,
     out: Path = typer.Option(Path("failures.png"), "--out", "-o",
                              help="PNG to write; the table goes next to it as .csv."),
-    seed: int = SEED,
+    seed: int = SEED, settings: dict | None = None,
 ) -> None:
     """n correctly and n wrongly classified images, and the top-loss images (PNG + CSV)."""
-    from cnnlab.evaluate.failures import analyze, failures_figure
+    from cnnlab.evaluate.failures import analyze
     from cnnlab.evaluate.gradcam import class_index
-    from cnnlab.train.rundir import write_csv
+    from cnnlab.io import write_csv
+    from cnnlab.report.explain_figures import failures_figure
 
-    model, data, name = _load(weights, path, split, format)
+    model, data, name = _load(weights, path, split, settings)
     f = analyze(model, data, n, seed, class_index(model.classes, cls))
     png = failures_figure(f, data, model.classes, out, f"Failure modes ({name} split)")
     rows = f.rows(data.ids, model.classes)
@@ -114,22 +117,23 @@ def failures_cmd(
 
 
 @explain_app.command("robustness")
+@with_settings("data", mode="saved")
 def robustness_cmd(
     weights: Path = WEIGHTS, path: Path | None = PATH, split: str | None = SPLIT,
-    format: str = FORMAT,
     n: int = typer.Option(10, "--n", min=1, max=30, help="Example images in the PNG."),
     cls: str | None = CLASS,
     max_items: int | None = typer.Option(None, "--max-items", min=1,
                                          help="Evaluate on a seeded sample of this many images."),
     out: Path = typer.Option(Path("robustness.png"), "--out", "-o",
                              help="PNG to write; the table goes next to it as .csv."),
-    seed: int = SEED,
+    seed: int = SEED, settings: dict | None = None,
 ) -> None:
     """Accuracy under Gaussian noise (std = range/10 and others), flips and small rotations."""
-    from cnnlab.evaluate.robustness import examples_figure, robustness_table
-    from cnnlab.train.rundir import write_csv
+    from cnnlab.evaluate.robustness import robustness_table
+    from cnnlab.io import write_csv
+    from cnnlab.report.explain_figures import examples_figure
 
-    model, data, name = _load(weights, path, split, format)
+    model, data, name = _load(weights, path, split, settings)
     data = _only_class(model, data, cls)
     rows = robustness_table(model, data, seed=seed, max_items=max_items)
     png = examples_figure(model, data, out, n, seed,

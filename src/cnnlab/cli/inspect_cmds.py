@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cnnlab.cli.app import app, check_channels, parse_model_args
+from cnnlab.cli.options import with_settings
 from cnnlab.errors import CnnlabError
 
 inspect_app = typer.Typer(help="Look inside a model or a data set before training.",
@@ -159,24 +160,20 @@ def inspect_conv_cmd(
 
 
 @inspect_app.command("data")
+@with_settings("data")
 def inspect_data_cmd(
     path: Path | None = typer.Argument(None, help="Data source [default: built-in digits]."),
-    format: str = typer.Option("auto", "--format"),
-    image_size: int | None = typer.Option(None, "--image-size", min=1,
-                                          help="Decode files at N x N [default: 64]."),
-    val_split: float = typer.Option(0.2, "--val-split", min=0.0, max=0.9),
-    test_split: float = typer.Option(0.2, "--test-split", min=0.0, max=0.9),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = typer.Option(0, "--seed", help="Seed of the train/val/test split."),
     out: Path | None = typer.Option(None, "--out", "-o", help="Folder for class_counts.png, "
                                     "samples.png and summary.json [default: no files]."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+    settings: dict | None = None,
 ) -> None:
     """Class counts per split, mean/std, size range, imbalance and the guessing baselines."""
     from cnnlab.data.inspect import inspect_data, write_figures
-    from cnnlab.data.load import LoadOptions
+    from cnnlab.train.settings import check_values, data_options
 
-    opts = LoadOptions(format=format, image_size=image_size, val_split=val_split,
-                       test_split=test_split, seed=seed)
+    opts = data_options({**check_values(settings or {}), "seed": seed})
     summary, splits = inspect_data(path, opts)
     if out is not None:
         summary["files"] = write_figures(summary, splits, out)

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from cnnlab.data import mapped
+
 PARTITIONS = ("train", "val", "test")
 
 
@@ -72,13 +74,11 @@ class ImageSet:
                         [self.ids[i] for i in idx.tolist()], part, meta)
 
     def _mapped_take(self, idx: np.ndarray, meta: dict) -> torch.Tensor | None:
-        from cnnlab.data import cache  # the cache module imports this one
-
         if len(idx) and (np.diff(idx) == 1).all():
             return self.images[int(idx[0]): int(idx[-1]) + 1]
-        if len(idx) * self.images[0].numel() < cache.SUBSET_ON_DISK_BYTES:
+        if len(idx) * self.images[0].numel() < mapped.SUBSET_ON_DISK_BYTES:
             return None
-        got = cache.disk_subset(self.images, meta["mmap_file"], idx)
+        got = mapped.disk_subset(self.images, meta["mmap_file"], idx)
         if got is None:
             return None
         meta["mmap_file"] = got[1]

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +11,7 @@ from cnnlab.data.imageset import DataSplits, ImageSet
 from cnnlab.data.load import LoadOptions, detect_format, make_splits, read_source
 from cnnlab.data.stats import channel_mean_std
 from cnnlab.errors import CnnlabError
+from cnnlab.io import atomic_path, write_json
 
 MAX_SIZE_SCAN = 5000  # file headers read for the size range (evenly spaced sample beyond)
 
@@ -129,14 +127,8 @@ def inspect_data(path: str | Path | None, opts: LoadOptions | None = None
 
 
 def _atomic_save(fig: object, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".png")
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=100, bbox_inches="tight")  # type: ignore[attr-defined]
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, bbox_inches="tight", format="png")  # type: ignore[attr-defined]
 
 
 def write_figures(summary: dict, splits: DataSplits, out: Path) -> dict:
@@ -190,8 +182,5 @@ def write_figures(summary: dict, splits: DataSplits, out: Path) -> dict:
 
     files = {"class_counts": str(out / "class_counts.png"), "samples": str(out / "samples.png"),
              "summary": str(out / "summary.json")}
-    fd, tmp = tempfile.mkstemp(dir=out, suffix=".json")
-    with os.fdopen(fd, "w") as fh:
-        json.dump({**summary, "files": files}, fh, indent=2)
-    os.replace(tmp, out / "summary.json")
+    write_json(out / "summary.json", {**summary, "files": files})
     return files

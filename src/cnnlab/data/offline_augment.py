@@ -26,6 +26,7 @@ from cnnlab.data.load import LoadOptions, detect_format, make_splits, read_sourc
 from cnnlab.data.sources.csvindex import CsvColumns, safe_join
 from cnnlab.data.sources.folder import PARTITION_ALIASES, ids_for, list_folder
 from cnnlab.errors import CnnlabError, DataError
+from cnnlab.io import write_csv
 
 COLUMNS = ["filename", "semantic_label", "partition", "numeric_label", "task"]
 
@@ -214,12 +215,7 @@ def write_augmented(path: Path, out: Path, ops: str, copies: int = 1, keep_origi
             rows.append({**it.row, pathcol: rel})
             counts[part] = counts.get(part, 0) + 1
             n_aug += 1
-    tmp = index.with_suffix(".csv.tmp")
-    with open(tmp, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=fieldnames, extrasaction="ignore")
-        w.writeheader()
-        w.writerows(rows)
-    tmp.replace(index)
+    write_csv(index, rows, fieldnames)
     return AugmentResult(index, len(rows), n_aug, counts)
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -70,26 +69,3 @@ def analyze(predictor: object, data: ImageSet, n: int = 10, seed: int = 0,
     """Predict a labeled ImageSet with `predictor` and pick the gallery items."""
     probs = torch.softmax(predictor.logits(data.images), 1).numpy()
     return find_failures(probs, data.labels.numpy(), n, seed, cls)
-
-
-def failures_figure(f: Failures, data: ImageSet, classes: list[str], out: str | Path,
-                    title: str = "Failure modes") -> Path:
-    """PNG: a row block of correct items, one of wrong items, one of top-loss items."""
-    from cnnlab.report.gallery import Tile, image_grid, short
-
-    def tiles(idx: np.ndarray, with_loss: bool = False) -> list[Tile]:
-        out = []
-        for i in idx:
-            t, p = int(f.labels[i]), int(f.preds[i])
-            cap = f"true {short(classes[t])} ({f.probs[i, t]:.2f})\npred {short(classes[p])} " \
-                  f"({f.probs[i, p]:.2f})"
-            if with_loss:
-                cap += f"\nloss {f.losses[i]:.2f}"
-            out.append(Tile(data.images[int(i)].numpy(), cap, t == p))
-        return out
-
-    rows = [(f"correct ({len(f.correct)})", tiles(f.correct)),
-            (f"wrong ({len(f.wrong)})", tiles(f.wrong)),
-            ("highest loss", tiles(f.top_loss, True))]
-    return image_grid(rows, Path(out), title, max_cols=10,
-                      note="captions: class (probability); green = correct, red = wrong")

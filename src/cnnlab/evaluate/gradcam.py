@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
 from cnnlab.data.batches import batch_slices, to_float
-from cnnlab.data.imageset import ImageSet
 from cnnlab.errors import CnnlabError
 
 CONV_TYPES = (nn.Conv2d,)
@@ -188,43 +186,3 @@ def class_index(classes: list[str], name: str | None) -> int | None:
         return classes.index(name)
     raise CnnlabError(f"--class {name!r}: not one of the model's classes "
                       f"({', '.join(classes[:12])}{', ...' if len(classes) > 12 else ''})")
-
-
-def gradcam_figure(predictor: object, data: ImageSet, out: str | Path, n: int = 8,
-                   cls: str | None = None, layer: str | None = None, seed: int = 0,
-                   title: str | None = None) -> tuple[Path, CamResult, np.ndarray]:
-    """Grad-CAM grid PNG of n items (original next to overlay, true and predicted labels)."""
-    from cnnlab.report.gallery import Tile, image_grid, short
-
-    classes = predictor.classes
-    ci = class_index(classes, cls)
-    labels = data.labels.numpy()
-    has_labels = bool((labels >= 0).any())
-    idx = pick_items(labels, n, seed, ci if has_labels else None)
-    if len(idx) == 0:
-        raise CnnlabError(f"no images of class {cls!r} in the data to explain")
-    images = data.images[torch.as_tensor(idx)]
-    if images.shape[1:] != (predictor.channels, predictor.image_size, predictor.image_size):
-        from cnnlab.data.sources.common import adjust
-
-        images = adjust(images.numpy(), (predictor.image_size, predictor.image_size),
-                        predictor.channels)
-    targets = None if ci is None else np.full(len(idx), ci)
-    res = gradcam(predictor.module, images, targets, layer, predictor.device)
-    pairs = []
-    for j, i in enumerate(idx):
-        t = int(labels[i])
-        p = int(res.preds[j])
-        ok = None if t < 0 else t == p
-        head = f"true {short(classes[t])}\n" if t >= 0 else ""
-        cap = f"{head}pred {short(classes[p])} ({res.probs[j, p]:.2f})"
-        img = images[j].numpy()
-        pairs += [Tile(img, cap, ok), Tile(img, f"Grad-CAM: {short(classes[int(res.targets[j])])}",
-                                           None, res.cams[j])]
-    cols = 8 if len(pairs) > 8 else len(pairs)
-    rows = [("", pairs[i:i + cols]) for i in range(0, len(pairs), cols)]
-    what = f"class {cls}" if cls else "the predicted class"
-    path = image_grid(rows, Path(out), title or f"Grad-CAM ({res.layer}) for {what}",
-                      max_cols=cols, heat_label="Grad-CAM (relative)",
-                      note="image, then its Grad-CAM overlay; green = correct, red = wrong")
-    return path, res, idx

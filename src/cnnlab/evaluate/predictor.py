@@ -13,9 +13,10 @@ from cnnlab.data.load import LoadOptions, make_splits, read_source
 from cnnlab.data.sources.common import adjust, to_uint8_nchw
 from cnnlab.device import autocast, resolve_device
 from cnnlab.errors import CnnlabError, DataError
-from cnnlab.evaluate.inference import evaluate_logits, predict_logits
 from cnnlab.evaluate.metrics import compute_metrics
-from cnnlab.train.rundir import write_csv
+from cnnlab.io import write_csv
+from cnnlab.models.inference import evaluate_logits, predict_logits
+from cnnlab.train.settings import data_options
 from cnnlab.train.setup import rebuild
 
 
@@ -33,11 +34,7 @@ class Predictor:
 
     @classmethod
     def load(cls, path: str | Path, device: str = "cpu", precision: str = "32") -> Predictor:
-        """Load a checkpoint written by cnnlab (weights only: no code in it can run), or .onnx."""
-        if Path(path).suffix.lower() == ".onnx":
-            from cnnlab.evaluate.onnx_predictor import OnnxPredictor
-
-            return OnnxPredictor.load(path, device, precision)
+        """Load a checkpoint written by cnnlab (weights only: no code in it can run)."""
         ckpt = load_checkpoint(path)
         try:
             model = rebuild(ckpt["arch"], ckpt["model_state"])
@@ -59,21 +56,10 @@ class Predictor:
         return int(self.arch["in_channels"])
 
     def load_options(self, **overrides: object) -> LoadOptions:
-        """Options that decode data exactly as training did (size, channels, resize, columns)."""
-        c = self.config
-        from cnnlab.data.sources.csvindex import CsvColumns
-
-        cols = CsvColumns(c.get("path_column", "filename"), c.get("label_column",
-                                                                  "semantic_label"),
-                          c.get("numeric_column", "numeric_label"),
-                          c.get("partition_column", "partition"), c.get("task_column", "task"))
-        opts = LoadOptions(image_size=self.image_size, channels=self.channels,
-                           resize=c.get("resize", "crop"), val_split=c.get("val_split", 0.2),
-                           test_split=c.get("test_split", 0.2), seed=c.get("seed", 0),
-                           task=c.get("task"), columns=cols)
-        for k, v in overrides.items():
-            if v is not None:
-                setattr(opts, k, v)
+        """Options that read data exactly as training did (size, channels, resize, CSV columns,
+        image folder, split seed); `overrides` that are not None win."""
+        opts = data_options(self.config, **overrides)
+        opts.image_size, opts.channels = self.image_size, self.channels
         return opts
 
     def to_images(self, x: object) -> torch.Tensor:
@@ -111,10 +97,13 @@ class Predictor:
         """Predicted class names."""
         return [self.classes[i] for i in self.predict(x)]
 
-    def split_of(self, path: str | Path | None, split: str | None, fmt: str = "auto",
-                 **opts: object) -> tuple[ImageSet, str]:
-        """The items to evaluate or predict on; without PATH, the training data's test split."""
-        options = self.load_options(format=fmt, **opts)
+    def split_of(self, path: str | Path | None, split: str | None, **overrides: object
+                 ) -> tuple[ImageSet, str]:
+        """The items to evaluate or predict on; without PATH, the training data's test split.
+
+        `overrides` are data settings (format, task, image_dir, CSV columns, ...) given on the
+        command line; the rest are the run's own."""
+        options = self.load_options(**overrides)
         data_path = path if path is not None else self.config.get("data")
         raw = read_source(Path(data_path) if data_path is not None else None, options)
         self._check_classes(raw)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -116,37 +115,3 @@ def robustness_table(predictor: object, data: ImageSet,
                      "accuracy": acc, "change": acc - clean_acc,
                      "unchanged": float((pred == clean_pred).mean())})
     return rows
-
-
-def examples_figure(predictor: object, data: ImageSet, out: str | Path, n: int = 10,
-                    seed: int = 0, rows: tuple[str, ...] = EXAMPLE_ROWS,
-                    title: str = "Perturbed examples", probs: np.ndarray | None = None) -> Path:
-    """PNG: n correctly classified items (CS 475 1.8.5) under each perturbation, predicted."""
-    from cnnlab.report.gallery import Tile, image_grid, short
-
-    classes = predictor.classes
-    labels = data.labels.numpy()
-    if probs is None:
-        probs = torch.softmax(predictor.logits(data.images), 1).numpy()
-    ok = np.flatnonzero((labels >= 0) & (probs.argmax(1) == labels))
-    pick = np.sort(np.random.default_rng(seed).permutation(ok)[:n])
-    if len(pick) == 0:
-        raise DataError("no correctly classified images to perturb")
-    images = data.images[torch.as_tensor(pick)]
-    by_name = {p.name: p for p in default_perturbations()}
-    blocks = []
-    gen = torch.Generator().manual_seed(seed)
-    for name in rows:
-        p = by_name[name]
-        with torch.inference_mode():
-            x = p.fn(to_float(images, predictor.device), gen)
-            pr = torch.softmax(predictor.module.eval()(x).float(), 1).cpu().numpy()
-        shown = x.clamp(0, 1).cpu().numpy()
-        tiles = [Tile(shown[j], f"pred {short(classes[int(pr[j].argmax())])}"
-                                f" ({pr[j].max():.2f})", int(pr[j].argmax()) == int(labels[i]))
-                 for j, i in enumerate(pick)]
-        label = "noise range/10" if name == "noise 0.1" else name
-        blocks.append((label, tiles))
-    return image_grid(blocks, Path(out), title, max_cols=max(len(pick), 1),
-                      note="each column: one correctly classified image; green = still correct, "
-                           "red = now wrong")

@@ -25,18 +25,18 @@ import numpy as np
 import torch
 import yaml
 
-from cnnlab.config import TrainConfig
+from cnnlab import io
 from cnnlab.console import console
 from cnnlab.data.imageset import DataSplits, ImageSet
 from cnnlab.errors import CheckpointError, CnnlabError
+from cnnlab.run import read_run, run_training
 from cnnlab.train import rundir
-from cnnlab.train.run import read_run, run_training
+from cnnlab.train.settings import SETTINGS, TrainConfig
 from cnnlab.train.trainer import Interrupted
 
 # Settings that change where or how fast a run goes, not what it learns: an experiment may be
 # continued with other values of these.
-NEUTRAL_KEYS = {"out", "name", "runs_dir", "report", "device", "num_threads", "compile",
-                "channels_last", "log_every", "feature_cache", "extra", "precision"}
+NEUTRAL_KEYS = {n for n, s in SETTINGS.items() if not s.affects_result} | {"extra"}
 # Columns taken from each member's metrics.json (split, metric).
 METRICS = ("accuracy", "loss", "f1", "auroc")
 
@@ -98,7 +98,7 @@ def open_experiment(folder: Path, kind: str, base: TrainConfig, spec: dict, forc
             raise CnnlabError(f"{folder}: made with other settings ({shown}); pass --force to "
                               "start it again or another --out")
     folder.mkdir(parents=True, exist_ok=True)
-    rundir.write_yaml(meta, {"kind": kind, "settings": settings, "spec": spec})
+    io.write_yaml(meta, {"kind": kind, "settings": settings, "spec": spec})
 
 
 def _diff(a: dict, b: dict) -> list[tuple[str, object, object]]:
@@ -216,8 +216,8 @@ def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[obje
 
 def write_summary(folder: Path, rows: list[dict], summary: dict) -> None:
     """summary.csv (rows) and summary.json (rows plus everything else), atomically."""
-    rundir.write_csv(folder / "summary.csv", rows)
-    rundir.write_json(folder / "summary.json", {**summary, "rows": rows})
+    io.write_csv(folder / "summary.csv", rows)
+    io.write_json(folder / "summary.json", {**summary, "rows": rows})
 
 
 def plot_overlay(curves: dict[str, list[dict]], path: Path, title: str,

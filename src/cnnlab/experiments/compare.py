@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from cnnlab.config import TrainConfig
 from cnnlab.console import console
 from cnnlab.errors import CnnlabError
 from cnnlab.experiments.common import (
@@ -16,10 +15,11 @@ from cnnlab.experiments.common import (
     print_table,
     write_summary,
 )
-from cnnlab.train.run import read_run
+from cnnlab.run import read_run
+from cnnlab.train.settings import TrainConfig
 
 # Where a run was written says nothing about how it was trained.
-IGNORED = {"out", "name", "runs_dir"}
+IGNORED = {"out", "name", "runs_dir", "resolved", "resumed"}
 
 
 @dataclass
@@ -66,9 +66,11 @@ def compare_runs(run_dirs: list[str | Path], out: str | Path = "runs/compare",
     names = _labels(dirs)
     configs = [_flatten({k: v for k, v in r["config"].items() if k not in IGNORED})
                for r in runs]
-    for c in configs:
+    for c, r in zip(configs, runs, strict=True):
         if c.get("lr") is None:  # say which rate "the optimizer's default" was
-            c["lr"] = f"{TrainConfig.from_dict(c).resolved_lr():g} (default)"
+            used = (r["config"].get("resolved") or {}).get("lr")
+            c["lr"] = f"{used if used is not None else TrainConfig.from_dict(c).resolved_lr():g}" \
+                " (default)"
     keys = sorted(set().union(*configs))
     differences = {k: [c.get(k) for c in configs] for k in keys
                    if len({repr(c.get(k)) for c in configs}) > 1}

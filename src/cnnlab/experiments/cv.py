@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnlab.config import TrainConfig
 from cnnlab.console import console
 from cnnlab.data.imageset import DataSplits
 from cnnlab.data.splits import stratified_split
@@ -25,7 +24,8 @@ from cnnlab.experiments.common import (
     run_member,
     write_summary,
 )
-from cnnlab.train.run import load_splits, resolve_data
+from cnnlab.run import load_splits, resolve_data
+from cnnlab.train.settings import TrainConfig
 
 
 @dataclass

@@ -12,20 +12,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
-from cnnlab.config import TrainConfig
+from cnnlab import io
 from cnnlab.console import console
-from cnnlab.data.augment import build_augment
-from cnnlab.data.batches import batch_slices, epoch_order, to_float
 from cnnlab.data.imageset import DataSplits
-from cnnlab.device import autocast, resolve_device, set_threads
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import CnnlabError, TrainingError
 from cnnlab.experiments.common import experiment_dir
-from cnnlab.train import rundir
-from cnnlab.train.run import load_splits, resolve_data
-from cnnlab.train.setup import build_classifier, make_optimizer, param_groups
+from cnnlab.run import load_splits, resolve_data
+from cnnlab.train.settings import TrainConfig
+from cnnlab.train.trainer import Trainer
 
 
 @dataclass
@@ -86,8 +81,8 @@ def lr_find(base: TrainConfig, splits: DataSplits | None = None, out: str | Path
             start_lr: float = 1e-7, end_lr: float = 10.0, steps: int = 100,
             diverge: float = 4.0, verbose: bool = True) -> LRFindResult:
     """Run the range test on the training split; write lr_find.csv/.json/.png into `out`."""
-    if not (0 < start_lr < end_lr):
-        raise CnnlabError("lr-find: need 0 < --start-lr < --end-lr")
+    if not (0 < start_lr <= end_lr):
+        raise CnnlabError("lr-find: need 0 < --start-lr <= --end-lr")
     if steps < 5:
         raise CnnlabError("lr-find: --steps must be at least 5")
     cfg = deepcopy(base)
@@ -95,65 +90,53 @@ def lr_find(base: TrainConfig, splits: DataSplits | None = None, out: str | Path
     if splits is None:
         splits = load_splits(cfg, verbose)
     folder = experiment_dir(out, cfg.runs_dir, "lr-find", splits, cfg)
-    set_threads(cfg.num_threads)
-    torch.manual_seed(cfg.seed)
-    device = resolve_device(cfg.device)
-    train = splits.train
-    model = build_classifier(cfg, train).model.to(device)
-    optimizer = make_optimizer(param_groups(model, cfg), cfg)
+    # The model, optimizer, sampler, class weights, clipping, precision and frozen layers are
+    # exactly train's: the range test calls the same Trainer's batches and training step.
+    trainer = Trainer(cfg, splits, None, verbose=False, callbacks=[])
     base_lr = cfg.resolved_lr()
-    mults = [g["lr"] / base_lr if base_lr else 1.0 for g in optimizer.param_groups]
-    augment = build_augment(cfg.augment)
+    mults = [g["lr"] / base_lr if base_lr else 1.0 for g in trainer.optimizer.param_groups]
     ratio = (end_lr / start_lr) ** (1 / (steps - 1))
-    lrs, raw, running = [], [], []
+    lrs: list[float] = []
+    raw: list[float] = []
     avg, best, beta = 0.0, math.inf, 0.9
-    slices = batch_slices(len(train), cfg.batch_size)
-    model.train()
     step, epoch = 0, 0
+    trainer.model.train()
+    if trainer.frozen is not None:  # frozen layers keep their BatchNorm statistics, as in train
+        trainer.frozen.after_train()
     while step < steps:
-        order = epoch_order(len(train), cfg.seed, epoch)
-        for sl in slices:
-            if step >= steps:
-                break
+        done = False
+        for x, y, idx in trainer.batches(epoch):
             lr = start_lr * ratio ** step
-            for g, mult in zip(optimizer.param_groups, mults, strict=True):
+            for g, mult in zip(trainer.optimizer.param_groups, mults, strict=True):
                 g["lr"] = lr * mult
-            idx = order[sl]
-            x = to_float(train.images[idx], device)
-            y = train.labels[idx].to(device)
-            if augment is not None:
-                x = augment(x)
-            with autocast(device, cfg.precision):
-                loss = F.cross_entropy(model(x).float(), y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            value = float(loss.detach())
-            step += 1
-            if not math.isfinite(value):
+            try:
+                loss, _ = trainer.train_step(x, y, idx)
+            except TrainingError:  # the loss became NaN/inf: the test has gone far enough
+                done = True
                 break
+            value = float(loss)
+            step += 1
             avg = beta * avg + (1 - beta) * value
             smoothed = avg / (1 - beta ** step)  # bias-corrected running mean: stop test only
             lrs.append(lr)
             raw.append(value)
-            running.append(smoothed)
             best = min(best, smoothed)
-            if smoothed > diverge * best and step > 5:
+            if step >= steps or (smoothed > diverge * best and step > 5):
+                done = True
                 break
-        else:
-            epoch += 1
-            continue
-        break
+        if done:
+            break
+        epoch += 1
     smooth = centered_mean(raw, max(3, (steps // 10) | 1))
     steepest, min_div10 = suggest(lrs, smooth)
     # The smaller of the two: too small a rate only trains slower, too large a one diverges.
     suggested = min((v for v in (steepest, min_div10) if v is not None), default=None)
     folder.mkdir(parents=True, exist_ok=True)
-    rundir.write_csv(folder / "lr_find.csv", [{"step": i + 1, "lr": a, "loss": b, "smoothed": c}
+    io.write_csv(folder / "lr_find.csv", [{"step": i + 1, "lr": a, "loss": b, "smoothed": c}
                                                for i, (a, b, c) in enumerate(zip(lrs, raw,
                                                                                  smooth,
                                                                                  strict=True))])
-    rundir.write_json(folder / "lr_find.json", {
+    io.write_json(folder / "lr_find.json", {
         "data": cfg.data or "digits", "model": cfg.model, "optimizer": cfg.optimizer,
         "batch_size": cfg.batch_size, "start_lr": start_lr, "end_lr": end_lr,
         "steps_run": len(lrs), "suggested_lr": suggested, "steepest_lr": steepest,

@@ -6,7 +6,6 @@ from copy import deepcopy
 from dataclasses import dataclass
 from pathlib import Path
 
-from cnnlab.config import TrainConfig
 from cnnlab.console import console
 from cnnlab.data.imageset import DataSplits
 from cnnlab.errors import CnnlabError
@@ -22,7 +21,8 @@ from cnnlab.experiments.common import (
     run_member,
     write_summary,
 )
-from cnnlab.train.run import load_splits, resolve_data
+from cnnlab.run import load_splits, resolve_data
+from cnnlab.train.settings import TrainConfig
 
 
 @dataclass

@@ -5,10 +5,9 @@ from __future__ import annotations
 import itertools
 import math
 from copy import deepcopy
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
-from cnnlab.config import TrainConfig
 from cnnlab.console import console
 from cnnlab.data.imageset import DataSplits
 from cnnlab.errors import CnnlabError
@@ -21,7 +20,8 @@ from cnnlab.experiments.common import (
     run_member,
     write_summary,
 )
-from cnnlab.train.run import load_splits, resolve_data
+from cnnlab.run import load_splits, resolve_data
+from cnnlab.train.settings import SETTINGS, TrainConfig, check_combination, unknown_keys
 
 SELECT = {"val_acc": ("val", "accuracy", max), "val_loss": ("val", "loss", min)}
 SHORT = {"batch_size": "bs", "weight_decay": "wd", "optimizer": "opt", "momentum": "mom"}
@@ -42,10 +42,8 @@ def _set(cfg: TrainConfig, key: str, value: object) -> None:
     if key.startswith("model_args."):
         cfg.model_args = {**cfg.model_args, key.split(".", 1)[1]: value}
         return
-    if key not in {f.name for f in fields(TrainConfig)}:
-        raise CnnlabError(f"sweep: unknown setting {key!r} (a TrainConfig field or "
-                          "model_args.NAME)")
-    setattr(cfg, key, value)
+    unknown_keys([key])
+    setattr(cfg, key, SETTINGS[key].check(value))
 
 
 def member_name(setting: dict) -> str:
@@ -89,6 +87,7 @@ def run_sweep(base: TrainConfig, grid: dict[str, list], splits: DataSplits | Non
         cfg = deepcopy(base)
         for k, v in p.items():
             _set(cfg, k, v)
+        check_combination(cfg)  # every point is valid before the first one trains
         members.append(Member(member_name(p), cfg, splits, labels=p))
     if len({m.name for m in members}) != len(members):
         raise CnnlabError("sweep: the grid has repeated values")

@@ -8,14 +8,14 @@ train/val/test accuracy and AUROC per setting, as the seed's table does.
 
 from __future__ import annotations
 
-import csv
 from dataclasses import replace
 from pathlib import Path
 
 from cnnlab.checkpoint import load_checkpoint
-from cnnlab.config import TrainConfig
 from cnnlab.errors import CnnlabError
-from cnnlab.train.run import load_splits, run_training
+from cnnlab.io import write_csv
+from cnnlab.run import load_splits, run_training
+from cnnlab.train.settings import TrainConfig
 
 SPLITS = ("train", "val", "test")
 
@@ -27,9 +27,7 @@ def compare_transfer(source_ckpt: str | Path, base: TrainConfig, levels: list[in
         raise CnnlabError("--freeze-levels: give at least one level, e.g. 0,1,2,3")
     if any(n < 0 for n in levels):
         raise CnnlabError("--freeze-levels must be >= 0")
-    src = load_checkpoint(source_ckpt)
-    if not base.model:
-        base.model = (src.get("arch") or {}).get("name", "cnn")
+    load_checkpoint(source_ckpt)  # a bad source fails here, before any target run
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     cfg0 = replace(base)
@@ -60,11 +58,5 @@ def compare_transfer(source_ckpt: str | Path, base: TrainConfig, levels: list[in
                 f"{s} acc {row[f'{s}_accuracy']:.4f} auroc {row[f'{s}_auroc']:.4f}"
                 for s in SPLITS if row.get(f"{s}_accuracy") is not None
                 and row.get(f"{s}_auroc") is not None))
-    path = out / "transfer.csv"
-    tmp = path.with_suffix(".csv.tmp")
-    with open(tmp, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
-    tmp.replace(path)
+    write_csv(out / "transfer.csv", rows)
     return rows

@@ -20,6 +20,7 @@ Code that must also handle foreign modules should test `hasattr(net, "freeze_gro
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -73,8 +74,32 @@ def list_models() -> list[ModelSpec]:
     return [_REGISTRY[k] for k in sorted(_REGISTRY)]
 
 
+def custom_spec(name: str) -> ModelSpec:
+    """A builder in any importable module, named `package.module:function`.
+
+    The checkpoint records the name; loading it imports that module again, so a checkpoint of
+    a custom model only loads where the module is importable (never from the checkpoint)."""
+    module, _, func = name.partition(":")
+    if not module or not func.isidentifier():
+        raise CnnlabError(f"--model {name!r}: a custom model is package.module:function")
+    try:
+        mod = importlib.import_module(module)
+    except ImportError as exc:
+        raise CnnlabError(f"model {name!r}: cannot import {module!r} ({exc}); make it "
+                          "importable (PYTHONPATH or pip install) to train or load it") from None
+    builder = getattr(mod, func, None)
+    if not callable(builder):
+        raise CnnlabError(f"model {name!r}: {module} has no function {func!r}")
+    doc = (builder.__doc__ or "").strip().splitlines()
+    return ModelSpec(name=name, builder=builder, description=doc[0] if doc else "custom model",
+                     family="custom", min_size=int(getattr(builder, "min_size", 1)),
+                     default_size=getattr(builder, "default_size", None))
+
+
 def get_spec(name: str) -> ModelSpec:
-    """The spec registered as `name`, or a one-line error listing the choices."""
+    """The spec registered as `name` (or a custom `module:function`), or a one-line error."""
+    if ":" in name:
+        return custom_spec(name)
     _ensure_loaded()
     if name not in _REGISTRY:
         raise CnnlabError(f"unknown model {name!r}; choose one of: {', '.join(sorted(_REGISTRY))}"
@@ -105,7 +130,16 @@ def build_model(name: str, num_classes: int, in_channels: int, image_size: int,
     check_input(spec, in_channels, image_size)
     args = {**spec.defaults, **kwargs}
     try:
-        return spec.builder(num_classes=num_classes, in_channels=in_channels,
-                            image_size=image_size, **args)
-    except TypeError as exc:
-        raise CnnlabError(f"model {name!r}: bad arguments {args} ({exc})") from None
+        net = spec.builder(num_classes=num_classes, in_channels=in_channels,
+                           image_size=image_size, **args)
+    except CnnlabError:
+        raise
+    except (TypeError, ValueError, RuntimeError, ZeroDivisionError, OverflowError) as exc:
+        # Builders fail on arguments they cannot use (width=-4, hidden=0, ...): one line.
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CnnlabError(f"model {name!r} with {args or 'no arguments'}: {first[:200]}") \
+            from None
+    if not isinstance(net, nn.Module):
+        raise CnnlabError(f"model {name!r}: the builder returned {type(net).__name__}, not a "
+                          "torch.nn.Module")
+    return net

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import yaml
 
-from cnnlab.checkpoint import atomic_write_bytes
 from cnnlab.errors import CnnlabError
+from cnnlab.io import atomic_write_bytes
 
 JPEG_ABOVE = 200_000  # bytes of PNG above which the page embeds a JPEG copy
 IMBALANCE_RATIO = 3.0  # largest / smallest training class at or above this: flagged
@@ -139,9 +139,7 @@ def _reload(run_dir: Path, cfg: dict, splits: object, predictor: object,
         from cnnlab.data.load import load_data
 
         try:
-            opts = predictor.load_options(format=cfg.get("format") or "auto",
-                                          image_dir=cfg.get("image_dir"),
-                                          skip_bad=cfg.get("skip_bad"))
+            opts = predictor.load_options()  # the run's own data settings
             splits = load_data(cfg.get("data"), opts)
         except CnnlabError as exc:
             notes.append(f"could not reload the run's data ({exc}); image sections are skipped")
@@ -482,7 +480,8 @@ def build_report(run_dir: str | Path, splits: object = None, predictor: object =
     def failures() -> str:
         if not ready:
             return note(f"skipped: {why}", "skip")
-        from cnnlab.evaluate.failures import failures_figure, find_failures
+        from cnnlab.evaluate.failures import find_failures
+        from cnnlab.report.explain_figures import failures_figure
 
         f = find_failures(clean_probs(), eval_set.labels.numpy(), n_gallery, seed)
         png = failures_figure(f, eval_set, classes, plots / "failures.png",
@@ -496,7 +495,8 @@ def build_report(run_dir: str | Path, splits: object = None, predictor: object =
     def cams() -> str:
         if not ready:
             return note(f"skipped: {why}", "skip")
-        from cnnlab.evaluate.gradcam import gradcam_figure, has_conv
+        from cnnlab.evaluate.gradcam import has_conv
+        from cnnlab.report.explain_figures import gradcam_figure
 
         if not has_conv(predictor.module):
             return note(f"skipped: Grad-CAM needs convolution layers; the {cfg.get('model')} "
@@ -513,7 +513,8 @@ def build_report(run_dir: str | Path, splits: object = None, predictor: object =
     def robust() -> str:
         if not ready:
             return note(f"skipped: {why}", "skip")
-        from cnnlab.evaluate.robustness import examples_figure, robustness_table
+        from cnnlab.evaluate.robustness import robustness_table
+        from cnnlab.report.explain_figures import examples_figure
 
         rows = robustness_table(predictor, eval_set, seed=seed, max_items=max_robust)
         png = examples_figure(predictor, eval_set, plots / "robustness.png", min(n_gallery, 8),
@@ -568,7 +569,7 @@ def _confusion(plots: Path, metrics: dict, classes: list[str]) -> str:
 
 def _page(run_dir: Path, cfg: dict, sections: list[tuple[str, str, str]], notes: list[str],
           seconds: float) -> str:
-    from cnnlab import __version__
+    from cnnlab.version import __version__
 
     now = _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     nav = "".join(f'<a href="#{k}">{esc(t)}</a>' for k, t, _ in sections)

@@ -11,14 +11,16 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from cnnlab.io import atomic_path  # noqa: E402
+
 
 def save_figure(fig: plt.Figure, path: Path, tight: bool = True, dpi: int = 110) -> Path:
     """Save as PNG (atomically) and close; tight=False skips the extra layout pass."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=dpi, bbox_inches="tight" if tight else None)
-    plt.close(fig)
-    tmp.replace(path)
+    try:
+        with atomic_path(path, suffix=".tmp") as tmp:
+            fig.savefig(tmp, dpi=dpi, bbox_inches="tight" if tight else None, format="png")
+    finally:
+        plt.close(fig)
     return path
 
 

@@ -15,9 +15,9 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from cnnlab.config import TrainConfig
 from cnnlab.data.imageset import DataSplits
-from cnnlab.evaluate.inference import predict_logits
+from cnnlab.models.inference import predict_logits
+from cnnlab.train.settings import TrainConfig
 from cnnlab.train.transfer import Frozen, head_of
 
 
@@ -26,7 +26,8 @@ class FeatureCache:
 
     def __init__(self, model: nn.Module, splits: DataSplits, device: torch.device,
                  batch_size: int = 256, channels_last: bool = False,
-                 autocast: Callable | None = None) -> None:
+                 autocast: Callable | None = None, eval_autocast: Callable | None = None
+                 ) -> None:
         self.head = head_of(model.net)
         self.device = device
         self.features: dict[str, torch.Tensor] = {}
@@ -38,8 +39,10 @@ class FeatureCache:
             for name, data in splits.items():
                 captured.clear()
                 if len(data):
+                    # Train features as the training forward computes them; the others as
+                    # validation and final scoring do, so cached and uncached runs agree.
                     predict_logits(model, data.images, batch_size, device, channels_last,
-                                   autocast)
+                                   autocast if name == "train" else eval_autocast or autocast)
                 self.features[name] = torch.cat(captured) if captured else torch.zeros(0)
         finally:
             hook.remove()

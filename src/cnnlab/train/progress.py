@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -17,8 +19,10 @@ from cnnlab.console import console
 class TrainProgress:
     """Shows step progress with running loss/accuracy; prints a line at each epoch's end."""
 
-    def __init__(self, epochs: int, steps_per_epoch: int, enabled: bool = True) -> None:
+    def __init__(self, epochs: int, steps_per_epoch: int, images_per_epoch: int = 0,
+                 enabled: bool = True) -> None:
         self.epochs, self.steps, self.enabled = epochs, steps_per_epoch, enabled
+        self.images = images_per_epoch
         self.live = enabled and console.is_terminal
         self.bar = Progress(TextColumn("[bold]epoch {task.fields[epoch]}/{task.fields[of]}"),
                             BarColumn(), MofNCompleteColumn(),
@@ -26,7 +30,8 @@ class TrainProgress:
                             TimeElapsedColumn(), TimeRemainingColumn(), console=console,
                             transient=True, disable=not self.live)
         self.task = None
-        self._n = 0
+        self._t_epoch = time.perf_counter()
+        self._first_epoch: int | None = None
 
     def __enter__(self) -> TrainProgress:
         self.bar.__enter__()
@@ -37,6 +42,9 @@ class TrainProgress:
 
     def start_epoch(self, epoch: int, done: int) -> None:
         """Begin the bar for epoch `epoch` (0-based) at step `done`."""
+        self._t_epoch = time.perf_counter()
+        if self._first_epoch is None:
+            self._first_epoch = epoch
         if not self.live:
             return
         if self.task is not None:
@@ -45,21 +53,30 @@ class TrainProgress:
                                       of=self.epochs, loss=0.0, acc=0.0)
 
     def step(self, running: dict) -> None:
-        """Advance one step, refreshing the running numbers now and then."""
+        """Advance one step with the running numbers."""
         if not self.live or self.task is None:
             return
-        self._n += 1
         n = max(running["n"], 1)
         self.bar.update(self.task, advance=1, loss=running["loss"] / n,
                         acc=running["correct"] / n)
 
     def end_epoch(self, row: dict, improved: bool, stopped: bool) -> None:
-        """Print the epoch's summary line."""
+        """Print the epoch's summary line: this epoch's seconds, images/s and the run's ETA."""
         if not self.enabled:
             return
+        took = time.perf_counter() - self._t_epoch
         val = "" if row["val_loss"] is None else \
             f"  val loss {row['val_loss']:.4f} acc {row['val_acc']:.4f}"
         mark = " [green]*best[/]" if improved else ""
         stop = "  [yellow]early stop[/]" if stopped else ""
+        left = self.epochs - row["epoch"]
+        eta = "" if stopped or left <= 0 else f", ETA {_clock(left * took)}"
+        speed = f", {self.images / took:,.0f} img/s" if self.images and took > 0 else ""
         console.print(f"epoch {row['epoch']:>3}/{self.epochs}  train loss {row['train_loss']:.4f}"
-                      f" acc {row['train_acc']:.4f}{val}  {row['time_s']:.1f}s{mark}{stop}")
+                      f" running acc {row['train_acc']:.4f}{val}  ({took:.1f}s{speed}{eta})"
+                      f"{mark}{stop}")
+
+
+def _clock(seconds: float) -> str:
+    s = int(round(seconds))
+    return f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"

@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import re
 from pathlib import Path
 
-import yaml
-
-from cnnlab.checkpoint import TEMP_SUFFIX, atomic_write_bytes
 from cnnlab.errors import CnnlabError
+from cnnlab.io import remove_stale_temps
 
 
 def _slug(text: str) -> str:
@@ -56,64 +51,3 @@ def _next_free(base: Path) -> Path:
     return base.with_name(f"{base.name}-{i}")
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write a UTF-8 text file atomically (undecodable file names are written escaped)."""
-    atomic_write_bytes(path, text.encode("utf-8", errors="backslashreplace"))
-
-
-def remove_stale_temps(run_dir: Path) -> int:
-    """Delete temp files a killed process left behind (`.NAME.XXXX.tmp`); returns the count."""
-    removed = 0
-    for p in list(run_dir.glob(f".*{TEMP_SUFFIX}")) + list(run_dir.glob("plots/.*.tmp.png")):
-        try:
-            p.unlink()
-            removed += 1
-        except OSError:
-            pass
-    return removed
-
-
-def write_yaml(path: Path, data: dict) -> None:
-    """Write YAML atomically."""
-    write_text_atomic(path, yaml.safe_dump(data, sort_keys=False))
-
-
-def write_json(path: Path, data: dict) -> None:
-    """Write JSON atomically."""
-    write_text_atomic(path, json.dumps(data, indent=2) + "\n")
-
-
-def write_csv(path: Path, rows: list[dict]) -> None:
-    """Write rows (dicts with the same keys) as CSV atomically."""
-    buf = io.StringIO()
-    if rows:
-        keys: list[str] = []
-        for r in rows:
-            keys += [k for k in r if k not in keys]
-        w = csv.DictWriter(buf, fieldnames=keys, lineterminator="\n")
-        w.writeheader()
-        for r in rows:
-            w.writerow({k: _fmt(r.get(k)) for k in keys})
-    write_text_atomic(path, buf.getvalue())
-
-
-def _fmt(v: object) -> object:
-    if isinstance(v, float):
-        return f"{v:.6g}"
-    return "" if v is None else v
-
-
-def read_csv(path: Path) -> list[dict]:
-    """Rows of a CSV written by write_csv, numbers parsed back."""
-    with open(path, newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    out = []
-    for r in rows:
-        d = {}
-        for k, v in r.items():
-            try:
-                d[k] = int(v) if re.fullmatch(r"-?\d+", v or "") else float(v) if v else None
-            except ValueError:
-                d[k] = v
-        out.append(d)
-    return out

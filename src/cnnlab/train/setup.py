@@ -7,11 +7,12 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from cnnlab.config import TrainConfig
 from cnnlab.data.imageset import ImageSet
 from cnnlab.data.stats import channel_mean_std
 from cnnlab.errors import CnnlabError
 from cnnlab.models import Classifier, build_model, get_spec
+from cnnlab.train.optim import OPTIMIZERS
+from cnnlab.train.settings import TrainConfig
 
 
 @dataclass
@@ -92,31 +93,12 @@ def param_groups(model: Classifier, cfg: TrainConfig) -> list[dict]:
 
 
 def make_optimizer(groups: list[dict], cfg: TrainConfig) -> torch.optim.Optimizer:
-    """The optimizer named in the config."""
+    """The optimizer named in the config, from the registry in train/optim.py."""
     lr = cfg.resolved_lr()
     for g in groups:
         g["lr"] = lr * g.pop("lr_mult", 1.0)
         g["initial_lr"] = g["lr"]
-    name = cfg.optimizer.lower()
-    # One fused kernel per step instead of ~10 tensor ops per parameter: the Adam(W) step of
-    # the seeds' CNNs measured 15x cheaper on the CPU (same results up to float rounding).
-    fused = {"fused": True} if _fused_ok(groups) else {}
-    if name == "sgd":
-        return torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum)
-    if name == "adam":
-        return torch.optim.Adam(groups, lr=lr, **fused)
-    if name == "adamw":
-        return torch.optim.AdamW(groups, lr=lr, **fused)
-    if name == "rmsprop":
-        return torch.optim.RMSprop(groups, lr=lr, momentum=0.0)
-    raise CnnlabError(f"unknown optimizer {cfg.optimizer!r}; choose sgd, adam, adamw or rmsprop")
-
-
-def _fused_ok(groups: list[dict]) -> bool:
-    """Fused Adam(W) kernels exist for float parameters on the CPU and CUDA."""
-    params = [p for g in groups for p in g["params"]]
-    return bool(params) and all(p.device.type in ("cpu", "cuda") and p.is_floating_point()
-                                for p in params)
+    return OPTIMIZERS[cfg.optimizer].build(groups, lr, {"momentum": cfg.momentum})
 
 
 def class_weight_tensor(cfg: TrainConfig, train: ImageSet) -> torch.Tensor | None:
@@ -128,7 +110,9 @@ def class_weight_tensor(cfg: TrainConfig, train: ImageSet) -> torch.Tensor | Non
     if cw == "auto":
         counts = torch.tensor(train.class_counts(), dtype=torch.float32).clamp_min(1)
         return counts.sum() / (k * counts)
-    if isinstance(cw, str):
+    if isinstance(cw, str) and "=" in cw:
+        cw = _weights_by_name(cw, list(train.classes))
+    elif isinstance(cw, str):
         try:
             cw = [float(v) for v in cw.split(",")]
         except ValueError:
@@ -140,6 +124,23 @@ def class_weight_tensor(cfg: TrainConfig, train: ImageSet) -> torch.Tensor | Non
     if any(w < 0 for w in cw):
         raise CnnlabError("--class-weights must not be negative")
     return torch.tensor(cw, dtype=torch.float32)
+
+
+def _weights_by_name(text: str, classes: list[str]) -> list[float]:
+    """'bees=20' -> 1 for every class but bees, 20 for bees."""
+    weights = dict.fromkeys(classes, 1.0)
+    for item in text.split(","):
+        name, _, value = item.partition("=")
+        name = name.strip()
+        if name not in weights:
+            raise CnnlabError(f"--class-weights {item.strip()!r}: no class {name!r} (classes: "
+                              f"{', '.join(classes[:10])})")
+        try:
+            weights[name] = float(value)
+        except ValueError:
+            raise CnnlabError(f"--class-weights {item.strip()!r}: {value!r} is not a number") \
+                from None
+    return [weights[c] for c in classes]
 
 
 def model_image_size(cfg: TrainConfig) -> int | None:

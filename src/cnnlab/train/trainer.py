@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import signal
 import time
@@ -13,9 +14,8 @@ import torch
 import torch.nn.functional as F
 
 from cnnlab.checkpoint import load_checkpoint, save_checkpoint
-from cnnlab.config import TrainConfig
 from cnnlab.data.augment import build_augment
-from cnnlab.data.batches import batch_slices, epoch_order, to_float
+from cnnlab.data.batches import batch_slices, to_float
 from cnnlab.data.imageset import DataSplits
 from cnnlab.device import (
     autocast,
@@ -26,10 +26,13 @@ from cnnlab.device import (
     use_channels_last,
 )
 from cnnlab.errors import CnnlabError, TrainingError
-from cnnlab.evaluate.inference import evaluate_logits, predict_logits
-from cnnlab.train import distributed, rundir
+from cnnlab.models.inference import evaluate_logits, predict_logits
+from cnnlab.train import distributed
+from cnnlab.train.callbacks import Callback, default_callbacks
 from cnnlab.train.features import FeatureCache, should_cache
-from cnnlab.train.progress import TrainProgress
+from cnnlab.train.optim import SCHEDULES
+from cnnlab.train.sampling import SAMPLERS
+from cnnlab.train.settings import TrainConfig
 from cnnlab.train.setup import (
     build_classifier,
     class_weight_tensor,
@@ -59,6 +62,7 @@ class TrainState:
     running: dict = field(default_factory=lambda: {"loss": 0.0, "correct": 0, "n": 0})
     elapsed: float = 0.0
     stopped_early: bool = False
+    improved: bool = False  # the last finished epoch set a new best (not saved)
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
@@ -79,10 +83,10 @@ def out_of_memory_error(batch_size: int, epoch: int, step: int) -> TrainingError
                          f"{step}); {hint}")
 
 
-def _use_deterministic(compiling: bool) -> None:
+def _use_deterministic() -> None:
     # torch.use_deterministic_algorithms imports the whole compiler stack (~5 s) just to set an
-    # inductor flag; without torch.compile the C++ switch alone does the same job.
-    if compiling or not hasattr(torch._C, "_set_deterministic_algorithms"):
+    # inductor flag; the C++ switch alone does the same job.
+    if not hasattr(torch._C, "_set_deterministic_algorithms"):
         torch.use_deterministic_algorithms(True, warn_only=True)
     else:
         torch._C._set_deterministic_algorithms(True, warn_only=True)
@@ -93,14 +97,16 @@ def _epoch_seed(cfg: TrainConfig, epoch: int) -> int:
 
 
 class Trainer:
-    """Fits a classifier on DataSplits, writing checkpoints and metrics into `run_dir`."""
+    """Fits a classifier on DataSplits; callbacks write checkpoints, logs and progress."""
 
-    def __init__(self, cfg: TrainConfig, splits: DataSplits, run_dir: Path, resume: bool = False,
-                 verbose: bool = True) -> None:
-        self.cfg, self.splits, self.run_dir, self.verbose = cfg, splits, Path(run_dir), verbose
+    def __init__(self, cfg: TrainConfig, splits: DataSplits, run_dir: Path | None,
+                 resume: bool | str | Path = False, verbose: bool = True,
+                 callbacks: list[Callback] | None = None) -> None:
+        self.cfg, self.splits, self.verbose = cfg, splits, verbose
+        self.run_dir = Path(run_dir) if run_dir is not None else None
         set_threads(cfg.num_threads)
         if cfg.deterministic:
-            _use_deterministic(cfg.compile)
+            _use_deterministic()
         torch.manual_seed(cfg.seed)
         self.device = resolve_device(cfg.device)
         distributed.init_from_env(self.device)  # no-op unless started by torchrun
@@ -123,25 +129,185 @@ class Trainer:
         self.class_weight = None if cw is None else cw.to(self.device)
         self.augment = build_augment(cfg.augment)
         self.autocast = lambda: autocast(self.device, self.precision)
+        # "auto" picks bf16 for training speed; validation is measured in float32, as the final
+        # scoring and `cnnlab evaluate` are, so the epoch line and metrics.json agree.
+        self.eval_precision = "32" if cfg.precision == "auto" else self.precision
+        self.eval_autocast = lambda: autocast(self.device, self.eval_precision)
         self.scaler = grad_scaler(self.device, self.precision)
         self.state = TrainState()
         self.steps_per_epoch = len(batch_slices(len(train), cfg.batch_size))
+        self._resume_rng = None
         if resume:
-            # Rank 0 reads last.pt and hands it to the others (no shared disk needed).
-            self._restore(distributed.on_main(lambda: load_checkpoint(self.run_dir / "last.pt")))
+            ckpt_path = self.run_dir / "last.pt" if resume is True else Path(resume)
+            # Rank 0 reads the checkpoint and hands it to the others (no shared disk needed).
+            self._restore(distributed.on_main(lambda: load_checkpoint(ckpt_path)), ckpt_path)
         self.train_model = self.model
+        self.train_images = train.images
         # Frozen backbone and no augmentation: run it once per split, then train only the head.
         self.features = FeatureCache(self.model, splits, self.device, max(256, cfg.batch_size),
-                                     self.channels_last, self.autocast) \
+                                     self.channels_last, self.autocast, self.eval_autocast) \
             if should_cache(cfg, self.frozen) else None
         if self.features is not None:
             self.train_model = self.features.head
+            self.train_images = self.features.get("train")
             self.notes.append(f"feature cache: backbone features of {self.features.count} "
                               f"images computed once ({self.features.seconds:.1f}s); the head "
                               "trains on them")
         # What the training step calls: wrapped in DistributedDataParallel under torchrun.
         self.train_model = distributed.wrap(self.train_model, self.device,
                                             sync_bn=self.frozen is None)
+        self.callbacks = default_callbacks(cfg, verbose) + list(callbacks or [])
+        self.resolved = {"lr": cfg.resolved_lr(), "device": str(self.device),
+                         "precision": self.precision, "eval_precision": self.eval_precision,
+                         "channels_last": bool(self.channels_last),
+                         "num_threads": torch.get_num_threads(),
+                         "world_size": distributed.world_size(),
+                         "feature_cache_seconds": round(self.features.seconds, 3)
+                         if self.features is not None else 0.0}
+
+    # ---- the loop ------------------------------------------------------------------------
+    def fit(self, stop_after: int | None = None) -> TrainState:
+        """Train until the epochs run out, early stopping triggers or epoch `stop_after` ends."""
+        s, cfg = self.state, self.cfg
+        with _sigint_flag() as interrupted, self._out_of_memory_as_error():
+            self.emit("on_fit_start")
+            try:
+                while s.epoch < cfg.epochs and not s.stopped_early and \
+                        (stop_after is None or s.epoch < stop_after):
+                    self.model.train()  # callbacks may set parts back to eval (frozen layers)
+                    self.emit("on_epoch_start")
+                    t0 = time.perf_counter()
+                    for x, y, idx in self.batches(s.epoch, s.step_in_epoch):
+                        self.apply_schedule()
+                        loss, logits = self.train_step(x, y, idx)
+                        self._account(loss, logits, y, idx.shape[0])
+                        self.emit("on_step_end", float(loss))
+                        if interrupted():
+                            break
+                    s.elapsed += time.perf_counter() - t0
+                    if interrupted():
+                        break
+                    self.emit("on_epoch_end", self.end_epoch())
+            finally:
+                for cb in self.callbacks:  # the progress bar must close even on errors
+                    getattr(cb, "close", lambda: None)()
+        if interrupted():
+            self.save("last.pt")
+            raise Interrupted(f"interrupted at epoch {s.epoch + 1}, step {s.step_in_epoch}; "
+                              f"checkpoint saved. Resume with: cnnlab train --out {self.run_dir}"
+                              " --resume")
+        self.emit("on_fit_end")
+        return s
+
+    def emit(self, event: str, *args: object) -> None:
+        """Call `event` on every callback, in order."""
+        for cb in self.callbacks:
+            getattr(cb, event)(self, *args)
+
+    # ---- the pieces the loop (and lr-find) use ---------------------------------------------
+    def batches(self, epoch: int, start: int = 0):  # noqa: ANN201 - a generator of 3-tuples
+        """(x, y, global indices) of each batch of `epoch` from step `start`, augmented."""
+        cfg, labels = self.cfg, self.splits.train.labels
+        order = SAMPLERS[cfg.sampler](labels, self.splits.train.num_classes, cfg.seed, epoch)
+        slices = batch_slices(self.train_images.shape[0], cfg.batch_size)
+        if start == 0:
+            # Other ranks draw other augmentations/dropout masks; rank 0 matches a single process.
+            torch.manual_seed(_epoch_seed(cfg, epoch) + 1_000_003 * distributed.rank())
+            self.state.running = {"loss": 0.0, "correct": 0, "n": 0}
+        elif self._resume_rng is not None:
+            torch.set_rng_state(self._resume_rng)
+        self._resume_rng = None
+        for i in range(start, len(slices)):
+            global_idx = order[slices[i]]
+            idx = distributed.local_share(global_idx)
+            x = to_float(self.train_images[idx], self.device, self.channels_last) \
+                if self.features is None else self.train_images[idx].to(self.device)
+            y = labels[idx].to(self.device, non_blocking=True)
+            if self.augment is not None:
+                x = self.augment(x)
+            yield x, y, global_idx
+
+    def train_step(self, x: torch.Tensor, y: torch.Tensor, global_idx: torch.Tensor
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimization step on a batch: (its mean loss, its logits)."""
+        world = distributed.world_size()
+        with self.autocast():
+            logits = self.train_model(x)
+            if world == 1:
+                loss = F.cross_entropy(logits.float(), y, weight=self.class_weight)
+            else:
+                loss = self._shared_loss(logits, y, self.splits.train.labels[global_idx], world)
+        if not torch.isfinite(loss):
+            raise self._diverged(f"loss became {loss.item()}", self.state.step_in_epoch + 1)
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(self.optimizer)
+        else:
+            loss.backward()
+        if self.cfg.clip_grad:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip_grad)
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        return loss.detach(), logits.detach()
+
+    def apply_schedule(self) -> None:
+        """Set each group's learning rate for the coming step from the schedule."""
+        total = self.cfg.epochs * self.steps_per_epoch
+        factor = SCHEDULES[self.cfg.schedule](self.state.global_step, total)
+        for g in self.optimizer.param_groups:
+            g["lr"] = g["initial_lr"] * factor
+
+    def current_lr(self) -> float:
+        """The learning rate of the first parameter group."""
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    def _account(self, loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor,
+                 n_global: int) -> None:
+        s, world = self.state, distributed.world_size()
+        s.running["loss"] += float(loss) * n_global / world
+        s.running["correct"] += int((logits.argmax(1) == y).sum())
+        s.running["n"] += int(y.shape[0])
+        s.step_in_epoch += 1
+        s.global_step += 1
+
+    def end_epoch(self) -> dict:
+        """Validate, check for divergence and close the epoch: its metrics.csv row."""
+        s, r = self.state, self.state.running
+        if distributed.is_distributed():
+            loss, correct, n = distributed.all_reduce_sum([r["loss"], r["correct"], r["n"]])
+            r = {"loss": loss, "correct": int(round(correct)), "n": int(round(n))}
+        row = {"epoch": s.epoch + 1, "step": s.global_step, "lr": self.current_lr(),
+               "train_loss": r["loss"] / max(r["n"], 1), "train_acc": r["correct"] / max(r["n"], 1),
+               "val_loss": None, "val_acc": None, "time_s": round(s.elapsed, 3)}
+        val = self.splits.val
+        if val is not None and len(val) and distributed.is_distributed():
+            row["val_loss"], row["val_acc"] = self._sharded_val()
+        elif val is not None and len(val):
+            probs, loss = self.evaluate_split("val")
+            row["val_loss"] = loss
+            row["val_acc"] = float((probs.argmax(1) == val.labels.numpy()).mean())
+        if (row["val_loss"] is not None and not math.isfinite(row["val_loss"])) or \
+                not all(bool(torch.isfinite(p).all()) for p in self.model.parameters()):
+            # Never save diverged weights over the last good checkpoint.
+            raise self._diverged(f"the weights became NaN/inf (val loss {row['val_loss']})",
+                                 s.step_in_epoch)
+        s.history.append(row)
+        s.epoch += 1
+        s.step_in_epoch = 0
+        return row
+
+    def evaluate_split(self, name: str) -> tuple[np.ndarray, float | None]:
+        """(probabilities, loss) of the current model on a split."""
+        data = self.splits.get(name)
+        if self.features is not None and self.features.get(name) is not None:
+            return evaluate_logits(self.features.logits(name), data.labels, None)
+        logits = predict_logits(self.model, data.images, max(256, self.cfg.batch_size),
+                                self.device, self.channels_last, self.eval_autocast)
+        return evaluate_logits(logits, data.labels, None)
 
     # ---- checkpoints -------------------------------------------------------------------
     def _payload(self, include_training: bool = True) -> dict:
@@ -149,7 +315,8 @@ class Trainer:
             "arch": self.arch, "classes": list(self.splits.classes),
             "model_state": {k: v.detach().cpu().contiguous()
                             for k, v in self.model.state_dict().items()},
-            "config": self.cfg.to_dict(), "data": self._data_summary(),
+            "config": self.cfg.to_dict(), "resolved": dict(self.resolved),
+            "data": self._data_summary(),
         }
         if include_training:
             s = self.state
@@ -174,14 +341,18 @@ class Trainer:
 
     def save(self, name: str = "last.pt") -> None:
         """Atomically write a checkpoint into the run folder (rank 0 only under torchrun)."""
-        if not distributed.is_main():
+        if not distributed.is_main() or self.run_dir is None:
             return
-        save_checkpoint(self.run_dir / name, self._payload(include_training=name == "last.pt"))
+        save_checkpoint(self.run_dir / name, self._payload(include_training=name == "last.pt"),
+                        previous_exists=(self.run_dir / name).is_file())
 
-    def _restore(self, ckpt: dict) -> None:
+    def _restore(self, ckpt: dict, path: Path) -> None:
+        if "train_state" not in ckpt:
+            raise CnnlabError(f"{path}: holds weights only, not the training state; resume from "
+                              "last.pt or an epoch_<k>.pt file")
         if ckpt.get("arch") != self.arch:
-            raise CnnlabError(f"{self.run_dir / 'last.pt'}: it was trained with another model or "
-                              f"data shape ({ckpt.get('arch')}); start a new run instead")
+            raise CnnlabError(f"{path}: it was trained with another model or data shape "
+                              f"({ckpt.get('arch')}); start a new run instead")
         load_state(self.model, ckpt["model_state"])
         self.optimizer.load_state_dict(ckpt["optimizer_state"])
         if self.scaler and ckpt.get("scaler_state"):
@@ -190,122 +361,28 @@ class Trainer:
         self.state = TrainState(**{k: ts[k] for k in TrainState.__dataclass_fields__ if k in ts})
         self._resume_rng = ckpt.get("rng_state")
 
-    # ---- the loop ------------------------------------------------------------------------
-    def fit(self, stop_after: int | None = None) -> TrainState:
-        """Train until the epochs run out, early stopping triggers or epoch `stop_after` ends."""
-        cfg, s = self.cfg, self.state
-        train = self.splits.train
-        images, labels = train.images, train.labels
-        if self.features is not None:
-            images = self.features.get("train")
-        interrupted = {"flag": False}
-
-        def on_sigint(signum, frame):  # noqa: ANN001, ARG001
-            interrupted["flag"] = True
-
-        old_handler = None
-        try:
-            # Under torchrun ranks would stop at different steps and deadlock: there Ctrl-C
-            # simply ends the processes and --resume restarts from the last epoch's last.pt.
-            if not distributed.is_distributed():
-                old_handler = signal.signal(signal.SIGINT, on_sigint)
-        except ValueError:  # not in the main thread (e.g. a notebook worker)
-            old_handler = None
-        progress = TrainProgress(cfg.epochs, self.steps_per_epoch, enabled=self.verbose)
-        try:
-            with progress:
-                while s.epoch < cfg.epochs and not s.stopped_early and \
-                        (stop_after is None or s.epoch < stop_after):
-                    try:
-                        self._run_epoch(images, labels, progress, interrupted)
-                        if interrupted["flag"]:
-                            break
-                        self._end_epoch(progress)
-                    except (MemoryError, RuntimeError) as exc:  # torch.OutOfMemoryError too
-                        if not is_out_of_memory(exc):
-                            raise
-                        raise out_of_memory_error(cfg.batch_size, s.epoch + 1,
-                                                  s.step_in_epoch + 1) from None
-        finally:
-            if old_handler is not None:
-                signal.signal(signal.SIGINT, old_handler)
-        if interrupted["flag"]:
-            self.save("last.pt")
-            raise Interrupted(f"interrupted at epoch {s.epoch + 1}, step {s.step_in_epoch}; "
-                              f"checkpoint saved. Resume with: cnnlab train --out {self.run_dir}"
-                              " --resume")
-        return s
-
+    # ---- failures ------------------------------------------------------------------------
     def _diverged(self, what: str, step: int) -> TrainingError:
         """The one-line NaN/inf stop: where it happened, what is kept, what to try."""
-        s, last = self.state, self.run_dir / "last.pt"
-        kept = f"the last good checkpoint {last} (epoch {s.epoch}) is kept" if last.is_file() \
-            else "no checkpoint was saved yet"
+        s = self.state
+        last = self.run_dir / "last.pt" if self.run_dir is not None else None
+        kept = f"the last good checkpoint {last} (epoch {s.epoch}) is kept" \
+            if last is not None and last.is_file() else "no checkpoint was saved yet"
         clip = "" if self.cfg.clip_grad else " or --clip-grad 1.0"
         return TrainingError(f"{what} at epoch {s.epoch + 1}, step {step} (global step "
                              f"{s.global_step + 1}); {kept}. Try a lower learning rate than "
                              f"--lr {self.cfg.resolved_lr():g}, e.g. "
                              f"--lr {self.cfg.resolved_lr() / 10:g}{clip}")
 
-    def _order(self, n: int, epoch: int) -> torch.Tensor:
-        if self.cfg.sampler == "balanced":
-            lab = self.splits.train.labels
-            counts = torch.bincount(lab, minlength=self.splits.train.num_classes).float()
-            w = (1.0 / counts.clamp_min(1))[lab]
-            g = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + epoch)
-            return torch.multinomial(w, n, replacement=True, generator=g)
-        return epoch_order(n, self.cfg.seed, epoch)
-
-    def _run_epoch(self, images: torch.Tensor, labels: torch.Tensor, progress: TrainProgress,
-                   interrupted: dict) -> None:
-        cfg, s = self.cfg, self.state
-        order = self._order(images.shape[0], s.epoch)
-        slices = batch_slices(images.shape[0], cfg.batch_size)
-        if s.step_in_epoch == 0:
-            # Other ranks draw other augmentations/dropout masks; rank 0 matches a single process.
-            torch.manual_seed(_epoch_seed(cfg, s.epoch) + 1_000_003 * distributed.rank())
-            s.running = {"loss": 0.0, "correct": 0, "n": 0}
-        elif getattr(self, "_resume_rng", None) is not None:
-            torch.set_rng_state(self._resume_rng)
-        self._resume_rng = None
-        total_steps = cfg.epochs * len(slices)
-        progress.start_epoch(s.epoch, s.step_in_epoch)
-        t0 = time.perf_counter()
-        self.model.train()
-        if self.frozen is not None:
-            self.frozen.after_train()  # frozen layers stay in eval mode (fixed BN statistics)
-        world = distributed.world_size()
-        for i in range(s.step_in_epoch, len(slices)):
-            if interrupted["flag"]:
-                break
-            global_idx = order[slices[i]]
-            idx = distributed.local_share(global_idx)
-            x = to_float(images[idx], self.device, self.channels_last) if self.features is None \
-                else images[idx].to(self.device)
-            y = labels[idx].to(self.device, non_blocking=True)
-            if self.augment is not None:
-                x = self.augment(x)
-            self._set_lr(s.global_step, total_steps)
-            with self.autocast():
-                logits = self.train_model(x)
-                if world == 1:
-                    loss = F.cross_entropy(logits.float(), y, weight=self.class_weight)
-                else:
-                    loss = self._shared_loss(logits, y, labels[global_idx], world)
-            if not torch.isfinite(loss):
-                raise self._diverged(f"loss became {loss.item()}", i + 1)
-            self.optimizer.zero_grad(set_to_none=True)
-            self._backward_step(loss)
-            with torch.no_grad():
-                s.running["loss"] += float(loss) * global_idx.shape[0] / world
-                s.running["correct"] += int((logits.argmax(1) == y).sum())
-                s.running["n"] += int(y.shape[0])
-            s.step_in_epoch = i + 1
-            s.global_step += 1
-            if cfg.log_every and s.global_step % cfg.log_every == 0:
-                self._log_step()
-            progress.step(s.running)
-        s.elapsed += time.perf_counter() - t0
+    @contextlib.contextmanager
+    def _out_of_memory_as_error(self):  # noqa: ANN202
+        try:
+            yield
+        except (MemoryError, RuntimeError) as exc:  # torch.OutOfMemoryError too
+            if not is_out_of_memory(exc):
+                raise
+            raise out_of_memory_error(self.cfg.batch_size, self.state.epoch + 1,
+                                      self.state.step_in_epoch + 1) from None
 
     def _shared_loss(self, logits: torch.Tensor, y: torch.Tensor, y_global: torch.Tensor,
                      world: int) -> torch.Tensor:
@@ -317,104 +394,6 @@ class Trainer:
         loss_sum = F.cross_entropy(logits.float(), y, weight=w, reduction="sum")
         return loss_sum * (world / max(total, 1e-12))
 
-
-    def _backward_step(self, loss: torch.Tensor) -> None:
-        if self.scaler is not None:
-            self.scaler.scale(loss).backward()
-            self.scaler.unscale_(self.optimizer)
-        else:
-            loss.backward()
-        if self.cfg.clip_grad:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip_grad)
-        if self.scaler is not None:
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-        else:
-            self.optimizer.step()
-
-    def _set_lr(self, step: int, total: int) -> None:
-        if self.cfg.schedule != "cosine":
-            return
-        factor = 0.5 * (1 + math.cos(math.pi * min(step, total) / max(total, 1)))
-        for g in self.optimizer.param_groups:
-            g["lr"] = g["initial_lr"] * factor
-
-    def _log_step(self) -> None:
-        if not distributed.is_main():
-            return
-        s = self.state
-        r = s.running
-        row = {"step": s.global_step, "epoch": s.epoch + 1,
-               "train_loss": r["loss"] / max(r["n"], 1), "train_acc": r["correct"] / max(r["n"], 1)}
-        path = self.run_dir / "steps.csv"
-        new = not path.exists()
-        with open(path, "a") as fh:
-            if new:
-                fh.write(",".join(row) + "\n")
-            fh.write(",".join(f"{v:.6g}" if isinstance(v, float) else str(v)
-                              for v in row.values()) + "\n")
-
-    def evaluate_split(self, name: str) -> tuple[np.ndarray, float | None]:
-        """(probabilities, loss) of the current model on a split."""
-        data = self.splits.get(name)
-        if self.features is not None and self.features.get(name) is not None:
-            return evaluate_logits(self.features.logits(name), data.labels, None)
-        logits = predict_logits(self.model, data.images, max(256, self.cfg.batch_size),
-                                self.device, self.channels_last, self.autocast)
-        return evaluate_logits(logits, data.labels, None)
-
-    def _end_epoch(self, progress: TrainProgress) -> None:
-        cfg, s = self.cfg, self.state
-        r = s.running
-        if distributed.is_distributed():
-            loss, correct, n = distributed.all_reduce_sum([r["loss"], r["correct"], r["n"]])
-            r = {"loss": loss, "correct": int(round(correct)), "n": int(round(n))}
-        row = {"epoch": s.epoch + 1, "step": s.global_step,
-               "lr": self.optimizer.param_groups[0]["lr"],
-               "train_loss": r["loss"] / max(r["n"], 1), "train_acc": r["correct"] / max(r["n"], 1),
-               "val_loss": None, "val_acc": None, "time_s": round(s.elapsed, 3)}
-        val = self.splits.val
-        if val is not None and len(val) and distributed.is_distributed():
-            row["val_loss"], row["val_acc"] = self._sharded_val()
-        elif val is not None and len(val):
-            probs, loss = self.evaluate_split("val")
-            row["val_loss"] = loss
-            row["val_acc"] = float((probs.argmax(1) == val.labels.numpy()).mean())
-        if (row["val_loss"] is not None and not math.isfinite(row["val_loss"])) or \
-                not all(bool(torch.isfinite(p).all()) for p in self.model.parameters()):
-            # Never save diverged weights over the last good checkpoint.
-            raise self._diverged(f"the weights became NaN/inf (val loss {row['val_loss']})",
-                                 s.step_in_epoch)
-        s.history.append(row)
-        s.epoch += 1
-        s.step_in_epoch = 0
-        monitor = row["val_loss"] if row["val_loss"] is not None else row["train_loss"]
-        improved = monitor < s.best_val_loss - 1e-12
-        if improved:
-            s.best_val_loss, s.best_epoch, s.bad_epochs = monitor, s.epoch, 0
-        else:
-            s.bad_epochs += 1
-        if cfg.patience is not None and s.bad_epochs >= cfg.patience:
-            s.stopped_early = True
-        # best.pt first: if we die between the two writes, resume still finds a consistent pair.
-        if improved:
-            self.save("best.pt")
-        self.save("last.pt")
-        if distributed.is_main():
-            rundir.write_csv(self.run_dir / "metrics.csv", s.history)
-            self._live_plot()
-        progress.end_epoch(row, improved, s.stopped_early)
-
-    def _live_plot(self) -> None:
-        # A curve a person can watch during long runs (EECS 553's live plot); skipped when
-        # epochs are so short that drawing would cost more than training.
-        if self.state.history[-1]["time_s"] / max(self.state.epoch, 1) < 2.0:
-            return
-        from cnnlab.report.plots import plot_curves
-
-        plot_curves(self.state.history, self.run_dir / "plots" / "curves.png",
-                    f"{self.cfg.model} on {self.splits.source or 'data'} (live)")
-
     def _sharded_val(self) -> tuple[float | None, float]:
         # Each rank scores a contiguous slice (a view: no copy of a memory-mapped set); the sums
         # are all-reduced, so every rank gets the same numbers and early-stops together.
@@ -425,7 +404,7 @@ class Trainer:
         if len(mine):
             sl = slice(int(mine[0]), int(mine[-1]) + 1)
             logits = predict_logits(self.model, val.images[sl], max(256, self.cfg.batch_size),
-                                    self.device, self.channels_last, self.autocast)
+                                    self.device, self.channels_last, self.eval_autocast)
             labels = val.labels[sl]
             mask = labels >= 0
             if mask.any():
@@ -434,3 +413,26 @@ class Trainer:
         loss_sum, n_labeled, correct = distributed.all_reduce_sum(
             [loss_sum, float(mask.sum()), correct])
         return (loss_sum / n_labeled if n_labeled else None), correct / len(val)
+
+
+@contextlib.contextmanager
+def _sigint_flag():  # noqa: ANN202
+    """Ctrl-C sets a flag the loop checks between steps (so a checkpoint can be saved)."""
+    flag = {"set": False}
+
+    def on_sigint(signum, frame):  # noqa: ANN001, ARG001
+        flag["set"] = True
+
+    old = None
+    try:
+        # Under torchrun ranks would stop at different steps and deadlock: there Ctrl-C
+        # simply ends the processes and --resume restarts from the last epoch's last.pt.
+        if not distributed.is_distributed():
+            old = signal.signal(signal.SIGINT, on_sigint)
+    except ValueError:  # not in the main thread (e.g. a notebook worker)
+        old = None
+    try:
+        yield lambda: flag["set"]
+    finally:
+        if old is not None:
+            signal.signal(signal.SIGINT, old)

@@ -1,0 +1,101 @@
+"""Command-line options derived from the settings model (train/settings.py).
+
+`@with_settings("data", "model", ...)` adds one option per setting of those groups to a typer
+command, grouped in --help by setting group, and hands the command a dict of only the options
+the user gave (`settings=`). Defaults, help and allowed values come from SETTINGS, so every
+command offers the same options with the same defaults.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from cnnlab.train.settings import SETTINGS, Setting, in_groups
+
+PANELS = {"data": "Data", "model": "Model", "optimization": "Optimization",
+          "augmentation": "Augmentation", "hardware": "Hardware", "output": "Output"}
+
+
+def _default_text(s: Setting, mode: str) -> str:
+    if mode == "saved":
+        return "[default: the run's own]"
+    if s.default is None or s.default == {}:
+        return ""
+    if s.kind is bool:
+        return f"[default: {'on' if s.default else 'off'}]"
+    return f"[default: {s.default}]"
+
+
+def _param(s: Setting, mode: str) -> inspect.Parameter:
+    """One typer option for a setting; its default is None so only given values arrive."""
+    names = [s.flag, *s.aliases] + ([s.short] if s.short else [])
+    metavar = s.metavar or ("|".join(map(str, s.choices)) if s.choices else None)
+    grid = mode == "grid" and _gridable(s)
+    help_text = " ".join(t for t in (s.help, "Comma-separated values are swept." if grid else "",
+                                     _default_text(s, mode)) if t)
+    kw: dict[str, Any] = {"help": help_text, "show_default": False,
+                          "rich_help_panel": PANELS[s.group]}
+    if s.kind is bool:
+        names = [f"{s.flag}/--no-{s.flag[2:]}"]
+        annotation: Any = bool | None
+    elif s.kind is dict:
+        annotation = list[str] | None
+        kw["metavar"] = metavar
+    else:
+        annotation = str | None if grid or s.kind in (str, list) else \
+            (int | None if s.kind is int else float | None)
+        if metavar:
+            kw["metavar"] = metavar
+    return inspect.Parameter(s.name, inspect.Parameter.KEYWORD_ONLY,
+                             default=typer.Option(None, *names, **kw), annotation=annotation)
+
+
+def _gridable(s: Setting) -> bool:
+    """Settings whose comma-separated CLI values make a sweep axis."""
+    return s.kind in (int, float, bool) or s.choices is not None or s.name == "model"
+
+
+def with_settings(*groups: str, mode: str = "single", skip: tuple[str, ...] = ()
+                  ) -> Callable[[Callable], Callable]:
+    """Decorator: the command gets every setting of `groups` as an option.
+
+    mode "single": one value each; "grid": scalar settings accept V1,V2,... (sweeps);
+    "saved": defaults come from the trained run (evaluate, predict, explain).
+    """
+    chosen = [s for s in in_groups(*groups) if s.cli and s.name not in skip]
+
+    def deco(fn: Callable) -> Callable:
+        sig = inspect.signature(fn, eval_str=True)
+        own = [p for p in sig.parameters.values() if p.name != "settings"]
+        taken = {p.name for p in own}
+        extra = [_param(s, mode) for s in chosen if s.name not in taken]
+
+        @functools.wraps(fn)
+        def wrapper(**kwargs: Any) -> Any:
+            given = {}
+            for s in extra:
+                v = kwargs.pop(s.name, None)
+                if v is None or v == [] or v == ():
+                    continue
+                given[s.name] = list(v) if isinstance(v, (list, tuple)) else v
+            return fn(**kwargs, settings=given)
+
+        wrapper.__signature__ = sig.replace(parameters=own + extra)  # type: ignore[attr-defined]
+        wrapper.__annotations__ = {p.name: p.annotation for p in own + extra}
+        return wrapper
+
+    return deco
+
+
+def path_or_none(p: Path | None) -> str | None:
+    """A CLI path as the string the settings keep."""
+    return None if p is None else str(p)
+
+
+__all__ = ["PANELS", "SETTINGS", "path_or_none", "with_settings"]

@@ -1,0 +1,139 @@
+"""Generic file I/O: every file cnnlab writes goes through here, atomically.
+
+A write goes to a temp file beside the target, is fsynced and renamed over it; a failure (full
+disk, Ctrl-C) removes the temp file and leaves the target as it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import errno
+import io
+import json
+import os
+import re
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import yaml
+
+TEMP_SUFFIX = ".tmp"
+
+
+def write_error_reason(exc: OSError) -> str:
+    """A short, plain reason for a failed write (disk full, file size limit, quota, ...)."""
+    reasons = {errno.ENOSPC: "No space left on device (the disk is full)",
+               errno.EFBIG: "File too large (the file size limit is reached)",
+               errno.EDQUOT: "Disk quota exceeded",
+               errno.EROFS: "Read-only file system",
+               errno.EACCES: "Permission denied", errno.EPERM: "Permission denied"}
+    return reasons.get(exc.errno or 0, exc.strerror or str(exc) or type(exc).__name__)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path, suffix: str = TEMP_SUFFIX) -> Iterator[Path]:
+    """A temp path beside `path` for writers that want a file name (savefig, onnx, np.save);
+    renamed over `path` when the block ends without error, removed otherwise."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except OSError as exc:
+        _unlink(tmp)
+        if exc.filename == tmp:  # name the file the user asked for, not our temp file
+            exc.filename = str(path)
+        raise
+    except BaseException:
+        _unlink(tmp)
+        raise
+
+
+def _unlink(p: str) -> None:
+    try:
+        os.unlink(p)
+    except OSError:
+        pass
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write bytes atomically (temp file, fsync, rename)."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def write_text(path: str | Path, text: str) -> None:
+    """Write a UTF-8 text file atomically (undecodable file names are written escaped)."""
+    atomic_write_bytes(path, text.encode("utf-8", errors="backslashreplace"))
+
+
+def write_yaml(path: str | Path, data: dict) -> None:
+    """Write YAML atomically."""
+    write_text(path, yaml.safe_dump(data, sort_keys=False))
+
+
+def write_json(path: str | Path, data: object) -> None:
+    """Write JSON atomically."""
+    write_text(path, json.dumps(data, indent=2) + "\n")
+
+
+def write_csv(path: str | Path, rows: Sequence[dict], fieldnames: Sequence[str] | None = None
+              ) -> None:
+    """Write rows (dicts) as CSV atomically; columns in first-seen order unless given."""
+    buf = io.StringIO()
+    keys: list[str] = list(fieldnames or [])
+    if not fieldnames:
+        for r in rows:
+            keys += [k for k in r if k not in keys]
+    if keys:
+        w = csv.DictWriter(buf, fieldnames=keys, lineterminator="\n", extrasaction="ignore")
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: _fmt(r.get(k)) for k in keys})
+    write_text(path, buf.getvalue())
+
+
+def _fmt(v: object) -> object:
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    return "" if v is None else v
+
+
+def read_csv(path: str | Path) -> list[dict]:
+    """Rows of a CSV written by write_csv, numbers parsed back."""
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    out = []
+    for r in rows:
+        d = {}
+        for k, v in r.items():
+            try:
+                d[k] = int(v) if re.fullmatch(r"-?\d+", v or "") else float(v) if v else None
+            except ValueError:
+                d[k] = v
+        out.append(d)
+    return out
+
+
+def read_yaml(path: str | Path) -> dict:
+    """A YAML mapping (empty when the file is empty)."""
+    return yaml.safe_load(Path(path).read_text()) or {}
+
+
+def remove_stale_temps(folder: str | Path) -> int:
+    """Delete temp files a killed process left behind (`.NAME.XXXX.tmp`); returns the count."""
+    folder, removed = Path(folder), 0
+    for p in list(folder.glob(f".*{TEMP_SUFFIX}")) + list(folder.glob(f"plots/.*{TEMP_SUFFIX}")):
+        try:
+            p.unlink()
+            removed += 1
+        except OSError:
+            pass
+    return removed

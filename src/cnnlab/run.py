@@ -1,0 +1,364 @@
+"""One training run end to end: data, run folder, fit, final metrics, plots, predictions, report."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cnnlab import io
+from cnnlab.console import console
+from cnnlab.data.imageset import DataSplits
+from cnnlab.data.load import LoadOptions, load_data
+from cnnlab.device import resolve_device
+from cnnlab.errors import CnnlabError
+from cnnlab.evaluate.metrics import baselines, compute_metrics
+from cnnlab.evaluate.predictor import Predictor, write_predictions
+from cnnlab.models.inference import evaluate_logits
+from cnnlab.train import distributed, rundir, settings
+from cnnlab.train.callbacks import Callback
+from cnnlab.train.settings import TrainConfig
+from cnnlab.train.setup import model_image_size
+from cnnlab.train.trainer import Trainer
+
+
+@dataclass
+class RunResult:
+    """What a finished run produced."""
+
+    run_dir: Path
+    config: TrainConfig
+    metrics: dict
+    history: list[dict]
+    best_epoch: int
+    stopped_early: bool
+    train_seconds: float
+    resolved: dict = field(default_factory=dict)
+
+    def load(self, which: str = "best") -> Predictor:
+        """The trained model (best.pt by default)."""
+        return Predictor.load(self.run_dir / f"{which}.pt")
+
+    @property
+    def model(self) -> Predictor:
+        """The best model of the run."""
+        return self.load("best")
+
+
+def load_options(cfg: TrainConfig) -> LoadOptions:
+    """Data options of a run; the model decides the default decode size of image files."""
+    opts = settings.data_options(cfg.to_dict())
+    opts.default_image_size = model_image_size(cfg) or 64
+    return opts
+
+
+def data_progress(verbose: bool):  # noqa: ANN201
+    """A progress factory for long data reads (decode of image files)."""
+    if not verbose:
+        return None
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    def factory(label: str, total: int):  # noqa: ANN202
+        if total < 200 or not console.is_terminal:
+            return lambda n: None
+        bar = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                       console=console, transient=True)
+        bar.start()
+        task = bar.add_task(label, total=total)
+        done = {"n": 0}
+
+        def tick(n: int) -> None:
+            done["n"] += n
+            bar.update(task, advance=n)
+            if done["n"] >= total:
+                bar.stop()
+        return tick
+    return factory
+
+
+def resolve_data(cfg: TrainConfig) -> None:
+    """Make cfg.data absolute so the saved settings mean the same from any working folder."""
+    if cfg.data is not None:
+        cfg.data = str(Path(cfg.data).expanduser().resolve())
+
+
+def load_splits(cfg: TrainConfig, verbose: bool = True) -> DataSplits:
+    """Read and split the configured data (the decode cache makes a second read instant)."""
+    resolve_data(cfg)
+    return load_data(cfg.data, load_options(cfg), data_progress(verbose))
+
+
+def train(given: Mapping[str, Any] | None = None, *, resume: bool = False,
+          resume_from: str | Path | None = None, force: bool = False,
+          splits: DataSplits | None = None, verbose: bool = True,
+          callbacks: list[Callback] | None = None) -> RunResult:
+    """Validate the given settings, then train: what `cnnlab train`, `cnnlab.train` and the
+    estimator all call. `given` holds only what the user set; the rest are the defaults (or,
+    when resuming, the run's saved settings)."""
+    given = dict(given or {})
+    if given.get("data") is not None:
+        given["data"] = str(given["data"])
+    if resume or resume_from:
+        cfg, changes = resume_settings(given, resume_from)
+    else:
+        cfg, changes = settings.resolve(given), {}
+    return run_training(cfg, resume=resume_from or resume, force=force, splits=splits,
+                        verbose=verbose, callbacks=callbacks, changes=changes)
+
+
+def run_training(cfg: TrainConfig, resume: bool | str | Path = False, force: bool = False,
+                 splits: DataSplits | None = None, verbose: bool = True,
+                 callbacks: list[Callback] | None = None, changes: dict | None = None
+                 ) -> RunResult:
+    """Train a validated config and write the complete run folder.
+
+    `resume` is True (the run's last.pt) or a checkpoint path. Under torchrun every rank runs
+    this; rank 0 alone picks the folder, writes and prints.
+    """
+    distributed.init_from_env(resolve_device(cfg.device))  # no-op unless started by torchrun
+    verbose = verbose and distributed.is_main()
+    t_load = time.perf_counter()
+    if splits is None:
+        with distributed.local_main_first():  # one decode per machine fills the cache
+            splits = load_splits(cfg, verbose)
+    load_s = time.perf_counter() - t_load
+    base = cfg.name or f"{splits.source or 'data'}-{cfg.model}"
+    ckpt = None
+    if resume and cfg.out is not None:
+        ckpt = Path(cfg.out) / "last.pt" if resume is True else Path(resume)
+    resuming = ckpt is not None and ckpt.is_file()
+
+    def make_run_dir() -> tuple[Path, bool]:
+        if resume and cfg.out is not None:  # the folder being resumed (or restarted)
+            run_dir = Path(cfg.out)
+            rundir.remove_stale_temps(run_dir)
+            return run_dir, False
+        run_dir = rundir.choose_run_dir(cfg.out, cfg.runs_dir, base, False, force)
+        new = not run_dir.exists()
+        run_dir.mkdir(parents=True, exist_ok=True)
+        return run_dir, new
+
+    run_dir, created = distributed.on_main(make_run_dir)  # chosen once, by rank 0
+    cfg.out = str(run_dir)
+    if verbose:
+        sizes = ", ".join(f"{n} {len(s)}" for n, s in splits.items())
+        c, (h, w) = splits.train.channels, splits.train.image_size
+        console.print(f"[bold]cnnlab[/] {'resuming' if resuming else 'training'} [cyan]"
+                      f"{cfg.model}[/] on {splits.source or 'data'} ({sizes}; {c}x{h}x{w}, "
+                      f"{splits.train.num_classes} classes; loaded in {load_s:.1f}s) -> {run_dir}")
+    try:
+        trainer = Trainer(cfg, splits, run_dir, resume=ckpt if resuming else False,
+                          verbose=verbose, callbacks=[LivePlot(), *(callbacks or [])])
+    except BaseException:
+        if created and distributed.is_main():  # nothing of this run exists yet: leave no trace
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+    if distributed.is_main():
+        write_config(run_dir, cfg, trainer, resuming, changes or {})
+    if verbose:
+        for note in trainer.notes:  # transfer learning: what was loaded, re-initialised, frozen
+            console.print(f"  [dim]{note}[/]", highlight=False)
+    state = trainer.fit()
+    metrics = finalize(trainer, verbose) if distributed.is_main() else {}
+    distributed.barrier()  # every rank returns once the run folder is complete
+    return RunResult(run_dir, cfg, metrics, state.history, state.best_epoch, state.stopped_early,
+                     state.elapsed, dict(trainer.resolved))
+
+
+def write_config(run_dir: Path, cfg: TrainConfig, trainer: Trainer, resuming: bool,
+                 changes: dict) -> None:
+    """config.yaml: the settings as first asked, what they resolved to, and every resume with
+    the settings it changed (never overwriting what ran)."""
+    path = run_dir / "config.yaml"
+    if resuming and path.is_file():
+        doc = io.read_yaml(path)
+        doc.setdefault("resumed", []).append({
+            "at_epoch": trainer.state.epoch, "at_step": trainer.state.global_step,
+            "changed": {k: list(v) for k, v in changes.items()},
+            "resolved": dict(trainer.resolved)})
+    else:
+        doc = {**cfg.to_dict(), "resolved": dict(trainer.resolved)}
+    io.write_yaml(path, doc)
+
+
+def saved_settings(run_dir: Path) -> TrainConfig:
+    """The settings a run is using now: config.yaml as first asked plus each resume's changes."""
+    doc = io.read_yaml(run_dir / "config.yaml")
+    for entry in doc.get("resumed") or []:
+        for k, (_, new) in (entry.get("changed") or {}).items():
+            doc[k] = new
+    cfg = TrainConfig.from_dict(doc)
+    cfg.out = str(run_dir)  # the folder being resumed, even if it was moved or copied
+    return cfg
+
+
+def resume_settings(given: dict, resume_from: str | Path | None) -> tuple[TrainConfig, dict]:
+    """The saved settings of the run to continue, with the given ones checked against them.
+
+    Settings that may change on resume (epochs, patience, threads, device, ...) are applied
+    and returned as changes {name: (old, new)}; any other one that differs is refused."""
+    if resume_from is not None:
+        ckpt = Path(resume_from).expanduser()
+        if not ckpt.is_file():
+            raise CnnlabError(f"--resume-from {ckpt}: no such checkpoint")
+        run_dir = ckpt.parent
+    elif given.get("out") is not None:
+        run_dir = Path(given["out"]).expanduser()
+    else:
+        run_dir = rundir.choose_run_dir(None, given.get("runs_dir", "runs"),
+                                        given.get("name") or "", True)
+    if not (run_dir / "config.yaml").is_file():
+        raise CnnlabError(f"{run_dir}: nothing to resume (no config.yaml); start a new run")
+    saved = saved_settings(run_dir)
+    checked = settings.check_values({k: v for k, v in given.items() if v is not None})
+    if checked.get("data") is not None:
+        checked["data"] = str(Path(checked["data"]).expanduser().resolve())
+    changes = {}
+    for key, value in checked.items():
+        old = getattr(saved, key, None)
+        if key in ("out", "extra") or _same(old, value):
+            continue
+        if key not in settings.RESUMABLE:
+            flag = "PATH" if key == "data" else settings.SETTINGS[key].flag
+            raise settings.SettingsError(
+                f"--resume: {flag} {value!r} differs from the run's {old!r}; a resumed run keeps "
+                "its settings (only epochs, patience, device, threads and logging may change): "
+                "drop the option or start a new run")
+        changes[key] = (old, value)
+        setattr(saved, key, value)
+    settings.check_combination(saved)
+    if resume_from is None and not (run_dir / "last.pt").is_file() and distributed.is_main():
+        console.print(f"[yellow]{run_dir}: no checkpoint was saved before it stopped; starting "
+                      "it again from epoch 1 with its saved settings[/]")
+    return saved, changes
+
+
+def _same(a: object, b: object) -> bool:
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
+        return float(a) == float(b)
+    return a == b
+
+
+class LivePlot(Callback):
+    """A curve a person can watch during long runs (EECS 553's live plot), redrawn at most every
+    10 s; skipped when epochs are so short that drawing would cost more than training."""
+
+    def __init__(self) -> None:
+        self._last = -1e9
+
+    def on_epoch_end(self, trainer: Trainer, row: dict) -> None:
+        """Redraw plots/curves.png."""
+        s = trainer.state
+        if not distributed.is_main() or s.history[-1]["time_s"] / max(s.epoch, 1) < 2.0:
+            return
+        if time.perf_counter() - self._last < 10.0 and s.epoch < trainer.cfg.epochs:
+            return
+        from cnnlab.report.plots import plot_curves
+
+        plot_curves(s.history, trainer.run_dir / "plots" / "curves.png",
+                    f"{trainer.cfg.model} on {trainer.splits.source or 'data'} (live)")
+        self._last = time.perf_counter()
+
+
+def finalize(trainer: Trainer, verbose: bool = True) -> dict:
+    """Evaluate the best checkpoint on every split; write metrics.json, plots, predictions."""
+    from cnnlab.report.plots import plot_confusion, plot_curves
+
+    run_dir, splits, cfg = trainer.run_dir, trainer.splits, trainer.cfg
+    # "auto" picks bf16 for training speed; the final figures are measured in float32, as
+    # `cnnlab evaluate` measures them, so both report the same numbers.
+    best = Predictor.load(run_dir / "best.pt", device=str(trainer.device),
+                          precision=trainer.eval_precision)
+    # Every split is scored once; predictions.csv and the report reuse these probabilities.
+    # A frozen backbone's features are cached: the best head scores them (no second pass).
+    probs = score_splits(trainer, best)
+    metrics: dict = {}
+    for name, data in splits.items():
+        if name in probs and (data.labels >= 0).any():
+            p, loss = probs[name]
+            metrics[name] = compute_metrics(data.labels.numpy(), p, list(data.classes), loss,
+                                            cfg.positive_class or None)
+    test_or_val = splits.test if splits.test is not None else splits.val
+    if test_or_val is not None:
+        metrics["baselines"] = baselines(splits.train.labels.numpy(),
+                                         test_or_val.labels.numpy(), len(splits.classes))
+    metrics["best_epoch"] = trainer.state.best_epoch
+    metrics["epochs_run"] = trainer.state.epoch
+    metrics["stopped_early"] = trainer.state.stopped_early
+    # The frozen-backbone feature pass is part of training time; both parts are kept.
+    feature_s = trainer.resolved.get("feature_cache_seconds", 0.0)
+    metrics["train_seconds"] = round(trainer.state.elapsed + feature_s, 3)
+    metrics["loop_seconds"] = round(trainer.state.elapsed, 3)
+    metrics["feature_seconds"] = feature_s
+    metrics["resolved"] = dict(trainer.resolved)
+    metrics["skipped_bad_images"] = int(splits.train.meta.get("skipped_bad_images", 0))
+    if trainer.notes:
+        metrics["notes"] = list(trainer.notes)
+    if getattr(trainer, "transfer_info", None):
+        metrics["transfer"] = trainer.transfer_info
+    io.write_json(run_dir / "metrics.json", metrics)
+    # extra["plots"] = False: the scikit-learn estimator fits many tiny models; figures would
+    # cost more than the training itself.
+    if cfg.extra.get("plots", True):
+        plot_curves(trainer.state.history, run_dir / "plots" / "curves.png",
+                    f"{cfg.model} on {splits.source or 'data'}")
+        final_split = "test" if "test" in metrics else "val" if "val" in metrics else "train"
+        plot_confusion(metrics[final_split]["confusion_matrix"], splits.classes,
+                       run_dir / "plots" / "confusion_matrix.png",
+                       f"Confusion matrix ({final_split})")
+    if test_or_val is not None:
+        tv_name = "test" if splits.test is not None else "val"
+        write_predictions(run_dir / "predictions.csv", test_or_val.ids, probs[tv_name][0],
+                          splits.classes)
+    if cfg.report:
+        from cnnlab.report.html import build_report
+
+        build_report(run_dir, splits=splits, predictor=best,
+                     probs={n: p for n, (p, _) in probs.items()})
+    if verbose:
+        summary = "  ".join(f"{n} acc {m['accuracy']:.4f}" for n, m in metrics.items()
+                            if isinstance(m, dict) and m.get("accuracy") is not None)
+        console.print(f"[bold green]done[/] best epoch {trainer.state.best_epoch}: {summary}")
+        console.print(f"run folder: {run_dir}")
+        if cfg.report:
+            console.print(f"report: {run_dir / 'report.html'}")
+    return metrics
+
+
+def score_splits(trainer: Trainer, best: Predictor) -> dict[str, tuple[np.ndarray, float | None]]:
+    """(probabilities, loss) of the best checkpoint on every non-empty split."""
+    if trainer.features is not None:
+        trainer.model.load_state_dict(best.module.state_dict())
+    out = {}
+    for name, data in trainer.splits.items():
+        if not len(data):
+            continue
+        cached = trainer.features is not None and trainer.features.get(name) is not None
+        logits = trainer.features.logits(name) if cached else best.logits(data.images)
+        out[name] = evaluate_logits(logits, data.labels)
+    return out
+
+
+def read_run(run_dir: str | Path) -> dict:
+    """config, metrics and history of a finished run folder."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").is_file():
+        raise CnnlabError(f"{run_dir}: not a cnnlab run folder (no config.yaml)")
+    out = {"config": io.read_yaml(run_dir / "config.yaml")}
+    if (run_dir / "metrics.json").is_file():
+        out["metrics"] = json.loads((run_dir / "metrics.json").read_text())
+    if (run_dir / "metrics.csv").is_file():
+        out["history"] = io.read_csv(run_dir / "metrics.csv")
+    return out

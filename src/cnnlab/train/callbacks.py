@@ -1,0 +1,155 @@
+"""Training events and the callbacks that act on them.
+
+The loop (train/trainer.py) only trains and validates; everything else happens in a callback
+listening to one of five named events:
+
+    on_fit_start(trainer)            once, before the first step (also when resuming)
+    on_epoch_start(trainer)          before each epoch's first step (or the resumed step)
+    on_step_end(trainer, loss)       after each optimization step (loss: that batch's mean loss)
+    on_epoch_end(trainer, row)       after validation; `row` is the epoch's metrics.csv row
+    on_fit_end(trainer)              once, after the last epoch (not after an interruption)
+
+Callbacks run in list order. New behaviour (weight averaging, loggers, schedules) is a new
+callback, not an edit of the loop.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from cnnlab import io
+from cnnlab.train import distributed
+from cnnlab.train.progress import TrainProgress
+
+if TYPE_CHECKING:
+    from cnnlab.train.trainer import Trainer
+
+
+class Callback:
+    """Base class: override the events you need."""
+
+    def on_fit_start(self, trainer: Trainer) -> None:
+        """Before the first step."""
+
+    def on_epoch_start(self, trainer: Trainer) -> None:
+        """Before each epoch."""
+
+    def on_step_end(self, trainer: Trainer, loss: float) -> None:
+        """After each optimization step."""
+
+    def on_epoch_end(self, trainer: Trainer, row: dict) -> None:
+        """After each epoch's validation."""
+
+    def on_fit_end(self, trainer: Trainer) -> None:
+        """After the last epoch."""
+
+
+class FrozenLayersEval(Callback):
+    """Frozen layers stay in eval mode while the rest trains (fixed BatchNorm statistics)."""
+
+    def on_epoch_start(self, trainer: Trainer) -> None:
+        """Put frozen parts back into eval mode after model.train()."""
+        if trainer.frozen is not None:
+            trainer.frozen.after_train()
+
+
+class EarlyStopping(Callback):
+    """Tracks the best epoch (lowest validation loss, else train loss) and stops on patience."""
+
+    def on_epoch_end(self, trainer: Trainer, row: dict) -> None:
+        """Update best epoch, bad epochs and the stop flag."""
+        s, patience = trainer.state, trainer.cfg.patience
+        monitor = row["val_loss"] if row["val_loss"] is not None else row["train_loss"]
+        s.improved = monitor < s.best_val_loss - 1e-12
+        if s.improved:
+            s.best_val_loss, s.best_epoch, s.bad_epochs = monitor, s.epoch, 0
+        else:
+            s.bad_epochs += 1
+        if patience is not None and s.bad_epochs >= patience:
+            s.stopped_early = True
+
+
+class Checkpointer(Callback):
+    """best.pt when the epoch improved, then last.pt (with the full training state)."""
+
+    def on_epoch_end(self, trainer: Trainer, row: dict) -> None:
+        """Save after every epoch; best.pt first so a crash between the two stays consistent."""
+        if trainer.state.improved:
+            trainer.save("best.pt")
+        trainer.save("last.pt")
+
+
+class CsvLogger(Callback):
+    """metrics.csv (one row per epoch) and, with --log-every N, steps.csv (every N steps)."""
+
+    def __init__(self, every: int = 0) -> None:
+        self.every = every
+
+    def on_step_end(self, trainer: Trainer, loss: float) -> None:
+        """Append a steps.csv row every `every` steps."""
+        s = trainer.state
+        if not self.every or s.global_step % self.every or not distributed.is_main():
+            return
+        r = s.running
+        row = {"step": s.global_step, "epoch": s.epoch + 1, "lr": trainer.current_lr(),
+               "loss": loss, "train_loss": r["loss"] / max(r["n"], 1),
+               "train_acc": r["correct"] / max(r["n"], 1)}
+        path = trainer.run_dir / "steps.csv"
+        new = not path.exists()
+        with open(path, "a") as fh:  # append-only log: a torn last line loses one step
+            if new:
+                fh.write(",".join(row) + "\n")
+            fh.write(",".join(f"{v:.6g}" if isinstance(v, float) else str(v)
+                              for v in row.values()) + "\n")
+
+    def on_epoch_end(self, trainer: Trainer, row: dict) -> None:
+        """Rewrite metrics.csv with the whole history (atomically)."""
+        if distributed.is_main():
+            io.write_csv(trainer.run_dir / "metrics.csv", trainer.state.history)
+
+
+class ProgressBar(Callback):
+    """A rich bar per epoch with running loss/accuracy and one summary line per epoch."""
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self.bar: TrainProgress | None = None
+
+    def on_fit_start(self, trainer: Trainer) -> None:
+        """Open the bar."""
+        self.bar = TrainProgress(trainer.cfg.epochs, trainer.steps_per_epoch,
+                                 len(trainer.splits.train), enabled=self.enabled)
+        self.bar.__enter__()
+        self._t0 = time.perf_counter()
+
+    def on_epoch_start(self, trainer: Trainer) -> None:
+        """Start the epoch's bar."""
+        if self.bar:
+            self.bar.start_epoch(trainer.state.epoch, trainer.state.step_in_epoch)
+
+    def on_step_end(self, trainer: Trainer, loss: float) -> None:
+        """Advance."""
+        if self.bar:
+            self.bar.step(trainer.state.running)
+
+    def on_epoch_end(self, trainer: Trainer, row: dict) -> None:
+        """Print the epoch line."""
+        if self.bar:
+            self.bar.end_epoch(row, trainer.state.improved, trainer.state.stopped_early)
+
+    def on_fit_end(self, trainer: Trainer) -> None:
+        """Close the bar."""
+        self.close()
+
+    def close(self) -> None:
+        """Close the bar (also after an error or interruption)."""
+        if self.bar:
+            self.bar.__exit__(None, None, None)
+            self.bar = None
+
+
+def default_callbacks(cfg: object, verbose: bool) -> list[Callback]:
+    """The callbacks every run has, in the order they must run."""
+    return [FrozenLayersEval(), EarlyStopping(), Checkpointer(),
+            CsvLogger(getattr(cfg, "log_every", 0)), ProgressBar(verbose)]

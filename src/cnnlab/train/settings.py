@@ -1,0 +1,372 @@
+"""Every setting of a training run, defined once: name, type, default, allowed values, help, group.
+
+The CLI options of `train` and of every experiment command, the keywords of `cnnlab.train`, the
+parameters of `ImageClassifier` and config.yaml are all derived from SETTINGS, and `resolve`
+validates any mix of them before anything is written. Adding a setting is one `Setting(...)`
+line here plus the code that uses it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass, field, fields, make_dataclass
+from typing import Any
+
+from cnnlab.data.decode import RESIZE_MODES
+from cnnlab.data.load import FORMATS
+from cnnlab.errors import CnnlabError
+from cnnlab.train.optim import OPTIMIZERS, SCHEDULES
+from cnnlab.train.sampling import SAMPLERS
+
+GROUPS = ("data", "model", "optimization", "augmentation", "hardware", "output")
+
+
+class SettingsError(CnnlabError, ValueError):
+    """An invalid setting: one line naming it (exit 2 in the CLI, a ValueError in Python)."""
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One setting and everything the entry points derive from it."""
+
+    name: str
+    default: Any
+    group: str
+    help: str
+    kind: type = str  # int, float, str, bool, list or dict
+    choices: tuple | None = None
+    lo: float | None = None  # smallest allowed value
+    hi: float | None = None  # largest allowed value
+    above: bool = False  # lo itself is not allowed (value must be > lo)
+    nullable: bool = False  # None is a valid value (e.g. "the optimizer's default")
+    metavar: str | None = None
+    parse: Callable[[str], Any] | None = None  # CLI text -> value, for list/dict settings
+    resumable: bool = False  # may change on --resume (recorded in the run's history)
+    affects_result: bool = True  # False: where or how fast a run goes, not what it learns
+    cli: bool = True  # offered as a command-line option
+    short: str | None = None
+    aliases: tuple[str, ...] = ()  # older spellings of the CLI option, still accepted
+
+    @property
+    def flag(self) -> str:
+        """The long CLI option, e.g. --batch-size."""
+        return "--" + self.name.replace("_", "-")
+
+    def check(self, value: Any) -> Any:
+        """The value converted to the setting's type, or a SettingsError naming the setting."""
+        if value is None:
+            if self.nullable or self.default is None:
+                return None
+            raise SettingsError(f"{self.flag}: a value is required")
+        if isinstance(value, str) and self.parse is not None:
+            value = self.parse(value)
+        value = _convert(self, value)
+        if self.choices is not None and value not in self.choices:
+            near = difflib.get_close_matches(str(value), [str(c) for c in self.choices], 1)
+            hint = f" (did you mean {near[0]!r}?)" if near else ""
+            raise SettingsError(f"{self.flag} {value!r}: choose {', '.join(map(str, self.choices))}"
+                                f"{hint}")
+        if self.kind in (int, float):
+            if not math.isfinite(value):
+                raise SettingsError(f"{self.flag} {value}: must be a finite number")
+            if self.lo is not None and (value < self.lo or (self.above and value == self.lo)):
+                op = ">" if self.above else ">="
+                raise SettingsError(f"{self.flag} {value}: must be {op} {self.lo:g}")
+            if self.hi is not None and value > self.hi:
+                raise SettingsError(f"{self.flag} {value}: must be <= {self.hi:g}")
+        return value
+
+
+def _convert(s: Setting, value: Any) -> Any:
+    kind = s.kind
+    try:
+        if kind is bool:
+            if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
+                return value.lower() in ("true", "yes", "1")
+            if not isinstance(value, (bool, int)) or value not in (0, 1):
+                raise TypeError
+            return bool(value)
+        if kind is int:
+            if isinstance(value, bool):
+                raise TypeError
+            if isinstance(value, float) and not value.is_integer():
+                raise TypeError
+            return int(value)
+        if kind is float:
+            if isinstance(value, bool):
+                raise TypeError
+            return float(value)
+        if kind is str:
+            if not isinstance(value, str):
+                raise TypeError
+            return value.strip().lower() if s.choices else value
+        if kind is dict:
+            if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+                return parse_model_args(value)
+            if not isinstance(value, Mapping):
+                raise TypeError
+            return dict(value)
+        if kind is list:
+            if isinstance(value, (str, int, float)):
+                return value  # e.g. class_weights="auto"; checked by its own parser
+            return [float(v) for v in value]
+    except (TypeError, ValueError, OverflowError):
+        pass
+    raise SettingsError(f"{s.flag} {value!r}: expected {_kind_name(kind)}")
+
+
+def _kind_name(kind: type) -> str:
+    return {int: "an integer", float: "a number", bool: "true or false", str: "text",
+            dict: "KEY=VALUE pairs", list: "a list of numbers"}[kind]
+
+
+def parse_model_args(text: str | Iterable[str]) -> dict:
+    """'width=8,depth=2' or ['width=8', 'depth=2'] -> {'width': 8, 'depth': 2}."""
+    items = text.split(",") if isinstance(text, str) else list(text)
+    args = {}
+    for item in items:
+        if not item.strip():
+            continue
+        key, sep, val = item.partition("=")
+        if not sep or not key.strip():
+            raise SettingsError(f"--model-arg {item!r}: expected KEY=VALUE")
+        args[key.strip()] = parse_value(val.strip())
+    return args
+
+
+def parse_value(text: str) -> object:
+    """'3' -> 3, '0.5' -> 0.5, 'true' -> True, 'none' -> None, anything else stays text."""
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return {"true": True, "false": False, "none": None}.get(text.lower(), text)
+
+
+def parse_class_weights(text: str) -> list[float] | str | None:
+    """'auto', 'none', '1,20' or 'dogs=20' (by class name, others 1) as given to the run."""
+    t = text.strip()
+    if t.lower() in ("auto", "none"):
+        return t.lower()
+    if "=" in t:
+        return t  # by class name: resolved against the data's classes when training starts
+    try:
+        return [float(v) for v in t.split(",") if v.strip()]
+    except ValueError:
+        raise SettingsError(f"--class-weights {text!r}: give auto, numbers like 1,20 or "
+                            "CLASS=WEIGHT pairs") from None
+
+
+def _freeze(text: str) -> str:
+    t = str(text).strip().lower()
+    if t in ("none", "all") or t.isdigit():
+        return "none" if t in ("none", "0") else t
+    raise SettingsError(f"--freeze {text!r}: give none, all or a number of layers")
+
+
+S = Setting
+SETTINGS: dict[str, Setting] = {s.name: s for s in [
+    # ---- data: how images are read and split (also used by evaluate, predict, explain, ...)
+    S("format", "auto", "data", "Source format.", choices=FORMATS),
+    S("image_size", None, "data", "Resize images to N x N [default: the data's own size for "
+      "arrays, the model's for files].", int, lo=1, hi=4096, metavar="PIXELS"),
+    S("channels", None, "data", "1 (grey) or 3 (RGB) [default: the data's].", int,
+      choices=(1, 3), metavar="N"),
+    S("resize", "crop", "data", "crop: keep the aspect ratio and centre-crop; stretch: distort.",
+      choices=RESIZE_MODES),
+    S("val_split", 0.2, "data", "Validation fraction when the source has no val split.", float,
+      lo=0.0, hi=0.9, metavar="FRACTION"),
+    S("test_split", 0.2, "data", "Test fraction when the source has no partitions.", float,
+      lo=0.0, hi=0.9, metavar="FRACTION"),
+    S("task", None, "data", "CSV: use the rows of this task.", metavar="NAME"),
+    S("image_dir", None, "data", "CSV: folder the image paths are relative to [default: the "
+      "CSV's folder].", metavar="DIR"),
+    S("path_column", "filename", "data", "CSV column with the image paths.", metavar="NAME"),
+    S("label_column", "semantic_label", "data", "CSV column with class names.", metavar="NAME"),
+    S("numeric_column", "numeric_label", "data", "CSV column with class numbers.",
+      metavar="NAME", aliases=("--numeric-label-column",)),
+    S("partition_column", "partition", "data", "CSV column with train/val/test.",
+      metavar="NAME"),
+    S("task_column", "task", "data", "CSV column naming each row's task.", metavar="NAME"),
+    S("skip_bad", False, "data", "Skip unreadable images instead of stopping.", bool),
+    # ---- model
+    S("model", "cnn", "model", "Architecture (see `cnnlab models`), or package.module:function "
+      "for your own builder.", metavar="NAME", short="-m"),
+    S("model_args", {}, "model", "Model argument KEY=VALUE (repeatable), e.g. width=8.", dict,
+      parse=parse_model_args, metavar="KEY=VALUE", aliases=("--model-arg",)),
+    S("pretrained", False, "model", "Start from the model's ImageNet weights.", bool),
+    S("weights_file", None, "model", "Local file with the pretrained weights.", metavar="FILE"),
+    S("freeze", "none", "model", "Freeze none, all (train the head only) or the first N layer "
+      "groups.", parse=_freeze, metavar="none|all|N"),
+    S("backbone_lr_mult", 0.1, "model", "Learning-rate factor of pretrained/transferred layers.",
+      float, lo=0.0, metavar="FACTOR"),
+    S("init_from", None, "model", "Start from the layers of one of our checkpoints (transfer).",
+      metavar="CKPT"),
+    # ---- optimization
+    S("epochs", 10, "optimization", "Epochs to train.", int, lo=1, metavar="N", resumable=True,
+      short="-e"),
+    S("batch_size", 64, "optimization", "Images per optimization step.", int, lo=1, hi=1 << 20,
+      metavar="N", short="-b"),
+    S("lr", None, "optimization", "Learning rate [default: 0.01 sgd, 0.003 adam/adamw, 0.001 "
+      "rmsprop].", float, lo=0.0, above=True, nullable=True, metavar="RATE"),
+    S("optimizer", "adamw", "optimization", "Optimizer.", choices=tuple(OPTIMIZERS)),
+    S("momentum", 0.9, "optimization", "SGD momentum.", float, lo=0.0, hi=1.0, metavar="M"),
+    S("weight_decay", 0.0, "optimization", "Weight decay (not on biases and norms).", float,
+      lo=0.0, metavar="W"),
+    S("schedule", "cosine", "optimization", "Learning-rate schedule, stepped every batch.",
+      choices=tuple(SCHEDULES)),
+    S("patience", None, "optimization", "Stop after N epochs without a lower validation loss.",
+      int, lo=1, nullable=True, metavar="N", resumable=True),
+    S("class_weights", None, "optimization", "Loss weights: auto (inverse frequency), 1,20 or "
+      "CLASS=WEIGHT.", list, parse=parse_class_weights, nullable=True, metavar="WEIGHTS"),
+    S("sampler", "none", "optimization", "balanced: oversample rare classes.",
+      choices=tuple(SAMPLERS)),
+    S("clip_grad", None, "optimization", "Clip the gradient norm to this value.", float, lo=0.0,
+      above=True, nullable=True, metavar="NORM"),
+    S("seed", 0, "optimization", "Seed of the data split, initialisation and batch order.", int,
+      metavar="N"),
+    S("positive_class", None, "optimization", "Binary tasks: the class precision, recall and F1 "
+      "are about.", metavar="CLASS"),
+    # ---- augmentation
+    S("augment", None, "augmentation", 'Online augmentation of each batch, e.g. '
+      '"hflip,rotate=20,crop=4".', nullable=True, metavar="OPS"),
+    # ---- hardware: where and how fast, never what is learned
+    S("device", "auto", "hardware", "Where to train.", choices=("auto", "cpu", "cuda", "mps"),
+      resumable=True, affects_result=False),
+    S("precision", "auto", "hardware", "auto: bf16 where the CPU/GPU has it natively.",
+      choices=("auto", "32", "bf16", "16-mixed"), affects_result=False),
+    S("channels_last", None, "hardware", "Memory layout [default: decided per device and "
+      "model].", bool, nullable=True, affects_result=False),
+    S("num_threads", None, "hardware", "CPU threads [default: every core].", int, lo=1,
+      nullable=True, metavar="N", resumable=True, affects_result=False),
+    S("deterministic", False, "hardware", "Bit-reproducible (slower) algorithms.", bool),
+    S("feature_cache", True, "hardware", "Frozen backbone: compute its features once.", bool,
+      affects_result=False),
+    # ---- output
+    S("out", None, "output", "Run folder [default: runs/<name>].", metavar="DIR", short="-o",
+      affects_result=False),
+    S("runs_dir", "runs", "output", "Parent folder of runs without --out.", metavar="DIR",
+      affects_result=False),
+    S("name", None, "output", "Run name under runs/ [default: <data>-<model>].", metavar="NAME",
+      affects_result=False),
+    S("report", True, "output", "Write report.html.", bool, affects_result=False),
+    S("log_every", 0, "output", "Also log train loss every N steps to steps.csv (0: off).", int,
+      lo=0, metavar="N", affects_result=False, resumable=True),
+]}
+# "data" (the source path) is an argument, not an option; "extra" holds what other modules
+# add (e.g. plots switched off by the estimator).
+_FIELDS = [("data", "str | None", field(default=None)),
+           *[(s.name, Any, field(default_factory=(lambda d=s.default: type(d)(d)))
+              if isinstance(s.default, (dict, list)) else field(default=s.default))
+             for s in SETTINGS.values()],
+           ("extra", dict, field(default_factory=dict))]
+RESUMABLE = {n for n, s in SETTINGS.items() if s.resumable} | {"out", "runs_dir", "name",
+                                                                "report"}
+DATA_KEYS = tuple(n for n, s in SETTINGS.items() if s.group == "data")
+
+
+def _to_dict(self: Any) -> dict:
+    """A plain dict (for YAML and checkpoints)."""
+    return asdict(self)
+
+
+def _from_dict(cls: type, d: Mapping) -> Any:
+    """Rebuild from a saved dict, ignoring keys of older or newer versions."""
+    names = {f.name for f in fields(cls)}
+    return cls(**{k: v for k, v in d.items() if k in names})
+
+
+def _resolved_lr(self: Any) -> float:
+    """The learning rate to use: the given one or the optimizer's usual default."""
+    return self.lr if self.lr is not None else OPTIMIZERS[self.optimizer].default_lr
+
+
+TrainConfig = make_dataclass(
+    "TrainConfig", _FIELDS, namespace={
+        "__doc__": "Settings of one training run, one field per entry of SETTINGS.",
+        "to_dict": _to_dict, "from_dict": classmethod(_from_dict),
+        "resolved_lr": _resolved_lr})
+TrainConfig.__module__ = __name__
+
+
+def unknown_keys(keys: Iterable[str], allowed: Iterable[str] | None = None) -> None:
+    """Refuse names that are not settings, suggesting the closest one."""
+    allowed = list(allowed if allowed is not None else SETTINGS)
+    for k in keys:
+        if k not in allowed:
+            near = difflib.get_close_matches(k, allowed, 1)
+            hint = f" (did you mean {near[0]!r}?)" if near else ""
+            raise SettingsError(f"unknown setting {k!r}{hint}")
+
+
+def check_values(values: Mapping[str, Any]) -> dict:
+    """Each given value checked and converted by its own Setting."""
+    unknown_keys([k for k in values if k not in ("data", "extra")])
+    return {k: (v if k in ("data", "extra") else SETTINGS[k].check(v)) for k, v in values.items()}
+
+
+def check_combination(cfg: Any) -> None:
+    """Checks that involve several settings (each value is already valid on its own)."""
+    if cfg.val_split + cfg.test_split >= 0.95:
+        raise SettingsError(f"--val-split {cfg.val_split:g} plus --test-split {cfg.test_split:g} "
+                            "leave too little training data")
+    if cfg.freeze == "all" and not cfg.pretrained and not cfg.init_from:
+        raise SettingsError("--freeze all without --pretrained or --init-from would train a head "
+                            "on random features; add one of them")
+    if cfg.weights_file and not cfg.pretrained:
+        raise SettingsError("--weights-file needs --pretrained")
+    if ":" not in cfg.model:
+        from cnnlab.models import get_spec
+
+        try:
+            spec = get_spec(cfg.model)
+        except CnnlabError as exc:
+            raise SettingsError(str(exc)) from None
+        if cfg.pretrained and not spec.pretrained:
+            raise SettingsError(f"--pretrained: model {cfg.model!r} has no pretrained weights "
+                                "(see `cnnlab models`)")
+    else:
+        from cnnlab.models import get_spec
+
+        get_spec(cfg.model)  # a custom builder must be importable now, not after loading data
+
+
+def resolve(values: Mapping[str, Any] | None = None, base: Any | None = None) -> Any:
+    """A validated TrainConfig: `values` (only what was given) over `base` or the defaults."""
+    checked = check_values(dict(values or {}))
+    cfg = TrainConfig.from_dict({**(base.to_dict() if base is not None else {}), **checked})
+    check_combination(cfg)
+    return cfg
+
+
+def defaults() -> dict:
+    """Every setting's default."""
+    return TrainConfig().to_dict()
+
+
+def in_groups(*groups: str) -> list[Setting]:
+    """The settings of the given groups, in definition order."""
+    return [s for s in SETTINGS.values() if s.group in groups]
+
+
+def data_options(values: Mapping[str, Any], **overrides: Any) -> Any:
+    """LoadOptions from settings (a run's saved config or given options); `overrides` that are
+    not None win. Every command that reads images goes through here, so a saved run re-reads
+    its data exactly as it was trained on it (CSV columns and image folder included)."""
+    from cnnlab.data.load import LoadOptions
+    from cnnlab.data.sources.csvindex import CsvColumns
+
+    v = {**defaults(), **{k: x for k, x in values.items() if k in SETTINGS or k == "data"}}
+    v.update({k: x for k, x in overrides.items() if x is not None})
+    image_dir = v.get("image_dir")
+    return LoadOptions(format=v["format"], image_size=v["image_size"], channels=v["channels"],
+                       resize=v["resize"], val_split=v["val_split"], test_split=v["test_split"],
+                       seed=v["seed"], task=v["task"],
+                       image_dir=str(image_dir) if image_dir is not None else None,
+                       columns=CsvColumns(v["path_column"], v["label_column"],
+                                          v["numeric_column"], v["partition_column"],
+                                          v["task_column"]),
+                       skip_bad=v["skip_bad"])
