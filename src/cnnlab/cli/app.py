@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import typer
 
-from cnnlab.errors import CnnlabError
-
 app = typer.Typer(
     name="cnnlab",
     help="From a set of images to a trained, measured and explained image classifier.\n\n"
@@ -35,33 +33,6 @@ def parse_list(text: str | None, cast: type = float) -> list | None:
     except ValueError:
         raise typer.BadParameter(f"{text!r} is not a comma-separated list of "
                                  f"{cast.__name__} values") from None
-
-
-def parse_value(text: str) -> object:
-    """'3' -> 3, '0.5' -> 0.5, 'true' -> True, 'none' -> None, anything else stays text."""
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return {"true": True, "false": False, "none": None}.get(text.lower(), text)
-
-
-def parse_model_args(items: list[str]) -> dict:
-    """Repeated `--model-arg KEY=VALUE` options as a dict of parsed values."""
-    args = {}
-    for item in items:
-        key, sep, val = item.partition("=")
-        if not sep:
-            raise CnnlabError(f"--model-arg {item!r}: expected KEY=VALUE")
-        args[key.strip()] = parse_value(val.strip())
-    return args
-
-
-def check_channels(channels: int | None) -> None:
-    """--channels takes 1 or 3."""
-    if channels not in (None, 1, 3):
-        raise CnnlabError("--channels must be 1 or 3")
 
 
 def cell(v: object) -> str:

@@ -11,9 +11,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from cnnlab.cli.app import app, check_channels, parse_model_args
+from cnnlab.cli.app import app
 from cnnlab.cli.options import with_settings
 from cnnlab.errors import CnnlabError
+from cnnlab.train.settings import SETTINGS, parse_model_args
 
 inspect_app = typer.Typer(help="Look inside a model or a data set before training.",
                           no_args_is_help=True)
@@ -52,7 +53,7 @@ def inspect_model_cmd(
 
     console = _console()
 
-    check_channels(channels)
+    SETTINGS["channels"].check(channels)
     limit = parse_size(max_size) if max_size is not None else None
     s = inspect_model(name, num_classes, image_size, channels, **parse_model_args(model_arg))
     too_big = limit is not None and s.saved_bytes > limit
