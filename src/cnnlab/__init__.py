@@ -7,7 +7,9 @@ __version__ = "0.1.0"
 from cnnlab.api import data, load, train
 from cnnlab.errors import CnnlabError
 
-__all__ = ["CnnlabError", "ImageClassifier", "data", "load", "train", "__version__"]
+__all__ = ["CnnlabError", "ImageClassifier", "data", "load", "show_batch", "train",
+           "__version__"]
+_LAZY = ("ImageClassifier", "show_batch")
 
 
 def __getattr__(name: str):  # noqa: ANN202
@@ -16,4 +18,13 @@ def __getattr__(name: str):  # noqa: ANN202
         from cnnlab.estimator import ImageClassifier
 
         return ImageClassifier
-    raise AttributeError(name)
+    if name == "show_batch":  # matplotlib's figure machinery: only when a notebook asks
+        from cnnlab.report.show import show_batch
+
+        return show_batch
+    raise AttributeError(f"module 'cnnlab' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    # Lazy names exist for tab completion and dir() even before their first use.
+    return sorted(set(globals()) | set(_LAZY))
