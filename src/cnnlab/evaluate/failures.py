@@ -81,8 +81,10 @@ def failures_figure(f: Failures, data: ImageSet, classes: list[str], out: str | 
         out = []
         for i in idx:
             t, p = int(f.labels[i]), int(f.preds[i])
-            cap = f"true {short(classes[t])} ({f.probs[i, t]:.2f})\npred {short(classes[p])} " \
-                  f"({f.probs[i, p]:.2f})"
+            # One short line each, so captions fit under a one-inch tile (see fit_captions).
+            cap = f"{short(classes[t], 13)} {f.probs[i, t]:.2f}" if t == p else \
+                f"true {short(classes[t], 9)} {f.probs[i, t]:.2f}\n" \
+                f"pred {short(classes[p], 9)} {f.probs[i, p]:.2f}"
             if with_loss:
                 cap += f"\nloss {f.losses[i]:.2f}"
             out.append(Tile(data.images[int(i)].numpy(), cap, t == p))
@@ -92,4 +94,5 @@ def failures_figure(f: Failures, data: ImageSet, classes: list[str], out: str | 
             (f"wrong ({len(f.wrong)})", tiles(f.wrong)),
             ("highest loss", tiles(f.top_loss, True))]
     return image_grid(rows, Path(out), title, max_cols=10,
-                      note="captions: class (probability); green = correct, red = wrong")
+                      note="captions: class and probability (if wrong: true, then predicted); "
+                           "green = correct, red = wrong")

@@ -216,11 +216,11 @@ def gradcam_figure(predictor: object, data: ImageSet, out: str | Path, n: int = 
         t = int(labels[i])
         p = int(res.preds[j])
         ok = None if t < 0 else t == p
-        head = f"true {short(classes[t])}\n" if t >= 0 else ""
-        cap = f"{head}pred {short(classes[p])} ({res.probs[j, p]:.2f})"
+        head = f"true {short(classes[t], 10)}\n" if t >= 0 else ""
+        cap = f"{head}pred {short(classes[p], 10)} {res.probs[j, p]:.2f}"
         img = images[j].numpy()
-        pairs += [Tile(img, cap, ok), Tile(img, f"Grad-CAM: {short(classes[int(res.targets[j])])}",
-                                           None, res.cams[j])]
+        target = short(classes[int(res.targets[j])], 12)
+        pairs += [Tile(img, cap, ok), Tile(img, f"Grad-CAM of\n{target}", None, res.cams[j])]
     cols = 8 if len(pairs) > 8 else len(pairs)
     rows = [("", pairs[i:i + cols]) for i in range(0, len(pairs), cols)]
     what = f"class {cls}" if cls else "the predicted class"
