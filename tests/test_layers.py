@@ -18,7 +18,7 @@ LAYERS = {
     "report": 5,
     "run": 6, "export": 6,
     "experiments": 7, "doctor": 7,
-    "cli": 8, "api": 8, "estimator": 8, "compat": 8, "__init__": 8, "__main__": 8,
+    "cli": 8, "api": 8, "notebook": 8, "estimator": 8, "compat": 8, "__init__": 8, "__main__": 8,
 }
 
 

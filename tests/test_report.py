@@ -21,8 +21,8 @@ CHROMIUM = next((p for p in ("/usr/bin/chromium", "/usr/bin/chromium-browser",
 BROWSER_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                 "--no-first-run", "--disable-background-networking",
                 "--disable-component-update", "--disable-sync"]
-SECTIONS = ("summary", "data", "curves", "metrics", "confusion", "failures", "gradcam",
-            "robustness")
+SECTIONS = ("summary", "data", "curves", "metrics", "confusion", "roc", "thresholds", "failures",
+            "gradcam", "robustness")
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +54,7 @@ def _lookup(metrics: dict, path: str) -> object:
 
 def test_training_writes_a_self_contained_report(cnn_run: Path) -> None:
     page = (cnn_run / "report.html").read_text()
-    assert "<script" not in page.lower()
+    assert re.findall(r"<script[^>]*>", page, re.I) == ["<script>"]  # one inline script only
     assert not re.search(r'(src|href)="(https?:)?//', page)  # nothing fetched from elsewhere
     srcs = re.findall(r'<img src="([^"]+)"', page)
     assert len(srcs) >= 5 and all(re.match(r"data:image/(png|jpeg);base64,", s) for s in srcs)
@@ -64,8 +64,18 @@ def test_training_writes_a_self_contained_report(cnn_run: Path) -> None:
     assert "<img" in _section(page, "gradcam") and "<img" in _section(page, "failures")
     assert 'data-robust="noise 0.1"' in _section(page, "robustness")
     assert 'id="imbalance-flag"' in page  # 4:1 training classes are flagged
-    for name in ("failures", "gradcam", "robustness", "curves", "confusion_matrix"):
+    for name in ("failures", "gradcam", "robustness", "curves", "confusion_matrix", "roc_pr"):
         assert (cnn_run / "plots" / f"{name}.png").stat().st_size > 1000
+    # Binary task: the threshold table names the thresholds with the best F1 and balanced acc.
+    thr = _section(page, "thresholds")
+    assert 'data-best="' in thr and "best F1" in thr and "best balanced acc." in thr
+    assert re.search(r'data-best="[^"]*balanced_accuracy', thr) and "prob_right" in thr
+    assert "<img" in _section(page, "roc") and "Positive class: <b>right</b>" in page
+    # The F1 card says which F1 it is; the run's files are linked (relative paths).
+    assert "test F1 of right" in _section(page, "summary")
+    for name in ("best.pt", "predictions.csv", "metrics.json"):
+        assert f'<a href="{name}" data-file="{name}">' in page
+    assert page.count('class="sortable grid') >= 4
 
 
 def test_report_renders_in_chromium_with_the_metrics_of_metrics_json(cnn_run: Path) -> None:
@@ -144,3 +154,75 @@ def test_imbalance_flag_threshold() -> None:
     flag = imbalance([200, 10], ["cat", "dog"])
     assert flag["ratio"] == 20 and flag["largest"] == "cat" and flag["smallest"] == "dog"
     assert imbalance([5, 0], ["a", "b"])["ratio"] == float("inf")
+
+
+def test_new_sections_render_sort_and_link_in_chromium(cnn_run: Path) -> None:
+    if CHROMIUM is None:
+        pytest.skip("no chromium binary (Debian: apt-get install chromium; `make test` does it)")
+    from playwright.sync_api import sync_playwright
+
+    artifacts = ROOT / "test-artifacts"
+    artifacts.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 900})
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.on("requestfailed", lambda r: errors.append(f"request {r.url}"))
+            page.goto((cnn_run / "report.html").resolve().as_uri(), wait_until="load")
+            roc_imgs = page.eval_on_selector_all(
+                "#roc img", "els => els.map(e => [e.complete, e.naturalWidth, e.naturalHeight])")
+            thr_rows = page.eval_on_selector_all("#thresholds tbody tr", "els => els.length")
+            best = page.eval_on_selector_all("#thresholds tr[data-best]",
+                                             "els => els.map(e => e.dataset.best)")
+            page.locator("#roc").screenshot(path=str(artifacts / "report-roc.png"))
+            page.locator("#thresholds").screenshot(path=str(artifacts / "report-thresholds.png"))
+            # Sorting: the threshold table by recall, descending after two clicks.
+            head = page.locator("#thresholds thead th", has_text="recall")
+            head.click()
+            head.click()
+            recalls = page.eval_on_selector_all(
+                "#thresholds tbody tr", "els => els.map(e => parseFloat(e.cells[2].textContent))")
+            sort_state = head.get_attribute("aria-sort")
+            links = page.eval_on_selector_all("a[data-file]", "els => els.map(e => e.href)")
+        finally:
+            browser.close()
+    assert errors == []
+    assert roc_imgs and all(ok and w > 400 and h > 200 for ok, w, h in roc_imgs), roc_imgs
+    assert thr_rows >= 19 and " ".join(best).split() and "f1" in " ".join(best)
+    assert sort_state == "descending" and recalls == sorted(recalls, reverse=True)
+    assert len(links) >= 3
+    for href in links:  # every link opens a file of the run folder
+        assert href.startswith("file://") and Path(href[len("file://"):]).is_file(), href
+    for name in ("report-roc.png", "report-thresholds.png"):
+        assert (artifacts / name).stat().st_size > 5_000
+
+
+def test_many_classes_small_images_one_vs_rest_and_no_gradcam(tmp_path: Path) -> None:
+    run = cnnlab.train(None, model="cnn", epochs=1, out=str(tmp_path / "run"), report=False,
+                       verbose=False, device="cpu", model_args={"width": 8})
+    page = build_report(run.run_dir).read_text()
+    assert "one-vs-rest" in _section(page, "roc") and "<img" in _section(page, "roc")
+    assert "binary tasks; this one has 10 classes" in _section(page, "thresholds")
+    cam = _section(page, "gradcam")  # digits are 8 x 8: a heat map would be a pixel or two
+    assert "<img" not in cam and "at least 16 px" in cam and "8 x 8" in cam
+    assert "test macro F1" in _section(page, "summary")
+
+
+def test_gallery_captions_never_overlap_their_neighbours() -> None:
+    from cnnlab.report.gallery import fit_captions
+    from cnnlab.report.plots import plt
+
+    fig = plt.figure(figsize=(6, 2))
+    ax = fig.add_axes((0, 0, 1, 1))
+    from cnnlab.report.gallery import short
+
+    wrong = f"true {short('honey-bee-worker', 9)} 0.43\npred {short('carpenter-ant', 9)} 0.57"
+    texts = [ax.text(0.1, 0.5, wrong, fontsize=8.5), ax.text(0.5, 0.5, "ants 0.97", fontsize=8.5)]
+    fit_captions(fig, texts, 1.05)
+    renderer = fig.canvas.get_renderer()
+    widths = [t.get_window_extent(renderer).width / fig.dpi for t in texts]
+    plt.close(fig)
+    assert widths[0] <= 1.05 and texts[0].get_fontsize() < 8.5  # shrunk to fit
+    assert texts[1].get_fontsize() == 8.5  # short captions keep their size

@@ -6,7 +6,9 @@ from cnnlab.api import data, load, train
 from cnnlab.errors import CnnlabError
 from cnnlab.version import __version__
 
-__all__ = ["CnnlabError", "ImageClassifier", "data", "load", "train", "__version__"]
+__all__ = ["CnnlabError", "ImageClassifier", "data", "load", "show_batch", "train",
+           "__version__"]
+_LAZY = ("ImageClassifier", "show_batch")
 
 
 def __getattr__(name: str):  # noqa: ANN202
@@ -15,4 +17,13 @@ def __getattr__(name: str):  # noqa: ANN202
         from cnnlab.estimator import ImageClassifier
 
         return ImageClassifier
-    raise AttributeError(name)
+    if name == "show_batch":  # matplotlib's figure machinery: only when a notebook asks
+        from cnnlab.notebook import show_batch
+
+        return show_batch
+    raise AttributeError(f"module 'cnnlab' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    # Lazy names exist for tab completion and dir() even before their first use.
+    return sorted(set(globals()) | set(_LAZY))

@@ -50,6 +50,23 @@ class RunResult:
         """The best model of the run."""
         return self.load("best")
 
+    def __repr__(self) -> str:
+        """One line: folder, model, best epoch and the final accuracy."""
+        from cnnlab.evaluate.notebook import short_summary
+
+        acc = short_summary(self.metrics)
+        return (f"RunResult({str(self.run_dir)!r}, model={self.config.model!r}, best_epoch="
+                f"{self.best_epoch}{', ' + acc if acc else ''})")
+
+    def _repr_html_(self) -> str:
+        """Jupyter: metrics table, learning curves and confusion matrix inline."""
+        from cnnlab.evaluate.notebook import run_html
+
+        facts = [("run folder", str(self.run_dir)), ("model", self.config.model),
+                 ("epochs", f"{len(self.history)}, best {self.best_epoch}"
+                  + (" (stopped early)" if self.stopped_early else ""))]
+        return run_html(self.run_dir, self.metrics, f"cnnlab run {self.run_dir.name}", facts)
+
 
 def load_options(cfg: TrainConfig) -> LoadOptions:
     """Data options of a run; the model decides the default decode size of image files."""

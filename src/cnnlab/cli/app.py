@@ -8,7 +8,7 @@ app = typer.Typer(
     name="cnnlab",
     help="From a set of images to a trained, measured and explained image classifier.\n\n"
          "Start with `cnnlab train` (built-in digits) or `cnnlab train PATH`.",
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish, pwsh
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
@@ -18,8 +18,18 @@ app = typer.Typer(
 STATE = {"debug": False}
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from cnnlab import __version__
+
+        print(f"cnnlab {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _root(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
+          version: bool = typer.Option(False, "--version", is_eager=True,
+                                       callback=_print_version, help="Print the version and exit."),
           ) -> None:
     STATE["debug"] = debug
 

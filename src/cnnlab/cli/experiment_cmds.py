@@ -104,7 +104,7 @@ def sweep(
 @with_settings(*LEARN)
 def cv(
     path: Path | None = _path(),
-    folds: int = _opt(5, "--folds", min=2, metavar="K", help="Number of folds."),
+    folds: int = _opt(5, "--folds", "-k", min=2, metavar="K", help="Number of folds."),
     inner_val: float = _opt(0.1, "--inner-val", min=0.0, max=0.5, metavar="FRACTION",
                             help="Fraction of each fold's training part kept for picking the best "
                                  "epoch (0: none, the last best train-loss epoch is used)."),

@@ -37,7 +37,7 @@ def _shape(s: list[int] | None) -> str:
 @inspect_app.command("model")
 def inspect_model_cmd(
     name: str = typer.Argument(..., help="Registered model (see `cnnlab models`)."),
-    num_classes: int | None = typer.Option(None, "--num-classes", "-k", min=1,
+    num_classes: int | None = typer.Option(None, "--num-classes", min=1,
                                            help="Classes [default: 10]."),
     image_size: int | None = typer.Option(None, "--image-size", min=1,
                                           help="Input N x N [default: the model's size]."),

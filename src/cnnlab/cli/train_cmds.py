@@ -10,7 +10,7 @@ from rich.table import Table
 
 from cnnlab.cli.app import app, cell
 from cnnlab.cli.options import with_settings
-from cnnlab.console import console
+from cnnlab.console import console, out
 from cnnlab.train.settings import GROUPS
 
 DATA_HELP = ("Image folder, CSV index, .npy/.npz, CIFAR folder or IDX file "
@@ -139,4 +139,4 @@ def models_cmd(as_json: bool = typer.Option(False, "--json")) -> None:
     for s in specs:
         size = f"{s.fixed_size}x{s.fixed_size}" if s.fixed_size else f">= {s.min_size}"
         t.add_row(s.name, s.family, size, "yes" if s.pretrained else "", s.description)
-    console.print(t)
+    out.print(t)

@@ -14,7 +14,8 @@ from cnnlab.errors import CnnlabError
 from cnnlab.evaluate.predictor import Predictor
 
 META_PREFIX = "cnnlab."
-INSTALL_HINT = "pip install 'cnnlab[export]'"
+# cnnlab is installed from a clone, not from PyPI: `cnnlab[export]` would resolve nothing.
+INSTALL_HINT = "pip install onnx onnxruntime (or pip install -e '.[export]' in the cnnlab clone)"
 
 
 class OnnxPredictor(Predictor):

@@ -45,6 +45,30 @@ class Predictor:
         return cls(model, ckpt["arch"], list(ckpt["classes"]), ckpt.get("config"), Path(path),
                    device, precision)
 
+    def __repr__(self) -> str:
+        """One line: model, classes, input shape and checkpoint."""
+        shown = ", ".join(self.classes[:5]) + (", ..." if len(self.classes) > 5 else "")
+        return (f"{type(self).__name__}(model={self.arch.get('name')!r}, {len(self.classes)} "
+                f"classes [{shown}], input {self.channels}x{self.image_size}x{self.image_size}"
+                f"{', ' + repr(str(self.path)) if self.path else ''})")
+
+    def _repr_html_(self) -> str:
+        """Jupyter: the model's facts, plus its run's metrics and plots when it has a run."""
+        from cnnlab.evaluate.notebook import model_html
+
+        facts = [("model", str(self.arch.get("name"))),
+                 ("classes", f"{len(self.classes)}: {', '.join(self.classes[:20])}"
+                  + (" ..." if len(self.classes) > 20 else "")),
+                 ("input", f"{self.channels} x {self.image_size} x {self.image_size}"),
+                 ("device", f"{self.device}, precision {self.precision}")]
+        if self.module is not None:
+            facts.insert(1, ("parameters", f"{sum(p.numel() for p in self.module.parameters()):,}"))
+        if self.path:
+            facts.append(("file", str(self.path)))
+        # A checkpoint inside a run folder shows that run's metrics and plots too.
+        return model_html(f"cnnlab model {self.arch.get('name')}", facts,
+                          self.path.parent if self.path else None)
+
     @property
     def image_size(self) -> int:
         """Side of the square images the model takes."""

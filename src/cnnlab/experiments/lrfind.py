@@ -56,7 +56,7 @@ def suggest(lrs: list[float], losses: list[float]) -> tuple[float | None, float 
     The first valley ends where the loss climbs back a quarter of the way to where it started:
     a spike after a good stretch (or the final blow-up) does not move the answer past it.
     """
-    if len(lrs) < 5:
+    if len(lrs) < 5 or lrs[0] == lrs[-1]:  # a fixed rate has no curve to read
         return None, None
     x = np.log10(np.asarray(lrs))
     y = np.asarray(losses)

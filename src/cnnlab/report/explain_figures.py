@@ -24,8 +24,10 @@ def failures_figure(f: Failures, data: ImageSet, classes: list[str], out: str | 
         out = []
         for i in idx:
             t, p = int(f.labels[i]), int(f.preds[i])
-            cap = f"true {short(classes[t])} ({f.probs[i, t]:.2f})\npred {short(classes[p])} " \
-                  f"({f.probs[i, p]:.2f})"
+            # One short line each, so captions fit under a one-inch tile (see fit_captions).
+            cap = f"{short(classes[t], 13)} {f.probs[i, t]:.2f}" if t == p else \
+                f"true {short(classes[t], 9)} {f.probs[i, t]:.2f}\n" \
+                f"pred {short(classes[p], 9)} {f.probs[i, p]:.2f}"
             if with_loss:
                 cap += f"\nloss {f.losses[i]:.2f}"
             out.append(Tile(data.images[int(i)].numpy(), cap, t == p))
@@ -35,7 +37,8 @@ def failures_figure(f: Failures, data: ImageSet, classes: list[str], out: str | 
             (f"wrong ({len(f.wrong)})", tiles(f.wrong)),
             ("highest loss", tiles(f.top_loss, True))]
     return image_grid(rows, Path(out), title, max_cols=10,
-                      note="captions: class (probability); green = correct, red = wrong")
+                      note="captions: class and probability (if wrong: true, then predicted); "
+                           "green = correct, red = wrong")
 
 
 def gradcam_figure(predictor: object, data: ImageSet, out: str | Path, n: int = 8,
@@ -63,11 +66,11 @@ def gradcam_figure(predictor: object, data: ImageSet, out: str | Path, n: int = 
         t = int(labels[i])
         p = int(res.preds[j])
         ok = None if t < 0 else t == p
-        head = f"true {short(classes[t])}\n" if t >= 0 else ""
-        cap = f"{head}pred {short(classes[p])} ({res.probs[j, p]:.2f})"
+        head = f"true {short(classes[t], 10)}\n" if t >= 0 else ""
+        cap = f"{head}pred {short(classes[p], 10)} {res.probs[j, p]:.2f}"
         img = images[j].numpy()
-        pairs += [Tile(img, cap, ok), Tile(img, f"Grad-CAM: {short(classes[int(res.targets[j])])}",
-                                           None, res.cams[j])]
+        target = short(classes[int(res.targets[j])], 12)
+        pairs += [Tile(img, cap, ok), Tile(img, f"Grad-CAM of\n{target}", None, res.cams[j])]
     cols = 8 if len(pairs) > 8 else len(pairs)
     rows = [("", pairs[i:i + cols]) for i in range(0, len(pairs), cols)]
     what = f"class {cls}" if cls else "the predicted class"

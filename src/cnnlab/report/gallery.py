@@ -62,6 +62,7 @@ def image_grid(rows: Sequence[tuple[str, Sequence[Tile]]], path: Path, title: st
     ax.axis("off")
     ax.text(width / 2, 0.12, title, ha="center", va="top", fontsize=12)
     heat_used = False
+    captions = []
     y = top
     for label, tiles in lines:
         y_img = y + cap_h
@@ -86,11 +87,12 @@ def image_grid(rows: Sequence[tuple[str, Sequence[Tile]]], path: Path, title: st
             ax.add_patch(Rectangle((x, y_img), tile_in, tile_in, fill=False,
                                    edgecolor=color if tile.ok is not None else "#d0d7de",
                                    linewidth=2 if tile.ok is not None else 0.8))
-            ax.text(x + tile_in / 2, y_img - 0.03, tile.caption, ha="center", va="bottom",
-                    fontsize=8.5, color=color, linespacing=1.1)
+            captions.append(ax.text(x + tile_in / 2, y_img - 0.03, tile.caption, ha="center",
+                                    va="bottom", fontsize=8.5, color=color, linespacing=1.1))
         y += cap_h + tile_in + gap
     ax.set_xlim(0, width)
     ax.set_ylim(height, 0)
+    fit_captions(fig, captions, tile_in + 0.5 * gap)  # half the gap stays clear
     if note:
         ax.text(width / 2, height - 0.08, note, ha="center", va="bottom", fontsize=9,
                 color="#57606a")
@@ -102,6 +104,18 @@ def image_grid(rows: Sequence[tuple[str, Sequence[Tile]]], path: Path, title: st
         cbar.set_label(heat_label, fontsize=8)
         cbar.ax.tick_params(labelsize=7)
     return save_figure(fig, path, tight=False)
+
+
+def fit_captions(fig: plt.Figure, texts: list, max_width_in: float, min_size: float = 6.5
+                 ) -> None:
+    """Shrink each caption wider than its tile until it fits, so neighbours never overlap."""
+    if not texts:
+        return
+    renderer = fig.canvas.get_renderer()
+    for t in texts:
+        width = t.get_window_extent(renderer).width / fig.dpi
+        if width > max_width_in:
+            t.set_fontsize(max(min_size, t.get_fontsize() * max_width_in / width * 0.97))
 
 
 def short(name: str, width: int = 14) -> str:

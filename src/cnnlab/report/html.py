@@ -1,4 +1,6 @@
-"""report.html: one self-contained page per run (images embedded, no scripts, readable offline).
+"""report.html: one self-contained page per run (images embedded, readable offline).
+
+Nothing is fetched: the one script is inline (it sorts tables on a click).
 
 build_report() is the one place in report/ that runs a model: it reloads the run's best
 checkpoint and data when the caller (train/run.py finalize) does not hand them over, and asks
@@ -28,6 +30,8 @@ SPLIT_ORDER = ("train", "val", "test")
 METRIC_COLUMNS = (("n", "n"), ("accuracy", "accuracy"), ("balanced_accuracy", "balanced acc."),
                   ("loss", "loss"), ("precision", "precision"), ("recall", "recall"),
                   ("f1", "F1"), ("auroc", "AUROC"))
+RUN_FILES = ("best.pt", "predictions.csv", "metrics.json", "metrics.csv", "config.yaml")
+MIN_CAM_SIZE = 16  # px: below this the last conv map is a pixel or two, a heat map says nothing
 CLASS_COLUMNS = (("support", "support"), ("accuracy", "accuracy"), ("precision", "precision"),
                  ("recall", "recall"), ("f1", "F1"))
 
@@ -200,6 +204,25 @@ def findings(metrics: dict, cfg: dict, counts: dict[str, list[int]],
     return out
 
 
+def f1_label(average: str | None, sub: str) -> tuple[str, str]:
+    """What the F1 card means: the positive class's F1 (binary) or the macro mean."""
+    avg = str(average or "")
+    if avg.startswith("binary"):
+        pos = avg.split("positive class:", 1)[-1].rstrip(")").strip() if ":" in avg else ""
+        return (f"F1 of {pos}" if pos else "F1 (positive class)",
+                f"{sub}; the positive class only")
+    if avg == "macro":
+        return "macro F1", f"{sub}; mean of the per-class F1"
+    return "F1", sub
+
+
+def _files_row(run_dir: Path) -> str:
+    """Links to the run's files that sit beside report.html (relative: the folder may move)."""
+    links = [f'<a href="{esc(n)}" data-file="{esc(n)}">{esc(n)}</a>'
+             for n in RUN_FILES if (run_dir / n).is_file()]
+    return f"<tr><th>files</th><td>{' &middot; '.join(links)}</td></tr>" if links else ""
+
+
 def _summary(run_dir: Path, cfg: dict, metrics: dict, predictor: object, data_info: dict,
              counts: dict[str, list[int]], classes: list[str]) -> str:
     final = next((s for s in ("test", "val", "train") if isinstance(metrics.get(s), dict)), None)
@@ -216,7 +239,10 @@ def _summary(run_dir: Path, cfg: dict, metrics: dict, predictor: object, data_in
         for key, label in (("accuracy", "accuracy"), ("balanced_accuracy", "balanced accuracy"),
                            ("auroc", "AUROC"), ("f1", "F1")):
             v = m.get(key)
-            card(f"{final} {label}", fmt(v), f"{final} split, n = {m.get('n', '?')}",
+            sub = f"{final} split, n = {m.get('n', '?')}"
+            if key == "f1":
+                label, sub = f1_label(m.get("average"), sub)
+            card(f"{final} {label}", fmt(v), sub,
                  f' data-metric="{final}.{key}" data-value="{esc(json.dumps(v))}"')
     if base.get("majority") is not None:
         card("majority baseline", fmt(base["majority"]),
@@ -238,6 +264,7 @@ def _summary(run_dir: Path, cfg: dict, metrics: dict, predictor: object, data_in
               if isinstance(metrics.get("train_seconds"), (int, float)) else "\u2013"),
              ("device", f"{cfg.get('device')}, precision {cfg.get('precision')}")]
     table = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in rows)
+    table += _files_row(run_dir)
     conf = "".join(f"<tr><th>{esc(k)}</th><td><code>{esc(json.dumps(v))}</code></td></tr>"
                    for k, v in cfg.items())
     found = "".join(f"<li>{f}</li>" for f in findings(metrics, cfg, counts, classes))
@@ -268,9 +295,9 @@ def _data_section(classes: list[str], counts: dict[str, list[int]], metrics: dic
                         f"{90 * train[i] / top:.1f}px'></span><em>{100 * share:.1f}%</em></td>"
                         "</tr>")
         totals = "".join(f'<td class="num"><b>{sum(counts[n])}</b></td>' for n in names)
-        cols.append(f'<table class="grid"><thead><tr><th>class</th>{head}<th>share of train</th>'
-                    f'</tr></thead><tbody>{"".join(body)}</tbody><tfoot><tr><th>total</th>'
-                    f"{totals}<td></td></tr></tfoot></table>")
+        cols.append(f'<table class="sortable grid"><thead><tr><th>class</th>{head}'
+                    f'<th>share of train</th></tr></thead><tbody>{"".join(body)}</tbody>'
+                    f"<tfoot><tr><th>total</th>{totals}<td></td></tr></tfoot></table>")
         flag = imbalance(list(train), classes)
         if flag:
             ratio = "no items" if flag["ratio"] == float("inf") else f"{flag['ratio']:.1f}x"
@@ -305,7 +332,7 @@ def _metrics_section(metrics: dict, classes: list[str]) -> str:
         + "".join(metric_cell(f"{s}.{k}", metrics[s].get(k)) for k, _ in METRIC_COLUMNS)
         + "</tr>" for s in splits)
     avg = {metrics[s].get("average") for s in splits} - {None}
-    out = [f'<table class="grid metrics"><thead><tr><th>split</th>{head}</tr></thead>'
+    out = [f'<table class="sortable grid metrics"><thead><tr><th>split</th>{head}</tr></thead>'
            f"<tbody>{rows}</tbody></table>"]
     if avg:
         out.append(f'<p class="muted">Precision, recall and F1: {esc(", ".join(sorted(avg)))}.'
@@ -322,9 +349,49 @@ def _metrics_section(metrics: dict, classes: list[str]) -> str:
                       CLASS_COLUMNS) + "</tr>" for c in classes if c in pc)
         opened = " open" if s == final else ""
         out.append(f"<details{opened}><summary>Per-class metrics: {esc(s)}</summary>"
-                   f'<table class="grid"><thead><tr><th>class</th>{chead}</tr></thead>'
+                   f'<table class="sortable grid"><thead><tr><th>class</th>{chead}</tr></thead>'
                    f"<tbody>{body}</tbody></table></details>")
     return "".join(out)
+
+
+def _threshold_section(labels: object, probs: object, classes: list[str], split: str,
+                       positive_class: str | None) -> str:
+    from cnnlab.report.curves import positive_index, threshold_table
+
+    keep = labels >= 0
+    pos = positive_index(classes, positive_class)
+    y, score = (labels[keep] == pos).astype(int), probs[keep][:, pos]
+    rows = threshold_table(y, score)
+    best = {k: r for r in rows for k in r.best}
+    body = []
+    for r in rows:
+        tag = " and ".join({"f1": "best F1", "balanced_accuracy": "best balanced acc."}[k]
+                           for k in r.best)
+        cls = ' class="best"' if r.best else ""
+        attrs = f' data-best="{esc(" ".join(r.best))}"' if r.best else ""
+        body.append(f"<tr{cls}{attrs}><td class='num' data-value='{r.threshold!r}'>"
+                    f"{r.threshold:.4g}</td>"
+                    + "".join(f"<td class='num'>{v:.4f}</td>" for v in
+                              (r.precision, r.recall, r.f1, r.balanced_accuracy))
+                    + f"<td class='num'>{r.predicted_positive}</td><td>{esc(tag)}</td></tr>")
+    tips = []
+    for key, label in (("f1", "F1"), ("balanced_accuracy", "balanced accuracy")):
+        if key in best:
+            r = best[key]
+            tips.append(f"{label} is highest at <b>p({esc(classes[pos])}) &ge; "
+                        f"{r.threshold:.4g}</b> (recall {r.recall:.3f}, precision "
+                        f"{r.precision:.3f})")
+    default = next((r for r in rows if r.threshold == 0.5), None)
+    lead = (f"At the default 0.5 the {esc(classes[pos])} recall is {default.recall:.3f}. "
+            if default else "")
+    return (f'<p class="muted">Calling an image <b>{esc(classes[pos])}</b> when its probability '
+            f"is at least the threshold, on the {int(keep.sum())} labeled {esc(split)} images. "
+            f"{lead}{'; '.join(tips)}. Choose the threshold on validation data, then apply it "
+            f"to the <code>prob_{esc(classes[pos])}</code> column of predictions.csv.</p>"
+            '<table class="sortable grid thresholds"><thead><tr><th>threshold</th>'
+            "<th>precision</th><th>recall</th><th>F1</th><th>balanced acc.</th>"
+            "<th>predicted positive</th><th>note</th></tr></thead><tbody>" + "".join(body)
+            + "</tbody></table>")
 
 
 def _robust_table(rows: list[dict], split: str, total: int) -> str:
@@ -341,7 +408,7 @@ def _robust_table(rows: list[dict], split: str, total: int) -> str:
             "explain robustness</code> runs on all). Noise std is a fraction of each image's "
             "range (max - min of its pixels, CS 475), seeded; "
             "&ldquo;unchanged&rdquo; = share of predictions equal to those on the clean images."
-            '</p><table class="grid"><thead><tr><th>perturbation</th><th>what</th>'
+            '</p><table class="sortable grid"><thead><tr><th>perturbation</th><th>what</th>'
             "<th>accuracy</th><th>change</th><th>unchanged</th></tr></thead><tbody>"
             + "".join(body) + "</tbody></table>")
 
@@ -397,7 +464,28 @@ background:#fbfcfd}
 .findings li{margin:5px 0}
 footer{color:var(--muted);font-size:12px;padding:16px 0 28px}
 code{background:var(--soft);padding:1px 4px;border-radius:4px}
+table.sortable thead th{cursor:pointer;user-select:none;white-space:nowrap}
+table.sortable thead th:after{content:" \\2195";color:#8c959f;font-size:11px}
+table.sortable thead th[aria-sort=ascending]:after{content:" \\25B2";color:var(--accent)}
+table.sortable thead th[aria-sort=descending]:after{content:" \\25BC";color:var(--accent)}
+tr.best td{background:#dafbe1;font-weight:600}
 """
+
+# Click (or Enter on) a column head to sort the rows; numbers sort as numbers. Inline and
+# dependency-free: the page must keep working offline and from a single file.
+SORT_JS = """(function(){function key(r,c){var e=r.cells[c];if(!e)return"";
+var v=e.getAttribute("data-value"),s=(v!==null&&v!=="")?v:e.textContent.trim(),
+n=parseFloat(s.replace(/[,%+]/g,""));return isNaN(n)?s.toLowerCase():n}
+document.querySelectorAll("table.sortable").forEach(function(t){
+var hs=t.tHead?t.tHead.rows[0].cells:[];Array.prototype.forEach.call(hs,function(th,c){
+th.tabIndex=0;th.title="sort by this column";function go(){var b=t.tBodies[0];if(!b)return;
+var asc=th.getAttribute("aria-sort")!=="ascending";Array.prototype.forEach.call(hs,
+function(o){o.removeAttribute("aria-sort")});th.setAttribute("aria-sort",asc?"ascending":
+"descending");var rs=Array.prototype.slice.call(b.rows);rs.sort(function(x,y){
+var a=key(x,c),d=key(y,c),r=typeof a===typeof d?(a<d?-1:a>d?1:0):(typeof a==="number"?-1:1);
+return asc?r:-r});rs.forEach(function(r){b.appendChild(r)})}
+th.addEventListener("click",go);th.addEventListener("keydown",function(e){
+if(e.key==="Enter"||e.key===" "){e.preventDefault();go()}})})})})();"""
 
 
 def build_report(run_dir: str | Path, splits: object = None, predictor: object = None,
@@ -498,6 +586,11 @@ def build_report(run_dir: str | Path, splits: object = None, predictor: object =
         from cnnlab.evaluate.gradcam import has_conv
         from cnnlab.report.explain_figures import gradcam_figure
 
+        if predictor.image_size < MIN_CAM_SIZE:
+            return note(f"skipped: Grad-CAM needs images of at least {MIN_CAM_SIZE} px; this "
+                        f"model sees {predictor.image_size} x {predictor.image_size}, where the "
+                        "last convolution map is a pixel or two and the overlay shows nothing",
+                        "skip")
         if not has_conv(predictor.module):
             return note(f"skipped: Grad-CAM needs convolution layers; the {cfg.get('model')} "
                         "model has none", "skip")
@@ -523,6 +616,36 @@ def build_report(run_dir: str | Path, splits: object = None, predictor: object =
         total = int((eval_set.labels >= 0).sum())
         return _robust_table(rows, split_name, total) + figure(png, "perturbed examples")
 
+    def roc() -> str:
+        if not ready:
+            return note(f"skipped: {why}", "skip")
+        from cnnlab.report.curves import roc_pr_figure
+
+        png, info = roc_pr_figure(eval_set.labels.numpy(), clean_probs(), classes,
+                                  plots / "roc_pr.png", f"{split_name} split",
+                                  cfg.get("positive_class") or None)
+        if len(classes) == 2:
+            what = (f"Positive class: <b>{esc(info['positive'])}</b>. Crosses mark the 0.5 "
+                    "threshold cnnlab predicts with (argmax); circles and squares the thresholds "
+                    "with the best F1 and the best balanced accuracy (see Thresholds).")
+        else:
+            what = ("One curve per class against all the others (one-vs-rest). The dotted "
+                    "chance level of a precision-recall curve is the class's share of the split.")
+        return (f'<p class="muted">{what} AUC = area under the ROC curve; AP = average '
+                "precision (area under the precision-recall curve).</p>"
+                + figure(png, "ROC and precision-recall curves", "", 980))
+
+    def thresholds() -> str:
+        if not ready:
+            return note(f"skipped: {why}", "skip")
+        if len(classes) != 2:
+            return note("skipped: a decision threshold applies to binary tasks; this one has "
+                        f"{len(classes)} classes", "skip")
+        return _threshold_section(eval_set.labels.numpy(), clean_probs(), classes, split_name,
+                                  cfg.get("positive_class") or None)
+
+    add("roc", "ROC and precision-recall", roc)
+    add("thresholds", "Thresholds", thresholds)
     add("failures", "Failure gallery", failures)
     add("gradcam", "Grad-CAM", cams)
     add("robustness", "Robustness", robust)
@@ -586,4 +709,4 @@ def _page(run_dir: Path, cfg: dict, sections: list[tuple[str, str, str]], notes:
         f'<nav><div class="wrap">{nav}</div></nav><main class="wrap">{top_notes}{body}</main>'
         f'<footer class="wrap">Generated by cnnlab {esc(__version__)} in {seconds:.1f} s. '
         "Regenerate with <code>cnnlab report "
-        f"{esc(run_dir)}</code>.</footer></body></html>\n")
+        f"{esc(run_dir)}</code>.</footer><script>{SORT_JS}</script></body></html>\n")

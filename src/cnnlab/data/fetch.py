@@ -1,0 +1,285 @@
+"""`cnnlab data fetch NAME`: public data sets downloaded, checked (SHA-256) and unpacked.
+
+Each set lands in <cache>/datasets/NAME in a layout `cnnlab train PATH` reads. Downloads go
+to <cache>/datasets/downloads/NAME/FILE.part first and resume from there (HTTP Range); a file
+only takes its final name once its SHA-256 matches, and the data set folder only appears once
+everything is unpacked, so an interrupted fetch never leaves something that looks finished.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import os
+import shutil
+import tarfile
+import tempfile
+import urllib.error
+import urllib.request
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from cnnlab.data.cache import cache_root
+from cnnlab.errors import DataError
+
+MIRROR_ENV = "CNNLAB_DATA_MIRROR"  # a base URL serving NAME/FILE for every set (tests, mirrors)
+CHUNK = 1 << 16
+TIMEOUT_S = 30
+
+Progress = Callable[[str, int, int | None], None] | None  # (file name, bytes so far, total)
+
+
+@dataclass(frozen=True)
+class Remote:
+    """One file of a data set, with the SHA-256 it must have."""
+
+    name: str
+    sha256: str
+    size: int | None = None
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A public data set: where its files live and how they unpack."""
+
+    name: str
+    description: str
+    bases: tuple[str, ...]  # URL folders tried in order; the first that answers wins
+    files: tuple[Remote, ...]
+    unpack: str  # "copy" (files are the data), "zip" or "tar"
+    top: str | None = None  # the folder inside the archive that becomes the data set
+    source: str = ""  # where the checksums were taken from
+
+
+_MNIST_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+                "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+
+
+def _idx(sha: tuple[str, ...], sizes: tuple[int, ...]) -> tuple[Remote, ...]:
+    return tuple(Remote(n, s, z) for n, s, z in zip(_MNIST_FILES, sha, sizes, strict=True))
+
+
+# SHA-256 sums: hymenoptera from pytorch/tutorials (.jenkins/download_data.py); MNIST, KMNIST
+# and Fashion-MNIST from tensorflow/datasets (url_checksums/*.txt; the MNIST test files were
+# also re-hashed here from a local copy whose MD5s match torchvision's); CIFAR-10 from Keras
+# (keras/datasets/cifar10.py), whose size and MD5 match torchvision's.
+DATASETS: dict[str, Dataset] = {d.name: d for d in (
+    Dataset("hymenoptera", "ants vs bees photos, 2 classes, 245 train / 153 val (45 MB)",
+            ("https://download.pytorch.org/tutorial/",),
+            (Remote("hymenoptera_data.zip",
+                    "fbc41b31d544714d18dd1230b1e2b455e1557766e13e67f9f5a7a23af7c02209"),),
+            "zip", "hymenoptera_data", "pytorch/tutorials"),
+    Dataset("mnist", "handwritten digits 28x28, 10 classes, 60k train / 10k test (11 MB)",
+            ("https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/"),
+            _idx(("440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
+                  "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
+                  "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
+                  "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6"),
+                 (9912422, 28881, 1648877, 4542)),
+            "copy", source="tensorflow/datasets"),
+    Dataset("kmnist", "Kuzushiji (cursive Japanese) characters 28x28, 10 classes, 60k / 10k "
+            "(21 MB)", ("http://codh.rois.ac.jp/kmnist/dataset/kmnist/",),
+            _idx(("51467d22d8cc72929e2a028a0428f2086b092bb31cfb79c69cc0a90ce135fde4",
+                  "e38f9ebcd0f3ebcdec7fc8eabdcdaef93bb0df8ea12bee65224341c8183d8e17",
+                  "edd7a857845ad6bb1d0ba43fe7e794d164fe2dce499a1694695a792adfac43c5",
+                  "20bb9a0ef54c7db3efc55a92eef5582c109615df22683c380526788f98e42a1c"),
+                 (18165135, 29497, 3041136, 5120)),
+            "copy", source="tensorflow/datasets"),
+    Dataset("fashion-mnist", "Zalando clothing 28x28, 10 classes, 60k train / 10k test (30 MB)",
+            ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
+            _idx(("3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84",
+                  "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845",
+                  "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073",
+                  "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5"),
+                 (26421880, 29515, 4422102, 5148)),
+            "copy", source="tensorflow/datasets"),
+    Dataset("cifar10", "32x32 colour photos, 10 classes, 50k train / 10k test (163 MB)",
+            ("https://www.cs.toronto.edu/~kriz/",),
+            (Remote("cifar-10-python.tar.gz",
+                    "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce",
+                    170498071),),
+            "tar", "cifar-10-batches-py", "keras"),
+)}
+
+
+def datasets_root() -> Path:
+    """<cache>/datasets: where fetched data sets live."""
+    return cache_root() / "datasets"
+
+
+def dataset_dir(name: str) -> Path:
+    """Where data set `name` is (or will be) unpacked."""
+    return datasets_root() / lookup(name).name
+
+
+def downloads_dir(name: str) -> Path:
+    """Where the files of `name` are downloaded to, and where to put them by hand."""
+    return datasets_root() / "downloads" / lookup(name).name
+
+
+def lookup(name: str) -> Dataset:
+    """The registered data set `name` (case and '_' vs '-' do not matter)."""
+    key = name.strip().lower().replace("_", "-")
+    key = {"fashionmnist": "fashion-mnist", "cifar-10": "cifar10", "ants-bees": "hymenoptera"
+           }.get(key, key)
+    if key not in DATASETS:
+        raise DataError(f"unknown data set {name!r}; choose one of {', '.join(DATASETS)}")
+    return DATASETS[key]
+
+
+def urls(ds: Dataset, f: Remote) -> list[str]:
+    """The URLs to try for file `f`: $CNNLAB_DATA_MIRROR/NAME/FILE alone when it is set."""
+    mirror = os.environ.get(MIRROR_ENV, "").strip()
+    if mirror:
+        return [f"{mirror.rstrip('/')}/{ds.name}/{f.name}"]
+    return [base + f.name for base in ds.bases]
+
+
+def sha256_of(path: Path) -> str:
+    """Hex SHA-256 of a file, read in chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _offline(ds: Dataset, f: Remote, url: str, reason: object) -> DataError:
+    where = downloads_dir(ds.name) / f.name
+    return DataError(f"{ds.name}: cannot download {url} ({reason}); download it by hand, put it "
+                     f"at {where} and run `cnnlab data fetch {ds.name}` again")
+
+
+def _download(url: str, part: Path, progress: Progress, name: str, size: int | None) -> None:
+    """Append the rest of `url` to `part` (HTTP Range), or restart it when the server says no."""
+    from cnnlab.version import __version__
+
+    have = part.stat().st_size if part.exists() else 0
+    headers = {"User-Agent": f"cnnlab/{__version__}"}
+    if have:
+        headers["Range"] = f"bytes={have}-"
+    req = urllib.request.Request(url, headers=headers)
+    try:
+        resp = urllib.request.urlopen(req, timeout=TIMEOUT_S)  # noqa: S310 - http(s) only
+    except urllib.error.HTTPError as exc:
+        if exc.code == 416 and have:  # nothing left to send: the partial file is whole
+            return
+        raise
+    with resp:
+        resumed = have and resp.status == 206
+        if not resumed:
+            have = 0  # a 200 answer is the whole file: start the partial file again
+        length = resp.headers.get("Content-Length")
+        total = have + int(length) if length and length.isdigit() else size
+        with open(part, "ab" if resumed else "wb") as out:
+            done = have
+            for block in iter(lambda: resp.read(CHUNK), b""):
+                out.write(block)
+                done += len(block)
+                if progress:
+                    progress(name, done, total)
+            out.flush()
+            os.fsync(out.fileno())
+
+
+def fetch_file(ds: Dataset, f: Remote, progress: Progress = None) -> Path:
+    """downloads/NAME/FILE, downloaded or resumed and verified; a bad download is deleted."""
+    folder = downloads_dir(ds.name)
+    folder.mkdir(parents=True, exist_ok=True)
+    final, part = folder / f.name, folder / (f.name + ".part")
+    if final.is_file():  # finished earlier, or put there by hand: still checked
+        got = sha256_of(final)
+        if got == f.sha256:
+            return final
+        final.unlink()
+        raise DataError(f"{final}: SHA-256 {got} is not the expected {f.sha256}; the file was "
+                        f"removed, run `cnnlab data fetch {ds.name}` again")
+    last: Exception | None = None
+    tried = urls(ds, f)
+    for url in tried:
+        try:
+            _download(url, part, progress, f.name, f.size)
+            break
+        except (OSError, http.client.HTTPException) as exc:  # URLError, timeouts, resets
+            if isinstance(exc, OSError) and exc.filename:  # our disk, not the network
+                raise
+            last = exc
+    else:
+        reason = getattr(last, "reason", None) or last
+        raise _offline(ds, f, tried[0], reason)
+    got = sha256_of(part)
+    if got != f.sha256:
+        part.unlink(missing_ok=True)
+        raise DataError(f"{ds.name}: {f.name} from {url} has SHA-256 {got}, expected "
+                        f"{f.sha256}; the download was removed, try again or use another "
+                        f"mirror ({MIRROR_ENV})")
+    os.replace(part, final)
+    return final
+
+
+def _safe_members(names: list[str], archive: Path) -> None:
+    for n in names:
+        p = Path(n)
+        if p.is_absolute() or ".." in p.parts:
+            raise DataError(f"{archive}: refusing archive member {n!r} outside the target")
+
+
+def _unpack(ds: Dataset, files: list[Path], tmp: Path) -> Path:
+    """Unpack into tmp; return the folder that becomes the data set."""
+    if ds.unpack == "copy":
+        out = tmp / "data"
+        out.mkdir()
+        for f in files:
+            shutil.copyfile(f, out / f.name)
+        return out
+    archive = files[0]
+    try:
+        if ds.unpack == "zip":
+            with zipfile.ZipFile(archive) as z:
+                _safe_members(z.namelist(), archive)
+                z.extractall(tmp)
+        else:
+            with tarfile.open(archive) as t:
+                _safe_members(t.getnames(), archive)
+                if hasattr(tarfile, "data_filter"):
+                    t.extractall(tmp, filter="data")
+                else:  # Python without PEP 706: members were checked above
+                    t.extractall(tmp)  # noqa: S202
+    except (zipfile.BadZipFile, tarfile.TarError, EOFError) as exc:
+        raise DataError(f"{archive}: cannot unpack ({exc})") from None
+    top = tmp / ds.top if ds.top else tmp
+    if not top.is_dir():
+        raise DataError(f"{archive}: has no {ds.top}/ folder")
+    return top
+
+
+def fetch(name: str, progress: Progress = None, force: bool = False) -> Path:
+    """Download, verify and unpack data set `name`; return the folder to train on."""
+    ds = lookup(name)
+    target = dataset_dir(ds.name)
+    if target.is_dir() and not force:
+        return target
+    files = [fetch_file(ds, f, progress) for f in ds.files]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{ds.name}.", dir=target.parent))
+    try:
+        ready = _unpack(ds, files, tmp)
+        if target.is_dir():  # --force: the old copy goes only once the new one is ready
+            shutil.rmtree(target)
+        os.replace(ready, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    if ds.unpack != "copy":  # the unpacked folder holds everything; keep no second copy
+        for f in files:
+            f.unlink(missing_ok=True)
+    return target
+
+
+def status(name: str) -> str:
+    """'fetched', 'partial' (a download to resume) or '' for data set `name`."""
+    if dataset_dir(name).is_dir():
+        return "fetched"
+    folder = downloads_dir(name)
+    return "partial" if folder.is_dir() and any(folder.iterdir()) else ""
