@@ -24,7 +24,7 @@ def _source_files(path: Path, fmt: str, opts: LoadOptions) -> list[Path]:
             return [path]
         from cnnlab.data.sources.folder import list_folder
 
-        return list_folder(path)[0]
+        return list_folder(path, opts.layout)[0]
     if fmt == "csv":
         from cnnlab.data.load import _single_csv
         from cnnlab.data.sources.csvindex import read_csv_index

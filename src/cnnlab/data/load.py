@@ -15,7 +15,7 @@ from cnnlab.data.imageset import DataSplits, ImageSet
 from cnnlab.data.sources import arrays, cifar, idx
 from cnnlab.data.sources.common import adjust, class_names_for, to_labels, to_uint8_nchw
 from cnnlab.data.sources.csvindex import CsvColumns, read_csv_index
-from cnnlab.data.sources.folder import ids_for, list_folder
+from cnnlab.data.sources.folder import ids_for, read_folder
 from cnnlab.data.splits import stratified_split
 from cnnlab.errors import DataError
 
@@ -40,6 +40,7 @@ class LoadOptions:
     skip_bad: bool = False
     use_cache: bool = True
     default_image_size: int = DEFAULT_FILE_IMAGE_SIZE
+    layout: str = "auto"  # folders: auto | classes | splits (see data/sources/folder.py)
 
 
 Progress = Callable[[str, int], Callable[[int], None]] | None
@@ -183,12 +184,16 @@ def read_source(path: Path | None, opts: LoadOptions, progress: Progress = None)
     if fmt == "folder":
         if path.is_file():
             files, parts, classes, labels = [path], [""], [], [-1]
-            ids = [path.name]
+            ids, notes = [path.name], None
         else:
-            files, parts, classes, labels = list_folder(path)
+            listing = read_folder(path, opts.layout)
+            files, parts, classes, labels = (listing.files, listing.parts, listing.classes,
+                                             listing.labels)
             ids = ids_for(files, path)
+            notes = {"layout_note": listing.note} if listing.note else None
         data = _decode_files(files, parts, classes, labels, ids, opts,
-                             {"fmt": "folder", "root": str(path.resolve())}, progress)
+                             {"fmt": "folder", "root": str(path.resolve()),
+                              "layout": opts.layout}, progress, notes)
     elif fmt == "csv":
         csv_path = path if path.is_file() else _single_csv(path)
         image_dir = Path(opts.image_dir).expanduser() if opts.image_dir else None
@@ -239,7 +244,7 @@ def make_splits(data: ImageSet, opts: LoadOptions) -> DataSplits:
         return DataSplits(train=data.subset(np.arange(0)), val=None, test=data,
                           source=data.meta.get("name", ""), split_note="unlabeled")
     labels = data.labels.numpy()
-    notes = []
+    notes = [data.meta["layout_note"]] if data.meta.get("layout_note") else []
     pool = np.flatnonzero((part == "") | (part == "train"))
     train_idx, val_idx, test_idx = pool, np.flatnonzero(part == "val"), \
         np.flatnonzero(part == "test")
