@@ -28,12 +28,22 @@ def train(data: str | Path | DataSplits | None = None, model: str = "cnn", epoch
     return run_training(cfg, resume=resume, force=force, splits=splits, verbose=verbose)
 
 
-def load(path: str | Path, device: str = "cpu", precision: str = "32") -> Predictor:
-    """Load a trained model from a checkpoint, a run folder (its best.pt) or an exported .onnx."""
+def load(path: str | Path, device: str = "cpu", precision: str = "32",
+         value_range: tuple[float, float] | None = None) -> Predictor:
+    """Load a trained model from a checkpoint, a run folder (its best.pt) or an exported .onnx.
+
+    `value_range=(lo, hi)`: the pixel scale of the non-uint8 arrays you will predict on
+    (default: the training data's recorded range, else floats 0..1, integers 0..255).
+    """
     p = Path(path)
     if p.is_dir():
         p = p / "best.pt"
-    return Predictor.load(p, device, precision)
+    model = Predictor.load(p, device, precision)
+    if value_range is not None:
+        from cnnlab.data.value_range import parse_range
+
+        model.value_range = parse_range(value_range)
+    return model
 
 
 def data(path: str | Path | None = None, **options: object) -> DataSplits:

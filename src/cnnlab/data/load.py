@@ -17,6 +17,7 @@ from cnnlab.data.sources.common import adjust, class_names_for, to_labels, to_ui
 from cnnlab.data.sources.csvindex import CsvColumns, read_csv_index
 from cnnlab.data.sources.folder import ids_for, read_folder
 from cnnlab.data.splits import stratified_split
+from cnnlab.data.value_range import infer_range, parse_range
 from cnnlab.errors import DataError
 
 FORMATS = ("auto", "folder", "csv", "npy", "cifar", "idx", "digits")
@@ -40,6 +41,9 @@ class LoadOptions:
     skip_bad: bool = False
     use_cache: bool = True
     default_image_size: int = DEFAULT_FILE_IMAGE_SIZE
+    # Arrays (npy/npz/CIFAR/IDX): values lo..hi are black..white; None = decided per file
+    # from its whole content (data/value_range.py), recorded in meta["value_range"].
+    value_range: tuple[float, float] | None = None
     layout: str = "auto"  # folders: auto | classes | splits (see data/sources/folder.py)
 
 
@@ -141,12 +145,19 @@ def _decode_files(files: list[Path], parts: list[str], classes: list[str], label
 
 def _from_parts(parts: dict[str, tuple[np.ndarray, np.ndarray | None]], names: list[str] | None,
                 where: str, ids_prefix: dict[str, str] | None = None,
-                files: dict[str, tuple[Path, Path | None]] | None = None) -> ImageSet:
+                files: dict[str, tuple[Path, Path | None]] | None = None,
+                value_range: tuple[float, float] | None = None) -> ImageSet:
     images, labels, ids, partition = [], [], [], []
+    ranges = {}
     for part, (x, y) in parts.items():
         # Name the very file at fault when the arrays came from separate files.
         xf, yf = (files or {}).get(part, (None, None))
-        x8 = to_uint8_nchw(np.asarray(x), str(xf) if xf else f"{where} ({part} images)")
+        x = np.asarray(x)
+        if x.dtype != np.uint8 and x.dtype.kind in "biuf" and x.size:
+            # uint8 is always 0..255; other arrays: the given range, else the file's own.
+            ranges[part] = parse_range(value_range) if value_range is not None else \
+                infer_range(x)
+        x8 = to_uint8_nchw(x, str(xf) if xf else f"{where} ({part} images)", ranges.get(part))
         y8 = to_labels(y, x8.shape[0], f"{yf} (for {xf.name})" if yf and xf else
                        f"{where} ({part} labels)")
         images.append(x8)
@@ -158,8 +169,11 @@ def _from_parts(parts: dict[str, tuple[np.ndarray, np.ndarray | None]], names: l
         raise DataError(f"{where}: splits have different image shapes {sorted(shapes)}")
     lab = np.concatenate(labels)
     classes = class_names_for(lab, names)
+    # The scale non-uint8 training arrays were read on: predicting must use the same one.
+    rng = ranges.get("train", ranges.get("", next(iter(ranges.values()), None)))
+    meta = {"value_range": [float(v) for v in rng]} if rng is not None else {}
     return ImageSet(torch.from_numpy(np.concatenate(images)), torch.from_numpy(lab), classes, ids,
-                    np.asarray(partition, dtype=str))
+                    np.asarray(partition, dtype=str), meta)
 
 
 def read_source(path: Path | None, opts: LoadOptions, progress: Progress = None) -> ImageSet:
@@ -205,21 +219,23 @@ def read_source(path: Path | None, opts: LoadOptions, progress: Progress = None)
         name = csv_path.stem + (f"-{opts.task}" if opts.task else "")
     elif fmt == "npy":
         if path.suffix == ".npz":
-            data = _from_parts(arrays.read_npz(path), None, str(path))
+            data = _from_parts(arrays.read_npz(path), None, str(path),
+                              value_range=opts.value_range)
         else:
             layout = arrays.find_npy_layout(path)
             loaded = {p: (arrays.load_npy(x), arrays.load_npy(y) if y else None)
                       for p, (x, y) in layout.items()}
-            data = _from_parts(loaded, None, str(path), files=layout)
+            data = _from_parts(loaded, None, str(path), files=layout,
+                              value_range=opts.value_range)
             name = layout["train"][0].name[: -len("_images.npy")] if "train" in layout else name
     elif fmt == "cifar":
         parts_c, names = cifar.read_cifar(path)
-        data = _from_parts(parts_c, names or None, str(path))
+        data = _from_parts(parts_c, names or None, str(path), value_range=opts.value_range)
     elif fmt == "idx":
         pairs = idx.find_idx_pairs(path)
         loaded = {p: (idx.read_idx(x), idx.read_idx(y) if y else None)
                   for p, (x, y) in pairs.items()}
-        data = _from_parts(loaded, None, str(path), files=pairs)
+        data = _from_parts(loaded, None, str(path), files=pairs, value_range=opts.value_range)
     else:
         raise DataError(f"unknown format {fmt!r}")
     if fmt in ("npy", "cifar", "idx"):

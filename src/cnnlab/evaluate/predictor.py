@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ from cnnlab.checkpoint import load_checkpoint
 from cnnlab.data.imageset import ImageSet
 from cnnlab.data.load import LoadOptions, make_splits, read_source
 from cnnlab.data.sources.common import adjust, to_uint8_nchw
+from cnnlab.data.value_range import clip_message, default_range, parse_range
 from cnnlab.device import autocast, resolve_device
 from cnnlab.errors import CnnlabError, DataError
 from cnnlab.evaluate.inference import evaluate_logits, predict_logits
@@ -20,7 +22,17 @@ from cnnlab.train.setup import rebuild
 
 
 class Predictor:
-    """A classifier with its class names, input size and normalization, ready to predict."""
+    """A classifier with its class names, input size and normalization, ready to predict.
+
+    Pixel scale of arrays (data/value_range.py): `value_range=(lo, hi)` per call, else the
+    predictor's `value_range` (cnnlab.load(..., value_range=...)), else the range the training
+    data was read on (checkpoint config `value_range`), else by dtype: uint8 0..255, floats
+    0..1, other integers 0..255. Never from the batch's own values. Values outside the range
+    are clipped, with one warning per predictor giving the count.
+    """
+
+    value_range: tuple[float, float] | None = None  # set by cnnlab.load(value_range=...)
+    _clip_warned: bool = False
 
     def __init__(self, model: torch.nn.Module, arch: dict, classes: list[str],
                  config: dict | None = None, path: Path | None = None,
@@ -70,13 +82,23 @@ class Predictor:
         opts = LoadOptions(image_size=self.image_size, channels=self.channels,
                            resize=c.get("resize", "crop"), val_split=c.get("val_split", 0.2),
                            test_split=c.get("test_split", 0.2), seed=c.get("seed", 0),
-                           task=c.get("task"), columns=cols)
+                           task=c.get("task"), columns=cols,
+                           value_range=self.value_range or c.get("value_range"))
         for k, v in overrides.items():
             if v is not None:
                 setattr(opts, k, v)
         return opts
 
-    def to_images(self, x: object) -> torch.Tensor:
+    def input_range(self, x: np.ndarray, value_range: object = None) -> tuple[float, float]:
+        """The scale an input array is read on (never from its individual values)."""
+        if x.dtype == np.uint8:
+            return 0.0, 255.0  # uint8 is always 0..255
+        chosen = value_range if value_range is not None else self.value_range
+        if chosen is None:
+            chosen = self.config.get("value_range")
+        return parse_range(chosen) if chosen is not None else default_range(x.dtype)
+
+    def to_images(self, x: object, value_range: object = None) -> torch.Tensor:
         """Arrays [N,H,W]/[N,H,W,C]/[N,C,H,W], a uint8 tensor or file paths -> uint8 NCHW."""
         if isinstance(x, (str, Path)):
             data = read_source(Path(x), self.load_options())
@@ -89,7 +111,18 @@ class Predictor:
                                          self.config.get("resize", "crop")) for p in x])
             return torch.from_numpy(arr)
         arr = x.numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
-        arr = to_uint8_nchw(arr, "input")
+        if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+            arr = to_uint8_nchw(arr, "input")  # raises the one-line dtype error
+        rng = self.input_range(arr, value_range)
+        if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
+            raise DataError("input: images contain NaN or infinite values")
+        clipped = 0 if arr.dtype == np.uint8 and rng == (0.0, 255.0) else \
+            int(np.count_nonzero((arr < rng[0]) | (arr > rng[1])))
+        if clipped and not self._clip_warned:
+            self._clip_warned = True
+            warnings.warn(clip_message("input", clipped, arr.size, rng) +
+                          "; shown once per model", UserWarning, stacklevel=3)
+        arr = to_uint8_nchw(arr, "input", rng)
         return adjust(arr, (self.image_size, self.image_size), self.channels)
 
     def logits(self, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
@@ -99,17 +132,17 @@ class Predictor:
         ctx = None if self.precision == "32" else (lambda: autocast(self.device, self.precision))
         return predict_logits(self.module, images, batch_size, self.device, autocast_ctx=ctx)
 
-    def predict_proba(self, x: object) -> np.ndarray:
-        """Class probabilities [N, K]."""
-        return torch.softmax(self.logits(self.to_images(x)), 1).numpy()
+    def predict_proba(self, x: object, value_range: object = None) -> np.ndarray:
+        """Class probabilities [N, K]; arrays are read on `value_range` (lo, hi) when given."""
+        return torch.softmax(self.logits(self.to_images(x, value_range)), 1).numpy()
 
-    def predict(self, x: object) -> np.ndarray:
+    def predict(self, x: object, value_range: object = None) -> np.ndarray:
         """Predicted class indices [N]."""
-        return self.predict_proba(x).argmax(1)
+        return self.predict_proba(x, value_range).argmax(1)
 
-    def predict_names(self, x: object) -> list[str]:
+    def predict_names(self, x: object, value_range: object = None) -> list[str]:
         """Predicted class names."""
-        return [self.classes[i] for i in self.predict(x)]
+        return [self.classes[i] for i in self.predict(x, value_range)]
 
     def split_of(self, path: str | Path | None, split: str | None, fmt: str = "auto",
                  **opts: object) -> tuple[ImageSet, str]:
