@@ -13,7 +13,13 @@ from cnnlab.data import cache
 from cnnlab.data.decode import decode_many, image_info, is_image_file
 from cnnlab.data.imageset import DataSplits, ImageSet
 from cnnlab.data.sources import arrays, cifar, idx
-from cnnlab.data.sources.common import adjust, class_names_for, to_labels, to_uint8_nchw
+from cnnlab.data.sources.common import (
+    adjust,
+    center_crop_images,
+    class_names_for,
+    to_labels,
+    to_uint8_nchw,
+)
 from cnnlab.data.sources.csvindex import CsvColumns, read_csv_index
 from cnnlab.data.sources.folder import ids_for, read_folder
 from cnnlab.data.splits import stratified_split
@@ -45,6 +51,9 @@ class LoadOptions:
     # from its whole content (data/value_range.py), recorded in meta["value_range"].
     value_range: tuple[float, float] | None = None
     layout: str = "auto"  # folders: auto | classes | splits (see data/sources/folder.py)
+    # Centre crop of this side after resizing to image_size (torchvision's Resize(256) then
+    # CenterCrop(224) is resize="shorter", image_size=256, crop_size=224).
+    crop_size: int | None = None
 
 
 Progress = Callable[[str, int], Callable[[int], None]] | None
@@ -98,19 +107,21 @@ def _decode_files(files: list[Path], parts: list[str], classes: list[str], label
                   ids: list[str], opts: LoadOptions, settings: dict, progress: Progress,
                   notes: dict | None = None) -> ImageSet:
     size = opts.image_size or opts.default_image_size
+    crop = opts.crop_size
     channels = _file_channels(files, opts)
     settings = {**settings, "size": size, "channels": channels, "resize": opts.resize,
-                "skip_bad": opts.skip_bad}
+                "skip_bad": opts.skip_bad, **({"crop": crop} if crop else {})}
     key = cache.cache_key(files, settings) if opts.use_cache else ""
     if key and (hit := cache.load_cached(key)) is not None:
         hit.meta["cache"] = "hit"
         return hit
     tick = progress("decoding images", len(files)) if progress else None
     # Decode straight into the cache file: a folder larger than RAM never sits in memory.
-    writer = cache.create_cached(key, (len(files), channels, size, size)) if key else None
+    side = crop or size
+    writer = cache.create_cached(key, (len(files), channels, side, side)) if key else None
     try:
         arr, kept = decode_many(files, (size, size), channels, opts.resize, opts.skip_bad, tick,
-                                out=None if writer is None else writer.images)
+                                out=None if writer is None else writer.images, crop=crop)
     except BaseException:
         if writer is not None:
             writer.abort()
@@ -241,6 +252,8 @@ def read_source(path: Path | None, opts: LoadOptions, progress: Progress = None)
     if fmt in ("npy", "cifar", "idx"):
         size = (opts.image_size, opts.image_size) if opts.image_size else None
         data.images = adjust(data.images.numpy(), size, opts.channels)
+        if opts.crop_size:
+            data.images = center_crop_images(data.images, opts.crop_size)
     data.meta.setdefault("name", name)
     data.meta["format"] = fmt
     return data

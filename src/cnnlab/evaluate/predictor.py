@@ -79,7 +79,9 @@ class Predictor:
                                                                   "semantic_label"),
                           c.get("numeric_column", "numeric_label"),
                           c.get("partition_column", "partition"), c.get("task_column", "task"))
-        opts = LoadOptions(image_size=self.image_size, channels=self.channels,
+        crop = c.get("crop_size")  # decoded at image_size, then centre-cropped to the input
+        size = (c.get("image_size") or self.image_size) if crop else self.image_size
+        opts = LoadOptions(image_size=size, crop_size=crop, channels=self.channels,
                            resize=c.get("resize", "crop"), val_split=c.get("val_split", 0.2),
                            test_split=c.get("test_split", 0.2), seed=c.get("seed", 0),
                            task=c.get("task"), columns=cols,
@@ -106,9 +108,10 @@ class Predictor:
         if isinstance(x, (list, tuple)) and x and isinstance(x[0], (str, Path)):
             from cnnlab.data.decode import decode_image
 
-            size = (self.image_size, self.image_size)
-            arr = np.stack([decode_image(Path(p), size, self.channels,
-                                         self.config.get("resize", "crop")) for p in x])
+            o = self.load_options()
+            size = (o.image_size, o.image_size)
+            arr = np.stack([decode_image(Path(p), size, self.channels, o.resize, o.crop_size)
+                            for p in x])
             return torch.from_numpy(arr)
         arr = x.numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
         if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):

@@ -99,6 +99,17 @@ def adjust(images: np.ndarray, size: tuple[int, int] | None, channels: int | Non
     return t
 
 
+def center_crop_images(images: torch.Tensor, crop: int) -> torch.Tensor:
+    """Centre crop uint8 NCHW images to crop x crop as torchvision's CenterCrop (zero padding)."""
+    h, w = images.shape[2:]
+    if crop > h or crop > w:
+        ph, pw = max(0, crop - h), max(0, crop - w)
+        images = F.pad(images, (pw // 2, (pw + 1) // 2, ph // 2, (ph + 1) // 2))
+        h, w = images.shape[2:]
+    top, left = int(round((h - crop) / 2.0)), int(round((w - crop) / 2.0))
+    return images[:, :, top: top + crop, left: left + crop].contiguous()
+
+
 def class_names_for(labels: np.ndarray, names: list[str] | None = None) -> list[str]:
     """Class names for integer labels: the given names, else '0'..'K-1'."""
     k = int(labels.max()) + 1 if (labels >= 0).any() else 0
