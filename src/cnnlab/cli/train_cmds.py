@@ -149,8 +149,9 @@ PRECISION_OPT = typer.Option("32", "--precision", help="32|auto|bf16|16-mixed (a
 def evaluate(
     weights: Path = typer.Option(..., "--weights", "-w", help="Checkpoint (best.pt / last.pt)."),
     path: Path | None = typer.Argument(None, help="Data [default: the data it was trained on]."),
-    split: str | None = typer.Option(None, "--split", help="train|val|test|all [default: test, "
-                                     "or all of an unpartitioned PATH]"),
+    split: str | None = typer.Option(None, "--split", help="train|val|test, a list like "
+                                     "train,val,test, or all (one row per split) [default: "
+                                     "test, or all of an unpartitioned PATH]"),
     format: str = typer.Option("auto", "--format"),
     positive_class: str | None = typer.Option(None, "--positive-class"),
     as_json: bool = typer.Option(False, "--json", help="Print metrics as JSON on stdout."),
@@ -159,12 +160,12 @@ def evaluate(
 ) -> None:
     """Measure a trained model: accuracy, per-class metrics, AUROC, confusion matrix."""
     model = _predictor(weights, device, precision)
-    data, name = model.split_of(path, split, format)
-    metrics = model.evaluate(data, positive_class)
+    metrics = {name: model.evaluate(data, positive_class)
+               for data, name in model.splits_for(path, split, format)}
     if as_json:
-        print(json.dumps({name: metrics}, indent=2))
+        print(json.dumps(metrics, indent=2))
         return
-    print_metrics({name: metrics}, model.classes)
+    print_metrics(metrics, model.classes)
 
 
 def print_metrics(metrics: dict, classes: list[str]) -> None:

@@ -167,6 +167,38 @@ class Predictor:
                             f"{', '.join(n for n, _ in splits.items())} or all)")
         return chosen, name
 
+    def splits_for(self, path: str | Path | None, split: str | None, fmt: str = "auto",
+                   **opts: object) -> list[tuple[ImageSet, str]]:
+        """The (items, name) to evaluate, one per split: `split` is one name, a comma list
+        (train,val,test) or "all" (every labeled split of the training data or a partitioned
+        source; a new unpartitioned source is one set, "all")."""
+        names = [n.strip() for n in (split or "").split(",") if n.strip()]
+        if len(names) <= 1 and names != ["all"]:
+            return [self.split_of(path, split, fmt, **opts)]
+        options = self.load_options(format=fmt, **opts)
+        data_path = path if path is not None else self.config.get("data")
+        raw = read_source(Path(data_path) if data_path is not None else None, options)
+        self._check_classes(raw)
+        has_parts = raw.partition is not None and bool((raw.partition != "").any())
+        same = path is None or str(Path(path).expanduser().resolve()) == self.config.get("data")
+        if names == ["all"] and not (has_parts or same):
+            return [(raw, "all")]
+        if not (raw.labels >= 0).any():
+            raise DataError(f"{data_path}: no labels to evaluate against")
+        splits = make_splits(raw, options)
+        if names == ["all"]:
+            return [(s, n) for n, s in splits.items() if bool((s.labels >= 0).any())]
+        out = []
+        for n in names:
+            if n not in ("train", "val", "test"):
+                raise DataError(f"--split {split!r}: {n!r} is not train, val or test")
+            chosen = splits.get(n)
+            if chosen is None or len(chosen) == 0:
+                raise DataError(f"{data_path or 'digits'}: no {n} split (choose "
+                                f"{', '.join(x for x, _ in splits.items())} or all)")
+            out.append((chosen, n))
+        return out
+
     def _check_classes(self, data: ImageSet) -> None:
         if data.classes and (data.labels >= 0).any() and list(data.classes) != self.classes:
             raise DataError(f"the data's classes ({', '.join(data.classes[:6])}) differ from the "
