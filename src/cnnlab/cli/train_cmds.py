@@ -54,7 +54,8 @@ def train(
     numeric_column: str = typer.Option("numeric_label", "--numeric-label-column"),
     partition_column: str = typer.Option("partition", "--partition-column"),
     class_weights: str | None = typer.Option(None, "--class-weights",
-                                             help="auto (inverse frequency) or e.g. 1,20"),
+                                             help="auto (inverse frequency), one number per "
+                                             "class (1,20) or by name (dogs=20)"),
     sampler: str = typer.Option("none", "--sampler", help="none|balanced (oversample minority)"),
     positive_class: str | None = typer.Option(None, "--positive-class",
                                               help="Binary: class for precision/recall/F1."),
@@ -114,7 +115,7 @@ def train(
 
 
 def _class_weights(text: str | None) -> list[float] | str | None:
-    if text is None or text in ("auto", "none"):
+    if text is None or text in ("auto", "none") or "=" in text:  # dogs=20: by class name
         return text
     return parse_list(text, float)
 
