@@ -85,7 +85,8 @@ class Predictor:
                            resize=c.get("resize", "crop"), val_split=c.get("val_split", 0.2),
                            test_split=c.get("test_split", 0.2), seed=c.get("seed", 0),
                            task=c.get("task"), columns=cols,
-                           value_range=self.value_range or c.get("value_range"))
+                           value_range=self.value_range or c.get("value_range"),
+                           layout=c.get("layout") or "auto")
         for k, v in overrides.items():
             if v is not None:
                 setattr(opts, k, v)
