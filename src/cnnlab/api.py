@@ -36,16 +36,27 @@ train.__signature__ = inspect.signature(train).replace(parameters=[  # type: ign
       for s in SETTINGS.values()]])
 
 
-def load(path: str | Path, device: str = "cpu", precision: str = "32") -> Predictor:
-    """Load a trained model from a checkpoint, a run folder (its best.pt) or an exported .onnx."""
+def load(path: str | Path, device: str = "cpu", precision: str = "32",
+         value_range: tuple[float, float] | None = None) -> Predictor:
+    """Load a trained model from a checkpoint, a run folder (its best.pt) or an exported .onnx.
+
+    `value_range=(lo, hi)`: the pixel scale of the non-uint8 arrays you will predict on
+    (default: the training data's recorded range, else floats 0..1, integers 0..255).
+    """
     p = Path(path)
     if p.is_dir():
         p = p / "best.pt"
     if p.suffix.lower() == ".onnx":
         from cnnlab.evaluate.onnx_predictor import OnnxPredictor
 
-        return OnnxPredictor.load(p, device, precision)
-    return Predictor.load(p, device, precision)
+        model = OnnxPredictor.load(p, device, precision)
+    else:
+        model = Predictor.load(p, device, precision)
+    if value_range is not None:
+        from cnnlab.data.value_range import parse_range
+
+        model.value_range = parse_range(value_range)
+    return model
 
 
 def data(path: str | Path | None = None, seed: int = 0, **options: object) -> DataSplits:

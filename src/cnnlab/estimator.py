@@ -14,7 +14,9 @@ Accepted X:
 
 Pixel values are scaled to 0..255 with a range fixed at fit time: uint8 stays as is, floats in
 [0,1] are multiplied by 255, values in [0,255] are kept, anything else is min-max scaled with the
-training data's minimum and maximum (the same mapping is used by predict).
+training data's minimum and maximum (the same mapping is used by predict: it never depends on
+the values of the batch predicted; values beyond the fitted range are clipped, with a warning
+giving the count).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import inspect
 import math
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +46,7 @@ from cnnlab import run
 from cnnlab.data.imageset import DataSplits, ImageSet
 from cnnlab.data.sources.common import adjust, to_uint8_nchw
 from cnnlab.data.splits import stratified_split
+from cnnlab.data.value_range import clip_message, scale_to_uint8
 from cnnlab.models import get_spec
 from cnnlab.train.settings import SETTINGS, resolve
 
@@ -164,9 +168,11 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
     def _to_uint8(self, X: np.ndarray) -> np.ndarray:
         if X.dtype == np.uint8:
             return X
-        lo, hi = self.input_range_
-        scaled = (np.asarray(X, dtype=np.float64) - lo) * (255.0 / (hi - lo))
-        return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+        out, clipped = scale_to_uint8(X, self.input_range_)
+        if clipped:  # predict-time values beyond the range seen in fit
+            warnings.warn(clip_message("X", clipped, X.size, self.input_range_), UserWarning,
+                          stacklevel=4)
+        return out
 
     def _images(self, X: object, kind: str) -> torch.Tensor:
         """uint8 [N,C,H,W] at the model's input size."""

@@ -1,9 +1,14 @@
-"""Export a trained checkpoint to ONNX or TorchScript, checked against the PyTorch model.
+"""Export a trained checkpoint to ONNX, TorchScript or a bare state_dict, checked against PyTorch.
 
 The exported graph is the whole Classifier: it takes float images in [0, 1], NCHW, any batch
 size, and normalizes them itself, so a consumer needs nothing but the file. Class names, the
 architecture record and the decode settings travel inside the file (ONNX metadata_props, a
 TorchScript extra file), which is what lets `cnnlab predict --weights model.onnx` work.
+
+`state_dict` is what the course seeds load with `model.load_state_dict(torch.load(PATH))`: the
+bare network's weights (keys as the seed's attribute names, no `net.` prefix), loadable
+strictly into a module built by the seed's class. Normalization is not part of that network:
+the mean/std (0..1 scale), class names and input size go to a JSON file beside it.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from cnnlab.evaluate.onnx_predictor import INSTALL_HINT, META_PREFIX
 from cnnlab.evaluate.predictor import Predictor
 from cnnlab.io import atomic_path
 
-FORMATS = ("onnx", "torchscript")
+FORMATS = ("onnx", "torchscript", "state_dict")
 TORCHSCRIPT_META = "cnnlab.json"
 
 
@@ -118,6 +123,8 @@ def export_model(weights: str | Path, fmt: str = "onnx", out: str | Path | None 
         raise CnnlabError(f"{weights}: already an ONNX file; export needs a cnnlab checkpoint")
     model = Predictor.load(weights)
     module = model.module.float().eval().cpu()
+    if fmt == "state_dict":
+        return export_state_dict(model, weights, out, check, samples)
     out = Path(out) if out is not None else weights.with_suffix(
         ".onnx" if fmt == "onnx" else ".torchscript.pt")
     meta = metadata(model)
@@ -148,6 +155,51 @@ def export_model(weights: str | Path, fmt: str = "onnx", out: str | Path | None 
                 got = loaded(x).numpy()
         diff = float(np.abs(got - ref).max())
     return ExportResult(out, fmt, diff, samples if check else 0)
+
+
+def state_dict_sidecar(path: Path) -> Path:
+    """The JSON file written beside an exported state_dict (mean, std, classes, ...)."""
+    return Path(path).with_suffix(".json")
+
+
+def export_state_dict(model: Predictor, weights: Path, out: str | Path | None = None,
+                      check: bool = True, samples: int = 8) -> ExportResult:
+    """Write the bare network's state_dict and its normalization/classes JSON beside it."""
+    import io
+
+    from cnnlab.checkpoint import atomic_write_bytes
+    from cnnlab.train.setup import rebuild
+
+    module = model.module.float().eval().cpu()
+    net = getattr(module, "net", None)
+    if net is None:
+        raise CnnlabError(f"{weights}: no bare network inside this model to export")
+    out = Path(out) if out is not None else weights.with_suffix(".state_dict.pt")
+    state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    mean = module.mean.flatten().tolist()
+    std = module.std.flatten().tolist()
+    info = {"model": model.arch["name"], "model_args": model.arch.get("args", {}),
+            "num_classes": model.arch["num_classes"], "classes": list(model.classes),
+            "in_channels": model.channels, "image_size": model.image_size,
+            "mean": mean, "std": std,
+            "input": "float NCHW in [0, 1], then (x - mean) / std per channel, e.g. "
+                     f"transforms.Normalize({[round(v, 4) for v in mean]}, "
+                     f"{[round(v, 4) for v in std]})",
+            "weights": out.name}
+    atomic_write_bytes(out, buf.getvalue())
+    atomic_write_bytes(state_dict_sidecar(out), (json.dumps(info, indent=2) + "\n").encode())
+    diff = None
+    if check:  # reload strictly into a freshly built network, as a student's code would
+        fresh = rebuild(model.arch).net.float().eval()
+        fresh.load_state_dict(torch.load(out, map_location="cpu", weights_only=True), strict=True)
+        x = sample_inputs(model, samples)
+        with torch.inference_mode():
+            ref = module(x).numpy()
+            got = fresh((x - module.mean) / module.std).numpy()
+        diff = float(np.abs(got - ref).max())
+    return ExportResult(out, "state_dict", diff, samples if check else 0)
 
 
 def read_torchscript_meta(path: str | Path) -> dict:

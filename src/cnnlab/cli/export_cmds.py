@@ -1,4 +1,4 @@
-"""export: a checkpoint to ONNX or TorchScript, checked against PyTorch."""
+"""export: a checkpoint to ONNX, TorchScript or a bare state_dict, checked against PyTorch."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ from cnnlab.errors import CnnlabError
 def export(
     weights: Path = typer.Option(..., "--weights", "-w",
                                  help="Checkpoint (best.pt / last.pt) or a run folder."),
-    format: str = typer.Option("onnx", "--format", "-f", help="onnx|torchscript"),
+    format: str = typer.Option("onnx", "--format", "-f", help="onnx|torchscript|state_dict "
+                                "(the bare network for model.load_state_dict)"),
     out: Path | None = typer.Option(None, "--out", "-o",
                                     help="File to write [default: next to the weights]."),
     opset: int = typer.Option(17, "--opset", min=9, help="ONNX opset version."),
@@ -28,8 +29,17 @@ def export(
     from cnnlab.export import export_model
 
     res = export_model(weights, format, out, opset=opset, check=check)
-    console.print(f"wrote {res.format} model to {res.path} "
-                  f"({res.path.stat().st_size / 1e6:.2f} MB; input float32 [N,C,H,W] in [0,1])")
+    if res.format == "state_dict":
+        from cnnlab.export import state_dict_sidecar
+
+        console.print(f"wrote the network's state_dict to {res.path} "
+                      f"({res.path.stat().st_size / 1e6:.2f} MB; load it with "
+                      "model.load_state_dict(torch.load(PATH))); normalization (mean, std) and "
+                      f"classes to {state_dict_sidecar(res.path)}")
+    else:
+        console.print(f"wrote {res.format} model to {res.path} "
+                      f"({res.path.stat().st_size / 1e6:.2f} MB; input float32 [N,C,H,W] in "
+                      "[0,1])")
     if res.max_abs_diff is not None:
         console.print(f"max abs difference vs PyTorch on {res.samples} sample inputs: "
                       f"{res.max_abs_diff:.3g}")

@@ -194,11 +194,19 @@ def _print_data(s: dict) -> None:
     for sp in splits:
         t.add_column(sp, justify="right")
     t.add_column("total", justify="right")
+    unl = s.get("unlabeled_by_split", {})
+    sizes = s.get("sizes", {})
+    # A split with no labels at all shows "-" per class and "unlabeled N", never a false 0.
+    blank = {sp for sp in splits if unl.get(sp) and unl[sp] == sizes.get(sp)}
     for i, c in enumerate(s["classes"]):
-        t.add_row(c, *(str(s["counts"][sp][i]) for sp in splits),
+        t.add_row(c, *("-" if sp in blank else str(s["counts"][sp][i]) for sp in splits),
                   str(sum(s["counts"][sp][i] for sp in splits)))
-    t.add_row("all", *(str(sum(s["counts"][sp])) for sp in splits),
-              str(sum(sum(s["counts"][sp]) for sp in splits)))
+    if any(unl.get(sp) for sp in splits if sp not in blank):
+        t.add_row("unlabeled", *(str(unl.get(sp, 0)) for sp in splits),
+                  str(sum(unl.get(sp, 0) for sp in splits)))
+    t.add_row("all", *(f"unlabeled {unl[sp]}" if sp in blank else
+                       str(sum(s["counts"][sp]) + unl.get(sp, 0)) for sp in splits),
+              str(sum(sum(s["counts"][sp]) + unl.get(sp, 0) for sp in splits)))
     console.print(t)
     if s.get("split_note"):
         console.print(f"splits: {s['split_note']}", highlight=False)

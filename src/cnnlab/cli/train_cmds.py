@@ -60,9 +60,9 @@ PRECISION_OPT = typer.Option(None, "--precision", metavar="32|auto|bf16|16-mixed
 def evaluate(
     weights: Path = WEIGHTS_OPT,
     path: Path | None = typer.Argument(None, help="Data [default: the data it was trained on]."),
-    split: str | None = typer.Option(None, "--split", help="train|val|test|all or a list like "
-                                     "train,test [default: test, or all of an unpartitioned "
-                                     "PATH]"),
+    split: str | None = typer.Option(None, "--split", help="train|val|test, a list like "
+                                     "train,val,test, or all (one row per split) [default: "
+                                     "test, or all of an unpartitioned PATH]"),
     positive_class: str | None = typer.Option(None, "--positive-class", metavar="CLASS"),
     as_json: bool = typer.Option(False, "--json", help="Print metrics as JSON on stdout."),
     device: str | None = DEVICE_OPT,
@@ -71,12 +71,12 @@ def evaluate(
 ) -> None:
     """Measure a trained model: accuracy, per-class metrics, AUROC, confusion matrix."""
     model = _predictor(weights, device, precision)
-    data, name = model.split_of(path, split, **(settings or {}))
-    metrics = model.evaluate(data, positive_class)
+    metrics = {name: model.evaluate(data, positive_class)
+               for data, name in model.splits_for(path, split, **(settings or {}))}
     if as_json:
-        print(json.dumps({name: metrics}, indent=2))
+        print(json.dumps(metrics, indent=2))
         return
-    print_metrics({name: metrics}, model.classes)
+    print_metrics(metrics, model.classes)
 
 
 def print_metrics(metrics: dict, classes: list[str]) -> None:

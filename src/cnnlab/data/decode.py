@@ -15,7 +15,10 @@ from cnnlab.errors import DataError
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm",
                     ".pgm"}
-RESIZE_MODES = ("crop", "stretch")
+# crop: keep the aspect ratio, centre-crop to the square; stretch: squash to the square;
+# shorter: torchvision's Resize(N) (shorter side to N, bilinear, antialiased as Pillow does)
+# then CenterCrop (crop_size, else N), pixel for pixel as torchvision computes it on PIL images.
+RESIZE_MODES = ("crop", "stretch", "shorter")
 
 # Refuse decompression bombs outright rather than only warning about them.
 Image.MAX_IMAGE_PIXELS = 64_000_000
@@ -44,18 +47,48 @@ def _to_mode(img: Image.Image, channels: int) -> Image.Image:
     return img.convert(target) if img.mode != target else img
 
 
-def resize_image(img: Image.Image, size: tuple[int, int], mode: str = "crop") -> Image.Image:
-    """Resize to (h, w): 'crop' keeps the aspect ratio and centre-crops, 'stretch' does not."""
-    h, w = size
-    if img.size == (w, h):
+def resize_shorter(img: Image.Image, size: int) -> Image.Image:
+    """torchvision.transforms.Resize(size) on a PIL image: shorter side to `size`, bilinear."""
+    w, h = img.size
+    short, long = (w, h) if w <= h else (h, w)
+    new_short, new_long = size, int(size * long / short)  # torchvision truncates the long side
+    new_w, new_h = (new_short, new_long) if w <= h else (new_long, new_short)
+    if (new_w, new_h) == (w, h):
         return img
-    if mode == "stretch":
-        return img.resize((w, h), Image.BILINEAR, reducing_gap=2.0)
-    return ImageOps.fit(img, (w, h), Image.BILINEAR)
+    return img.resize((new_w, new_h), Image.BILINEAR)  # Pillow's default reducing_gap=None
+
+
+def center_crop(img: Image.Image, crop: int) -> Image.Image:
+    """torchvision.transforms.CenterCrop(crop) on a PIL image (zero padding when too small)."""
+    w, h = img.size
+    if crop > w or crop > h:
+        pad_l, pad_t = max(0, (crop - w) // 2), max(0, (crop - h) // 2)
+        padded = Image.new(img.mode, (max(w, crop), max(h, crop)))
+        padded.paste(img, (pad_l, pad_t))
+        img, (w, h) = padded, padded.size
+        if (w, h) == (crop, crop):
+            return img
+    top, left = int(round((h - crop) / 2.0)), int(round((w - crop) / 2.0))
+    return img.crop((left, top, left + crop, top + crop))
+
+
+def resize_image(img: Image.Image, size: tuple[int, int], mode: str = "crop",
+                 crop: int | None = None) -> Image.Image:
+    """Resize to (h, w): 'crop' keeps the aspect ratio and centre-crops, 'stretch' does not,
+    'shorter' is torchvision's Resize(h) + CenterCrop; then a centre crop of `crop` if given."""
+    h, w = size
+    if mode == "shorter":
+        return center_crop(resize_shorter(img, h), crop or h)
+    if img.size != (w, h):
+        if mode == "stretch":
+            img = img.resize((w, h), Image.BILINEAR, reducing_gap=2.0)
+        else:
+            img = ImageOps.fit(img, (w, h), Image.BILINEAR)
+    return center_crop(img, crop) if crop else img
 
 
 def decode_image(path: Path, size: tuple[int, int] | None, channels: int,
-                 resize: str = "crop") -> np.ndarray:
+                 resize: str = "crop", crop: int | None = None) -> np.ndarray:
     """Decode one file to uint8 [C,H,W]; raise DataError naming the file on any problem."""
     try:
         if os.path.getsize(path) == 0:
@@ -69,14 +102,14 @@ def decode_image(path: Path, size: tuple[int, int] | None, channels: int,
             with Image.open(path) as img:
                 if img.width * img.height > Image.MAX_IMAGE_PIXELS:  # also when warnings race
                     raise Image.DecompressionBombError("too many pixels")
-                if size is not None and img.format == "JPEG":
+                if size is not None and img.format == "JPEG" and resize != "shorter":
                     # Let libjpeg decode at a reduced scale: far faster for big photos.
                     img.draft("RGB" if channels == 3 else "L", (size[1] * 2, size[0] * 2))
                 img.load()
                 img = ImageOps.exif_transpose(img) or img
                 img = _to_mode(img, channels)
                 if size is not None:
-                    img = resize_image(img, size, resize)
+                    img = resize_image(img, size, resize, crop)
                 arr = np.asarray(img, dtype=np.uint8)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise DataError(f"{path}: image is too large (possible decompression bomb)") from None
@@ -115,7 +148,8 @@ def image_info(path: Path) -> tuple[int, int, str]:
 def decode_many(paths: Sequence[Path], size: tuple[int, int], channels: int, resize: str = "crop",
                 skip_bad: bool = False,
                 progress: Callable[[int], None] | None = None,
-                out: np.ndarray | None = None) -> tuple[np.ndarray, list[int]]:
+                out: np.ndarray | None = None,
+                crop: int | None = None) -> tuple[np.ndarray, list[int]]:
     """Decode files in parallel threads into uint8 [N,C,H,W]; returns (array, kept indices).
 
     `out` (e.g. a disk-backed array) receives the images in place; with skipped files the
@@ -123,13 +157,14 @@ def decode_many(paths: Sequence[Path], size: tuple[int, int], channels: int, res
     """
     in_place = out is not None
     if out is None:
-        out = np.empty((len(paths), channels, size[0], size[1]), dtype=np.uint8)
+        shape = (crop, crop) if crop else (size[0], size[1])
+        out = np.empty((len(paths), channels, *shape), dtype=np.uint8)
     ok = np.zeros(len(paths), dtype=bool)
     errors: list[tuple[int, str]] = []
 
     def work(i: int) -> None:
         try:
-            out[i] = decode_image(paths[i], size, channels, resize)
+            out[i] = decode_image(paths[i], size, channels, resize, crop)
             ok[i] = True
         except DataError as exc:
             errors.append((i, str(exc)))

@@ -22,7 +22,7 @@ def _source_files(path: Path, fmt: str, opts: LoadOptions) -> list[Path]:
             return [path]
         from cnnlab.data.sources.folder import list_folder
 
-        return list_folder(path)[0]
+        return list_folder(path, opts.layout)[0]
     if fmt == "csv":
         from cnnlab.data.load import _single_csv
         from cnnlab.data.sources.csvindex import read_csv_index
@@ -106,13 +106,16 @@ def inspect_data(path: str | Path | None, opts: LoadOptions | None = None
     counts = {name: s.class_counts() for name, s in splits.items()}
     total = [sum(v[i] for v in counts.values()) for i in range(len(splits.classes))]
     mean, std = channel_mean_std(splits.train.images)
-    unlabeled = int(sum(int((s.labels < 0).sum()) for _, s in splits.items()))
+    unlabeled_by_split = {name: int((s.labels < 0).sum()) for name, s in splits.items()}
+    unlabeled = sum(unlabeled_by_split.values())
     summary = {
         "name": data.meta.get("name", str(path)),
         "path": str(path) if path is not None else None,
         "format": data.meta.get("format", "digits"),
         "num_images": len(data),
         "unlabeled": unlabeled,
+        "unlabeled_by_split": unlabeled_by_split,  # a test split without labels: N here, not 0
+        "sizes": {name: len(sp) for name, sp in splits.items()},
         "classes": list(splits.classes),
         "counts": counts,
         "split_note": splits.split_note,
@@ -131,8 +134,50 @@ def _atomic_save(fig: object, path: Path) -> None:
         fig.savefig(tmp, dpi=100, bbox_inches="tight", format="png")  # type: ignore[attr-defined]
 
 
+SAMPLE_COLUMNS = 10
+
+
+def _sample_figure(summary: dict, splits: DataSplits, path: Path) -> dict[str, list[str]]:
+    """One row per split (test included): one image per class, or the first unlabeled images."""
+    import matplotlib.pyplot as plt
+
+    classes = summary["classes"]
+    rows = []
+    for name, sp in splits.items():
+        labels = sp.labels.numpy()
+        picks = []
+        for k, c in enumerate(classes[:SAMPLE_COLUMNS]):
+            where = np.flatnonzero(labels == k)
+            if len(where):
+                picks.append((int(where[0]), c[:14]))
+        room = SAMPLE_COLUMNS - len(picks)
+        for i in np.flatnonzero(labels < 0)[:room]:
+            picks.append((int(i), "unlabeled"))
+        if picks:
+            rows.append((name, sp, picks))
+    cols = max([len(p) for _, _, p in rows] + [1])
+    fig, axes = plt.subplots(max(1, len(rows)), cols, figsize=(max(4.0, 1.6 * cols),
+                                                              1.9 * max(1, len(rows)) + 0.5),
+                             squeeze=False)
+    for a in axes.flat:
+        a.axis("off")
+    for r, (name, sp, picks) in enumerate(rows):
+        for j, (i, title) in enumerate(picks):
+            a = axes[r][j]
+            img = sp.images[i].numpy()
+            if img.shape[0] == 1:
+                a.imshow(img[0], cmap="gray", vmin=0, vmax=255)
+            else:
+                a.imshow(img.transpose(1, 2, 0))
+            a.set_title(f"{name}: {title}", fontsize=7)
+    fig.suptitle(f"{summary['name']}: sample images of every split", fontsize=9)
+    _atomic_save(fig, path)
+    plt.close(fig)
+    return {name: [title for _, title in picks] for name, _, picks in rows}
+
+
 def write_figures(summary: dict, splits: DataSplits, out: Path) -> dict:
-    """class_counts.png (bars per split), samples.png (one train image per class), summary.json."""
+    """class_counts.png (bars per split), samples.png (images of every split), summary.json."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -157,30 +202,9 @@ def write_figures(summary: dict, splits: DataSplits, out: Path) -> dict:
     _atomic_save(fig, out / "class_counts.png")
     plt.close(fig)
 
-    train = splits.train
-    labels = train.labels.numpy()
-    cols = min(k, 10)
-    rows = (k + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(max(4.0, 1.6 * cols), 1.8 * rows + 0.5),
-                             squeeze=False)
-    for idx, a in enumerate(axes.flat):
-        a.axis("off")
-        if idx >= k:
-            continue
-        where = np.flatnonzero(labels == idx)
-        a.set_title(classes[idx][:14], fontsize=8)
-        if not len(where):
-            continue
-        img = train.images[int(where[0])].numpy()
-        if img.shape[0] == 1:
-            a.imshow(img[0], cmap="gray", vmin=0, vmax=255)
-        else:
-            a.imshow(img.transpose(1, 2, 0))
-    fig.suptitle(f"{summary['name']}: one training image per class", fontsize=9)
-    _atomic_save(fig, out / "samples.png")
-    plt.close(fig)
+    shown = _sample_figure(summary, splits, out / "samples.png")
 
     files = {"class_counts": str(out / "class_counts.png"), "samples": str(out / "samples.png"),
              "summary": str(out / "summary.json")}
-    write_json(out / "summary.json", {**summary, "files": files})
+    write_json(out / "summary.json", {**summary, "files": files, "samples_shown": shown})
     return files

@@ -13,10 +13,17 @@ from cnnlab.data import cache
 from cnnlab.data.decode import decode_many, image_info, is_image_file
 from cnnlab.data.imageset import DataSplits, ImageSet
 from cnnlab.data.sources import arrays, cifar, idx
-from cnnlab.data.sources.common import adjust, class_names_for, to_labels, to_uint8_nchw
+from cnnlab.data.sources.common import (
+    adjust,
+    center_crop_images,
+    class_names_for,
+    to_labels,
+    to_uint8_nchw,
+)
 from cnnlab.data.sources.csvindex import CsvColumns, read_csv_index
-from cnnlab.data.sources.folder import ids_for, list_folder
+from cnnlab.data.sources.folder import ids_for, read_folder
 from cnnlab.data.splits import stratified_split
+from cnnlab.data.value_range import infer_range, parse_range
 from cnnlab.errors import DataError
 
 FORMATS = ("auto", "folder", "csv", "npy", "cifar", "idx", "digits")
@@ -40,6 +47,13 @@ class LoadOptions:
     skip_bad: bool = False
     use_cache: bool = True
     default_image_size: int = DEFAULT_FILE_IMAGE_SIZE
+    # Arrays (npy/npz/CIFAR/IDX): values lo..hi are black..white; None = decided per file
+    # from its whole content (data/value_range.py), recorded in meta["value_range"].
+    value_range: tuple[float, float] | None = None
+    layout: str = "auto"  # folders: auto | classes | splits (see data/sources/folder.py)
+    # Centre crop of this side after resizing to image_size (torchvision's Resize(256) then
+    # CenterCrop(224) is resize="shorter", image_size=256, crop_size=224).
+    crop_size: int | None = None
 
 
 Progress = Callable[[str, int], Callable[[int], None]] | None
@@ -93,19 +107,21 @@ def _decode_files(files: list[Path], parts: list[str], classes: list[str], label
                   ids: list[str], opts: LoadOptions, settings: dict, progress: Progress,
                   notes: dict | None = None) -> ImageSet:
     size = opts.image_size or opts.default_image_size
+    crop = opts.crop_size
     channels = _file_channels(files, opts)
     settings = {**settings, "size": size, "channels": channels, "resize": opts.resize,
-                "skip_bad": opts.skip_bad}
+                "skip_bad": opts.skip_bad, **({"crop": crop} if crop else {})}
     key = cache.cache_key(files, settings) if opts.use_cache else ""
     if key and (hit := cache.load_cached(key)) is not None:
         hit.meta["cache"] = "hit"
         return hit
     tick = progress("decoding images", len(files)) if progress else None
     # Decode straight into the cache file: a folder larger than RAM never sits in memory.
-    writer = cache.create_cached(key, (len(files), channels, size, size)) if key else None
+    side = crop or size
+    writer = cache.create_cached(key, (len(files), channels, side, side)) if key else None
     try:
         arr, kept = decode_many(files, (size, size), channels, opts.resize, opts.skip_bad, tick,
-                                out=None if writer is None else writer.images)
+                                out=None if writer is None else writer.images, crop=crop)
     except BaseException:
         if writer is not None:
             writer.abort()
@@ -140,12 +156,19 @@ def _decode_files(files: list[Path], parts: list[str], classes: list[str], label
 
 def _from_parts(parts: dict[str, tuple[np.ndarray, np.ndarray | None]], names: list[str] | None,
                 where: str, ids_prefix: dict[str, str] | None = None,
-                files: dict[str, tuple[Path, Path | None]] | None = None) -> ImageSet:
+                files: dict[str, tuple[Path, Path | None]] | None = None,
+                value_range: tuple[float, float] | None = None) -> ImageSet:
     images, labels, ids, partition = [], [], [], []
+    ranges = {}
     for part, (x, y) in parts.items():
         # Name the very file at fault when the arrays came from separate files.
         xf, yf = (files or {}).get(part, (None, None))
-        x8 = to_uint8_nchw(np.asarray(x), str(xf) if xf else f"{where} ({part} images)")
+        x = np.asarray(x)
+        if x.dtype != np.uint8 and x.dtype.kind in "biuf" and x.size:
+            # uint8 is always 0..255; other arrays: the given range, else the file's own.
+            ranges[part] = parse_range(value_range) if value_range is not None else \
+                infer_range(x)
+        x8 = to_uint8_nchw(x, str(xf) if xf else f"{where} ({part} images)", ranges.get(part))
         y8 = to_labels(y, x8.shape[0], f"{yf} (for {xf.name})" if yf and xf else
                        f"{where} ({part} labels)")
         images.append(x8)
@@ -157,8 +180,11 @@ def _from_parts(parts: dict[str, tuple[np.ndarray, np.ndarray | None]], names: l
         raise DataError(f"{where}: splits have different image shapes {sorted(shapes)}")
     lab = np.concatenate(labels)
     classes = class_names_for(lab, names)
+    # The scale non-uint8 training arrays were read on: predicting must use the same one.
+    rng = ranges.get("train", ranges.get("", next(iter(ranges.values()), None)))
+    meta = {"value_range": [float(v) for v in rng]} if rng is not None else {}
     return ImageSet(torch.from_numpy(np.concatenate(images)), torch.from_numpy(lab), classes, ids,
-                    np.asarray(partition, dtype=str))
+                    np.asarray(partition, dtype=str), meta)
 
 
 def read_source(path: Path | None, opts: LoadOptions, progress: Progress = None) -> ImageSet:
@@ -183,12 +209,16 @@ def read_source(path: Path | None, opts: LoadOptions, progress: Progress = None)
     if fmt == "folder":
         if path.is_file():
             files, parts, classes, labels = [path], [""], [], [-1]
-            ids = [path.name]
+            ids, notes = [path.name], None
         else:
-            files, parts, classes, labels = list_folder(path)
+            listing = read_folder(path, opts.layout)
+            files, parts, classes, labels = (listing.files, listing.parts, listing.classes,
+                                             listing.labels)
             ids = ids_for(files, path)
+            notes = {"layout_note": listing.note} if listing.note else None
         data = _decode_files(files, parts, classes, labels, ids, opts,
-                             {"fmt": "folder", "root": str(path.resolve())}, progress)
+                             {"fmt": "folder", "root": str(path.resolve()),
+                              "layout": opts.layout}, progress, notes)
     elif fmt == "csv":
         csv_path = path if path.is_file() else _single_csv(path)
         image_dir = Path(opts.image_dir).expanduser() if opts.image_dir else None
@@ -200,26 +230,30 @@ def read_source(path: Path | None, opts: LoadOptions, progress: Progress = None)
         name = csv_path.stem + (f"-{opts.task}" if opts.task else "")
     elif fmt == "npy":
         if path.suffix == ".npz":
-            data = _from_parts(arrays.read_npz(path), None, str(path))
+            data = _from_parts(arrays.read_npz(path), None, str(path),
+                              value_range=opts.value_range)
         else:
             layout = arrays.find_npy_layout(path)
             loaded = {p: (arrays.load_npy(x), arrays.load_npy(y) if y else None)
                       for p, (x, y) in layout.items()}
-            data = _from_parts(loaded, None, str(path), files=layout)
+            data = _from_parts(loaded, None, str(path), files=layout,
+                              value_range=opts.value_range)
             name = layout["train"][0].name[: -len("_images.npy")] if "train" in layout else name
     elif fmt == "cifar":
         parts_c, names = cifar.read_cifar(path)
-        data = _from_parts(parts_c, names or None, str(path))
+        data = _from_parts(parts_c, names or None, str(path), value_range=opts.value_range)
     elif fmt == "idx":
         pairs = idx.find_idx_pairs(path)
         loaded = {p: (idx.read_idx(x), idx.read_idx(y) if y else None)
                   for p, (x, y) in pairs.items()}
-        data = _from_parts(loaded, None, str(path), files=pairs)
+        data = _from_parts(loaded, None, str(path), files=pairs, value_range=opts.value_range)
     else:
         raise DataError(f"unknown format {fmt!r}")
     if fmt in ("npy", "cifar", "idx"):
         size = (opts.image_size, opts.image_size) if opts.image_size else None
         data.images = adjust(data.images.numpy(), size, opts.channels)
+        if opts.crop_size:
+            data.images = center_crop_images(data.images, opts.crop_size)
     data.meta.setdefault("name", name)
     data.meta["format"] = fmt
     return data
@@ -239,7 +273,7 @@ def make_splits(data: ImageSet, opts: LoadOptions) -> DataSplits:
         return DataSplits(train=data.subset(np.arange(0)), val=None, test=data,
                           source=data.meta.get("name", ""), split_note="unlabeled")
     labels = data.labels.numpy()
-    notes = []
+    notes = [data.meta["layout_note"]] if data.meta.get("layout_note") else []
     pool = np.flatnonzero((part == "") | (part == "train"))
     train_idx, val_idx, test_idx = pool, np.flatnonzero(part == "val"), \
         np.flatnonzero(part == "test")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ from cnnlab.checkpoint import load_checkpoint
 from cnnlab.data.imageset import ImageSet
 from cnnlab.data.load import LoadOptions, make_splits, read_source
 from cnnlab.data.sources.common import adjust, to_uint8_nchw
+from cnnlab.data.value_range import clip_message, default_range, parse_range
 from cnnlab.device import autocast, resolve_device
 from cnnlab.errors import CnnlabError, DataError
 from cnnlab.evaluate.metrics import compute_metrics
@@ -21,7 +23,17 @@ from cnnlab.train.setup import rebuild
 
 
 class Predictor:
-    """A classifier with its class names, input size and normalization, ready to predict."""
+    """A classifier with its class names, input size and normalization, ready to predict.
+
+    Pixel scale of arrays (data/value_range.py): `value_range=(lo, hi)` per call, else the
+    predictor's `value_range` (cnnlab.load(..., value_range=...)), else the range the training
+    data was read on (checkpoint config `value_range`), else by dtype: uint8 0..255, floats
+    0..1, other integers 0..255. Never from the batch's own values. Values outside the range
+    are clipped, with one warning per predictor giving the count.
+    """
+
+    value_range: tuple[float, float] | None = None  # set by cnnlab.load(value_range=...)
+    _clip_warned: bool = False
 
     def __init__(self, model: torch.nn.Module, arch: dict, classes: list[str],
                  config: dict | None = None, path: Path | None = None,
@@ -42,8 +54,11 @@ class Predictor:
             raise CnnlabError(f"{path}: incomplete checkpoint ({exc})") from None
         except CnnlabError as exc:
             raise CnnlabError(f"{path}: {exc}") from None
-        return cls(model, ckpt["arch"], list(ckpt["classes"]), ckpt.get("config"), Path(path),
-                   device, precision)
+        config = dict(ckpt.get("config") or {})
+        if config.get("value_range") is None:  # the range the training arrays were read on
+            config["value_range"] = (ckpt.get("resolved") or {}).get("value_range")
+        return cls(model, ckpt["arch"], list(ckpt["classes"]), config, Path(path), device,
+                   precision)
 
     def __repr__(self) -> str:
         """One line: model, classes, input shape and checkpoint."""
@@ -81,12 +96,25 @@ class Predictor:
 
     def load_options(self, **overrides: object) -> LoadOptions:
         """Options that read data exactly as training did (size, channels, resize, CSV columns,
-        image folder, split seed); `overrides` that are not None win."""
+        image folder, layout, crop, value range, split seed); `overrides` not None win."""
         opts = data_options(self.config, **overrides)
-        opts.image_size, opts.channels = self.image_size, self.channels
+        crop = opts.crop_size  # decoded at the run's image_size, then centre-cropped
+        opts.image_size = (self.config.get("image_size") or self.image_size) if crop \
+            else self.image_size
+        opts.channels = self.channels
+        opts.value_range = self.value_range or self.config.get("value_range")
         return opts
 
-    def to_images(self, x: object) -> torch.Tensor:
+    def input_range(self, x: np.ndarray, value_range: object = None) -> tuple[float, float]:
+        """The scale an input array is read on (never from its individual values)."""
+        if x.dtype == np.uint8:
+            return 0.0, 255.0  # uint8 is always 0..255
+        chosen = value_range if value_range is not None else self.value_range
+        if chosen is None:
+            chosen = self.config.get("value_range")
+        return parse_range(chosen) if chosen is not None else default_range(x.dtype)
+
+    def to_images(self, x: object, value_range: object = None) -> torch.Tensor:
         """Arrays [N,H,W]/[N,H,W,C]/[N,C,H,W], a uint8 tensor or file paths -> uint8 NCHW."""
         if isinstance(x, (str, Path)):
             data = read_source(Path(x), self.load_options())
@@ -94,12 +122,24 @@ class Predictor:
         if isinstance(x, (list, tuple)) and x and isinstance(x[0], (str, Path)):
             from cnnlab.data.decode import decode_image
 
-            size = (self.image_size, self.image_size)
-            arr = np.stack([decode_image(Path(p), size, self.channels,
-                                         self.config.get("resize", "crop")) for p in x])
+            o = self.load_options()
+            size = (o.image_size, o.image_size)
+            arr = np.stack([decode_image(Path(p), size, self.channels, o.resize, o.crop_size)
+                            for p in x])
             return torch.from_numpy(arr)
         arr = x.numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
-        arr = to_uint8_nchw(arr, "input")
+        if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+            arr = to_uint8_nchw(arr, "input")  # raises the one-line dtype error
+        rng = self.input_range(arr, value_range)
+        if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
+            raise DataError("input: images contain NaN or infinite values")
+        clipped = 0 if arr.dtype == np.uint8 and rng == (0.0, 255.0) else \
+            int(np.count_nonzero((arr < rng[0]) | (arr > rng[1])))
+        if clipped and not self._clip_warned:
+            self._clip_warned = True
+            warnings.warn(clip_message("input", clipped, arr.size, rng) +
+                          "; shown once per model", UserWarning, stacklevel=3)
+        arr = to_uint8_nchw(arr, "input", rng)
         return adjust(arr, (self.image_size, self.image_size), self.channels)
 
     def logits(self, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
@@ -109,17 +149,17 @@ class Predictor:
         ctx = None if self.precision == "32" else (lambda: autocast(self.device, self.precision))
         return predict_logits(self.module, images, batch_size, self.device, autocast_ctx=ctx)
 
-    def predict_proba(self, x: object) -> np.ndarray:
-        """Class probabilities [N, K]."""
-        return torch.softmax(self.logits(self.to_images(x)), 1).numpy()
+    def predict_proba(self, x: object, value_range: object = None) -> np.ndarray:
+        """Class probabilities [N, K]; arrays are read on `value_range` (lo, hi) when given."""
+        return torch.softmax(self.logits(self.to_images(x, value_range)), 1).numpy()
 
-    def predict(self, x: object) -> np.ndarray:
+    def predict(self, x: object, value_range: object = None) -> np.ndarray:
         """Predicted class indices [N]."""
-        return self.predict_proba(x).argmax(1)
+        return self.predict_proba(x, value_range).argmax(1)
 
-    def predict_names(self, x: object) -> list[str]:
+    def predict_names(self, x: object, value_range: object = None) -> list[str]:
         """Predicted class names."""
-        return [self.classes[i] for i in self.predict(x)]
+        return [self.classes[i] for i in self.predict(x, value_range)]
 
     def split_of(self, path: str | Path | None, split: str | None, **overrides: object
                  ) -> tuple[ImageSet, str]:
@@ -143,6 +183,38 @@ class Predictor:
             raise DataError(f"{data_path or 'digits'}: no {name} split (choose "
                             f"{', '.join(n for n, _ in splits.items())} or all)")
         return chosen, name
+
+    def splits_for(self, path: str | Path | None, split: str | None, **overrides: object
+                   ) -> list[tuple[ImageSet, str]]:
+        """The (items, name) to evaluate, one per split: `split` is one name, a comma list
+        (train,val,test) or "all" (every labeled split of the training data or a partitioned
+        source; a new unpartitioned source is one set, "all")."""
+        names = [n.strip() for n in (split or "").split(",") if n.strip()]
+        if len(names) <= 1 and names != ["all"]:
+            return [self.split_of(path, split, **overrides)]
+        options = self.load_options(**overrides)
+        data_path = path if path is not None else self.config.get("data")
+        raw = read_source(Path(data_path) if data_path is not None else None, options)
+        self._check_classes(raw)
+        has_parts = raw.partition is not None and bool((raw.partition != "").any())
+        same = path is None or str(Path(path).expanduser().resolve()) == self.config.get("data")
+        if names == ["all"] and not (has_parts or same):
+            return [(raw, "all")]
+        if not (raw.labels >= 0).any():
+            raise DataError(f"{data_path}: no labels to evaluate against")
+        splits = make_splits(raw, options)
+        if names == ["all"]:
+            return [(s, n) for n, s in splits.items() if bool((s.labels >= 0).any())]
+        out = []
+        for n in names:
+            if n not in ("train", "val", "test"):
+                raise DataError(f"--split {split!r}: {n!r} is not train, val or test")
+            chosen = splits.get(n)
+            if chosen is None or len(chosen) == 0:
+                raise DataError(f"{data_path or 'digits'}: no {n} split (choose "
+                                f"{', '.join(x for x, _ in splits.items())} or all)")
+            out.append((chosen, n))
+        return out
 
     def _check_classes(self, data: ImageSet) -> None:
         if data.classes and (data.labels >= 0).any() and list(data.classes) != self.classes:

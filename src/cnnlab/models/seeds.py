@@ -82,19 +82,22 @@ class EECS445CNN(TransferNet):
 
     Init as the seed's code: conv weights N(0, 1/(5·5·C_in)) (std 1/sqrt(5·5·C_in)),
     FC N(0, 1/32), biases 0. 64x64 input; 39,754 parameters for the 2-class target.
+    `conv3_filters` (default 8) is what 2(f)iii varies (8 vs 64); the FC input follows it.
     The seed also calls torch.manual_seed(42) inside init_weights; we do not reseed the global
     generator (the trainer's --seed decides), so the distribution is the same, not the draw.
     """
 
-    def __init__(self, num_classes: int = 2, in_channels: int = 3, fc_name: str = "fc_1") -> None:
+    def __init__(self, num_classes: int = 2, in_channels: int = 3, fc_name: str = "fc_1",
+                 conv3_filters: int = 8) -> None:
         super().__init__()
         self.num_classes = num_classes
         self._head_path = fc_name  # target.py names it fc_1, source.py fc1
         self.conv1 = nn.Conv2d(in_channels, 16, 5, 2, 2)
         self.pool = nn.MaxPool2d(kernel_size=2, stride=2)
         self.conv2 = nn.Conv2d(16, 64, 5, 2, 2)
-        self.conv3 = nn.Conv2d(64, 8, 5, 2, 2)
-        setattr(self, fc_name, nn.Linear(32, num_classes))
+        self.conv3 = nn.Conv2d(64, conv3_filters, 5, 2, 2)
+        # conv3's output is 2x2 for the 64x64 input: the FC takes 4 values per filter.
+        setattr(self, fc_name, nn.Linear(conv3_filters * 2 * 2, num_classes))
         self.init_weights()
 
     def init_weights(self) -> None:
@@ -118,18 +121,32 @@ class EECS445CNN(TransferNet):
         return self.head()(x.flatten(1))
 
 
-@register("eecs445-target", "EECS 445 Project 2 target CNN: conv 16-64-8 5x5/2, pool 2, FC 32",
-          family="seed", fixed_size=64, default_size=64)
-def eecs445_target(num_classes: int, in_channels: int, image_size: int) -> nn.Module:
+def _positive_int(model: str, name: str, value: object) -> int:
+    try:
+        n = int(value)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        n = 0
+    if isinstance(value, bool) or n < 1 or n != value and str(n) != str(value).strip():
+        raise CnnlabError(f"{model}: {name} must be a whole number of at least 1, got {value!r}")
+    return n
+
+
+@register("eecs445-target", "EECS 445 Project 2 target CNN: conv 16-64-8 5x5/2, pool 2, FC 32 "
+          "(--model-arg conv3_filters=64)", family="seed", fixed_size=64, default_size=64)
+def eecs445_target(num_classes: int, in_channels: int, image_size: int,
+                   conv3_filters: int = 8) -> nn.Module:
     """EECS 445 Project 2 Target (2 classes in the seed)."""
-    return EECS445CNN(num_classes, in_channels, "fc_1")
+    return EECS445CNN(num_classes, in_channels, "fc_1",
+                      _positive_int("eecs445-target", "conv3_filters", conv3_filters))
 
 
-@register("eecs445-source", "EECS 445 Project 2 source CNN (the 8-class twin of the target)",
-          family="seed", fixed_size=64, default_size=64)
-def eecs445_source(num_classes: int, in_channels: int, image_size: int) -> nn.Module:
+@register("eecs445-source", "EECS 445 Project 2 source CNN (the 8-class twin of the target; "
+          "--model-arg conv3_filters=64)", family="seed", fixed_size=64, default_size=64)
+def eecs445_source(num_classes: int, in_channels: int, image_size: int,
+                   conv3_filters: int = 8) -> nn.Module:
     """EECS 445 Project 2 Source (8 classes in the seed)."""
-    return EECS445CNN(num_classes, in_channels, "fc1")
+    return EECS445CNN(num_classes, in_channels, "fc1",
+                      _positive_int("eecs445-source", "conv3_filters", conv3_filters))
 
 
 # --------------------------------------------------------------------------- COMP 6721
@@ -171,9 +188,8 @@ class MultiLayerFCNet(TransferNet):
 def comp6721_mlp(num_classes: int, in_channels: int, image_size: int,
                  hidden: int = 100) -> nn.Module:
     """COMP 6721 MultiLayerFCNet; D_in = C·H·W (3·32·32 = 3072 on CIFAR-10)."""
-    if int(hidden) < 1:
-        raise CnnlabError(f"comp6721-mlp: hidden must be at least 1, got {hidden}")
-    return MultiLayerFCNet(_flat_size(in_channels, image_size), int(hidden), num_classes)
+    return MultiLayerFCNet(_flat_size(in_channels, image_size),
+                           _positive_int("comp6721-mlp", "hidden", hidden), num_classes)
 
 
 class COMP6721CNN(TransferNet):
@@ -253,13 +269,14 @@ class TwoLayerDenseNet(TransferNet):
         return self.net(x.flatten(1))
 
 
-@register("cs475-densenet", "CS 475 HW3 TwoLayerDenseNet: 784 -> 100 -> classes",
-          family="seed", default_size=28)
+@register("cs475-densenet", "CS 475 HW3 TwoLayerDenseNet: 784 -> 100 -> classes "
+          "(--model-arg hidden_layer_width=H, or hidden=H)", family="seed", default_size=28)
 def cs475_densenet(num_classes: int, in_channels: int, image_size: int,
-                   hidden_layer_width: int = 100) -> nn.Module:
-    """CS 475 TwoLayerDenseNet; D_in = C·H·W (784 for 28x28 grey)."""
+                   hidden_layer_width: int = 100, hidden: int | None = None) -> nn.Module:
+    """CS 475 TwoLayerDenseNet; D_in = C·H·W (784 for 28x28 grey); `hidden` as in comp6721-mlp."""
+    width = hidden if hidden is not None else hidden_layer_width
     return TwoLayerDenseNet(_flat_size(in_channels, image_size), num_classes,
-                            int(hidden_layer_width))
+                            _positive_int("cs475-densenet", "hidden_layer_width", width))
 
 
 class TooSimpleConvNN(TransferNet):
@@ -295,8 +312,8 @@ class TooSimpleConvNN(TransferNet):
         return self.final_conv(x).flatten(1)
 
 
-@register("cs475-convnet", "CS 475 HW3 TooSimpleConvNN: 2 convs, spatial mean, 1x1 conv",
-          family="seed", default_size=28, min_size=5)
+@register("cs475-convnet", "CS 475 HW3 TooSimpleConvNN: 2 convs, spatial mean, 1x1 conv "
+          "(--model-arg channels=8,16 kernel=3)", family="seed", default_size=28, min_size=5)
 def cs475_convnet(num_classes: int, in_channels: int, image_size: int,
                   channels: str | tuple = "8,16", kernel: int = 3) -> nn.Module:
     """CS 475 TooSimpleConvNN."""

@@ -160,6 +160,35 @@ def parse_class_weights(text: str) -> list[float] | str | None:
                             "CLASS=WEIGHT pairs") from None
 
 
+def _normalize(text: str) -> str:
+    """A --normalize spec: auto, train, imagenet, none, MEAN,STD or a mean and std per channel."""
+    t = str(text).strip().lower()
+    if t in ("auto", "train", "imagenet", "none"):
+        return t
+    try:
+        n = len([float(v) for v in t.replace("[", " ").replace("]", " ").replace("(", " ")
+                 .replace(")", " ").replace(";", ",").replace(" ", ",").split(",") if v])
+    except ValueError:
+        n = 0
+    if n not in (2, 6):
+        raise SettingsError(f"--normalize {text!r}: give auto, train, imagenet, none, MEAN,STD or "
+                            "three means and three stds")
+    return str(text).strip()
+
+
+def _value_range(text: str) -> list[float]:
+    """'0,255' or '-1..1' -> [lo, hi] with lo < hi."""
+    parts = str(text).replace("..", ",").split(",")
+    try:
+        lo, hi = (float(p) for p in parts)
+    except ValueError:
+        raise SettingsError(f"--value-range {text!r}: give two numbers LO,HI, e.g. 0,255") \
+            from None
+    if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+        raise SettingsError(f"--value-range {text!r}: need finite LO < HI")
+    return [lo, hi]
+
+
 def _freeze(text: str) -> str:
     t = str(text).strip().lower()
     if t in ("none", "all") or t.isdigit():
@@ -175,8 +204,8 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in [
       "arrays, the model's for files].", int, lo=1, hi=4096, metavar="PIXELS"),
     S("channels", None, "data", "1 (grey) or 3 (RGB) [default: the data's].", int,
       choices=(1, 3), metavar="N"),
-    S("resize", "crop", "data", "crop: keep the aspect ratio and centre-crop; stretch: distort.",
-      choices=RESIZE_MODES),
+    S("resize", "crop", "data", "crop: keep the aspect ratio and centre-crop; stretch: distort; "
+      "shorter: shorter side to --image-size (torchvision's Resize).", choices=RESIZE_MODES),
     S("val_split", 0.2, "data", "Validation fraction when the source has no val split.", float,
       lo=0.0, hi=0.9, metavar="FRACTION"),
     S("test_split", 0.2, "data", "Test fraction when the source has no partitions.", float,
@@ -192,11 +221,23 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in [
       metavar="NAME"),
     S("task_column", "task", "data", "CSV column naming each row's task.", metavar="NAME"),
     S("skip_bad", False, "data", "Skip unreadable images instead of stopping.", bool),
+    S("layout", "auto", "data", "Folders: classes (ROOT/<class>/...), splits (ROOT/<split>/"
+      "<class>/...) or auto (split names like train/, test_set/ are recognised).",
+      choices=("auto", "classes", "splits")),
+    S("crop_size", None, "data", "Centre-crop to N x N after resizing (with --resize shorter: "
+      "torchvision's Resize(image_size) then CenterCrop(N)).", int, lo=1, hi=4096,
+      nullable=True, metavar="PIXELS"),
+    S("value_range", None, "data", "Arrays: the values that mean black and white, e.g. 0,1 or "
+      "-1,1 [default: by dtype: uint8 0..255, floats 0..1].", list, parse=_value_range,
+      nullable=True, metavar="LO,HI"),
     # ---- model
     S("model", "cnn", "model", "Architecture (see `cnnlab models`), or package.module:function "
       "for your own builder.", metavar="NAME", short="-m"),
     S("model_args", {}, "model", "Model argument KEY=VALUE (repeatable), e.g. width=8.", dict,
       parse=parse_model_args, metavar="KEY=VALUE", aliases=("--model-arg",)),
+    S("normalize", "auto", "model", "Input normalization: train (the training split's mean/std),"
+      " imagenet, none, MEAN,STD or m1,m2,m3,s1,s2,s3 [default: auto = imagenet with "
+      "--pretrained, else train].", parse=_normalize, metavar="SPEC"),
     S("pretrained", False, "model", "Start from the model's ImageNet weights.", bool),
     S("weights_file", None, "model", "Local file with the pretrained weights.", metavar="FILE"),
     S("freeze", "none", "model", "Freeze none, all (train the head only) or the first N layer "
@@ -369,4 +410,5 @@ def data_options(values: Mapping[str, Any], **overrides: Any) -> Any:
                        columns=CsvColumns(v["path_column"], v["label_column"],
                                           v["numeric_column"], v["partition_column"],
                                           v["task_column"]),
-                       skip_bad=v["skip_bad"])
+                       skip_bad=v["skip_bad"], layout=v["layout"], crop_size=v["crop_size"],
+                       value_range=tuple(v["value_range"]) if v["value_range"] else None)

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from cnnlab.data.imageset import ImageSet
-from cnnlab.data.stats import channel_mean_std
+from cnnlab.data.normalize import parse_normalize
 from cnnlab.errors import CnnlabError
 from cnnlab.models import Classifier, build_model, get_spec
 from cnnlab.train.optim import OPTIMIZERS
@@ -42,7 +42,8 @@ def build_classifier(cfg: TrainConfig, train: ImageSet) -> Built:
         return Built(t.model, arch, t.notes, t.frozen, t.info)
     net = build_model(arch["name"], arch["num_classes"], arch["in_channels"],
                       arch["image_size"], **arch["args"])
-    mean, std = channel_mean_std(train.images)
+    spec = "train" if cfg.normalize == "auto" else cfg.normalize
+    mean, std = parse_normalize(spec, train.channels, train.images)
     return Built(Classifier(net, mean, std), arch, [])
 
 
@@ -111,7 +112,7 @@ def class_weight_tensor(cfg: TrainConfig, train: ImageSet) -> torch.Tensor | Non
         counts = torch.tensor(train.class_counts(), dtype=torch.float32).clamp_min(1)
         return counts.sum() / (k * counts)
     if isinstance(cw, str) and "=" in cw:
-        cw = _weights_by_name(cw, list(train.classes))
+        cw = parse_class_weights(cw, train.classes)
     elif isinstance(cw, str):
         try:
             cw = [float(v) for v in cw.split(",")]
@@ -126,20 +127,23 @@ def class_weight_tensor(cfg: TrainConfig, train: ImageSet) -> torch.Tensor | Non
     return torch.tensor(cw, dtype=torch.float32)
 
 
-def _weights_by_name(text: str, classes: list[str]) -> list[float]:
-    """'bees=20' -> 1 for every class but bees, 20 for bees."""
+def parse_class_weights(text: str, classes: list[str]) -> list[float]:
+    """'dogs=20' (or 'cats=1,dogs=20') -> one weight per class; unnamed classes weigh 1."""
     weights = dict.fromkeys(classes, 1.0)
-    for item in text.split(","):
-        name, _, value = item.partition("=")
+    for item in (p.strip() for p in text.split(",")):
+        name, sep, value = item.rpartition("=")
         name = name.strip()
+        if not sep or not name:
+            raise CnnlabError(f"--class-weights {text!r}: write NAME=WEIGHT pairs like dogs=20, "
+                              "or one number per class")
         if name not in weights:
-            raise CnnlabError(f"--class-weights {item.strip()!r}: no class {name!r} (classes: "
-                              f"{', '.join(classes[:10])})")
+            raise CnnlabError(f"--class-weights: no class {name!r} (classes: "
+                              f"{', '.join(classes[:20])})")
         try:
             weights[name] = float(value)
         except ValueError:
-            raise CnnlabError(f"--class-weights {item.strip()!r}: {value!r} is not a number") \
-                from None
+            raise CnnlabError(f"--class-weights: weight of {name!r} must be a number, got "
+                              f"{value.strip()!r}") from None
     return [weights[c] for c in classes]
 
 

@@ -92,6 +92,11 @@ def _use_deterministic() -> None:
         torch._C._set_deterministic_algorithms(True, warn_only=True)
 
 
+def _plain(v: object) -> object:
+    """Tuples and numpy numbers as YAML-friendly lists and floats."""
+    return [float(x) for x in v] if isinstance(v, (tuple, list)) else v
+
+
 def _epoch_seed(cfg: TrainConfig, epoch: int) -> int:
     return (cfg.seed + 1) * 7919 + epoch
 
@@ -162,6 +167,7 @@ class Trainer:
                          "channels_last": bool(self.channels_last),
                          "num_threads": torch.get_num_threads(),
                          "world_size": distributed.world_size(),
+                         "value_range": _plain(splits.train.meta.get("value_range")),
                          "feature_cache_seconds": round(self.features.seconds, 3)
                          if self.features is not None else 0.0}
 

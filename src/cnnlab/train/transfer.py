@@ -200,6 +200,11 @@ def build(cfg: TrainConfig, train: ImageSet, arch: dict) -> TransferBuild:
         info["normalization"] = "imagenet"
     else:
         mean, std = channel_mean_std(train.images)
+    if cfg.normalize != "auto":  # an explicit --normalize wins over both defaults
+        from cnnlab.data.normalize import parse_normalize
+
+        mean, std = parse_normalize(cfg.normalize, arch["in_channels"], train.images)
+        info["normalization"] = cfg.normalize
     net = build_model(arch["name"], arch["num_classes"], arch["in_channels"], arch["image_size"],
                       **arch["args"], **kwargs)
     model = Classifier(net, mean, std)

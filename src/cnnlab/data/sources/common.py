@@ -6,13 +6,19 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from cnnlab.data.value_range import infer_range, scale_to_uint8
 from cnnlab.errors import DataError
 
 MAX_CLASSES = 100_000  # a label beyond this is a damaged file, not a real class index
 
 
-def to_uint8_nchw(arr: np.ndarray, where: str) -> np.ndarray:
-    """Accept [N,H,W], [N,H,W,C] or [N,C,H,W] arrays of any numeric dtype; return uint8 NCHW."""
+def to_uint8_nchw(arr: np.ndarray, where: str,
+                  value_range: tuple[float, float] | None = None) -> np.ndarray:
+    """Accept [N,H,W], [N,H,W,C] or [N,C,H,W] arrays of any numeric dtype; return uint8 NCHW.
+
+    `value_range` (lo, hi) maps lo..hi to 0..255 (clipping the rest); without it the range of
+    the whole array decides (data/value_range.py: infer_range).
+    """
     if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool) \
             or np.issubdtype(arr.dtype, np.complexfloating):
         raise DataError(f"{where}: images must be a real-valued numeric array, got dtype "
@@ -36,18 +42,12 @@ def to_uint8_nchw(arr: np.ndarray, where: str) -> np.ndarray:
         raise DataError(f"{where}: no images in array of shape {arr.shape}")
     if arr.shape[1] == 4:
         arr = arr[:, :3]
-    if arr.dtype == np.uint8:
+    if arr.dtype == np.uint8 and value_range is None:
         return np.ascontiguousarray(arr)
-    a = np.asarray(arr, dtype=np.float64)
-    if not np.isfinite(a).all():
+    if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
         raise DataError(f"{where}: images contain NaN or infinite values")
-    if arr.dtype == bool:
-        a = a * 255.0
-    elif a.min() >= 0 and a.max() <= 1.0 and np.issubdtype(arr.dtype, np.floating):
-        a = a * 255.0
-    elif a.max() > 255 and np.issubdtype(arr.dtype, np.integer):
-        a = a / max(a.max(), 1) * 255.0
-    return np.ascontiguousarray(np.clip(np.rint(a), 0, 255).astype(np.uint8))
+    out, _ = scale_to_uint8(arr, value_range or infer_range(arr))
+    return np.ascontiguousarray(out)
 
 
 def to_labels(arr: np.ndarray | None, n: int, where: str) -> np.ndarray:
@@ -97,6 +97,17 @@ def adjust(images: np.ndarray, size: tuple[int, int] | None, channels: int | Non
             out.append(r.round().clamp(0, 255).to(torch.uint8))
         t = torch.cat(out)
     return t
+
+
+def center_crop_images(images: torch.Tensor, crop: int) -> torch.Tensor:
+    """Centre crop uint8 NCHW images to crop x crop as torchvision's CenterCrop (zero padding)."""
+    h, w = images.shape[2:]
+    if crop > h or crop > w:
+        ph, pw = max(0, crop - h), max(0, crop - w)
+        images = F.pad(images, (pw // 2, (pw + 1) // 2, ph // 2, (ph + 1) // 2))
+        h, w = images.shape[2:]
+    top, left = int(round((h - crop) / 2.0)), int(round((w - crop) / 2.0))
+    return images[:, :, top: top + crop, left: left + crop].contiguous()
 
 
 def class_names_for(labels: np.ndarray, names: list[str] | None = None) -> list[str]:

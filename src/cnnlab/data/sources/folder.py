@@ -1,7 +1,22 @@
-"""Folder of class sub-folders, optionally under train/val/test partition folders."""
+"""Folder of class sub-folders, optionally under train/val/test partition folders.
+
+Layouts (`layout`):
+- "classes": ROOT/<class>/... ; every top folder is a class.
+- "splits": ROOT/<split>/<class>/... ; every top folder is a partition. Folders with a known
+  partition name (train, training_set, val, dev, test_set, ...) get that split; the others
+  get the splits still free, the largest folder first (train, then test, then val).
+- "auto": splits when top folders carry partition names (Kaggle's training_set/test_set);
+  other image folders beside them are ignored (with a note), except that class folders of
+  loose images beside a test/ or val/ folder form the training pool (ROOT/cat, ROOT/dog,
+  ROOT/test). Without partition names the top folders are classes, but a two-level layout
+  whose top folders hold no images but the same class folders is refused: it reads either
+  way, so the user passes the layout.
+"""
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -9,8 +24,23 @@ import numpy as np
 from cnnlab.data.decode import is_image_file
 from cnnlab.errors import DataError
 
-PARTITION_ALIASES = {"train": "train", "training": "train", "val": "val", "valid": "val",
-                     "validation": "val", "dev": "val", "test": "test", "testing": "test"}
+LAYOUTS = ("auto", "classes", "splits")
+_SPLIT_WORDS = {
+    "train": ("train", "training", "trainset", "trainingset", "train_set", "training_set",
+              "train_data", "training_data", "train_images", "training_images"),
+    "val": ("val", "valid", "validation", "valset", "val_set", "valid_set", "validation_set",
+            "val_data", "valid_data", "validation_data", "val_images", "validation_images",
+            "dev", "devset", "dev_set", "development"),
+    "test": ("test", "testing", "testset", "test_set", "testing_set", "test_data",
+             "testing_data", "test_images", "testing_images", "holdout", "hold_out"),
+}
+PARTITION_ALIASES = {w: split for split, words in _SPLIT_WORDS.items() for w in words}
+
+
+def split_name(folder_name: str) -> str | None:
+    """The split a folder name stands for ("Training Set" -> "train"), or None."""
+    key = re.sub(r"[\s.\-]+", "_", folder_name.strip().lower())
+    return PARTITION_ALIASES.get(key)
 
 
 def _images_in(folder: Path) -> list[Path]:
@@ -18,25 +48,115 @@ def _images_in(folder: Path) -> list[Path]:
                   and not any(part.startswith(".") for part in p.relative_to(folder).parts))
 
 
+def _loose_images(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and is_image_file(p)
+                  and not p.name.startswith("."))
+
+
 def _subdirs(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
-def list_folder(root: Path) -> tuple[list[Path], list[str], list[str], list[int]]:
-    """Find (files, partitions, class names, labels) in a class-folder tree."""
+@dataclass
+class FolderListing:
+    """Files of a folder tree with their partition, label and class names, and how it was read."""
+
+    files: list[Path]
+    parts: list[str]
+    classes: list[str]
+    labels: list[int]
+    note: str = ""  # e.g. "folders as splits: training_set -> train, test_set -> test"
+
+
+def _two_level(subs: list[Path]) -> tuple[bool, list[str]]:
+    """True when every top folder holds no loose images and the same (>= 2) class folders."""
+    if len(subs) < 2:
+        return False, []
+    names = None
+    for s in subs:
+        if _loose_images(s):
+            return False, []
+        inner = {d.name for d in _subdirs(s)}
+        if len(inner) < 2:
+            return False, []
+        names = inner if names is None else names
+        if inner != names:
+            return False, []
+    return True, sorted(names or [])
+
+
+def _assign_splits(root: Path, subs: list[Path]) -> dict[str, Path]:
+    """Map split -> folder: by name, then free splits to unnamed folders by size."""
+    chosen: dict[str, Path] = {}
+    unnamed = []
+    for s in subs:
+        split = split_name(s.name)
+        if split is None:
+            unnamed.append(s)
+        elif split in chosen:
+            raise DataError(f"{root}: both {chosen[split].name}/ and {s.name}/ look like the "
+                            f"{split} split; keep one, or pass --layout classes")
+        else:
+            chosen[split] = s
+    free = [p for p in ("train", "test", "val") if p not in chosen]
+    if len(unnamed) > len(free):
+        extra = ", ".join(f"{s.name}/" for s in unnamed)
+        raise DataError(f"{root}: cannot tell which split {extra} hold (at most train, val and "
+                        "test; rename them train/val/test)")
+    unnamed.sort(key=lambda s: (-len(_images_in(s)), s.name))
+    for split, s in zip(free, unnamed, strict=False):
+        chosen[split] = s
+    return chosen
+
+
+def read_folder(root: Path, layout: str = "auto") -> FolderListing:
+    """List a class-folder tree, deciding (or following `layout`) whether top folders are splits."""
+    if layout not in LAYOUTS:
+        raise DataError(f"--layout {layout!r}: choose {', '.join(LAYOUTS)}")
     subs = _subdirs(root)
-    parts = {PARTITION_ALIASES[s.name.lower()]: s for s in subs
-             if s.name.lower() in PARTITION_ALIASES}
-    if parts and "train" not in parts and "test" not in parts and "val" not in parts:
-        parts = {}
-    groups: list[tuple[str, Path]] = list((p, d) for p, d in parts.items()) if parts else \
-        [("", root)]
     if not subs:
         files = _images_in(root)
         if not files:
             raise DataError(f"{root}: no image files found")
-        return files, [""] * len(files), [], [-1] * len(files)
+        return FolderListing(files, [""] * len(files), [], [-1] * len(files))
+    notes: list[str] = []
+    groups: list[tuple[str, Path]] = []  # (split, folder holding class folders)
+    pool_classes: list[Path] = []  # class folders of the unpartitioned pool
+    if layout == "classes":
+        groups = [("", root)]
+    elif layout == "splits":
+        chosen = _assign_splits(root, subs)
+        groups = list(chosen.items())
+        notes.append(_split_note(chosen))
+    else:
+        with_images = [s for s in subs if _images_in(s)]
+        named = [s for s in with_images if split_name(s.name)]
+        others = [s for s in with_images if not split_name(s.name)]
+        if named:
+            chosen = _assign_splits(root, named)
+            groups = list(chosen.items())
+            notes.append(_split_note(chosen))
+            if others and "train" not in chosen and all(_loose_images(s) for s in others):
+                # ROOT/cat, ROOT/dog beside ROOT/test: the class folders are the training pool.
+                pool_classes = others
+                notes.append(f"{', '.join(f'{s.name}/' for s in others)} as classes of the "
+                             "training data")
+            elif others:
+                notes.append(f"ignored {', '.join(f'{s.name}/' for s in others)} (not a split "
+                             "name; --layout splits uses them too)")
+        else:
+            two, inner = _two_level(with_images)
+            if two:
+                tops = ", ".join(f"{s.name}/" for s in with_images)
+                more = ", ..." if len(inner) > 4 else ""
+                raise DataError(f"{root}: {tops} each hold the same class folders "
+                                f"({', '.join(inner[:4])}{more}); pass --layout splits to read "
+                                "them as train/val/test splits or --layout classes to read them "
+                                "as classes")
+            groups = [("", root)]
     per_group: list[tuple[str, str, list[Path]]] = []
+    for cdir in pool_classes:
+        per_group.append(("", cdir.name, _images_in(cdir)))
     for part, folder in groups:
         class_dirs = _subdirs(folder)
         if not class_dirs:
@@ -60,7 +180,20 @@ def list_folder(root: Path) -> tuple[list[Path], list[str], list[str], list[int]
         files += flist
         partitions += [part] * len(flist)
         labels += [index[cname] if cname else -1] * len(flist)
-    return files, partitions, classes, labels
+    return FolderListing(files, partitions, classes, labels, "; ".join(notes))
+
+
+def _split_note(chosen: dict[str, Path]) -> str:
+    order = {"train": 0, "val": 1, "test": 2}
+    pairs = sorted(chosen.items(), key=lambda kv: order[kv[0]])
+    return "folders as splits: " + ", ".join(f"{d.name}/ -> {p}" for p, d in pairs)
+
+
+def list_folder(root: Path, layout: str = "auto"
+                ) -> tuple[list[Path], list[str], list[str], list[int]]:
+    """Find (files, partitions, class names, labels) in a class-folder tree."""
+    got = read_folder(root, layout)
+    return got.files, got.parts, got.classes, got.labels
 
 
 def ids_for(files: list[Path], root: Path) -> list[str]:
