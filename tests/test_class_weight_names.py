@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from cnnlab.config import TrainConfig
 from test_imbalance import _train, imbalanced  # noqa: F401  (the 10:1 data set fixture)
 
-from cnnlab.cli.train_cmds import _class_weights
 from cnnlab.data.imageset import DataSplits
 from cnnlab.errors import CnnlabError
+from cnnlab.train.settings import TrainConfig
+from cnnlab.train.settings import parse_class_weights as _class_weights
 from cnnlab.train.setup import class_weight_tensor, parse_class_weights
 
 
