@@ -13,7 +13,13 @@ from cnnlab.data import cache
 from cnnlab.data.decode import decode_many, image_info, is_image_file
 from cnnlab.data.imageset import DataSplits, ImageSet
 from cnnlab.data.sources import arrays, cifar, idx
-from cnnlab.data.sources.common import adjust, class_names_for, to_labels, to_uint8_nchw
+from cnnlab.data.sources.common import (
+    adjust,
+    class_names_for,
+    empty_class_note,
+    to_labels,
+    to_uint8_nchw,
+)
 from cnnlab.data.sources.csvindex import CsvColumns, read_csv_index
 from cnnlab.data.sources.folder import ids_for, list_folder
 from cnnlab.data.splits import stratified_split
@@ -40,6 +46,12 @@ class LoadOptions:
     skip_bad: bool = False
     use_cache: bool = True
     default_image_size: int = DEFAULT_FILE_IMAGE_SIZE
+    # The label value that marks an unlabeled image in npy/npz/IDX/CIFAR labels (e.g. -1);
+    # None: every label must be a class index, and a -1 is refused rather than dropped.
+    unlabeled_value: int | None = None
+    # CSV partitions whose rows are skipped (and counted), e.g. ("challenge",); any other
+    # partition that is not train/val/test is refused with its line.
+    skip_partitions: tuple[str, ...] = ()
 
 
 Progress = Callable[[str, int], Callable[[int], None]] | None
@@ -140,14 +152,15 @@ def _decode_files(files: list[Path], parts: list[str], classes: list[str], label
 
 def _from_parts(parts: dict[str, tuple[np.ndarray, np.ndarray | None]], names: list[str] | None,
                 where: str, ids_prefix: dict[str, str] | None = None,
-                files: dict[str, tuple[Path, Path | None]] | None = None) -> ImageSet:
+                files: dict[str, tuple[Path, Path | None]] | None = None,
+                unlabeled_value: int | None = None) -> ImageSet:
     images, labels, ids, partition = [], [], [], []
     for part, (x, y) in parts.items():
         # Name the very file at fault when the arrays came from separate files.
         xf, yf = (files or {}).get(part, (None, None))
         x8 = to_uint8_nchw(np.asarray(x), str(xf) if xf else f"{where} ({part} images)")
         y8 = to_labels(y, x8.shape[0], f"{yf} (for {xf.name})" if yf and xf else
-                       f"{where} ({part} labels)")
+                       f"{where} ({part} labels)", unlabeled_value)
         images.append(x8)
         labels.append(y8)
         ids += [str(i) for i in range(x8.shape[0])]
@@ -156,9 +169,18 @@ def _from_parts(parts: dict[str, tuple[np.ndarray, np.ndarray | None]], names: l
     if len(shapes) > 1:
         raise DataError(f"{where}: splits have different image shapes {sorted(shapes)}")
     lab = np.concatenate(labels)
-    classes = class_names_for(lab, names)
+    classes = class_names_for(lab, names, where)
+    notes = []
+    if unlabeled_value is not None:
+        given = sum(int((y8 == -1).sum()) for (_, y), y8 in zip(parts.values(), labels,
+                                                                strict=True) if y is not None)
+        notes.append(f"{where}: {given} image(s) labeled {unlabeled_value} used as unlabeled "
+                     "(not trained on)")
+    counts = np.bincount(lab[lab >= 0], minlength=len(classes))
+    if (note := empty_class_note(counts, classes, where)) is not None:
+        notes.append(note)
     return ImageSet(torch.from_numpy(np.concatenate(images)), torch.from_numpy(lab), classes, ids,
-                    np.asarray(partition, dtype=str))
+                    np.asarray(partition, dtype=str), {"data_notes": notes} if notes else {})
 
 
 def read_source(path: Path | None, opts: LoadOptions, progress: Progress = None) -> ImageSet:
@@ -192,29 +214,33 @@ def read_source(path: Path | None, opts: LoadOptions, progress: Progress = None)
     elif fmt == "csv":
         csv_path = path if path.is_file() else _single_csv(path)
         image_dir = Path(opts.image_dir).expanduser() if opts.image_dir else None
-        files, parts, classes, labels, ids, notes = read_csv_index(csv_path, image_dir,
-                                                                   opts.columns, opts.task)
+        files, parts, classes, labels, ids, notes = read_csv_index(
+            csv_path, image_dir, opts.columns, opts.task, tuple(opts.skip_partitions))
         data = _decode_files(files, parts, classes, labels, ids, opts,
                              {"fmt": "csv", "csv": str(csv_path.resolve()), "task": opts.task,
                               "cols": vars(opts.columns)}, progress, notes)
         name = csv_path.stem + (f"-{opts.task}" if opts.task else "")
     elif fmt == "npy":
         if path.suffix == ".npz":
-            data = _from_parts(arrays.read_npz(path), None, str(path))
+            data = _from_parts(arrays.read_npz(path), None, str(path),
+                              unlabeled_value=opts.unlabeled_value)
         else:
             layout = arrays.find_npy_layout(path)
             loaded = {p: (arrays.load_npy(x), arrays.load_npy(y) if y else None)
                       for p, (x, y) in layout.items()}
-            data = _from_parts(loaded, None, str(path), files=layout)
+            data = _from_parts(loaded, None, str(path), files=layout,
+                              unlabeled_value=opts.unlabeled_value)
             name = layout["train"][0].name[: -len("_images.npy")] if "train" in layout else name
     elif fmt == "cifar":
         parts_c, names = cifar.read_cifar(path)
-        data = _from_parts(parts_c, names or None, str(path))
+        data = _from_parts(parts_c, names or None, str(path),
+                          unlabeled_value=opts.unlabeled_value)
     elif fmt == "idx":
         pairs = idx.find_idx_pairs(path)
         loaded = {p: (idx.read_idx(x), idx.read_idx(y) if y else None)
                   for p, (x, y) in pairs.items()}
-        data = _from_parts(loaded, None, str(path), files=pairs)
+        data = _from_parts(loaded, None, str(path), files=pairs,
+                          unlabeled_value=opts.unlabeled_value)
     else:
         raise DataError(f"unknown format {fmt!r}")
     if fmt in ("npy", "cifar", "idx"):
@@ -222,6 +248,7 @@ def read_source(path: Path | None, opts: LoadOptions, progress: Progress = None)
         data.images = adjust(data.images.numpy(), size, opts.channels)
     data.meta.setdefault("name", name)
     data.meta["format"] = fmt
+    data.meta["path"] = str(path)
     return data
 
 
@@ -256,13 +283,14 @@ def make_splits(data: ImageSet, opts: LoadOptions) -> DataSplits:
         if len(val_idx):
             notes.append(f"val = {opts.val_split:.0%} stratified split of the training data")
     train = data.subset(train_idx)
+    where = data.meta.get("path") or data.meta.get("name", "data")  # the path the user gave
     if len(train) == 0 or not (train.labels >= 0).any():
-        raise DataError(f"{data.meta.get('name', 'data')}: no labeled training images")
+        raise DataError(f"{where}: no labeled training images")
     if int((train.labels >= 0).sum()) < len(train):
         train = train.subset(np.flatnonzero(train.labels.numpy() >= 0))
     present = len(set(train.labels.tolist()))
     if present < 2:
-        raise DataError(f"{data.meta.get('name', 'data')}: training data has {present} class; "
+        raise DataError(f"{where}: training data has {present} class; "
                         "a classifier needs at least 2")
     return DataSplits(train=train, val=data.subset(val_idx) if len(val_idx) else None,
                       test=data.subset(test_idx) if len(test_idx) else None,

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from cnnlab.csvsafe import safe_cell, safe_row
 from cnnlab.data.augment import build_augment
 from cnnlab.data.imageset import ImageSet
 from cnnlab.data.load import LoadOptions, detect_format, make_splits, read_source
@@ -216,9 +217,10 @@ def write_augmented(path: Path, out: Path, ops: str, copies: int = 1, keep_origi
             n_aug += 1
     tmp = index.with_suffix(".csv.tmp")
     with open(tmp, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=fieldnames, extrasaction="ignore")
+        w = csv.DictWriter(fh, fieldnames=[safe_cell(f) for f in fieldnames],
+                           extrasaction="ignore")
         w.writeheader()
-        w.writerows(rows)
+        w.writerows(safe_row(r) for r in rows)
     tmp.replace(index)
     return AugmentResult(index, len(rows), n_aug, counts)
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from cnnlab.checkpoint import load_checkpoint
 from cnnlab.config import TrainConfig
+from cnnlab.csvsafe import safe_row
 from cnnlab.errors import CnnlabError
 from cnnlab.train.run import load_splits, run_training
 
@@ -63,8 +64,8 @@ def compare_transfer(source_ckpt: str | Path, base: TrainConfig, levels: list[in
     path = out / "transfer.csv"
     tmp = path.with_suffix(".csv.tmp")
     with open(tmp, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w = csv.DictWriter(fh, fieldnames=list(safe_row(rows[0])))
         w.writeheader()
-        w.writerows(rows)
+        w.writerows(safe_row(r) for r in rows)
     tmp.replace(path)
     return rows

@@ -11,6 +11,7 @@ from pathlib import Path
 import yaml
 
 from cnnlab.checkpoint import TEMP_SUFFIX, atomic_write_bytes
+from cnnlab.csvsafe import safe_cell, unescape_cell
 from cnnlab.errors import CnnlabError
 
 
@@ -90,10 +91,11 @@ def write_csv(path: Path, rows: list[dict]) -> None:
         keys: list[str] = []
         for r in rows:
             keys += [k for k in r if k not in keys]
-        w = csv.DictWriter(buf, fieldnames=keys, lineterminator="\n")
-        w.writeheader()
+        # Cells are neutralised so no name (class, file) runs as a spreadsheet formula.
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow([safe_cell(k) for k in keys])
         for r in rows:
-            w.writerow({k: _fmt(r.get(k)) for k in keys})
+            w.writerow([safe_cell(_fmt(r.get(k))) for k in keys])
     write_text_atomic(path, buf.getvalue())
 
 
@@ -111,6 +113,7 @@ def read_csv(path: Path) -> list[dict]:
     for r in rows:
         d = {}
         for k, v in r.items():
+            k, v = unescape_cell(k), unescape_cell(v) if v else v
             try:
                 d[k] = int(v) if re.fullmatch(r"-?\d+", v or "") else float(v) if v else None
             except ValueError:
