@@ -203,14 +203,16 @@ def read_source(path: Path | None, opts: LoadOptions, progress: Progress = None)
         raise DataError(f"{path}: no such file or folder")
     name = path.stem if path.is_file() else path.name
     if fmt == "folder":
+        data_notes: list[str] = []
         if path.is_file():
             files, parts, classes, labels = [path], [""], [], [-1]
             ids = [path.name]
         else:
-            files, parts, classes, labels = list_folder(path)
+            files, parts, classes, labels = list_folder(path, data_notes)
             ids = ids_for(files, path)
         data = _decode_files(files, parts, classes, labels, ids, opts,
-                             {"fmt": "folder", "root": str(path.resolve())}, progress)
+                             {"fmt": "folder", "root": str(path.resolve())}, progress,
+                             {"data_notes": data_notes} if data_notes else None)
     elif fmt == "csv":
         csv_path = path if path.is_file() else _single_csv(path)
         image_dir = Path(opts.image_dir).expanduser() if opts.image_dir else None
