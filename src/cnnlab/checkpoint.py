@@ -38,7 +38,10 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
+    except OSError as exc:  # name the file the user asked for, not our temp file
+        raise OSError(exc.errno, exc.strerror, str(path)) from None
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -46,11 +49,14 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except OSError:
             pass
+        if isinstance(exc, OSError) and exc.errno is not None:
+            # a full disk while writing, a read-only target: name the target, not the temp file
+            raise OSError(exc.errno, exc.strerror, str(path)) from None
         raise
 
 
@@ -58,11 +64,14 @@ def save_checkpoint(path: Path, payload: dict) -> None:
     """Serialise `payload` (tensors, dicts, lists, numbers, strings) and write it atomically."""
     buf = io.BytesIO()
     torch.save({"format_version": FORMAT_VERSION, **payload}, buf)
+    existed = Path(path).is_file()
     try:
         atomic_write_bytes(Path(path), buf.getvalue())
     except OSError as exc:
+        kept = "the previous checkpoint is intact" if existed else \
+            "no checkpoint was written (there was none before)"
         raise CheckpointError(f"{path}: could not save checkpoint: {write_error_reason(exc)}; "
-                              "the previous checkpoint is intact") from None
+                              f"{kept}") from None
 
 
 def load_checkpoint(path: str | Path) -> dict:
@@ -74,9 +83,10 @@ def load_checkpoint(path: str | Path) -> dict:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         text = str(exc)
-        if "weights only" not in text.lower() and "unsupported global" not in text.lower():
-            raise CheckpointError(f"{path}: not a readable checkpoint (corrupt pickle data)") \
-                from None
+        if "unsupported global" not in text.lower():
+            # e.g. random bytes: "Unsupported operand"; nothing in it names code to run
+            raise CheckpointError(f"{path}: not a checkpoint (not a file saved by PyTorch, or "
+                                  "damaged)") from None
         found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
         what = f" ({found.group(1)})" if found else ""
         raise CheckpointError(f"{path}: refused to load: it holds objects other than weights"

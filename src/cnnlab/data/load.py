@@ -112,9 +112,13 @@ def _decode_files(files: list[Path], parts: list[str], classes: list[str], label
     if key and (hit := cache.load_cached(key)) is not None:
         hit.meta["cache"] = "hit"
         return hit
-    tick = progress("decoding images", len(files)) if progress else None
+    shape = (len(files), channels, size, size)
     # Decode straight into the cache file: a folder larger than RAM never sits in memory.
-    writer = cache.create_cached(key, (len(files), channels, size, size)) if key else None
+    # Its size is known before decoding: what fits neither on disk nor in memory is refused.
+    writer, space_note = _open_writer(key, shape, settings.get("root") or settings.get("csv"))
+    if writer is None:
+        key = ""  # in memory: there is no room (or no wish) for a cache entry either
+    tick = progress("decoding images", len(files)) if progress else None
     try:
         arr, kept = decode_many(files, (size, size), channels, opts.resize, opts.skip_bad, tick,
                                 out=None if writer is None else writer.images)
@@ -123,11 +127,17 @@ def _decode_files(files: list[Path], parts: list[str], classes: list[str], label
             writer.abort()
         raise
     meta = dict(notes or {})
+    if space_note:
+        meta["data_notes"] = [*meta.get("data_notes", []), space_note]
     if len(kept) < len(files):
         meta["skipped_bad_images"] = len(files) - len(kept)
     if writer is not None:
         if len(kept) < len(files):  # the kept rows are at the front; write an exact-size entry
-            full, writer = writer, cache.create_cached(key, (len(kept), *arr.shape[1:]))
+            try:
+                smaller = cache.create_cached(key, (len(kept), *arr.shape[1:]))
+            except cache.CacheSpaceError:
+                smaller = None
+            full, writer = writer, smaller
             if writer is not None:
                 cache.copy_rows(arr, np.arange(len(kept)), writer.images)
             arr = np.array(arr[: len(kept)]) if writer is None else arr
@@ -148,6 +158,52 @@ def _decode_files(files: list[Path], parts: list[str], classes: list[str], label
         cache.save_cached(key, data)
         data.meta["cache"] = "written"
     return data
+
+
+def _open_writer(key: str, shape: tuple[int, ...], where: str | None
+                 ) -> tuple[cache.CacheWriter | None, str | None]:
+    """(cache writer or None for in-memory decoding, a note when the cache had no room)."""
+    need = int(np.prod(shape))
+    what = (f"{where}: {shape[0]} images decoded at {shape[1]}x{shape[2]}x{shape[3]} need "
+            f"{cache.human_bytes(need)}")
+    avail = cache.available_memory()
+    fits_memory = avail is None or need <= avail * 0.8  # the rest: the model and batches
+    if not key:
+        if not fits_memory:
+            raise DataError(f"{what}, more than the memory available "
+                            f"({cache.human_bytes(avail or 0)}); use a smaller --image-size "
+                            "(or the decode cache, which keeps the images on disk)")
+        return None, None
+    try:
+        writer = cache.create_cached(key, shape)
+    except cache.CacheSpaceError as exc:
+        if not fits_memory:
+            raise DataError(f"{what}: the decode cache {exc.folder} has "
+                            f"{cache.human_bytes(exc.free)} free and memory "
+                            f"{cache.human_bytes(avail or 0)}; set CNNLAB_CACHE to a folder with "
+                            f"{cache.human_bytes(need)} free, or use a smaller --image-size") \
+                from None
+        return None, (f"decode cache {exc.folder} has {cache.human_bytes(exc.free)} free, "
+                      f"{cache.human_bytes(need)} needed: decoded in memory instead (set "
+                      "CNNLAB_CACHE to a folder with more room to keep a cache)")
+    if writer is None and not fits_memory:
+        raise DataError(f"{what}, more than the memory available "
+                        f"({cache.human_bytes(avail or 0)}), and the decode cache "
+                        f"{cache.cache_root()} cannot be written; set CNNLAB_CACHE to a "
+                        "writable folder with room, or use a smaller --image-size")
+    return writer, None
+
+
+def _check_resize_fits(n: int, channels: int, size: int | None, where: str) -> None:
+    """Refuse a resize whose result cannot fit in memory, before allocating it."""
+    if size is None:
+        return
+    need = n * channels * size * size
+    avail = cache.available_memory()
+    if avail is not None and need > avail * 0.8:
+        raise DataError(f"{where}: {n} images resized to {channels}x{size}x{size} need "
+                        f"{cache.human_bytes(need)}, more than the memory available "
+                        f"({cache.human_bytes(avail)}); use a smaller --image-size")
 
 
 def _from_parts(parts: dict[str, tuple[np.ndarray, np.ndarray | None]], names: list[str] | None,
@@ -247,6 +303,8 @@ def read_source(path: Path | None, opts: LoadOptions, progress: Progress = None)
         raise DataError(f"unknown format {fmt!r}")
     if fmt in ("npy", "cifar", "idx"):
         size = (opts.image_size, opts.image_size) if opts.image_size else None
+        _check_resize_fits(len(data), opts.channels or data.images.shape[1], opts.image_size,
+                           str(path))
         data.images = adjust(data.images.numpy(), size, opts.channels)
     data.meta.setdefault("name", name)
     data.meta["format"] = fmt
