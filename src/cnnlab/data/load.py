@@ -15,6 +15,7 @@ from cnnlab.data.imageset import DataSplits, ImageSet
 from cnnlab.data.sources import arrays, cifar, idx
 from cnnlab.data.sources.common import (
     adjust,
+    check_class_count,
     class_names_for,
     empty_class_note,
     to_labels,
@@ -210,13 +211,14 @@ def _from_parts(parts: dict[str, tuple[np.ndarray, np.ndarray | None]], names: l
                 where: str, ids_prefix: dict[str, str] | None = None,
                 files: dict[str, tuple[Path, Path | None]] | None = None,
                 unlabeled_value: int | None = None) -> ImageSet:
-    images, labels, ids, partition = [], [], [], []
+    images, labels, ids, partition, label_where = [], [], [], [], []
     for part, (x, y) in parts.items():
         # Name the very file at fault when the arrays came from separate files.
         xf, yf = (files or {}).get(part, (None, None))
         x8 = to_uint8_nchw(np.asarray(x), str(xf) if xf else f"{where} ({part} images)")
-        y8 = to_labels(y, x8.shape[0], f"{yf} (for {xf.name})" if yf and xf else
-                       f"{where} ({part} labels)", unlabeled_value)
+        label_where.append(f"{yf} (for {xf.name})" if yf and xf else
+                           f"{where} ({part} labels)" if part else where)
+        y8 = to_labels(y, x8.shape[0], label_where[-1], unlabeled_value)
         images.append(x8)
         labels.append(y8)
         ids += [str(i) for i in range(x8.shape[0])]
@@ -225,6 +227,9 @@ def _from_parts(parts: dict[str, tuple[np.ndarray, np.ndarray | None]], names: l
     if len(shapes) > 1:
         raise DataError(f"{where}: splits have different image shapes {sorted(shapes)}")
     lab = np.concatenate(labels)
+    if names is None and (lab >= 0).any():  # name the labels file holding the largest label
+        top = int(np.argmax([y.max() if len(y) else -1 for y in labels]))
+        check_class_count(int(lab.max()) + 1, len(lab), label_where[top])
     classes = class_names_for(lab, names, where)
     notes = []
     if unlabeled_value is not None:
