@@ -10,6 +10,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -112,8 +113,6 @@ def _owner_alive(name: str) -> bool:
 
 def clean_stale_temps(root: Path | None = None) -> int:
     """Remove unfinished entries (.KEY.PID.xxxx folders) that killed processes left behind."""
-    import time
-
     root = root or cache_root()
     removed = 0
     try:
