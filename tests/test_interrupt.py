@@ -29,7 +29,7 @@ def train_args(data: Path, out: Path) -> list:
     """The same deterministic run for the reference and the interrupted copies."""
     return ["train", data, "--model", "mlp", "--model-arg", "hidden=512", "--model-arg",
             "dropout=0.2", "--epochs", str(EPOCHS), "--batch-size", "16", "--seed", "3",
-            "--deterministic", "--no-report", "--out", out]
+            "--deterministic", "--no-report", "--log-every", "1", "--out", out]
 
 
 @pytest.fixture(scope="module")
@@ -103,37 +103,96 @@ def assert_identical_runs(run: Path, ref: Path) -> None:
         assert (ha["train_loss"], ha["val_loss"]) == (hb["train_loss"], hb["val_loss"])
 
 
+def replay_seed() -> int:
+    """The seed of this test run's random choices: $CNNLAB_TEST_SEED, else a fresh one (printed,
+    so a failure can be replayed)."""
+    seed = int(os.environ.get("CNNLAB_TEST_SEED") or int.from_bytes(os.urandom(4), "little"))
+    print(f"interrupt test seed: {seed} (replay with CNNLAB_TEST_SEED={seed})")
+    return seed
+
+
+class Progress:
+    """The (epoch, step) rows a run appends to steps.csv (`--log-every 1`) after `start`."""
+
+    def __init__(self, run: Path) -> None:
+        self.path = run / "steps.csv"
+        self.offset = self.path.stat().st_size if self.path.exists() else 0
+
+    def rows(self) -> list[tuple[int, int]]:
+        """(epoch, global step) per step logged since this object was made (1-based epoch)."""
+        try:
+            with open(self.path, "rb") as fh:
+                header = fh.readline().decode().strip().split(",")
+                fh.seek(max(self.offset, fh.tell()))
+                text = fh.read().decode(errors="replace")
+        except (FileNotFoundError, ValueError):
+            return []
+        ie, istep = header.index("epoch"), header.index("step")
+        out = []
+        for line in text.splitlines()[:-1] if not text.endswith("\n") else text.splitlines():
+            cells = line.split(",")
+            if len(cells) == len(header) and cells[ie].isdigit() and cells[istep].isdigit():
+                out.append((int(cells[ie]), int(cells[istep])))
+        return out
+
+    def in_epoch(self, epoch: int) -> int:
+        """Steps logged in `epoch` (1-based) or later."""
+        return sum(1 for e, _ in self.rows() if e >= epoch)
+
+
+def completed_epochs(run: Path) -> int:
+    """Epochs in the run's last checkpoint (0 before the first one)."""
+    if not (run / "last.pt").exists():
+        return 0
+    return load_checkpoint(run / "last.pt")["train_state"]["epoch"]
+
+
+def catch_inside_write(proc, run: Path, give_up) -> bool:  # noqa: ANN001
+    """Stop `proc` while it is inside a checkpoint write (a temp file exists while it is
+    stopped); True when caught, False when `give_up()` came first. The process stays stopped
+    (SIGSTOP) when caught, so the kill that follows lands inside the write by construction."""
+    while proc.alive() and not give_up():
+        if checkpoint_temps(run):
+            proc.signal(signal.SIGSTOP)
+            if checkpoint_temps(run):
+                return True
+            proc.signal(signal.SIGCONT)  # the write finished between the two looks
+        time.sleep(0.0005)
+    return False
+
+
 def test_sigkill_at_random_moments_then_resume_is_bit_exact(reference, zygote, tmp_path: Path):
+    # Every kill is placed by the run's own progress (steps.csv rows, checkpoint temp files),
+    # never by wall-clock time, so each kill costs a bounded number of epochs: at most
+    # 1 + 2 + 1 + 2 + 0 = 6 of the 10, whatever the speed of the machine.
     data, finished = reference
     run = tmp_path / "run"
-    rng = random.Random(int.from_bytes(os.urandom(4), "little"))
-    log = []  # (what we aimed at, what happened) for the failure message
-    # Each entry: how this process is killed. "write" = the moment a checkpoint temp file
-    # appears (the process is inside save_checkpoint, between mkstemp and the rename).
-    t0 = time.monotonic()
+    rng = random.Random(replay_seed())
+    log = []  # (how, planned step, epochs in last.pt, temp files left) for the failure message
     plan = ["after-first-checkpoint", "write", "mid-epoch", "write", "from-start"]
     epochs_seen = 0
     write_kills_confirmed = 0
     for i, how in enumerate(plan):
-        before = inode(run / "last.pt")
+        start = completed_epochs(run)  # the epoch this process resumes after
+        progress = Progress(run)
         args = train_args(data, run) + (["--resume"] if i else [])
         proc = zygote.start(*args)
-        if how == "after-first-checkpoint":
-            assert wait_until(lambda: (run / "last.pt").exists(), proc), proc.wait()
-            time.sleep(rng.uniform(0.0, 0.4))
-        elif how == "write":
-            assert wait_until(lambda: bool(checkpoint_temps(run)), proc), proc.wait()
-        elif how == "mid-epoch":
-            assert wait_until(lambda b=before: inode(run / "last.pt") != b, proc), proc.wait()
-            time.sleep(rng.uniform(0.02, 0.3))
-        else:  # anywhere: during data loading, model building or training
-            time.sleep(rng.uniform(0.0, 1.5))
+        k = rng.randint(0, 10)  # steps into the epoch (an epoch has 23)
+        if how == "after-first-checkpoint":  # epoch 1 saved, k steps into epoch 2
+            assert wait_until(lambda p=progress, k=k: p.in_epoch(2) > k, proc), proc.wait()
+        elif how == "write":  # inside a checkpoint write of the next two epochs, if one is seen
+            write_kills_confirmed += catch_inside_write(
+                proc, run, lambda p=progress, s=start: p.in_epoch(s + 3) > 0)
+        elif how == "mid-epoch":  # one more epoch saved, then k steps into the next
+            assert wait_until(lambda p=progress, s=start, k=k: p.in_epoch(s + 2) > k, proc), \
+                proc.wait()
+        elif k % 3:  # k steps after the resumed start
+            assert wait_until(lambda p=progress, k=k: len(p.rows()) > k, proc), proc.wait()
+        # else: at once, while the process loads the data and builds the model
         assert proc.alive(), f"kill {i} ({how}) came too late: {proc.wait()}"
-        proc.signal(signal.SIGKILL)
+        proc.signal(signal.SIGKILL)  # also ends a process stopped inside a write
         assert proc.wait().returncode == -signal.SIGKILL
         left = checkpoint_temps(run)
-        if how == "write" and left:
-            write_kills_confirmed += 1  # the temp file outlived the process: killed mid-write
         # last.pt is never corrupt and never goes back in time
         ckpt = load_checkpoint(run / "last.pt")
         epoch = ckpt["train_state"]["epoch"]
@@ -141,8 +200,9 @@ def test_sigkill_at_random_moments_then_resume_is_bit_exact(reference, zygote, t
         assert epoch >= epochs_seen
         if (run / "best.pt").exists():
             load_checkpoint(run / "best.pt")
-        log.append((how, epoch, [p.name for p in left], round(time.monotonic() - t0, 1)))
+        log.append((how, k, epoch, [p.name for p in left]))
         epochs_seen = epoch
+    print("kills (how, k, epochs in last.pt, temp files left):", log)
     assert epochs_seen < EPOCHS, log
     done = zygote.run(*train_args(data, run), "--resume")
     assert done.returncode == 0, done.stderr
@@ -154,29 +214,25 @@ def test_sigkill_at_random_moments_then_resume_is_bit_exact(reference, zygote, t
 def test_ctrl_c_saves_mid_epoch_and_resume_is_bit_exact(reference, zygote, tmp_path: Path):
     data, finished = reference
     run = tmp_path / "run"
-    rng = random.Random(int.from_bytes(os.urandom(4), "little"))
-    mid_epoch_saves = 0
-    for attempt in range(3):
-        before = inode(run / "last.pt")
-        proc = zygote.start(*train_args(data, run), *(["--resume"] if attempt else []))
-        assert wait_until(lambda b=before: inode(run / "last.pt") not in (None, b), proc), \
-            proc.wait()
-        time.sleep(rng.uniform(0.02, 0.15))
-        assert proc.alive()
-        proc.signal(signal.SIGINT)
-        res = proc.wait()
-        assert res.returncode == 130, res.stderr
-        assert "Traceback" not in res.stderr
-        last = [ln for ln in res.stderr.splitlines() if ln.strip()][-1]
-        assert last.startswith("error: interrupted") and "checkpoint saved" in last, res.stderr
-        assert f"Resume with: cnnlab train --out {run} --resume" in last
-        state = load_checkpoint(run / "last.pt")["train_state"]
-        assert state["epoch"] < EPOCHS
-        if state["step_in_epoch"] > 0:
-            mid_epoch_saves += 1
-            assert load_checkpoint(run / "last.pt")["rng_state"] is not None
-            break
-    assert mid_epoch_saves == 1, "Ctrl-C never landed inside an epoch"
+    rng = random.Random(replay_seed())
+    # Ctrl-C k steps into the epoch after the first one this process saves (k < 23 steps):
+    # the save is mid-epoch by construction, and the run is far from its last epoch.
+    progress = Progress(run)
+    proc = zygote.start(*train_args(data, run))
+    k = rng.randint(1, 15)
+    assert wait_until(lambda: progress.in_epoch(2) >= k, proc), proc.wait()
+    assert proc.alive()
+    proc.signal(signal.SIGINT)
+    res = proc.wait()
+    assert res.returncode == 130, res.stderr
+    assert "Traceback" not in res.stderr
+    last = [ln for ln in res.stderr.splitlines() if ln.strip()][-1]
+    assert last.startswith("error: interrupted") and "checkpoint saved" in last, res.stderr
+    assert f"Resume with: cnnlab train --out {run} --resume" in last
+    state = load_checkpoint(run / "last.pt")["train_state"]
+    assert state["epoch"] < EPOCHS
+    assert state["step_in_epoch"] > 0, "Ctrl-C did not land inside an epoch"
+    assert load_checkpoint(run / "last.pt")["rng_state"] is not None
     # the printed command, as given, finishes the run
     done = zygote.run("train", "--out", run, "--resume")
     assert done.returncode == 0, done.stderr

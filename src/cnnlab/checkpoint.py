@@ -26,7 +26,7 @@ def save_checkpoint(path: Path, payload: dict, previous_exists: bool | None = No
         atomic_write_bytes(Path(path), buf.getvalue())
     except OSError as exc:
         kept = "the previous checkpoint is intact" if previous_exists else \
-            "no earlier checkpoint exists"
+            "no checkpoint was written (there was none before)"
         raise CheckpointError(f"{path}: could not save checkpoint: {write_error_reason(exc)}; "
                               f"{kept}") from None
 
@@ -40,9 +40,10 @@ def load_checkpoint(path: str | Path) -> dict:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         text = str(exc)
-        if "weights only" not in text.lower() and "unsupported global" not in text.lower():
-            raise CheckpointError(f"{path}: not a readable checkpoint (corrupt pickle data)") \
-                from None
+        if "unsupported global" not in text.lower():
+            # e.g. random bytes: "Unsupported operand"; nothing in it names code to run
+            raise CheckpointError(f"{path}: not a checkpoint (not a file saved by PyTorch, or "
+                                  "damaged)") from None
         found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
         what = f" ({found.group(1)})" if found else ""
         raise CheckpointError(f"{path}: refused to load: it holds objects other than weights"

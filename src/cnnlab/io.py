@@ -19,6 +19,8 @@ from pathlib import Path
 
 import yaml
 
+from cnnlab.csvsafe import safe_cell, unescape_cell
+
 TEMP_SUFFIX = ".tmp"
 
 
@@ -93,10 +95,11 @@ def write_csv(path: str | Path, rows: Sequence[dict], fieldnames: Sequence[str] 
         for r in rows:
             keys += [k for k in r if k not in keys]
     if keys:
-        w = csv.DictWriter(buf, fieldnames=keys, lineterminator="\n", extrasaction="ignore")
-        w.writeheader()
+        # Cells are neutralised so no name (class, file) runs as a spreadsheet formula.
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow([safe_cell(k) for k in keys])
         for r in rows:
-            w.writerow({k: _fmt(r.get(k)) for k in keys})
+            w.writerow([safe_cell(_fmt(r.get(k))) for k in keys])
     write_text(path, buf.getvalue())
 
 
@@ -114,6 +117,7 @@ def read_csv(path: str | Path) -> list[dict]:
     for r in rows:
         d = {}
         for k, v in r.items():
+            k, v = unescape_cell(k), unescape_cell(v) if v else v
             try:
                 d[k] = int(v) if re.fullmatch(r"-?\d+", v or "") else float(v) if v else None
             except ValueError:

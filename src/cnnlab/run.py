@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -163,9 +162,8 @@ def run_training(cfg: TrainConfig, resume: bool | str | Path = False, force: boo
             rundir.remove_stale_temps(run_dir)
             return run_dir, False
         run_dir = rundir.choose_run_dir(cfg.out, cfg.runs_dir, base, False, force)
-        new = not run_dir.exists()
         run_dir.mkdir(parents=True, exist_ok=True)
-        return run_dir, new
+        return run_dir, True
 
     run_dir, created = distributed.on_main(make_run_dir)  # chosen once, by rank 0
     cfg.out = str(run_dir)
@@ -180,7 +178,7 @@ def run_training(cfg: TrainConfig, resume: bool | str | Path = False, force: boo
                           verbose=verbose, callbacks=[LivePlot(), *(callbacks or [])])
     except BaseException:
         if created and distributed.is_main():  # nothing of this run exists yet: leave no trace
-            shutil.rmtree(run_dir, ignore_errors=True)
+            rundir.release_if_unused(run_dir)
         raise
     if distributed.is_main():
         write_config(run_dir, cfg, trainer, resuming, changes or {})

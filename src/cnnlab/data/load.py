@@ -16,7 +16,9 @@ from cnnlab.data.sources import arrays, cifar, idx
 from cnnlab.data.sources.common import (
     adjust,
     center_crop_images,
+    check_class_count,
     class_names_for,
+    empty_class_note,
     to_labels,
     to_uint8_nchw,
 )
@@ -54,6 +56,12 @@ class LoadOptions:
     # Centre crop of this side after resizing to image_size (torchvision's Resize(256) then
     # CenterCrop(224) is resize="shorter", image_size=256, crop_size=224).
     crop_size: int | None = None
+    # The label value that marks an unlabeled image in npy/npz/IDX/CIFAR labels (e.g. -1);
+    # None: every label must be a class index, and a -1 is refused rather than dropped.
+    unlabeled_value: int | None = None
+    # CSV partitions whose rows are skipped (and counted), e.g. ("challenge",); any other
+    # partition that is not train/val/test is refused with its line.
+    skip_partitions: tuple[str, ...] = ()
 
 
 Progress = Callable[[str, int], Callable[[int], None]] | None
@@ -115,10 +123,14 @@ def _decode_files(files: list[Path], parts: list[str], classes: list[str], label
     if key and (hit := cache.load_cached(key)) is not None:
         hit.meta["cache"] = "hit"
         return hit
-    tick = progress("decoding images", len(files)) if progress else None
-    # Decode straight into the cache file: a folder larger than RAM never sits in memory.
     side = crop or size
-    writer = cache.create_cached(key, (len(files), channels, side, side)) if key else None
+    shape = (len(files), channels, side, side)
+    # Decode straight into the cache file: a folder larger than RAM never sits in memory.
+    # Its size is known before decoding: what fits neither on disk nor in memory is refused.
+    writer, space_note = _open_writer(key, shape, settings.get("root") or settings.get("csv"))
+    if writer is None:
+        key = ""  # in memory: there is no room (or no wish) for a cache entry either
+    tick = progress("decoding images", len(files)) if progress else None
     try:
         arr, kept = decode_many(files, (size, size), channels, opts.resize, opts.skip_bad, tick,
                                 out=None if writer is None else writer.images, crop=crop)
@@ -127,11 +139,17 @@ def _decode_files(files: list[Path], parts: list[str], classes: list[str], label
             writer.abort()
         raise
     meta = dict(notes or {})
+    if space_note:
+        meta["data_notes"] = [*meta.get("data_notes", []), space_note]
     if len(kept) < len(files):
         meta["skipped_bad_images"] = len(files) - len(kept)
     if writer is not None:
         if len(kept) < len(files):  # the kept rows are at the front; write an exact-size entry
-            full, writer = writer, cache.create_cached(key, (len(kept), *arr.shape[1:]))
+            try:
+                smaller = cache.create_cached(key, (len(kept), *arr.shape[1:]))
+            except cache.CacheSpaceError:
+                smaller = None
+            full, writer = writer, smaller
             if writer is not None:
                 cache.copy_rows(arr, np.arange(len(kept)), writer.images)
             arr = np.array(arr[: len(kept)]) if writer is None else arr
@@ -154,11 +172,58 @@ def _decode_files(files: list[Path], parts: list[str], classes: list[str], label
     return data
 
 
+def _open_writer(key: str, shape: tuple[int, ...], where: str | None
+                 ) -> tuple[cache.CacheWriter | None, str | None]:
+    """(cache writer or None for in-memory decoding, a note when the cache had no room)."""
+    need = int(np.prod(shape))
+    what = (f"{where}: {shape[0]} images decoded at {shape[1]}x{shape[2]}x{shape[3]} need "
+            f"{cache.human_bytes(need)}")
+    avail = cache.available_memory()
+    fits_memory = avail is None or need <= avail * 0.8  # the rest: the model and batches
+    if not key:
+        if not fits_memory:
+            raise DataError(f"{what}, more than the memory available "
+                            f"({cache.human_bytes(avail or 0)}); use a smaller --image-size "
+                            "(or the decode cache, which keeps the images on disk)")
+        return None, None
+    try:
+        writer = cache.create_cached(key, shape)
+    except cache.CacheSpaceError as exc:
+        if not fits_memory:
+            raise DataError(f"{what}: the decode cache {exc.folder} has "
+                            f"{cache.human_bytes(exc.free)} free and memory "
+                            f"{cache.human_bytes(avail or 0)}; set CNNLAB_CACHE to a folder with "
+                            f"{cache.human_bytes(need)} free, or use a smaller --image-size") \
+                from None
+        return None, (f"decode cache {exc.folder} has {cache.human_bytes(exc.free)} free, "
+                      f"{cache.human_bytes(need)} needed: decoded in memory instead (set "
+                      "CNNLAB_CACHE to a folder with more room to keep a cache)")
+    if writer is None and not fits_memory:
+        raise DataError(f"{what}, more than the memory available "
+                        f"({cache.human_bytes(avail or 0)}), and the decode cache "
+                        f"{cache.cache_root()} cannot be written; set CNNLAB_CACHE to a "
+                        "writable folder with room, or use a smaller --image-size")
+    return writer, None
+
+
+def _check_resize_fits(n: int, channels: int, size: int | None, where: str) -> None:
+    """Refuse a resize whose result cannot fit in memory, before allocating it."""
+    if size is None:
+        return
+    need = n * channels * size * size
+    avail = cache.available_memory()
+    if avail is not None and need > avail * 0.8:
+        raise DataError(f"{where}: {n} images resized to {channels}x{size}x{size} need "
+                        f"{cache.human_bytes(need)}, more than the memory available "
+                        f"({cache.human_bytes(avail)}); use a smaller --image-size")
+
+
 def _from_parts(parts: dict[str, tuple[np.ndarray, np.ndarray | None]], names: list[str] | None,
                 where: str, ids_prefix: dict[str, str] | None = None,
                 files: dict[str, tuple[Path, Path | None]] | None = None,
-                value_range: tuple[float, float] | None = None) -> ImageSet:
-    images, labels, ids, partition = [], [], [], []
+                value_range: tuple[float, float] | None = None,
+                unlabeled_value: int | None = None) -> ImageSet:
+    images, labels, ids, partition, label_where = [], [], [], [], []
     ranges = {}
     for part, (x, y) in parts.items():
         # Name the very file at fault when the arrays came from separate files.
@@ -169,8 +234,9 @@ def _from_parts(parts: dict[str, tuple[np.ndarray, np.ndarray | None]], names: l
             ranges[part] = parse_range(value_range) if value_range is not None else \
                 infer_range(x)
         x8 = to_uint8_nchw(x, str(xf) if xf else f"{where} ({part} images)", ranges.get(part))
-        y8 = to_labels(y, x8.shape[0], f"{yf} (for {xf.name})" if yf and xf else
-                       f"{where} ({part} labels)")
+        label_where.append(f"{yf} (for {xf.name})" if yf and xf else
+                           f"{where} ({part} labels)" if part else where)
+        y8 = to_labels(y, x8.shape[0], label_where[-1], unlabeled_value)
         images.append(x8)
         labels.append(y8)
         ids += [str(i) for i in range(x8.shape[0])]
@@ -179,10 +245,24 @@ def _from_parts(parts: dict[str, tuple[np.ndarray, np.ndarray | None]], names: l
     if len(shapes) > 1:
         raise DataError(f"{where}: splits have different image shapes {sorted(shapes)}")
     lab = np.concatenate(labels)
-    classes = class_names_for(lab, names)
+    if names is None and (lab >= 0).any():  # name the labels file holding the largest label
+        top = int(np.argmax([y.max() if len(y) else -1 for y in labels]))
+        check_class_count(int(lab.max()) + 1, len(lab), label_where[top])
+    classes = class_names_for(lab, names, where)
+    notes = []
+    if unlabeled_value is not None:
+        given = sum(int((y8 == -1).sum()) for (_, y), y8 in zip(parts.values(), labels,
+                                                                strict=True) if y is not None)
+        notes.append(f"{where}: {given} image(s) labeled {unlabeled_value} used as unlabeled "
+                     "(not trained on)")
+    counts = np.bincount(lab[lab >= 0], minlength=len(classes))
+    if (note := empty_class_note(counts, classes, where)) is not None:
+        notes.append(note)
     # The scale non-uint8 training arrays were read on: predicting must use the same one.
     rng = ranges.get("train", ranges.get("", next(iter(ranges.values()), None)))
-    meta = {"value_range": [float(v) for v in rng]} if rng is not None else {}
+    meta: dict = {"value_range": [float(v) for v in rng]} if rng is not None else {}
+    if notes:
+        meta["data_notes"] = notes
     return ImageSet(torch.from_numpy(np.concatenate(images)), torch.from_numpy(lab), classes, ids,
                     np.asarray(partition, dtype=str), meta)
 
@@ -207,6 +287,7 @@ def read_source(path: Path | None, opts: LoadOptions, progress: Progress = None)
         raise DataError(f"{path}: no such file or folder")
     name = path.stem if path.is_file() else path.name
     if fmt == "folder":
+        data_notes: list[str] = []
         if path.is_file():
             files, parts, classes, labels = [path], [""], [], [-1]
             ids, notes = [path.name], None
@@ -214,16 +295,22 @@ def read_source(path: Path | None, opts: LoadOptions, progress: Progress = None)
             listing = read_folder(path, opts.layout)
             files, parts, classes, labels = (listing.files, listing.parts, listing.classes,
                                              listing.labels)
+            if listing.skipped_links:
+                shown = ", ".join(listing.skipped_links[:5])
+                data_notes.append(f"{path}: skipped {len(listing.skipped_links)} folder "
+                                  f"symlink(s) pointing back into the data folder ({shown})")
             ids = ids_for(files, path)
             notes = {"layout_note": listing.note} if listing.note else None
         data = _decode_files(files, parts, classes, labels, ids, opts,
                              {"fmt": "folder", "root": str(path.resolve()),
-                              "layout": opts.layout}, progress, notes)
+                              "layout": opts.layout}, progress,
+                             {**(notes or {}), **({"data_notes": data_notes} if data_notes
+                                                  else {})} or None)
     elif fmt == "csv":
         csv_path = path if path.is_file() else _single_csv(path)
         image_dir = Path(opts.image_dir).expanduser() if opts.image_dir else None
-        files, parts, classes, labels, ids, notes = read_csv_index(csv_path, image_dir,
-                                                                   opts.columns, opts.task)
+        files, parts, classes, labels, ids, notes = read_csv_index(
+            csv_path, image_dir, opts.columns, opts.task, tuple(opts.skip_partitions))
         data = _decode_files(files, parts, classes, labels, ids, opts,
                              {"fmt": "csv", "csv": str(csv_path.resolve()), "task": opts.task,
                               "cols": vars(opts.columns)}, progress, notes)
@@ -231,31 +318,38 @@ def read_source(path: Path | None, opts: LoadOptions, progress: Progress = None)
     elif fmt == "npy":
         if path.suffix == ".npz":
             data = _from_parts(arrays.read_npz(path), None, str(path),
-                              value_range=opts.value_range)
+                              value_range=opts.value_range,
+                              unlabeled_value=opts.unlabeled_value)
         else:
             layout = arrays.find_npy_layout(path)
             loaded = {p: (arrays.load_npy(x), arrays.load_npy(y) if y else None)
                       for p, (x, y) in layout.items()}
             data = _from_parts(loaded, None, str(path), files=layout,
-                              value_range=opts.value_range)
+                              value_range=opts.value_range,
+                              unlabeled_value=opts.unlabeled_value)
             name = layout["train"][0].name[: -len("_images.npy")] if "train" in layout else name
     elif fmt == "cifar":
         parts_c, names = cifar.read_cifar(path)
-        data = _from_parts(parts_c, names or None, str(path), value_range=opts.value_range)
+        data = _from_parts(parts_c, names or None, str(path), value_range=opts.value_range,
+                              unlabeled_value=opts.unlabeled_value)
     elif fmt == "idx":
         pairs = idx.find_idx_pairs(path)
         loaded = {p: (idx.read_idx(x), idx.read_idx(y) if y else None)
                   for p, (x, y) in pairs.items()}
-        data = _from_parts(loaded, None, str(path), files=pairs, value_range=opts.value_range)
+        data = _from_parts(loaded, None, str(path), files=pairs, value_range=opts.value_range,
+                              unlabeled_value=opts.unlabeled_value)
     else:
         raise DataError(f"unknown format {fmt!r}")
     if fmt in ("npy", "cifar", "idx"):
         size = (opts.image_size, opts.image_size) if opts.image_size else None
+        _check_resize_fits(len(data), opts.channels or data.images.shape[1], opts.image_size,
+                           str(path))
         data.images = adjust(data.images.numpy(), size, opts.channels)
         if opts.crop_size:
             data.images = center_crop_images(data.images, opts.crop_size)
     data.meta.setdefault("name", name)
     data.meta["format"] = fmt
+    data.meta["path"] = str(path)
     return data
 
 
@@ -290,13 +384,14 @@ def make_splits(data: ImageSet, opts: LoadOptions) -> DataSplits:
         if len(val_idx):
             notes.append(f"val = {opts.val_split:.0%} stratified split of the training data")
     train = data.subset(train_idx)
+    where = data.meta.get("path") or data.meta.get("name", "data")  # the path the user gave
     if len(train) == 0 or not (train.labels >= 0).any():
-        raise DataError(f"{data.meta.get('name', 'data')}: no labeled training images")
+        raise DataError(f"{where}: no labeled training images")
     if int((train.labels >= 0).sum()) < len(train):
         train = train.subset(np.flatnonzero(train.labels.numpy() >= 0))
     present = len(set(train.labels.tolist()))
     if present < 2:
-        raise DataError(f"{data.meta.get('name', 'data')}: training data has {present} class; "
+        raise DataError(f"{where}: training data has {present} class; "
                         "a classifier needs at least 2")
     return DataSplits(train=train, val=data.subset(val_idx) if len(val_idx) else None,
                       test=data.subset(test_idx) if len(test_idx) else None,

@@ -218,7 +218,9 @@ class Predictor:
 
     def _check_classes(self, data: ImageSet) -> None:
         if data.classes and (data.labels >= 0).any() and list(data.classes) != self.classes:
-            raise DataError(f"the data's classes ({', '.join(data.classes[:6])}) differ from the "
+            where = data.meta.get("path") or data.meta.get("name") or "the data"
+            raise DataError(f"{where}: the data's classes ({', '.join(data.classes[:6])}) differ "
+                            "from the "
                             f"model's ({', '.join(self.classes[:6])})")
 
     def evaluate(self, data: ImageSet, positive_class: str | None = None) -> dict:

@@ -21,6 +21,7 @@ Code that must also handle foreign modules should test `hasattr(net, "freeze_gro
 from __future__ import annotations
 
 import importlib
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -130,16 +131,25 @@ def build_model(name: str, num_classes: int, in_channels: int, image_size: int,
     check_input(spec, in_channels, image_size)
     args = {**spec.defaults, **kwargs}
     try:
-        net = spec.builder(num_classes=num_classes, in_channels=in_channels,
-                           image_size=image_size, **args)
+        with warnings.catch_warnings():
+            # "Initializing zero-element tensors is a no-op": reported below as one line
+            warnings.filterwarnings("ignore", message=".*zero-element tensors.*")
+            net = spec.builder(num_classes=num_classes, in_channels=in_channels,
+                               image_size=image_size, **args)
     except CnnlabError:
         raise
-    except (TypeError, ValueError, RuntimeError, ZeroDivisionError, OverflowError) as exc:
-        # Builders fail on arguments they cannot use (width=-4, hidden=0, ...): one line.
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CnnlabError(f"model {name!r} with {args or 'no arguments'}: {first[:200]}") \
+    except TypeError as exc:
+        raise CnnlabError(f"model {name!r}: bad arguments {args} ({exc})") from None
+    except Exception as exc:  # noqa: BLE001 - e.g. width=-4: torch refuses a negative size
+        detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+        raise CnnlabError(f"model {name!r} cannot be built with {args} for {in_channels}x"
+                          f"{image_size}x{image_size} images and {num_classes} classes "
+                          f"({type(exc).__name__}: {detail}); check the --model-arg values") \
             from None
     if not isinstance(net, nn.Module):
         raise CnnlabError(f"model {name!r}: the builder returned {type(net).__name__}, not a "
                           "torch.nn.Module")
+    if any(p.numel() == 0 for p in net.parameters()):
+        raise CnnlabError(f"model {name!r} with {args} has a layer of size 0; check the "
+                          "--model-arg values")
     return net

@@ -121,6 +121,7 @@ class Trainer:
         if splits.train.meta.get("skipped_bad_images"):
             self.notes.append(f"skipped {splits.train.meta['skipped_bad_images']} unreadable "
                               "image(s) (--skip-bad)")
+        self.notes += list(splits.train.meta.get("data_notes", []))  # rows used, empty classes
         self.frozen, self.transfer_info = built.frozen, built.info  # see train/transfer.py
         self.model.to(self.device)
         probe = to_float(train.images[:2], self.device) if len(train) else None

@@ -59,6 +59,13 @@ def _batch(path: Path, label_key: str) -> tuple[np.ndarray, np.ndarray]:
                         f"(found: {', '.join(map(str, d)) or 'none'})")
     if data.ndim != 2 or data.shape[1] != 3072:
         raise DataError(f"{path}: CIFAR 'data' must be [N, 3072], got {data.shape}")
+    if not (np.issubdtype(data.dtype, np.integer) or data.dtype == bool):
+        raise DataError(f"{path}: CIFAR 'data' must hold integer pixel values 0-255, got dtype "
+                        f"{data.dtype}")
+    if data.dtype != np.uint8 and data.size and (data.min() < 0 or data.max() > 255):
+        # astype(uint8) would wrap such values around silently
+        raise DataError(f"{path}: CIFAR 'data' has pixel values outside 0-255 "
+                        f"({data.min()}..{data.max()})")
     labels = np.asarray(labels)
     if labels.shape != (data.shape[0],):
         raise DataError(f"{path}: {labels.shape[0] if labels.ndim else 0} labels for "

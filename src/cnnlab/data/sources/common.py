@@ -10,6 +10,9 @@ from cnnlab.data.value_range import infer_range, scale_to_uint8
 from cnnlab.errors import DataError
 
 MAX_CLASSES = 100_000  # a label beyond this is a damaged file, not a real class index
+# Sparse class indices are fine up to this many classes whatever the size of the set
+# (ImageNet-1k indices on a small sample); beyond it a set needs at least one image per class.
+CLASS_FLOOR = 1000
 
 
 def to_uint8_nchw(arr: np.ndarray, where: str,
@@ -50,8 +53,13 @@ def to_uint8_nchw(arr: np.ndarray, where: str,
     return np.ascontiguousarray(out)
 
 
-def to_labels(arr: np.ndarray | None, n: int, where: str) -> np.ndarray:
-    """Validate a 1-D integer label array of length n (None -> all -1, unlabeled)."""
+def to_labels(arr: np.ndarray | None, n: int, where: str,
+              unlabeled_value: int | None = None) -> np.ndarray:
+    """Validate a 1-D integer label array of length n (None -> all -1, unlabeled).
+
+    A label equal to `unlabeled_value` marks an unlabeled image (-1 inside cnnlab); without it
+    every label must be a class index, so a -1 is refused rather than silently dropped.
+    """
     if arr is None:
         return np.full(n, -1, dtype=np.int64)
     arr = np.asarray(arr)
@@ -70,12 +78,46 @@ def to_labels(arr: np.ndarray | None, n: int, where: str) -> np.ndarray:
         raise DataError(f"{where}: label {np.abs(arr).max():g} is too large (labels are class "
                         f"indices below {MAX_CLASSES})")
     out = arr.astype(np.int64)
-    if (out < -1).any():
-        raise DataError(f"{where}: negative labels")
+    if unlabeled_value is not None:
+        out = np.where(out == unlabeled_value, -1, out)
+        negative = (out < -1) | ((out == -1) & (arr != unlabeled_value))
+    else:
+        negative = out < 0
+    if negative.any():
+        bad = int(arr[np.flatnonzero(negative)[0]])
+        hint = f"; if {bad} means 'unlabeled', pass --unlabeled-value {bad}" \
+            if bad < 0 and unlabeled_value is None else ""
+        raise DataError(f"{where}: {int(negative.sum())} negative label(s) such as {bad} "
+                        f"(labels are class indices 0, 1, ...){hint}")
     if len(out) and out.max() >= MAX_CLASSES:
         raise DataError(f"{where}: label {out.max()} is too large (labels are class indices "
                         f"below {MAX_CLASSES})")
     return out
+
+
+def class_limit(n: int) -> int:
+    """The most classes `n` labeled images can sensibly have (room for sparse class indices)."""
+    return min(MAX_CLASSES, max(CLASS_FLOOR, n))
+
+
+def check_class_count(num_classes: int, n: int, where: str, label: int | None = None) -> None:
+    """Refuse a class count that cannot be real: more classes than images (and the floor)."""
+    limit = class_limit(n)
+    if num_classes > limit:
+        label = num_classes - 1 if label is None else label
+        raise DataError(f"{where}: label {label} is too large for {n} images: it "
+                        f"would make a {num_classes}-class model (at most {limit} classes; "
+                        "labels are class indices 0, 1, ...)")
+
+
+def empty_class_note(counts: np.ndarray, classes: list[str], where: str) -> str | None:
+    """A warning when some class indices have no image at all (None when every class has)."""
+    empty = [classes[i] for i in np.flatnonzero(counts == 0)]
+    if not empty:
+        return None
+    shown = ", ".join(empty[:5]) + (", ..." if len(empty) > 5 else "")
+    return (f"warning: {where}: {len(empty)} of {len(classes)} classes have no images "
+            f"({shown}); labels are class indices, so gaps become empty classes")
 
 
 def adjust(images: np.ndarray, size: tuple[int, int] | None, channels: int | None) -> torch.Tensor:
@@ -110,11 +152,14 @@ def center_crop_images(images: torch.Tensor, crop: int) -> torch.Tensor:
     return images[:, :, top: top + crop, left: left + crop].contiguous()
 
 
-def class_names_for(labels: np.ndarray, names: list[str] | None = None) -> list[str]:
+def class_names_for(labels: np.ndarray, names: list[str] | None = None,
+                    where: str = "data") -> list[str]:
     """Class names for integer labels: the given names, else '0'..'K-1'."""
     k = int(labels.max()) + 1 if (labels >= 0).any() else 0
     if names is not None:
         if k > len(names):
-            raise DataError(f"label {k - 1} has no class name ({len(names)} names given)")
+            raise DataError(f"{where}: label {k - 1} has no class name ({len(names)} names "
+                            "given)")
         return list(names)
+    check_class_count(k, len(labels), where)
     return [str(i) for i in range(k)]

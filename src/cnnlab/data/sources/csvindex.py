@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import csv
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
+from cnnlab.csvsafe import unescape_cell
+from cnnlab.data.sources.common import check_class_count, empty_class_note
 from cnnlab.data.sources.folder import PARTITION_ALIASES
 from cnnlab.errors import DataError
 
@@ -39,21 +44,97 @@ def safe_join(root: Path, rel: str, where: str) -> Path:
     return full
 
 
-def read_csv_index(csv_path: Path, image_dir: Path | None, cols: CsvColumns, task: str | None
-                   ) -> tuple[list[Path], list[str], list[str], list[int], list[str], dict]:
-    """Parse and validate the index: (files, partitions, classes, labels, ids, notes)."""
-    root = image_dir if image_dir is not None else csv_path.parent
-    if image_dir is None and (csv_path.parent / "images").is_dir():
-        root = csv_path.parent / "images"
+def _read_rows(csv_path: Path) -> tuple[list[str], list[tuple[int, dict]]]:
+    """(header, [(line number, row)]): cells cnnlab neutralised for spreadsheets restored."""
     try:
         with open(csv_path, newline="", encoding="utf-8-sig") as fh:
             reader = csv.DictReader(fh)
-            header = reader.fieldnames or []
-            rows = list(reader)
+            header = [unescape_cell(h) for h in reader.fieldnames or [] if h is not None]
+            rows = []
+            for r in reader:
+                rows.append((reader.line_num, {unescape_cell(k) if isinstance(k, str) else k:
+                                               unescape_cell(v) if isinstance(v, str) else v
+                                               for k, v in r.items()}))
     except UnicodeDecodeError:
         raise DataError(f"{csv_path}: not a UTF-8 text CSV file") from None
     except csv.Error as exc:
         raise DataError(f"{csv_path}: malformed CSV ({exc})") from None
+    return header, rows
+
+
+def parse_label(text: str, where: str) -> int:
+    """A numeric_label cell as a class index: whole, finite and not negative."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise DataError(f"{where}: label {text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise DataError(f"{where}: label {text!r} is not a finite number")
+    if value != int(value):
+        raise DataError(f"{where}: label {text!r} is not a whole number (labels are class "
+                        "indices 0, 1, ...)")
+    k = int(value)
+    if k < 0:
+        raise DataError(f"{where}: negative label {k}")
+    return k
+
+
+def _cell(row: dict, col: str) -> str:
+    return (row.get(col) or "").strip()
+
+
+def _numeric_classes(csv_path: Path, rows: list[tuple[int, dict]], cols: CsvColumns,
+                     has_name: bool) -> tuple[list[str], list[int], int]:
+    """(class names, label per row, offset) from numeric labels, names checked one-to-one."""
+    name_of: dict[int, tuple[str, int]] = {}
+    num_of: dict[str, tuple[int, int]] = {}
+    nums: list[int | None] = []
+    for line, r in rows:
+        where = f"{csv_path}:{line}"
+        num, name = _cell(r, cols.numeric), _cell(r, cols.label) if has_name else ""
+        if not num:
+            if name:  # a named row without its number would silently become unlabeled
+                raise DataError(f"{where}: {cols.label} {name!r} but {cols.numeric} is empty; "
+                                "give both (or neither, for an unlabeled image)")
+            nums.append(None)
+            continue
+        k = parse_label(num, where)
+        nums.append(k)
+        if not name:
+            continue
+        if name_of.setdefault(k, (name, line))[0] != name:
+            raise DataError(f"{where}: label {k} named both {name_of[k][0]!r} (line "
+                            f"{name_of[k][1]}) and {name!r}")
+        if num_of.setdefault(name, (k, line))[0] != k:
+            raise DataError(f"{where}: class {name!r} has two numeric labels, "
+                            f"{num_of[name][0]} (line {num_of[name][1]}) and {k}; each class "
+                            "needs one number")
+    given = [k for k in nums if k is not None]
+    if not given:
+        return [], [-1] * len(rows), 0
+    base, kmax = min(given), max(given)
+    check_class_count(kmax - base + 1, len(given), f"{csv_path}:{rows[nums.index(kmax)][0]}",
+                      kmax)
+    classes = [name_of[k][0] if k in name_of else str(k) for k in range(base, kmax + 1)]
+    if len(set(classes)) < len(classes):
+        dup = next(c for c in classes if classes.count(c) > 1)
+        raise DataError(f"{csv_path}: class name {dup!r} is used for two numeric labels (a "
+                        "number without a name is named by the number itself)")
+    return classes, [-1 if k is None else k - base for k in nums], base
+
+
+def read_csv_index(csv_path: Path, image_dir: Path | None, cols: CsvColumns, task: str | None,
+                   skip_partitions: tuple[str, ...] = ()
+                   ) -> tuple[list[Path], list[str], list[str], list[int], list[str], dict]:
+    """Parse and validate the index: (files, partitions, classes, labels, ids, notes).
+
+    Every row is used or refused with its line number; rows of the partitions named in
+    `skip_partitions` (e.g. a held-out "challenge" set) are skipped and counted.
+    """
+    root = image_dir if image_dir is not None else csv_path.parent
+    if image_dir is None and (csv_path.parent / "images").is_dir():
+        root = csv_path.parent / "images"
+    header, rows = _read_rows(csv_path)
     if cols.path not in header:
         raise DataError(f"{csv_path}: missing column {cols.path!r} (columns: "
                         f"{', '.join(header) or 'none'}; set another with --path-column)")
@@ -66,58 +147,49 @@ def read_csv_index(csv_path: Path, image_dir: Path | None, cols: CsvColumns, tas
     if task is not None:
         if cols.task not in header:
             raise DataError(f"{csv_path}: --task given but the CSV has no {cols.task!r} column")
-        tasks = sorted({r.get(cols.task) or "" for r in rows})
-        rows = [r for r in rows if r.get(cols.task) == task]
+        tasks = sorted({r.get(cols.task) or "" for _, r in rows})
+        rows = [(i, r) for i, r in rows if r.get(cols.task) == task]
         if not rows:
             raise DataError(f"{csv_path}: no rows for task {task!r} (tasks: {', '.join(tasks)})")
-    elif cols.task in header and len({r.get(cols.task) or "" for r in rows}) > 1:
-        tasks = sorted({r.get(cols.task) or "" for r in rows})
+    elif cols.task in header and len({r.get(cols.task) or "" for _, r in rows}) > 1:
+        tasks = sorted({r.get(cols.task) or "" for _, r in rows})
         raise DataError(f"{csv_path}: rows belong to several tasks ({', '.join(tasks)}); "
                         "choose one with --task")
     if not rows:
         raise DataError(f"{csv_path}: no rows")
 
+    # Partitions first: a misspelt one ("trian") must be refused, not dropped.
+    has_part = cols.partition in header
+    skip = {p.strip().lower() for p in skip_partitions}
+    kept_rows, skipped_parts = [], {}
+    for i, r in rows:
+        part_raw = _cell(r, cols.partition).lower() if has_part else ""
+        if part_raw in skip:
+            skipped_parts[part_raw] = skipped_parts.get(part_raw, 0) + 1
+            continue
+        if part_raw and part_raw not in PARTITION_ALIASES:
+            raise DataError(f"{csv_path}:{i}: unknown {cols.partition} {part_raw!r} (allowed: "
+                            f"{', '.join(PARTITION_ALIASES)} or empty)")
+        kept_rows.append((i, r))
+    if not kept_rows:
+        raise DataError(f"{csv_path}: no usable rows (all {len(rows)} are in skipped partitions)")
+
     # Class names and numbers: numeric labels are authoritative when present.
-    name_of: dict[int, str] = {}
-    for i, r in enumerate(rows, start=2):
-        num = (r.get(cols.numeric) or "").strip() if has_num else ""
-        name = (r.get(cols.label) or "").strip() if has_name else ""
-        if has_num and num:
-            try:
-                k = int(float(num))
-            except ValueError:
-                raise DataError(f"{csv_path}:{i}: label {num!r} is not a number") from None
-            if k < 0:
-                raise DataError(f"{csv_path}:{i}: negative label {k}")
-            if name and name_of.setdefault(k, name) != name:
-                raise DataError(f"{csv_path}:{i}: label {k} named both {name_of[k]!r} and "
-                                f"{name!r}")
-    if has_num and name_of or has_num and not has_name:
-        nums = sorted({int(float(r[cols.numeric])) for r in rows if (r.get(cols.numeric) or
-                                                                      "").strip()})
-        kmax = max(nums) if nums else -1
-        base = min(nums) if nums else 0
-        classes = [name_of.get(k, str(k)) for k in range(base, kmax + 1)]
-        label_of_row = [int(float(r[cols.numeric])) - base if (r.get(cols.numeric) or "").strip()
-                        else -1 for r in rows]
+    if has_num and any(_cell(r, cols.numeric) for _, r in kept_rows):
+        classes, label_of_row, base = _numeric_classes(csv_path, kept_rows, cols, has_name)
         notes["label_offset"] = base
     else:
-        classes = sorted({(r.get(cols.label) or "").strip() for r in rows} - {""})
+        classes = sorted({_cell(r, cols.label) for _, r in kept_rows} - {""})
         index = {c: j for j, c in enumerate(classes)}
-        label_of_row = [index.get((r.get(cols.label) or "").strip(), -1) for r in rows]
+        label_of_row = [index.get(_cell(r, cols.label), -1) for _, r in kept_rows]
 
     files, parts, labels, ids = [], [], [], []
     seen: dict[tuple[str, str], int] = {}
-    dropped_parts: dict[str, int] = {}
     duplicates = 0
-    has_part = cols.partition in header
-    for i, (r, lab) in enumerate(zip(rows, label_of_row, strict=True), start=2):
-        rel = (r.get(cols.path) or "").strip()
-        part_raw = (r.get(cols.partition) or "").strip().lower() if has_part else ""
-        part = PARTITION_ALIASES.get(part_raw, "") if part_raw else ""
-        if part_raw and not part:
-            dropped_parts[part_raw] = dropped_parts.get(part_raw, 0) + 1
-            continue
+    for (i, r), lab in zip(kept_rows, label_of_row, strict=True):
+        rel = _cell(r, cols.path)
+        part_raw = _cell(r, cols.partition).lower() if has_part else ""
+        part = PARTITION_ALIASES.get(part_raw, "")
         key = (rel, part)
         if key in seen:
             if labels[seen[key]] != lab:
@@ -132,10 +204,27 @@ def read_csv_index(csv_path: Path, image_dir: Path | None, cols: CsvColumns, tas
         parts.append(part)
         labels.append(lab)
         ids.append(rel)
+    notes["rows_used"] = len(files)
+    said = [f"{csv_path.name}: {len(files)} of {len(rows)} rows used"]
     if duplicates:
         notes["duplicate_rows_dropped"] = duplicates
-    if dropped_parts:
-        notes["rows_in_other_partitions"] = dropped_parts
+        said.append(f"{duplicates} duplicate row(s) dropped")
+    if skipped_parts:
+        notes["rows_in_other_partitions"] = skipped_parts
+        said.append("skipped partitions " + ", ".join(f"{k} ({v})" for k, v in
+                                                      sorted(skipped_parts.items())))
+    unlabeled = sum(1 for v in labels if v < 0)
+    if unlabeled:
+        said.append(f"{unlabeled} without a label (unlabeled, not trained on)")
+    data_notes = ["; ".join(said)]
+    if classes:
+        counts = [0] * len(classes)
+        for v in labels:
+            if v >= 0:
+                counts[v] += 1
+        if (note := empty_class_note(np.asarray(counts), classes, str(csv_path))) is not None:
+            data_notes.append(note)
+    notes["data_notes"] = data_notes
     if not files:
         raise DataError(f"{csv_path}: no usable rows")
     return files, parts, classes, labels, ids, notes

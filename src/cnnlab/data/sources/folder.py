@@ -15,8 +15,9 @@ Layouts (`layout`):
 
 from __future__ import annotations
 
+import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -43,9 +44,46 @@ def split_name(folder_name: str) -> str | None:
     return PARTITION_ALIASES.get(key)
 
 
+def _inside(path: Path, root: Path) -> bool:
+    """True when `path` (resolved) lies in the tree under `root` (resolved)."""
+    try:
+        path.resolve().relative_to(root.resolve())
+    except (ValueError, OSError, RuntimeError):  # RuntimeError: a symlink loop
+        return False
+    return True
+
+
+def _loops_back(path: Path, root: Path, skipped: list[str] | None) -> bool:
+    """A directory symlink into the data tree itself: following it would list images twice."""
+    if path.is_symlink() and (_inside(path, root) or not path.exists()):
+        if skipped is not None:
+            skipped.append(str(path))
+        return True
+    return False
+
+
+# Where the current listing started and which symlinks it skipped (set by read_folder).
+_SCAN: dict = {"root": None, "skipped": None}
+
+
 def _images_in(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file() and is_image_file(p)
-                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+    # Directory symlinks are followed only when they lead out of the data tree (a class kept
+    # on another disk); one pointing back into it (`loop -> .`) would duplicate images across
+    # splits, so it is skipped. Each real folder is read once, which also ends symlink loops.
+    root, skipped = _SCAN["root"] or folder, _SCAN["skipped"]
+    out, seen = [], set()
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        here = Path(dirpath)
+        real = here.resolve()
+        if real in seen:
+            dirnames[:] = []
+            continue
+        seen.add(real)
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".")
+                             and not _loops_back(here / d, root, skipped))
+        out += [here / f for f in filenames if not f.startswith(".")
+                and is_image_file(here / f) and (here / f).is_file()]
+    return sorted(out)
 
 
 def _loose_images(folder: Path) -> list[Path]:
@@ -54,7 +92,8 @@ def _loose_images(folder: Path) -> list[Path]:
 
 
 def _subdirs(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")
+                  and not _loops_back(p, _SCAN["root"] or folder, _SCAN["skipped"]))
 
 
 @dataclass
@@ -66,6 +105,7 @@ class FolderListing:
     classes: list[str]
     labels: list[int]
     note: str = ""  # e.g. "folders as splits: training_set -> train, test_set -> test"
+    skipped_links: list[str] = field(default_factory=list)  # symlinks back into the tree
 
 
 def _two_level(subs: list[Path]) -> tuple[bool, list[str]]:
@@ -110,9 +150,23 @@ def _assign_splits(root: Path, subs: list[Path]) -> dict[str, Path]:
 
 
 def read_folder(root: Path, layout: str = "auto") -> FolderListing:
-    """List a class-folder tree, deciding (or following `layout`) whether top folders are splits."""
+    """List a class-folder tree, deciding (or following `layout`) whether top folders are splits.
+
+    Directory symlinks that point back into the tree are never followed nor made a class; the
+    listing names the ones it skipped."""
     if layout not in LAYOUTS:
         raise DataError(f"--layout {layout!r}: choose {', '.join(LAYOUTS)}")
+    skipped: list[str] = []
+    _SCAN.update(root=root, skipped=skipped)
+    try:
+        got = _read_folder(root, layout)
+    finally:
+        _SCAN.update(root=None, skipped=None)
+    got.skipped_links = sorted(set(skipped))
+    return got
+
+
+def _read_folder(root: Path, layout: str) -> FolderListing:
     subs = _subdirs(root)
     if not subs:
         files = _images_in(root)
