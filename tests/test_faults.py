@@ -121,6 +121,7 @@ def test_out_of_memory_on_a_batch_names_the_batch_size_to_try(zygote, digits_npz
     # 64x64 images, a 32-wide CNN, one batch of 480: the first forward pass needs ~1.5 GB of
     # activations; the process may map only 400 MB more than it has at start.
     res = zygote.run("train", digits_npz, "--image-size", "64", "--batch-size", "480",
+                     "--precision", "32",  # bf16 autocast halves activations: they would fit
                      "--epochs", "1", "--no-report", "--out", tmp_path / "run",
                      as_extra=400 * 2**20)
     line = assert_one_line_error(res, "out of memory", "batch of 480", "--batch-size 240",

@@ -268,3 +268,27 @@ def test_estimator_has_trains_parameters_and_validates_in_fit() -> None:
     assert clf.score(x, y) > 0.3
     with pytest.raises(ValueError, match="X has 65 features"):
         clf.predict(np.zeros((2, 65)))
+
+
+def test_digits_take_image_size_and_bad_positive_class_is_refused(tmp_path: Path) -> None:
+    r = cnnlab.train(model="mlp", epochs=1, image_size=16, out=str(tmp_path / "r"),
+                     report=False, verbose=False)
+    assert r.load().image_size == 16
+    res = run_cli("train", "--positive-class", "zebra", "--epochs", "1", "--out",
+                  tmp_path / "z")
+    assert_one_line_error(res, "--positive-class 'zebra': not a class")
+    res = run_cli("train", "--positive-class", "3", "--epochs", "1", "--out", tmp_path / "z")
+    assert_one_line_error(res, "applies to 2-class data")
+    assert not (tmp_path / "z").exists()
+
+
+def test_resume_of_a_run_killed_before_its_first_checkpoint_starts_it_again(tmp_path: Path
+                                                                            ) -> None:
+    out = tmp_path / "r"
+    cnnlab.train(model="mlp", epochs=1, out=str(out), report=False, verbose=False)
+    for p in list(out.glob("*.pt")) + list(out.glob("metrics.*")):
+        p.unlink()  # what a kill during the first epoch leaves: config.yaml only
+    res = run_cli("train", "--out", out, "--resume", "--no-report")
+    assert res.returncode == 0, res.stderr
+    assert "no checkpoint was saved before it stopped" in res.stderr + res.stdout
+    assert (out / "metrics.json").is_file() and not (tmp_path / "r-2").exists()

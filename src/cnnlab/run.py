@@ -150,6 +150,7 @@ def run_training(cfg: TrainConfig, resume: bool | str | Path = False, force: boo
         with distributed.local_main_first():  # one decode per machine fills the cache
             splits = load_splits(cfg, verbose)
     load_s = time.perf_counter() - t_load
+    check_against_data(cfg, splits)
     base = cfg.name or f"{splits.source or 'data'}-{cfg.model}"
     ckpt = None
     if resume and cfg.out is not None:
@@ -190,6 +191,20 @@ def run_training(cfg: TrainConfig, resume: bool | str | Path = False, force: boo
     distributed.barrier()  # every rank returns once the run folder is complete
     return RunResult(run_dir, cfg, metrics, state.history, state.best_epoch, state.stopped_early,
                      state.elapsed, dict(trainer.resolved))
+
+
+def check_against_data(cfg: TrainConfig, splits: DataSplits) -> None:
+    """Settings that can only be checked once the classes are known (before any folder)."""
+    pos, classes = cfg.positive_class, list(splits.classes)
+    if pos is None:
+        return
+    if pos not in classes:
+        raise settings.SettingsError(f"--positive-class {pos!r}: not a class of the data "
+                                     f"({', '.join(classes[:10])})")
+    if len(classes) != 2:
+        raise settings.SettingsError(f"--positive-class {pos!r}: applies to 2-class data; this "
+                                     f"data has {len(classes)} classes (per-class precision, "
+                                     "recall and F1 are reported for every class)")
 
 
 def write_config(run_dir: Path, cfg: TrainConfig, trainer: Trainer, resuming: bool,

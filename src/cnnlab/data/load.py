@@ -279,6 +279,10 @@ def read_source(path: Path | None, opts: LoadOptions, progress: Progress = None)
         x = (d.images * (255.0 / 16.0)).round().astype(np.uint8)
         data = _from_parts({"": (x, d.target)}, [str(i) for i in range(10)], "digits")
         data.meta["name"] = "digits"
+        data.meta["format"] = "digits"
+        if opts.image_size or opts.channels:  # built-in digits honour --image-size too
+            size = (opts.image_size, opts.image_size) if opts.image_size else None
+            data.images = adjust(data.images.numpy(), size, opts.channels)
         return data
     path = Path(path).expanduser()
     if fmt == "auto":
