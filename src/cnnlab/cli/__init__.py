@@ -8,6 +8,7 @@ import traceback
 
 from cnnlab.cli import (
     augment_cmds,  # noqa: F401  (registers augment, transfer)
+    doctor_cmds,  # noqa: F401  (registers doctor)
     experiment_cmds,  # noqa: F401  (sweep, cv, seeds, compare, lr-find)
     explain_cmds,  # noqa: F401  (registers explain ..., report)
     export_cmds,  # noqa: F401  (registers export)

@@ -34,8 +34,8 @@ def shift_auroc(a: np.ndarray, b: np.ndarray, folds: int = 5, seed: int = 0) -> 
     """Cross-validated AUROC of a classifier telling rows of `a` from rows of `b` (0.5 = none)."""
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold, cross_val_predict
     from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
     rng = np.random.default_rng(seed)
     n = min(len(a), len(b), MAX_PER_SIDE)

@@ -1,4 +1,4 @@
-"""Oddities: unusual file sizes, aspect ratios and modes, blank images, items far from every class."""
+"""Oddities: unusual file sizes, aspect ratios and modes, blank images, far-from-class items."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from cnnlab.errors import DataError
 SIZE_FACTOR = 4.0  # an image with 4x fewer/more pixels than the median is unusual
 ASPECT_FACTOR = 2.0  # width/height 2x off the median aspect ratio is unusual
 RARE_MODE = 0.05  # a Pillow mode shared by under 5% of the files is unusual
-FAR_FACTOR = 3.0  # farther than 3x the typical radius of its nearest class: far from all
+FAR_FACTOR = 5.0  # farther than 5x the typical radius of its nearest class: far from all
 
 
 def file_oddities(pool: Pool, tick: Callable[[int], None] | None = None) -> tuple[list[dict],
