@@ -29,7 +29,8 @@ def _save(root: Path, part: str, label: int, name: str, img: np.ndarray) -> str:
     return f"{part}/{label}/{name}"
 
 
-def write_digits(root: Path, plant: bool = False, shift: bool = False) -> dict:
+def write_digits(root: Path, plant: bool = False, shift: bool = False,
+                 sizes: tuple[int, int, int] = (600, 150, 200)) -> dict:
     """train/val/test class folders of sklearn digits; `plant` adds known problems.
 
     Returns the ids of what was planted: leaks (held-out ids with a copy in train), exact
@@ -39,7 +40,8 @@ def write_digits(root: Path, plant: bool = False, shift: bool = False) -> dict:
     x = np.kron(x, np.ones((3, 3), dtype=np.uint8))
     rng = np.random.default_rng(0)
     order = rng.permutation(len(x))
-    parts = {"train": order[:600], "val": order[600:750], "test": order[750:950]}
+    a, b, c = np.cumsum(sizes)
+    parts = {"train": order[:a], "val": order[a:b], "test": order[b:c]}
     ids: dict[str, list[int]] = {n: [] for n in parts}
     planted: dict = {"leaks": [], "exact_leaks": [], "dups": [], "flipped": [], "blank": []}
     flip = set(parts["train"][:20].tolist()) if plant else set()
@@ -143,8 +145,8 @@ def test_blank_images_are_outliers(planted: tuple) -> None:
 
 def test_clean_data_has_no_leak_and_a_shifted_test_split_is_flagged(tmp_path: Path) -> None:
     clean, shifted = tmp_path / "clean", tmp_path / "shifted"
-    write_digits(clean)
-    write_digits(shifted, shift=True)
+    write_digits(clean, sizes=(300, 80, 120))
+    write_digits(shifted, shift=True, sizes=(300, 80, 120))
     a = run_doctor(clean, doctor_opts(), out=tmp_path / "a", skip=("labels",), verbose=False)
     b = run_doctor(shifted, doctor_opts(), out=tmp_path / "b", skip=("labels", "duplicates"),
                    verbose=False)
@@ -157,7 +159,7 @@ def test_clean_data_has_no_leak_and_a_shifted_test_split_is_flagged(tmp_path: Pa
 
 def test_missing_class_in_a_split_is_reported(tmp_path: Path) -> None:
     data = tmp_path / "d"
-    write_digits(data)
+    write_digits(data, sizes=(200, 50, 80))
     for f in (data / "test" / "7").iterdir():
         f.unlink()
     (data / "test" / "7").rmdir()
