@@ -13,12 +13,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from cnnlab.doctor.hashing import digests, gray, phash
+from cnnlab.doctor.hashing import HASH_SIDE, digests, gray, phash_small, shrink
 
 PIXEL_SIDE = 16  # pixel features: every image reduced to 16x16 per channel
-CONFIRM_SIDE = 32  # near-duplicate confirmation compares 32x32 grayscale thumbnails
+CONFIRM_SIDE = HASH_SIDE  # near duplicates also compare 32x32 grayscale thumbnails
+WORK_SIDE = 64  # larger images are first reduced to 64x64 (blank check, hash, features)
 PCA_DIMS = 64
-BLANK_STD = 2.0  # pixel standard deviation (0-255) below which an image is nearly constant
+BLANK_STD = 2.0  # pixel std (0-255, at <= 64 px) below which an image is nearly constant
 FEATURES = ("pixels", "backbone")
 
 
@@ -41,18 +42,18 @@ def scan(parts: list[torch.Tensor], chunk: int = 512,
     for images in parts:
         for s in range(0, images.shape[0], chunk):
             x = torch.as_tensor(np.asarray(images[s:s + chunk]))
-            hashes.append(phash(x))
             digs += digests(x)
-            g = F.interpolate(gray(x), size=(CONFIRM_SIDE, CONFIRM_SIDE), mode="bilinear",
-                              antialias=True, align_corners=False).flatten(1)
-            g = g - g.mean(1, keepdim=True)
+            # Everything else works on a copy of at most 64x64: resizing uint8 first keeps
+            # 224-px photos fast (a float copy of the full images would cost more than all else).
+            small = (shrink(x, WORK_SIDE) if max(x.shape[-2:]) > WORK_SIDE else x).float()
+            g = shrink(gray(small), CONFIRM_SIDE)
+            hashes.append(phash_small(g[:, 0]))
+            g = g.flatten(1) - g.flatten(1).mean(1, keepdim=True)
             thumbs.append((g / g.norm(dim=1, keepdim=True).clamp_min(1e-3)).numpy())
-            xf = x.float()
-            pixels.append((F.interpolate(xf, size=(PIXEL_SIDE, PIXEL_SIDE), mode="bilinear",
-                                         antialias=True, align_corners=False) / 255.0)
-                          .flatten(1).numpy())
-            std.append(xf.flatten(1).std(1).numpy())
-            mean.append(xf.flatten(1).mean(1).numpy())
+            pixels.append((shrink(small, PIXEL_SIDE) / 255.0).flatten(1).numpy())
+            sd, mu = torch.std_mean(small.flatten(1), 1)
+            std.append(sd.numpy())
+            mean.append(mu.numpy())
             if tick is not None:
                 tick(x.shape[0])
     cat = (lambda a: np.concatenate(a)) if hashes else (lambda a: np.zeros(0))

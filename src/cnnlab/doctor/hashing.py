@@ -38,10 +38,21 @@ def phash(images: torch.Tensor) -> np.ndarray:
     """64-bit perceptual hashes (uint64 [N]) of uint8 [N,C,H,W] images."""
     if images.shape[0] == 0:
         return np.zeros(0, dtype=np.uint64)
-    small = F.interpolate(gray(images), size=(HASH_SIDE, HASH_SIDE), mode="bilinear",
-                          antialias=True, align_corners=False)[:, 0]
+    return phash_small(shrink(gray(images), HASH_SIDE)[:, 0])
+
+
+def shrink(x: torch.Tensor, side: int) -> torch.Tensor:
+    """[N,C,H,W] (uint8 or float) resized to side x side with an antialiasing filter."""
+    if tuple(x.shape[-2:]) == (side, side):
+        return x
+    return F.interpolate(x, size=(side, side), mode="bilinear", antialias=True,
+                         align_corners=False)
+
+
+def phash_small(small: torch.Tensor) -> np.ndarray:
+    """pHashes of grayscale images already reduced to float [N,32,32]."""
     d = _dct_matrix(HASH_SIDE, LOW)
-    low = (d @ small @ d.T).reshape(-1, LOW * LOW)  # unnormalised DCT-II, like scipy's
+    low = (d @ small.float() @ d.T).reshape(-1, LOW * LOW)  # unnormalised DCT-II, like scipy's
     med = torch.quantile(low, 0.5, dim=1, keepdim=True)  # numpy's median (interpolated)
     return pack_bits((low > med).numpy())
 
@@ -59,13 +70,15 @@ def digests(images: torch.Tensor) -> list[bytes]:
 
 
 def close_pairs(hashes: np.ndarray, distance: int, usable: np.ndarray | None = None,
-                chunk: int = 1024) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                chunk: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """All pairs i < j with Hamming distance <= `distance`: (i, j, distance) arrays.
 
     `usable` (bool [N]) leaves out images whose hash means nothing (nearly blank ones).
     """
     idx = np.arange(len(hashes)) if usable is None else np.flatnonzero(usable)
     h = hashes[idx]
+    # Rows per block: the [rows, N] distance block stays near 16M entries (~150 MB).
+    chunk = chunk or max(16, min(4096, 16_000_000 // max(len(h), 1)))
     out_i, out_j, out_d = [], [], []
     for s in range(0, len(h), chunk):
         block = h[s:s + chunk]
