@@ -267,3 +267,25 @@ def test_doctor_page_renders_in_chromium_with_every_image(planted: tuple) -> Non
     assert all(u.startswith(("file:", "data:")) for u in requests), requests
     assert len(imgs) >= 30 and all(ok and w > 0 for ok, w, _ in imgs)
     assert leaks == report["leaks"]["n"] == 12
+
+
+def test_csv_source_with_train_column_options(tmp_path: Path) -> None:
+    """The data options of train reach the loader: a CSV with its own column names."""
+    data = tmp_path / "d"
+    truth = write_digits(data, plant=True, sizes=(200, 50, 80))
+    rows = [{"file": p.relative_to(data).as_posix(), "cls": p.parent.name,
+             "split": p.parts[-3]} for p in sorted(data.rglob("*.png"))]
+    index = data / "index.csv"
+    with open(index, "w", newline="") as fh:
+        w = csv.DictWriter(fh, ["file", "cls", "split"])
+        w.writeheader()
+        w.writerows(rows)
+    out = tmp_path / "o"
+    assert cli("doctor", str(index), "--path-column", "file", "--label-column", "cls",
+               "--partition-column", "split", "--image-size", str(SIZE), "--channels", "1",
+               "--skip", "labels", "--fix", "--out", str(out)) == 0
+    report = json.loads((out / "doctor.json").read_text())
+    assert {r["id"] for r in report["leaks"]["items"]} == set(truth["leaks"])
+    fixed = load_data(report["fix"]["path"], LoadOptions(image_dir=report["fix"]["image_dir"],
+                                                         image_size=SIZE, channels=1))
+    assert len(fixed.train) == 200 + 5 and len(fixed.test) == 80
