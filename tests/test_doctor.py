@@ -43,7 +43,8 @@ def write_digits(root: Path, plant: bool = False, shift: bool = False,
     a, b, c = np.cumsum(sizes)
     parts = {"train": order[:a], "val": order[a:b], "test": order[b:c]}
     ids: dict[str, list[int]] = {n: [] for n in parts}
-    planted: dict = {"leaks": [], "exact_leaks": [], "dups": [], "flipped": [], "blank": []}
+    planted: dict = {"leaks": [], "exact_leaks": [], "dups": [], "flipped": [], "blank": [],
+                     "odd": []}
     flip = set(parts["train"][:20].tolist()) if plant else set()
     for part, idx in parts.items():
         for i in idx:
@@ -77,6 +78,11 @@ def write_digits(root: Path, plant: bool = False, shift: bool = False,
             if k == 4:
                 blank = (blank + rng.integers(0, 2, blank.shape)).astype(np.uint8)
             planted["blank"].append(_save(root, "train", k, f"blank{k}.png", blank))
+        # Pictures unlike any digit: a checkerboard and a negative scan (white background).
+        checker = (np.indices((SIZE, SIZE)).sum(0) // 3 % 2 * 255).astype(np.uint8)
+        negative = 255 - x[parts["train"][150]]
+        for k, img in enumerate((checker, negative)):
+            planted["odd"].append(_save(root, "train", 5 + k, f"odd{k}.png", img))
     return planted
 
 
@@ -137,10 +143,12 @@ def test_flipped_labels_rank_near_the_top(planted: tuple) -> None:
     assert first["given"] != first["suggested"]
 
 
-def test_blank_images_are_outliers(planted: tuple) -> None:
+def test_blank_and_alien_images_are_outliers(planted: tuple) -> None:
     _, truth, report = planted
     blank = {r["id"] for r in report["outliers"]["items"] if r["kind"] == "blank"}
     assert blank == set(truth["blank"])
+    far = [r["id"] for r in report["outliers"]["items"] if r["kind"] == "far"]
+    assert set(truth["odd"]) <= set(far[:5]), far
 
 
 def test_clean_data_has_no_leak_and_a_shifted_test_split_is_flagged(tmp_path: Path) -> None:
@@ -187,7 +195,7 @@ def test_fix_csv_has_no_leaked_rows_and_trains(planted: tuple, tmp_path: Path) -
     assert review[flipped]["doctor_suggested_label"] != review[flipped]["semantic_label"]
     splits = load_data(fix["path"], LoadOptions(image_dir=fix["image_dir"], image_size=SIZE,
                                                 channels=1))
-    assert len(splits.train) == 600 + 5  # the originals and the blanks: copies removed
+    assert len(splits.train) == 600 + 5 + 2  # originals, blanks, odd ones: copies removed
     run = tmp_path / "run"
     assert cli("train", fix["path"], "--image-dir", fix["image_dir"], "--epochs", "1",
                "--image-size", str(SIZE), "--channels", "1", "--model-arg", "width=8",
@@ -288,4 +296,4 @@ def test_csv_source_with_train_column_options(tmp_path: Path) -> None:
     assert {r["id"] for r in report["leaks"]["items"]} == set(truth["leaks"])
     fixed = load_data(report["fix"]["path"], LoadOptions(image_dir=report["fix"]["image_dir"],
                                                          image_size=SIZE, channels=1))
-    assert len(fixed.train) == 200 + 5 and len(fixed.test) == 80
+    assert len(fixed.train) == 200 + 5 + 2 and len(fixed.test) == 80

@@ -6,6 +6,7 @@ import warnings
 
 import numpy as np
 
+from cnnlab.doctor.features import standardised
 from cnnlab.doctor.pool import Pool
 from cnnlab.report.html import imbalance
 
@@ -44,7 +45,7 @@ def shift_auroc(a: np.ndarray, b: np.ndarray, folds: int = 5, seed: int = 0) -> 
     # Equal numbers from both sides, so the score measures shift, not the split sizes.
     a = a[rng.choice(len(a), n, replace=False)]
     b = b[rng.choice(len(b), n, replace=False)]
-    x = np.concatenate([a, b])
+    x = standardised(np.concatenate([a, b]))
     y = np.r_[np.zeros(n), np.ones(n)]
     cv = StratifiedKFold(min(folds, n), shuffle=True, random_state=seed)
     with warnings.catch_warnings():
@@ -56,7 +57,7 @@ def shift_auroc(a: np.ndarray, b: np.ndarray, folds: int = 5, seed: int = 0) -> 
 
 def split_shift(pool: Pool, features: np.ndarray, seed: int = 0) -> dict:
     """Shift score of train against each held-out split, with a verdict."""
-    out: dict = {"method": "cross-validated AUROC of a logistic regression telling train "
+    out: dict = {"method": "Cross-validated AUROC of a logistic regression telling train "
                            "features from the other split's (0.5 = no shift, 1 = disjoint)"}
     train = pool.where("train")
     for name in ("val", "test"):

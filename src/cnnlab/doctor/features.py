@@ -63,16 +63,23 @@ def scan(parts: list[torch.Tensor], chunk: int = 512,
 
 
 def pixel_features(pixels: np.ndarray, dims: int = PCA_DIMS, seed: int = 0) -> np.ndarray:
-    """Standardised downscaled pixels reduced to at most `dims` principal components."""
+    """Downscaled pixels projected on at most `dims` principal components (not whitened).
+
+    Not whitened and not standardised per pixel: both would blow up rare pixels (a stroke
+    where digits almost never have ink) and make neighbour distances meaningless.
+    """
     from sklearn.decomposition import PCA
 
     x = pixels - pixels.mean(0)
-    x /= x.std(0) + 1e-3
     k = min(dims, x.shape[0] - 1, x.shape[1])
     if k < 2:
         return x.astype(np.float32)
-    z = PCA(k, svd_solver="randomized", random_state=seed).fit_transform(x)
-    return (z / (z.std(0) + 1e-6)).astype(np.float32)
+    return PCA(k, svd_solver="randomized", random_state=seed).fit_transform(x).astype(np.float32)
+
+
+def standardised(x: np.ndarray) -> np.ndarray:
+    """Columns scaled to zero mean and unit variance (for the linear models)."""
+    return ((x - x.mean(0)) / (x.std(0) + 1e-6)).astype(np.float32)
 
 
 def backbone_features(parts: list[torch.Tensor], size: int = 224, batch: int = 64,

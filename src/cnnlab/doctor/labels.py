@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from cnnlab.doctor.features import standardised
 from cnnlab.errors import CnnlabError
 
 MISSING_EXTRA = ("label checks need the cleanlab package: pip install 'cnnlab[doctor]' "
@@ -65,7 +66,7 @@ def find_label_issues(features: np.ndarray, labels: np.ndarray, n_classes: int,
     # cleanlab wants labels 0..K-1 all present: compact the classes that occur.
     remap = {int(c): k for k, c in enumerate(present)}
     y = np.array([remap[int(v)] for v in labels[labeled]])
-    probs = out_of_sample_probs(features[labeled], y, len(present), folds, seed, tick)
+    probs = out_of_sample_probs(standardised(features[labeled]), y, len(present), folds, seed, tick)
     probs = np.clip(probs, 1e-6, 1.0)
     probs /= probs.sum(1, keepdims=True)
     accuracy = float((probs.argmax(1) == y).mean())

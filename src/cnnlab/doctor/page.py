@@ -27,6 +27,7 @@ color:var(--muted);max-width:90px;overflow-wrap:anywhere;vertical-align:top}
 margin-right:4px}
 .tag.bad{background:#ffebe9;color:#cf222e}
 .tag.warn{background:#fff8c5;color:#7d4e00}
+.issue .tile{width:110px;max-width:110px}
 td.zero{background:#ffebe9;color:#cf222e;font-weight:600}
 """
 
@@ -109,9 +110,10 @@ def _leaks(report: dict, pool: Pool, limit: int) -> str:
         out.append(note(eff["skipped"], "skip"))
     if not leaks:
         return "".join(out) + note("No val/test image has a copy in train.")
-    out.append(f'<p class="muted">{len(leaks)} held-out images have a copy (or near copy) in '
-               "train: a model can score them by memory. Shown: the held-out image, then its "
-               "training copies.</p>")
+    n = len(leaks)
+    out.append(f'<p class="muted">{n} held-out image{"s have" if n > 1 else " has"} a copy (or '
+               "near copy) in train: a model can score them by memory. Shown: the held-out "
+               "image, then its training copies.</p>")
     boxes = []
     for leak in leaks[:limit]:
         tags = (f'<span class="tag bad">{esc(leak["split"])}</span>'
@@ -133,7 +135,8 @@ def _duplicates(report: dict, pool: Pool, limit: int) -> str:
     groups = report["duplicates"]["groups"]
     if not groups:
         return note("No duplicate images.")
-    out = [f'<p class="muted">{len(groups)} groups of identical or near-identical images '
+    out = [f'<p class="muted">{len(groups)} group{"s" if len(groups) > 1 else ""} of identical '
+           "or near-identical images "
            f"(pHash distance \u2264 {report['settings']['distance']} and thumbnail correlation "
            f"\u2265 {report['settings']['min_similarity']}).</p>"]
     boxes = []
@@ -166,16 +169,16 @@ def _labels(report: dict, pool: Pool, limit: int) -> str:
             f"{len(items)}, worst first. Nothing is relabelled: review them.</p>")
     if not items:
         return head + note("No likely label errors.")
-    rows = "".join(
-        f'<tr data-issue="{esc(r["id"])}"><td class="num">{k + 1}</td><td>'
-        f'{tile(pool, r["index"])}</td><td>{esc(r["split"])}</td><td><b>{esc(r["given"])}</b>'
-        f'</td><td>{esc(r["suggested"])}</td><td class="num">{fmt(r["p_suggested"], 2)}</td>'
-        f'<td class="num">{fmt(r["quality"], 3)}</td></tr>'
-        for k, r in enumerate(items[:limit]))
+    tiles = "".join(
+        f'<span class="issue" data-issue="{esc(r["id"])}">'
+        + tile(pool, r["index"], f"#{k + 1} {esc(r['split'])}<br>given <b>{esc(r['given'])}"
+                                 f"</b> ({fmt(r['p_given'], 2)})<br>suggested "
+                                 f"<b>{esc(r['suggested'])}</b> ({fmt(r['p_suggested'], 2)})")
+        + "</span>" for k, r in enumerate(items[:limit]))
     more = note(f"{len(items) - limit} more in doctor.json", "skip") if len(items) > limit else ""
-    return (head + '<table class="grid"><thead><tr><th>#</th><th>image</th><th>split</th>'
-            "<th>given</th><th>suggested</th><th>p(suggested)</th><th>label quality</th></tr>"
-            f"</thead><tbody>{rows}</tbody></table>" + more)
+    return (head + '<p class="muted">Each image: its rank, split, the given label and the '
+            "suggested one, with the out-of-sample probability of each.</p>"
+            f"<div>{tiles}</div>" + more)
 
 
 def _outliers(report: dict, pool: Pool, limit: int) -> str:
