@@ -297,3 +297,16 @@ def test_csv_source_with_train_column_options(tmp_path: Path) -> None:
     fixed = load_data(report["fix"]["path"], LoadOptions(image_dir=report["fix"]["image_dir"],
                                                          image_size=SIZE, channels=1))
     assert len(fixed.train) == 200 + 5 + 2 and len(fixed.test) == 80
+
+
+@pytest.mark.slow
+def test_backbone_features_find_the_shift_too(tmp_path: Path) -> None:
+    """--features backbone: the pretrained EfficientNet-Lite0 features feed the same checks."""
+    data = tmp_path / "d"
+    write_digits(data, shift=True, sizes=(120, 30, 60))
+    r = run_doctor(data, LoadOptions(image_size=32, channels=3), out=tmp_path / "o",
+                   feature_kind="backbone", skip=("duplicates", "outliers"), folds=3,
+                   verbose=False)
+    assert r["settings"]["features"] == "backbone"
+    assert r["shift"]["train_vs_test"]["auroc"] > 0.9
+    assert r["label_issues"]["summary"]["out_of_sample_accuracy"] > 0.5

@@ -6,12 +6,12 @@ Features are either downscaled pixels reduced with PCA (fast, no weights needed)
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from cnnlab.doctor.hashing import HASH_SIDE, digests, gray, phash_small, shrink
 
@@ -21,6 +21,7 @@ WORK_SIDE = 64  # larger images are first reduced to 64x64 (blank check, hash, f
 PCA_DIMS = 64
 BLANK_STD = 2.0  # pixel std (0-255, at <= 64 px) below which an image is nearly constant
 FEATURES = ("pixels", "backbone")
+BACKBONE_MIN, BACKBONE_MAX = 64, 224  # side the backbone sees: the decoded size, clamped
 
 
 @dataclass
@@ -82,27 +83,39 @@ def standardised(x: np.ndarray) -> np.ndarray:
     return ((x - x.mean(0)) / (x.std(0) + 1e-6)).astype(np.float32)
 
 
-def backbone_features(parts: list[torch.Tensor], size: int = 224, batch: int = 64,
+def backbone_features(parts: list[torch.Tensor], size: int | None = None, batch: int = 32,
                       tick: Callable[[int], None] | None = None) -> np.ndarray:
-    """Pooled EfficientNet-Lite0 (ImageNet) features [N, 1280] of every image."""
+    """Pooled EfficientNet-Lite0 (ImageNet) features [N, 1280] of every image.
+
+    The backbone sees the images at their decoded size (at least 64, at most 224 px): pass
+    --image-size 224 for photos; small images are not blown up to 224 at 12x the cost.
+    """
     from cnnlab.data.stats import IMAGENET_MEAN, IMAGENET_STD
+    from cnnlab.device import cpu_has_fast_bf16
     from cnnlab.models.efficientnet import efficientnet_lite0
 
+    # channels_last halves the time of the depthwise convolutions on CPU; bf16 halves it again
+    # where the CPU has it natively. Features for a ranking need no more precision than that.
+    side = max(int(p.shape[-1]) for p in parts) if parts else 224
+    size = size or min(BACKBONE_MAX, max(BACKBONE_MIN, side))
     net = efficientnet_lite0(1000, 3, size, pretrained=True).eval()
+    net = net.to(memory_format=torch.channels_last)
+    fast = torch.autocast("cpu", dtype=torch.bfloat16) if cpu_has_fast_bf16() else \
+        contextlib.nullcontext()
     mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
     out = []
-    with torch.inference_mode():
+    with torch.inference_mode(), fast:
         for images in parts:
             for s in range(0, images.shape[0], batch):
-                x = torch.as_tensor(np.asarray(images[s:s + batch])).float() / 255.0
+                x = torch.as_tensor(np.asarray(images[s:s + batch]))
+                if x.shape[-1] != size or x.shape[-2] != size:
+                    x = shrink(x, size)
+                x = x.float() / 255.0
                 if x.shape[1] == 1:
                     x = x.expand(-1, 3, -1, -1)
-                if x.shape[-1] != size or x.shape[-2] != size:
-                    x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True,
-                                      align_corners=False)
-                f = net.extract_features((x - mean) / std).mean((2, 3))
-                out.append(f.numpy())
+                x = ((x - mean) / std).contiguous(memory_format=torch.channels_last)
+                out.append(net.extract_features(x).float().mean((2, 3)).numpy())
                 if tick is not None:
                     tick(x.shape[0])
     z = np.concatenate(out) if out else np.zeros((0, 1280), np.float32)
