@@ -310,3 +310,22 @@ def test_backbone_features_find_the_shift_too(tmp_path: Path) -> None:
     assert r["settings"]["features"] == "backbone"
     assert r["shift"]["train_vs_test"]["auroc"] > 0.9
     assert r["label_issues"]["summary"]["out_of_sample_accuracy"] > 0.5
+
+
+def test_unlabeled_folder_odd_files_and_copies(tmp_path: Path) -> None:
+    """A flat folder (no labels): file-header oddities and copies are still found."""
+    rng = np.random.default_rng(0)
+    data = tmp_path / "flat"
+    data.mkdir()
+    for i in range(30):
+        Image.fromarray(rng.integers(0, 255, (20, 30, 3)).astype(np.uint8)).save(data / f"{i}.png")
+    (data / "3copy.png").write_bytes((data / "3.png").read_bytes())
+    Image.fromarray(rng.integers(0, 255, (200, 30, 3)).astype(np.uint8)).save(data / "tall.png")
+    Image.fromarray(rng.integers(0, 255, (20, 30)).astype(np.uint8)).save(data / "gray.png")
+    r = run_doctor(data, LoadOptions(image_size=16), out=tmp_path / "o", verbose=False)
+    odd = {o["id"]: o["why"] for o in r["outliers"]["items"] if o["kind"] == "file"}
+    assert set(odd) == {"tall.png", "gray.png"}
+    assert "aspect ratio" in odd["tall.png"] and "mode L" in odd["gray.png"]
+    groups = [{i["id"] for i in g["items"]} for g in r["duplicates"]["groups"]]
+    assert groups == [{"3.png", "3copy.png"}]
+    assert r["label_issues"]["skipped"] and r["leaks"]["n"] == 0

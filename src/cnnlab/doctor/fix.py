@@ -90,7 +90,8 @@ def _write_csv(pool: Pool, out_dir: Path, drop: dict[int, str], review: dict[int
     return {"kind": "csv", "path": str(csv_path), "image_dir": str(root),
             "removed": len(removed), "kept": len(rows), "flagged_for_review": len(review),
             "removed_list": str(out_dir / REMOVED_CSV),
-            "train_command": f"cnnlab train {csv_path} --image-dir {root}"}
+            "train_command": f"cnnlab train {csv_path} --image-dir {root}"
+            if (pool.labels >= 0).any() else "(unlabeled data: nothing to train on)"}
 
 
 def _write_npz(pool: Pool, out_dir: Path, drop: dict[int, str], review: dict[int, dict]) -> dict:

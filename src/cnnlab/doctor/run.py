@@ -174,7 +174,8 @@ def _summary(report: dict) -> dict:
                             f"images, {e['accuracy_without_leaks']:.3f} without them.")
     exact_within = sum(1 for g in dup["groups"] if g["kind"] == "exact" and not g["cross_split"])
     if exact_within:
-        findings.append(f"{exact_within} groups of pixel-identical images within one split.")
+        findings.append(f"{exact_within} group{'s' if exact_within > 1 else ''} of "
+                        "pixel-identical images within one split.")
     if lab["items"]:
         checked = lab["summary"].get("checked", 0)
         findings.append(f"{len(lab['items'])} of {checked} labels look wrong to a model that "
