@@ -63,15 +63,16 @@ def scan(parts: list[torch.Tensor], chunk: int = 512,
                 cat(mean).astype(np.float32))
 
 
-def pixel_features(pixels: np.ndarray, dims: int = PCA_DIMS, seed: int = 0) -> np.ndarray:
-    """Downscaled pixels projected on at most `dims` principal components (not whitened).
+def reduce(x: np.ndarray, dims: int = PCA_DIMS, seed: int = 0) -> np.ndarray:
+    """Rows projected on at most `dims` principal components (centred, not whitened).
 
-    Not whitened and not standardised per pixel: both would blow up rare pixels (a stroke
-    where digits almost never have ink) and make neighbour distances meaningless.
+    Not whitened and not standardised per column: both would blow up rare pixels (a stroke
+    where digits almost never have ink) or rarely active backbone channels, and make
+    neighbour distances meaningless. The linear models standardise for themselves.
     """
     from sklearn.decomposition import PCA
 
-    x = pixels - pixels.mean(0)
+    x = x - x.mean(0)
     k = min(dims, x.shape[0] - 1, x.shape[1])
     if k < 2:
         return x.astype(np.float32)
@@ -118,5 +119,4 @@ def backbone_features(parts: list[torch.Tensor], size: int | None = None, batch:
                 out.append(net.extract_features(x).float().mean((2, 3)).numpy())
                 if tick is not None:
                     tick(x.shape[0])
-    z = np.concatenate(out) if out else np.zeros((0, 1280), np.float32)
-    return ((z - z.mean(0)) / (z.std(0) + 1e-3)).astype(np.float32)
+    return np.concatenate(out) if out else np.zeros((0, 1280), np.float32)

@@ -53,8 +53,9 @@ def run_doctor(data: str | Path | DataSplits | None = None, options: LoadOptions
         scan = features.scan(pool.parts(), tick=tick)
     with phases.phase("features", f"features ({feature_kind})",
                       len(pool) if feature_kind == "backbone" else None) as tick:
-        feats = features.backbone_features(pool.parts(), tick=tick) \
-            if feature_kind == "backbone" else features.pixel_features(scan.pixels, seed=seed)
+        raw = features.backbone_features(pool.parts(), tick=tick) \
+            if feature_kind == "backbone" else scan.pixels
+        feats = features.reduce(raw, seed=seed)
 
     report: dict = {"data": _data_info(pool, splits, source, fmt_name),
                     "settings": {"distance": distance, "min_similarity": min_similarity,
