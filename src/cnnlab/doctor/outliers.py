@@ -90,6 +90,6 @@ def far_from_classes(pool: Pool, features: np.ndarray, skip: np.ndarray,
         near = pool.classes[int(np.bincount(labs).argmax())]
         out.append({**pool.describe(int(i)), "index": int(i), "kind": "far",
                     "score": float(score[i]),
-                    "why": f"{score[i]:.1f}x the typical distance to its {k} nearest "
-                           f"neighbours (mostly {near})"})
+                    "why": f"{score[i]:.1f}x the typical distance to its nearest neighbours "
+                           f"(nearest class: {near})"})
     return out

@@ -184,6 +184,9 @@ def _summary(report: dict) -> dict:
     by_kind = report["outliers"]["by_kind"]
     if by_kind["blank"]:
         findings.append(f"{by_kind['blank']} images are nearly blank or constant.")
+    if by_kind["far"]:
+        findings.append(f"{by_kind['far']} images are far from every class in feature space: "
+                        "look for images that do not belong in the data set.")
     if by_kind["file"]:
         findings.append(f"{by_kind['file']} files have an unusual size, aspect ratio or mode.")
     for split, missing in report["balance"]["missing"].items():
