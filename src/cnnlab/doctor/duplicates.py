@@ -21,7 +21,12 @@ DEFAULT_SIMILARITY = 0.99
 
 def duplicate_pairs(scan: Scan, distance: int = DEFAULT_DISTANCE,
                     min_similarity: float = DEFAULT_SIMILARITY) -> tuple[np.ndarray, ...]:
-    """(i, j, exact) for every duplicate pair i < j."""
+    """(i, j, exact) for duplicate pairs i < j.
+
+    Pixel-identical copies are linked to the first copy only (a thousand black frames make a
+    thousand edges, not half a million); the pool lists train first, so every held-out copy of
+    a training image is linked to a training copy and shows up as a leak.
+    """
     first: dict[bytes, int] = {}
     ex_i, ex_j = [], []
     for k, d in enumerate(scan.digests):
