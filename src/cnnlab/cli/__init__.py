@@ -9,6 +9,7 @@ import traceback
 from cnnlab.cli import (
     augment_cmds,  # noqa: F401  (registers augment, transfer)
     data_cmds,  # noqa: F401  (registers data fetch, data list)
+    doctor_cmds,  # noqa: F401  (registers doctor)
     experiment_cmds,  # noqa: F401  (sweep, cv, seeds, compare, lr-find)
     explain_cmds,  # noqa: F401  (registers explain ..., report)
     export_cmds,  # noqa: F401  (registers export)

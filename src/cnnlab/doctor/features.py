@@ -1,0 +1,122 @@
+"""One pass over the images: hashes, thumbnails and the feature vectors the other checks share.
+
+Features are either downscaled pixels reduced with PCA (fast, no weights needed) or the pooled
+1280-d output of the pretrained EfficientNet-Lite0 backbone (better for photos, slower).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from cnnlab.doctor.hashing import HASH_SIDE, digests, gray, phash_small, shrink
+
+PIXEL_SIDE = 16  # pixel features: every image reduced to 16x16 per channel
+CONFIRM_SIDE = HASH_SIDE  # near duplicates also compare 32x32 grayscale thumbnails
+WORK_SIDE = 64  # larger images are first reduced to 64x64 (blank check, hash, features)
+PCA_DIMS = 64
+BLANK_STD = 2.0  # pixel std (0-255, at <= 64 px) below which an image is nearly constant
+FEATURES = ("pixels", "backbone")
+BACKBONE_MIN, BACKBONE_MAX = 64, 224  # side the backbone sees: the decoded size, clamped
+
+
+@dataclass
+class Scan:
+    """Per-image results of the single pass, in pool order."""
+
+    hashes: np.ndarray  # uint64 [N]
+    digests: list[bytes]
+    thumbs: np.ndarray  # float32 [N, 32*32], zero mean and unit norm (0 for constant images)
+    pixels: np.ndarray  # float32 [N, C*16*16] in [0, 1]
+    std: np.ndarray  # float32 [N]: pixel standard deviation
+    mean: np.ndarray  # float32 [N]: mean brightness
+
+
+def scan(parts: list[torch.Tensor], chunk: int = 512,
+         tick: Callable[[int], None] | None = None) -> Scan:
+    """Hash, thumbnail and downscale every image of `parts` (uint8 [N,C,H,W] tensors)."""
+    hashes, digs, thumbs, pixels, std, mean = [], [], [], [], [], []
+    for images in parts:
+        for s in range(0, images.shape[0], chunk):
+            x = torch.as_tensor(np.asarray(images[s:s + chunk]))
+            digs += digests(x)
+            # Everything else works on a copy of at most 64x64: resizing uint8 first keeps
+            # 224-px photos fast (a float copy of the full images would cost more than all else).
+            small = (shrink(x, WORK_SIDE) if max(x.shape[-2:]) > WORK_SIDE else x).float()
+            g = shrink(gray(small), CONFIRM_SIDE)
+            hashes.append(phash_small(g[:, 0]))
+            g = g.flatten(1) - g.flatten(1).mean(1, keepdim=True)
+            thumbs.append((g / g.norm(dim=1, keepdim=True).clamp_min(1e-3)).numpy())
+            pixels.append((shrink(small, PIXEL_SIDE) / 255.0).flatten(1).numpy())
+            sd, mu = torch.std_mean(small.flatten(1), 1)
+            std.append(sd.numpy())
+            mean.append(mu.numpy())
+            if tick is not None:
+                tick(x.shape[0])
+    cat = (lambda a: np.concatenate(a)) if hashes else (lambda a: np.zeros(0))
+    return Scan(cat(hashes).astype(np.uint64), digs, cat(thumbs).astype(np.float32),
+                cat(pixels).astype(np.float32), cat(std).astype(np.float32),
+                cat(mean).astype(np.float32))
+
+
+def reduce(x: np.ndarray, dims: int = PCA_DIMS, seed: int = 0) -> np.ndarray:
+    """Rows projected on at most `dims` principal components (centred, not whitened).
+
+    Not whitened and not standardised per column: both would blow up rare pixels (a stroke
+    where digits almost never have ink) or rarely active backbone channels, and make
+    neighbour distances meaningless. The linear models standardise for themselves.
+    """
+    from sklearn.decomposition import PCA
+
+    x = x - x.mean(0)
+    k = min(dims, x.shape[0] - 1, x.shape[1])
+    if k < 2:
+        return x.astype(np.float32)
+    return PCA(k, svd_solver="randomized", random_state=seed).fit_transform(x).astype(np.float32)
+
+
+def standardised(x: np.ndarray) -> np.ndarray:
+    """Columns scaled to zero mean and unit variance (for the linear models)."""
+    return ((x - x.mean(0)) / (x.std(0) + 1e-6)).astype(np.float32)
+
+
+def backbone_features(parts: list[torch.Tensor], size: int | None = None, batch: int = 32,
+                      tick: Callable[[int], None] | None = None) -> np.ndarray:
+    """Pooled EfficientNet-Lite0 (ImageNet) features [N, 1280] of every image.
+
+    The backbone sees the images at their decoded size (at least 64, at most 224 px): pass
+    --image-size 224 for photos; small images are not blown up to 224 at 12x the cost.
+    """
+    from cnnlab.data.stats import IMAGENET_MEAN, IMAGENET_STD
+    from cnnlab.device import cpu_has_fast_bf16
+    from cnnlab.models.efficientnet import efficientnet_lite0
+
+    # channels_last halves the time of the depthwise convolutions on CPU; bf16 halves it again
+    # where the CPU has it natively. Features for a ranking need no more precision than that.
+    side = max(int(p.shape[-1]) for p in parts) if parts else 224
+    size = size or min(BACKBONE_MAX, max(BACKBONE_MIN, side))
+    net = efficientnet_lite0(1000, 3, size, pretrained=True).eval()
+    net = net.to(memory_format=torch.channels_last)
+    fast = torch.autocast("cpu", dtype=torch.bfloat16) if cpu_has_fast_bf16() else \
+        contextlib.nullcontext()
+    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    out = []
+    with torch.inference_mode(), fast:
+        for images in parts:
+            for s in range(0, images.shape[0], batch):
+                x = torch.as_tensor(np.asarray(images[s:s + batch]))
+                if x.shape[-1] != size or x.shape[-2] != size:
+                    x = shrink(x, size)
+                x = x.float() / 255.0
+                if x.shape[1] == 1:
+                    x = x.expand(-1, 3, -1, -1)
+                x = ((x - mean) / std).contiguous(memory_format=torch.channels_last)
+                out.append(net.extract_features(x).float().mean((2, 3)).numpy())
+                if tick is not None:
+                    tick(x.shape[0])
+    return np.concatenate(out) if out else np.zeros((0, 1280), np.float32)

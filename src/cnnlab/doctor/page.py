@@ -1,0 +1,277 @@
+"""doctor.html: one self-contained page (thumbnails embedded as data URIs, no scripts)."""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import io
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from cnnlab.doctor.pool import Pool
+from cnnlab.report.html import CSS, esc, fmt, note
+
+THUMB = 72  # px: every thumbnail is shown at most this big
+EXTRA_CSS = """
+.thumb{width:72px;height:72px;object-fit:contain;image-rendering:pixelated;background:#000;
+border:1px solid var(--line);border-radius:4px;vertical-align:middle}
+.tile{display:inline-block;margin:4px 6px 4px 0;text-align:center;font-size:11px;
+color:var(--muted);max-width:90px;overflow-wrap:anywhere;vertical-align:top}
+.tile b{color:var(--fg,#24292f);font-weight:600}
+.groups{display:flex;flex-wrap:wrap;gap:8px;align-items:flex-start;margin:8px 0}
+.group{border:1px solid var(--line);border-radius:8px;padding:6px 10px;background:#fbfcfd}
+.group.leak{border-color:#cf222e55}
+.tag{display:inline-block;font-size:11px;padding:1px 6px;border-radius:10px;background:var(--soft);
+margin-right:4px}
+.tag.bad{background:#ffebe9;color:#cf222e}
+.tag.warn{background:#fff8c5;color:#7d4e00}
+.issue .tile{width:110px;max-width:110px}
+td.zero{background:#ffebe9;color:#cf222e;font-weight:600}
+"""
+
+
+def thumb_uri(image: np.ndarray) -> str:
+    """uint8 [C,H,W] as a small PNG data URI (small images scaled up, big ones down)."""
+    a = np.asarray(image)
+    a = a[0] if a.shape[0] == 1 else np.transpose(a[:3], (1, 2, 0))
+    img = Image.fromarray(np.ascontiguousarray(a))
+    h, w = a.shape[:2]
+    scale = THUMB / max(h, w)
+    if scale < 1:
+        img = img.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.BILINEAR)
+    buf = io.BytesIO()
+    img.save(buf, "PNG", optimize=True)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def tile(pool: Pool, i: int, caption: str = "", cls: str = "") -> str:
+    """A thumbnail with the item's id (and path as tooltip) and a caption."""
+    d = pool.describe(i)
+    tip = d["path"] or d["id"]
+    cap = f"<br>{caption}" if caption else ""
+    return (f'<span class="tile {cls}" data-item="{esc(d["id"])}"><img class="thumb" '
+            f'src="{thumb_uri(pool.image(i))}" alt="{esc(d["id"])}" title="{esc(tip)}"><br>'
+            f'{esc(_short(d["id"]))}{cap}</span>')
+
+
+def _short(text: str, width: int = 22) -> str:
+    return text if len(text) <= width else "\u2026" + text[-(width - 1):]
+
+
+def _label(pool: Pool, k: int) -> str:
+    return pool.classes[k] if 0 <= k < len(pool.classes) else "unlabeled"
+
+
+def _cards(report: dict) -> str:
+    s = report["summary"]
+    cards = [("leaked held-out images", s["leaks"], "val/test images also in train"),
+             ("duplicate groups", s["duplicate_groups"], f"{s['duplicate_items']} images"),
+             ("likely label errors", s["label_issues"], "ranked below"),
+             ("outliers", s["outliers"], "blank, odd files, far from classes")]
+    auc = (report["shift"].get("train_vs_test") or {}).get("auroc")
+    cards.append(("train-vs-test shift", fmt(auc, 3), "AUROC, 0.5 = none"))
+    return '<div class="cards">' + "".join(
+        f'<div class="card" data-card="{esc(label)}"><div class="label">{esc(label)}</div>'
+        f'<div class="value">{esc(value)}</div><div class="sub">{esc(sub)}</div></div>'
+        for label, value, sub in cards) + "</div>"
+
+
+def _summary(report: dict) -> str:
+    d = report["data"]
+    rows = [("data", d["source"]), ("format", d["format"]),
+            ("images", ", ".join(f"{k} {v}" for k, v in d["sizes"].items())),
+            ("decoded as", d["shape"]), ("classes", len(d["classes"])),
+            ("splits", d.get("split_note") or "from the source"),
+            ("features", report["settings"]["features"])]
+    table = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in rows)
+    found = "".join(f"<li>{esc(f)}</li>" for f in report["summary"]["findings"]) or \
+        "<li>No problems found.</li>"
+    return (_cards(report) + f'<div class="cols"><table class="kv">{table}</table>'
+            f'<div class="findings"><h3>Findings</h3><ul>{found}</ul></div></div>')
+
+
+def _leaks(report: dict, pool: Pool, limit: int) -> str:
+    leaks = report["leaks"]["items"]
+    eff = report["leaks"].get("effect")
+    out = []
+    if eff and "skipped" not in eff:
+        rows = "".join(
+            f"<tr><th>{esc(n)}</th><td class='num'>{e['n']}</td><td class='num'>"
+            f"{fmt(e['accuracy'])}</td><td class='num'>{e['n_leaked']}</td><td class='num'>"
+            f"{fmt(e['accuracy_leaked'])}</td><td class='num' data-effect='{esc(n)}'>"
+            f"{fmt(e['accuracy_without_leaks'])}</td></tr>"
+            for n, e in eff.items() if isinstance(e, dict))
+        out.append('<table class="grid"><thead><tr><th>split</th><th>n</th><th>accuracy</th>'
+                   "<th>leaked</th><th>accuracy on leaked</th><th>accuracy without leaks</th>"
+                   f"</tr></thead><tbody>{rows}</tbody></table>")
+    elif eff:
+        out.append(note(eff["skipped"], "skip"))
+    if not leaks:
+        return "".join(out) + note("No val/test image has a copy in train.")
+    n = len(leaks)
+    out.append(f'<p class="muted">{n} held-out image{"s have" if n > 1 else " has"} a copy (or '
+               "near copy) in train: a model can score them by memory. Shown: the held-out "
+               "image, then its training copies.</p>")
+    boxes = []
+    for leak in leaks[:limit]:
+        tags = (f'<span class="tag bad">{esc(leak["split"])}</span>'
+                f'<span class="tag">{"exact" if leak["exact"] else "near"}</span>'
+                + ("" if leak["labels_agree"] else
+                   '<span class="tag warn">labels differ</span>'))
+        tiles = tile(pool, leak["index"], f"<b>{esc(leak['split'])}</b> {esc(leak['label'])}")
+        tiles += "".join(tile(pool, t, f"train {esc(_label(pool, int(pool.labels[t])))}")
+                         for t in leak["train_indices"][:8])
+        boxes.append(f'<div class="group leak" data-leak="{esc(leak["id"])}">{tags}<br>{tiles}'
+                     "</div>")
+    out.append(f'<div class="groups">{"".join(boxes)}</div>')
+    if len(leaks) > limit:
+        out.append(note(f"{len(leaks) - limit} more in doctor.json", "skip"))
+    return "".join(out)
+
+
+def _duplicates(report: dict, pool: Pool, limit: int) -> str:
+    groups = report["duplicates"]["groups"]
+    if not groups:
+        return note("No duplicate images.")
+    out = [f'<p class="muted">{len(groups)} group{"s" if len(groups) > 1 else ""} of identical '
+           "or near-identical images "
+           f"(pHash distance \u2264 {report['settings']['distance']} and thumbnail correlation "
+           f"\u2265 {report['settings']['min_similarity']}).</p>"]
+    boxes = []
+    for g in groups[:limit]:
+        tags = f'<span class="tag">{esc(g["kind"])}</span>'
+        if g["cross_split"]:
+            tags += f'<span class="tag bad">across {esc(" + ".join(g["splits"]))}</span>'
+        if g["labels_disagree"]:
+            tags += '<span class="tag warn">labels differ</span>'
+        tiles = "".join(tile(pool, m, f"{esc(pool.split_names[m])} "
+                                      f"{esc(_label(pool, int(pool.labels[m])))}")
+                        for m in g["members"][:12])
+        more = f" \u2026 and {g['size'] - 12} more" if g["size"] > 12 else ""
+        boxes.append(f'<div class="group" data-group="{g["size"]}">{tags}<br>{tiles}{more}'
+                     "</div>")
+    out.append(f'<div class="groups">{"".join(boxes)}</div>')
+    if len(groups) > limit:
+        out.append(note(f"{len(groups) - limit} more groups in doctor.json", "skip"))
+    return "".join(out)
+
+
+def _labels(report: dict, pool: Pool, limit: int) -> str:
+    sec = report["label_issues"]
+    if sec.get("skipped"):
+        return note(f"skipped: {sec['skipped']}", "skip")
+    items, s = sec["items"], sec["summary"]
+    head = (f'<p class="muted">{s.get("checked", 0)} labeled images checked with a '
+            f"{esc(s.get('model', ''))} (out-of-sample accuracy "
+            f"{fmt(s.get('out_of_sample_accuracy'), 3)}); confident learning (cleanlab) flags "
+            f"{len(items)}, worst first. Nothing is relabelled: review them.</p>")
+    if not items:
+        return head + note("No likely label errors.")
+    tiles = "".join(
+        f'<span class="issue" data-issue="{esc(r["id"])}">'
+        + tile(pool, r["index"], f"#{k + 1} {esc(r['split'])}<br>given <b>{esc(r['given'])}"
+                                 f"</b> ({fmt(r['p_given'], 2)})<br>suggested "
+                                 f"<b>{esc(r['suggested'])}</b> ({fmt(r['p_suggested'], 2)})")
+        + "</span>" for k, r in enumerate(items[:limit]))
+    more = note(f"{len(items) - limit} more in doctor.json", "skip") if len(items) > limit else ""
+    return (head + '<p class="muted">Each image: its rank, split, the given label and the '
+            "suggested one, with the out-of-sample probability of each.</p>"
+            f"<div>{tiles}</div>" + more)
+
+
+def _outliers(report: dict, pool: Pool, limit: int) -> str:
+    items = report["outliers"]["items"]
+    files = report["outliers"].get("files") or {}
+    head = ""
+    if files.get("files"):
+        head = (f'<p class="muted">{files["files"]} file headers read: typical size '
+                f"{files['median_size'][0]}x{files['median_size'][1]}, modes "
+                f"{esc(', '.join(f'{k} {v}' for k, v in files['modes'].items()))}.</p>")
+    if not items:
+        return head + note("No outliers.")
+    by_kind: dict[str, list[dict]] = {}
+    for r in items:
+        by_kind.setdefault(r["kind"], []).append(r)
+    names = {"blank": "Nearly blank or constant", "file": "Unusual files",
+             "far": "Far from every class (in feature space)"}
+    out = [head]
+    for kind, rows in by_kind.items():
+        tiles = "".join(tile(pool, r["index"], esc(r["why"])) for r in rows[:limit])
+        out.append(f'<h3>{esc(names.get(kind, kind))} ({len(rows)})</h3>'
+                   f'<div data-outliers="{esc(kind)}">{tiles}</div>')
+    return "".join(out)
+
+
+def _balance(report: dict) -> str:
+    b = report["balance"]
+    names = list(b["counts"])
+    head = "".join(f"<th>{esc(n)}</th>" for n in names)
+    body = "".join(
+        f"<tr><th>{esc(c)}</th>" + "".join(
+            f'<td class="num{" zero" if b["counts"][n][k] == 0 else ""}" '
+            f'data-count="{esc(n)}.{esc(c)}">{b["counts"][n][k]}</td>' for n in names) + "</tr>"
+        for k, c in enumerate(b["classes"]))
+    out = [f'<table class="grid"><thead><tr><th>class</th>{head}</tr></thead><tbody>{body}'
+           "</tbody></table>"]
+    for split, missing in b["missing"].items():
+        out.append(note(f"{split} has no images of: {', '.join(missing)}", "warn"))
+    if b.get("imbalance"):
+        f = b["imbalance"]
+        out.append(note(f"Imbalanced training classes: {f['largest']} ({f['largest_n']}) vs "
+                        f"{f['smallest']} ({f['smallest_n']}).", "warn"))
+    return "".join(out)
+
+
+def _shift(report: dict) -> str:
+    s = report["shift"]
+    rows = [(k[len("train_vs_"):], v) for k, v in s.items() if k.startswith("train_vs_")]
+    if not rows:
+        return note(s.get("skipped") or "needs a train split and a val or test split", "skip")
+    body = "".join(f'<tr><th>train vs {esc(n)}</th><td class="num" data-shift="{esc(n)}">'
+                   f'{fmt(v["auroc"], 3)}</td><td>{esc(v["verdict"])}</td></tr>'
+                   for n, v in rows)
+    return (f'<p class="muted">{esc(s["method"])}.</p><table class="grid"><thead><tr><th>'
+            f"</th><th>AUROC</th><th>verdict</th></tr></thead><tbody>{body}</tbody></table>")
+
+
+def _fix(report: dict) -> str:
+    f = report.get("fix")
+    if not f:
+        return note("Run with --fix to write a cleaned index.", "skip")
+    rows = [("written", f["path"]), ("kept", f["kept"]), ("removed", f["removed"]),
+            ("flagged for review", f["flagged_for_review"]), ("removed rows", f["removed_list"]),
+            ("train on it", f["train_command"])]
+    return '<table class="kv">' + "".join(f"<tr><th>{esc(k)}</th><td><code>{esc(v)}</code>"
+                                          "</td></tr>" for k, v in rows) + "</table>"
+
+
+def build_page(report: dict, pool: Pool, out: Path, limit: int = 50) -> Path:
+    """Write doctor.html next to doctor.json."""
+    from cnnlab.version import __version__
+    from cnnlab.io import atomic_write_bytes
+
+    sections = [("summary", "Summary", _summary(report)),
+                ("leaks", "Leaks between splits", _leaks(report, pool, limit)),
+                ("duplicates", "Duplicates", _duplicates(report, pool, limit)),
+                ("labels", "Likely label errors", _labels(report, pool, limit)),
+                ("outliers", "Outliers and oddities", _outliers(report, pool, limit)),
+                ("balance", "Class balance per split", _balance(report)),
+                ("shift", "Train vs test shift", _shift(report)),
+                ("fix", "Cleaned index", _fix(report))]
+    now = _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    nav = "".join(f'<a href="#{k}">{esc(t)}</a>' for k, t, _ in sections)
+    body = "".join(f'<section id="{k}"><h2>{esc(t)}</h2>{b}</section>' for k, t, b in sections)
+    name = report["data"]["source"]
+    page = ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            '<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f"<title>{esc(name)} \u2013 cnnlab doctor</title><style>{CSS}{EXTRA_CSS}</style>"
+            f'</head><body><header><div class="wrap"><h1>Data health: {esc(name)}</h1>'
+            f'<div class="meta">cnnlab doctor &middot; {esc(now)}</div></div></header>'
+            f'<nav><div class="wrap">{nav}</div></nav><main class="wrap">{body}</main>'
+            f'<footer class="wrap">Generated by cnnlab {esc(__version__)} in '
+            f"{report['seconds']:.1f} s. Machine-readable: doctor.json.</footer></body></html>\n")
+    path = out / "doctor.html"
+    atomic_write_bytes(path, page.encode("utf-8"))
+    return path

@@ -1,0 +1,54 @@
+"""Progress of the doctor's phases: a rich bar while a phase runs, one line when it ends."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from cnnlab.console import console
+
+
+class Phases:
+    """Times each phase; shows a bar on a terminal and prints a summary line when verbose."""
+
+    def __init__(self, verbose: bool = True) -> None:
+        self.verbose = verbose
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def phase(self, key: str, label: str, total: int | None = None
+              ) -> Iterator[Callable[[int], None]]:
+        """Run a phase of `total` steps; yields tick(n) to advance its bar."""
+        t0 = time.perf_counter()
+        live = self.verbose and console.is_terminal
+        bar = Progress(TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(),
+                       TimeElapsedColumn(), console=console, transient=True, disable=not live)
+        with bar:
+            task = bar.add_task(label, total=total)
+            yield lambda n=1: bar.update(task, advance=n)
+        self.seconds[key] = round(time.perf_counter() - t0, 2)
+        if self.verbose:
+            console.print(f"  {label}: {self.seconds[key]:.1f} s")
+
+    def loader(self) -> Callable[[str, int], Callable[[int], None]] | None:
+        """A progress factory in the form cnnlab.data.load expects (decode of image files)."""
+        if not (self.verbose and console.is_terminal):
+            return None
+
+        def factory(label: str, total: int) -> Callable[[int], None]:
+            bar = Progress(TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(),
+                           TimeElapsedColumn(), console=console, transient=True)
+            bar.start()
+            task = bar.add_task(label, total=total)
+            done = {"n": 0}
+
+            def tick(n: int) -> None:
+                done["n"] += n
+                bar.update(task, advance=n)
+                if done["n"] >= total:
+                    bar.stop()
+            return tick
+        return factory

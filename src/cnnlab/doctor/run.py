@@ -1,0 +1,218 @@
+"""run_doctor: read the data once, run every check, write doctor.json and doctor.html."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from cnnlab.data.imageset import DataSplits
+from cnnlab.data.load import LoadOptions, load_data
+from cnnlab.doctor import balance, duplicates, features, labels, outliers
+from cnnlab.doctor.pool import Pool, build_pool, source_root
+from cnnlab.doctor.progress import Phases
+from cnnlab.errors import CnnlabError
+from cnnlab.io import atomic_write_bytes
+
+CHECKS = ("duplicates", "labels", "outliers", "balance", "shift")
+
+
+def run_doctor(data: str | Path | DataSplits | None = None, options: LoadOptions | None = None,
+               *, out: str | Path = "doctor", distance: int = duplicates.DEFAULT_DISTANCE,
+               min_similarity: float = duplicates.DEFAULT_SIMILARITY, folds: int = 5,
+               feature_kind: str = "pixels", weights: str | Path | None = None,
+               fix: bool = False, skip: tuple[str, ...] | list[str] = (), limit: int = 50,
+               seed: int = 0, root: str | Path | None = None, verbose: bool = True) -> dict:
+    """Check `data` (a path, None = digits, or loaded DataSplits); write out/doctor.{json,html}.
+
+    `root` names the folder file ids are relative to when DataSplits are given (for --fix and
+    file checks). Returns the doctor.json content.
+    """
+    t0 = time.perf_counter()
+    _check_args(distance, min_similarity, folds, feature_kind, skip)
+    if "labels" not in skip:
+        labels.require_cleanlab()
+    opts = options or LoadOptions()
+    phases = Phases(verbose)
+    if isinstance(data, DataSplits):
+        splits, src_root = data, Path(root) if root else None
+        source, fmt_name = data.source or "data", "in memory"
+    else:
+        with phases.phase("load", "reading data"):
+            splits = load_data(data, opts, phases.loader())
+        src_root = Path(root) if root else source_root(
+            Path(data) if data is not None else None, opts.format, opts.image_dir)
+        source = str(data) if data is not None else "built-in digits"
+        fmt_name = splits.train.meta.get("format", opts.format)
+    pool = build_pool(splits, src_root)
+    if len(pool) == 0:
+        raise CnnlabError(f"{source}: no images to check")
+    with phases.phase("scan", "hashing and downscaling", len(pool)) as tick:
+        scan = features.scan(pool.parts(), tick=tick)
+    with phases.phase("features", f"features ({feature_kind})",
+                      len(pool) if feature_kind == "backbone" else None) as tick:
+        raw = features.backbone_features(pool.parts(), tick=tick) \
+            if feature_kind == "backbone" else scan.pixels
+        feats = features.reduce(raw, seed=seed)
+
+    report: dict = {"data": _data_info(pool, splits, source, fmt_name),
+                    "settings": {"distance": distance, "min_similarity": min_similarity,
+                                 "folds": folds, "features": feature_kind, "seed": seed,
+                                 "skipped_checks": list(skip)}}
+    groups, leak_items = [], []
+    if "duplicates" not in skip:
+        with phases.phase("duplicates", "duplicates and leaks"):
+            groups, leak_items = duplicates.find_duplicates(pool, scan, distance, min_similarity)
+    report["duplicates"] = {"groups": groups, "n_groups": len(groups),
+                            "n_exact_groups": sum(g["kind"] == "exact" for g in groups),
+                            "n_items": sum(g["size"] for g in groups)}
+    report["leaks"] = {"items": leak_items, "n": len(leak_items),
+                       "by_split": {n: sum(x["split"] == n for x in leak_items)
+                                    for n in ("val", "test")}, "effect": None}
+    if weights is not None and "duplicates" not in skip:
+        from cnnlab.doctor.effect import leak_effect
+
+        with phases.phase("effect", "accuracy with and without leaks"):
+            report["leaks"]["effect"] = leak_effect(weights, pool, leak_items)
+
+    issues: list[dict] = []
+    if "labels" in skip:
+        report["label_issues"] = {"items": [], "summary": {}, "skipped": "--skip labels"}
+    else:
+        with phases.phase("labels", f"label check ({folds}-fold)", folds) as tick:
+            issues, summary = labels.find_label_issues(feats, pool.labels, len(pool.classes),
+                                                       folds, seed, tick)
+        report["label_issues"] = {"items": [_issue_record(pool, r) for r in issues],
+                                  "summary": summary, "skipped": summary.get("skipped")}
+
+    odd: list[dict] = []
+    file_summary: dict = {}
+    if "outliers" not in skip:
+        with phases.phase("outliers", "outliers",
+                          sum(p is not None for p in pool.paths) or None) as tick:
+            found, file_summary = outliers.file_oddities(pool, tick)
+            blank = outliers.blank_images(pool, scan)
+            far = outliers.far_from_classes(pool, feats, scan.std < features.BLANK_STD, limit)
+            odd = blank + found + far
+    report["outliers"] = {"items": odd, "n": len(odd), "files": file_summary,
+                          "by_kind": {k: sum(o["kind"] == k for o in odd)
+                                      for k in ("blank", "file", "far")}}
+    report["balance"] = balance.class_balance(pool)
+    if "shift" in skip:
+        report["shift"] = {"skipped": "--skip shift"}
+    else:
+        with phases.phase("shift", "train-vs-test shift"):
+            report["shift"] = balance.split_shift(pool, feats, seed)
+
+    out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if fix:
+        from cnnlab.doctor.fix import write_fix
+
+        report["fix"] = write_fix(pool, out_dir, groups, leak_items, issues)
+    report["summary"] = _summary(report)
+    report["timings"] = phases.seconds
+    report["seconds"] = round(time.perf_counter() - t0, 2)
+    from cnnlab.doctor.page import build_page
+
+    with phases.phase("page", "writing doctor.html"):
+        build_page(report, pool, out_dir, limit)
+    report["seconds"] = round(time.perf_counter() - t0, 2)
+    atomic_write_bytes(out_dir / "doctor.json",
+                       json.dumps(report, indent=1, default=_json_default).encode("utf-8"))
+    return report
+
+
+def _check_args(distance: int, min_similarity: float, folds: int, feature_kind: str,
+                skip: tuple[str, ...] | list[str]) -> None:
+    if not 0 <= distance <= 32:
+        raise CnnlabError(f"--distance {distance}: choose 0 to 32 bits (of 64)")
+    if not -1.0 <= min_similarity <= 1.0:
+        raise CnnlabError(f"--min-similarity {min_similarity}: choose a value in [-1, 1]")
+    if folds < 2:
+        raise CnnlabError(f"--folds {folds}: k-fold needs at least 2 folds")
+    if feature_kind not in features.FEATURES:
+        raise CnnlabError(f"--features {feature_kind!r}: choose "
+                          f"{' or '.join(features.FEATURES)}")
+    bad = sorted(set(skip) - set(CHECKS))
+    if bad:
+        raise CnnlabError(f"--skip {', '.join(bad)}: choose from {', '.join(CHECKS)}")
+
+
+def _data_info(pool: Pool, splits: DataSplits, source: str, fmt_name: str) -> dict:
+    first = next(iter(pool.sets.values()))
+    c, h, w = first.images.shape[1:]
+    return {"source": source, "format": fmt_name, "classes": list(pool.classes),
+            "sizes": {n: len(s) for n, s in pool.sets.items()},
+            "shape": f"{c} x {h} x {w}", "split_note": splits.split_note,
+            "root": str(pool.root) if pool.root else None}
+
+
+def _issue_record(pool: Pool, r: dict) -> dict:
+    return {**pool.describe(r["index"]), "index": r["index"],
+            "given": pool.classes[r["given"]], "suggested": pool.classes[r["suggested"]],
+            "p_given": r["p_given"], "p_suggested": r["p_suggested"], "quality": r["quality"]}
+
+
+def _summary(report: dict) -> dict:
+    """Counts for the cards and plain-language findings."""
+    leaks, dup, lab = report["leaks"], report["duplicates"], report["label_issues"]
+    sizes = report["data"]["sizes"]
+    findings = []
+    for split, n in leaks["by_split"].items():
+        if n:
+            findings.append(f"{n} of {sizes.get(split, 0)} {split} images "
+                            f"({100 * n / max(sizes.get(split, 1), 1):.1f}%) have a copy in "
+                            "train: their scores measure memory, not generalisation.")
+    eff = leaks.get("effect") or {}
+    for split in ("test", "val"):
+        e = eff.get(split)
+        if isinstance(e, dict) and e.get("n_leaked") and e.get("accuracy_without_leaks") \
+                is not None:
+            findings.append(f"Model accuracy on {split}: {e['accuracy']:.3f} with the leaked "
+                            f"images, {e['accuracy_without_leaks']:.3f} without them.")
+    exact_within = sum(1 for g in dup["groups"] if g["kind"] == "exact" and not g["cross_split"])
+    if exact_within:
+        findings.append(f"{exact_within} group{'s' if exact_within > 1 else ''} of "
+                        "pixel-identical images within one split.")
+    if lab["items"]:
+        checked = lab["summary"].get("checked", 0)
+        findings.append(f"{len(lab['items'])} of {checked} labels look wrong to a model that "
+                        "never saw them: review the ranked list.")
+    by_kind = report["outliers"]["by_kind"]
+    if by_kind["blank"]:
+        findings.append(f"{by_kind['blank']} images are nearly blank or constant.")
+    if by_kind["far"]:
+        findings.append(f"{by_kind['far']} images are far from every class in feature space: "
+                        "look for images that do not belong in the data set.")
+    if by_kind["file"]:
+        findings.append(f"{by_kind['file']} files have an unusual size, aspect ratio or mode.")
+    for split, missing in report["balance"]["missing"].items():
+        findings.append(f"The {split} split has no images of {len(missing)} class(es): "
+                        f"{', '.join(missing[:5])}.")
+    if report["balance"].get("imbalance"):
+        f = report["balance"]["imbalance"]
+        findings.append(f"Training classes are imbalanced: {f['largest']} {f['largest_n']} vs "
+                        f"{f['smallest']} {f['smallest_n']}.")
+    for k, v in report["shift"].items():
+        if k.startswith("train_vs_") and v["verdict"] != "no shift detected":
+            findings.append(f"{v['verdict'].capitalize()} between train and "
+                            f"{k[len('train_vs_'):]} (AUROC {v['auroc']:.2f}): the held-out "
+                            "images differ from the training ones.")
+    return {"leaks": leaks["n"], "duplicate_groups": dup["n_groups"],
+            "duplicate_items": dup["n_items"], "label_issues": len(lab["items"]),
+            "outliers": report["outliers"]["n"], "findings": findings}
+
+
+def _json_default(o: object) -> object:
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.floating):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
