@@ -329,3 +329,13 @@ def test_unlabeled_folder_odd_files_and_copies(tmp_path: Path) -> None:
     groups = [{i["id"] for i in g["items"]} for g in r["duplicates"]["groups"]]
     assert groups == [{"3.png", "3copy.png"}]
     assert r["label_issues"]["skipped"] and r["leaks"]["n"] == 0
+
+
+def test_train_doctor_writes_the_doctor_page_into_the_run(tmp_path: Path) -> None:
+    import cnnlab
+
+    r = cnnlab.train(model="mlp", epochs=1, doctor=True, out=str(tmp_path / "run"),
+                     report=False, verbose=False)
+    doc = json.loads((r.run_dir / "doctor" / "doctor.json").read_text())
+    assert {"duplicates", "leaks", "label_issues", "outliers", "balance", "shift"} <= set(doc)
+    assert (r.run_dir / "doctor" / "doctor.html").stat().st_size > 1000

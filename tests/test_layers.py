@@ -16,8 +16,8 @@ LAYERS = {
     "train": 3,
     "evaluate": 4,
     "report": 5,
-    "run": 6, "export": 6,
-    "experiments": 7, "doctor": 7,
+    "run": 6, "export": 6, "doctor": 6,
+    "experiments": 7,
     "cli": 8, "api": 8, "notebook": 8, "estimator": 8, "compat": 8, "__init__": 8, "__main__": 8,
 }
 

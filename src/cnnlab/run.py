@@ -183,6 +183,8 @@ def run_training(cfg: TrainConfig, resume: bool | str | Path = False, force: boo
         raise
     if distributed.is_main():
         write_config(run_dir, cfg, trainer, resuming, changes or {})
+        if cfg.doctor and not resuming:
+            run_data_doctor(cfg, splits, run_dir, verbose)
     if verbose:
         for note in trainer.notes:  # transfer learning: what was loaded, re-initialised, frozen
             console.print(f"  [dim]{note}[/]", highlight=False)
@@ -191,6 +193,23 @@ def run_training(cfg: TrainConfig, resume: bool | str | Path = False, force: boo
     distributed.barrier()  # every rank returns once the run folder is complete
     return RunResult(run_dir, cfg, metrics, state.history, state.best_epoch, state.stopped_early,
                      state.elapsed, dict(trainer.resolved))
+
+
+def run_data_doctor(cfg: TrainConfig, splits: DataSplits, run_dir: Path, verbose: bool) -> None:
+    """`train --doctor`: the data checks of `cnnlab doctor`, written into the run folder."""
+    from cnnlab.doctor import run_doctor
+    from cnnlab.doctor.pool import source_root
+
+    opts = load_options(cfg)
+    root = source_root(Path(cfg.data) if cfg.data else None, splits.train.meta.get("format")
+                       or cfg.format, cfg.image_dir)
+    report = run_doctor(splits, opts, out=run_dir / "doctor", seed=cfg.seed, root=root,
+                        verbose=verbose)
+    if verbose:
+        s = report["summary"]
+        console.print(f"doctor: {s['leaks']} leaked held-out images, {s['duplicate_groups']} "
+                      f"duplicate groups, {s['label_issues']} likely label errors, "
+                      f"{s['outliers']} outliers -> {run_dir / 'doctor' / 'doctor.html'}")
 
 
 def check_against_data(cfg: TrainConfig, splits: DataSplits) -> None:

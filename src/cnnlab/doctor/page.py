@@ -249,8 +249,8 @@ def _fix(report: dict) -> str:
 
 def build_page(report: dict, pool: Pool, out: Path, limit: int = 50) -> Path:
     """Write doctor.html next to doctor.json."""
-    from cnnlab.version import __version__
     from cnnlab.io import atomic_write_bytes
+    from cnnlab.version import __version__
 
     sections = [("summary", "Summary", _summary(report)),
                 ("leaks", "Leaks between splits", _leaks(report, pool, limit)),

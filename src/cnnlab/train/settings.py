@@ -294,6 +294,9 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in [
     S("name", None, "output", "Run name under runs/ [default: <data>-<model>].", metavar="NAME",
       affects_result=False),
     S("report", True, "output", "Write report.html.", bool, affects_result=False),
+    S("doctor", False, "output", "Check the data first (leaks, duplicates, label errors, "
+      "outliers, shift: `cnnlab doctor`) and write doctor.html into the run folder.", bool,
+      affects_result=False),
     S("log_every", 0, "output", "Also log train loss every N steps to steps.csv (0: off).", int,
       lo=0, metavar="N", affects_result=False, resumable=True),
 ]}
