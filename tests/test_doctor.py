@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT, digits_arrays
+from conftest import ROOT, digits_arrays, missing_component
 from PIL import Image
 from test_report import BROWSER_ARGS, CHROMIUM
 
@@ -249,7 +249,7 @@ def test_array_source_fix_writes_npz_that_loads(tmp_path: Path) -> None:
 
 def test_doctor_page_renders_in_chromium_with_every_image(planted: tuple) -> None:
     if CHROMIUM is None:
-        pytest.skip("no chromium binary (Debian: apt-get install chromium)")
+        missing_component("chromium", "Debian: apt-get install chromium")
     from playwright.sync_api import sync_playwright
 
     root, _, report = planted

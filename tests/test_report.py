@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, write_corner_folder
+from conftest import ROOT, missing_component, write_corner_folder
 
 import cnnlab
 from cnnlab.cli import main as cli_main
@@ -80,7 +80,7 @@ def test_training_writes_a_self_contained_report(cnn_run: Path) -> None:
 
 def test_report_renders_in_chromium_with_the_metrics_of_metrics_json(cnn_run: Path) -> None:
     if CHROMIUM is None:
-        pytest.skip("no chromium binary (Debian: apt-get install chromium; `make test` does it)")
+        missing_component("chromium", "Debian: apt-get install chromium")
     from playwright.sync_api import sync_playwright
 
     metrics = json.loads((cnn_run / "metrics.json").read_text())
@@ -158,7 +158,7 @@ def test_imbalance_flag_threshold() -> None:
 
 def test_new_sections_render_sort_and_link_in_chromium(cnn_run: Path) -> None:
     if CHROMIUM is None:
-        pytest.skip("no chromium binary (Debian: apt-get install chromium; `make test` does it)")
+        missing_component("chromium", "Debian: apt-get install chromium")
     from playwright.sync_api import sync_playwright
 
     artifacts = ROOT / "test-artifacts"
