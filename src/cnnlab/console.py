@@ -11,3 +11,34 @@ console = Console(stderr=True, highlight=False, soft_wrap=True)
 # Tables are data: they go to stdout so `cnnlab models | grep resnet` works; piped, rich would
 # wrap at 80 columns and split rows over lines that grep then shows only in part.
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+
+
+def data_progress(verbose: bool, min_total: int = 200):  # noqa: ANN201
+    """A progress factory for long data reads, in the form cnnlab.data.load expects:
+    factory(label, total) -> tick(n). Silent when not verbose or not on a terminal."""
+    if not verbose:
+        return None
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    def factory(label: str, total: int):  # noqa: ANN202
+        if total < min_total or not console.is_terminal:
+            return lambda n: None
+        bar = Progress(TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(),
+                       TimeRemainingColumn(), console=console, transient=True)
+        bar.start()
+        task = bar.add_task(label, total=total)
+        done = {"n": 0}
+
+        def tick(n: int) -> None:
+            done["n"] += n
+            bar.update(task, advance=n)
+            if done["n"] >= total:
+                bar.stop()
+        return tick
+    return factory

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from cnnlab import io
-from cnnlab.console import console
+from cnnlab.console import console, data_progress
 from cnnlab.data.imageset import DataSplits
 from cnnlab.data.load import LoadOptions, load_data
 from cnnlab.device import resolve_device
@@ -72,36 +72,6 @@ def load_options(cfg: TrainConfig) -> LoadOptions:
     opts = settings.data_options(cfg.to_dict())
     opts.default_image_size = model_image_size(cfg) or 64
     return opts
-
-
-def data_progress(verbose: bool):  # noqa: ANN201
-    """A progress factory for long data reads (decode of image files)."""
-    if not verbose:
-        return None
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-    )
-
-    def factory(label: str, total: int):  # noqa: ANN202
-        if total < 200 or not console.is_terminal:
-            return lambda n: None
-        bar = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                       console=console, transient=True)
-        bar.start()
-        task = bar.add_task(label, total=total)
-        done = {"n": 0}
-
-        def tick(n: int) -> None:
-            done["n"] += n
-            bar.update(task, advance=n)
-            if done["n"] >= total:
-                bar.stop()
-        return tick
-    return factory
 
 
 def resolve_data(cfg: TrainConfig) -> None:

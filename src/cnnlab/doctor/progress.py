@@ -8,7 +8,7 @@ from contextlib import contextmanager
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from cnnlab.console import console
+from cnnlab.console import console, data_progress
 
 
 class Phases:
@@ -35,20 +35,4 @@ class Phases:
 
     def loader(self) -> Callable[[str, int], Callable[[int], None]] | None:
         """A progress factory in the form cnnlab.data.load expects (decode of image files)."""
-        if not (self.verbose and console.is_terminal):
-            return None
-
-        def factory(label: str, total: int) -> Callable[[int], None]:
-            bar = Progress(TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(),
-                           TimeElapsedColumn(), console=console, transient=True)
-            bar.start()
-            task = bar.add_task(label, total=total)
-            done = {"n": 0}
-
-            def tick(n: int) -> None:
-                done["n"] += n
-                bar.update(task, advance=n)
-                if done["n"] >= total:
-                    bar.stop()
-            return tick
-        return factory
+        return data_progress(self.verbose, min_total=0)

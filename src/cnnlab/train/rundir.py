@@ -99,22 +99,19 @@ def choose_run_dir(out: str | None, runs_dir: str, base_name: str, resume: bool,
                 raise CnnlabError(f"{target}: nothing to resume (no last.pt)")
             remove_stale_temps(target)
             return target
-        if force and target.is_dir():
-            clear_run_outputs(target)
-            return target
-        return _claim_free(target)
-    base = Path(runs_dir) / _slug(base_name)
-    if resume:
-        candidates = [p for p in [base, *base.parent.glob(base.name + "-*")]
-                      if (p / "last.pt").is_file()]
-        if not candidates:
-            raise CnnlabError(f"no run to resume under {base} (pass --out RUN_DIR)")
-        found = max(candidates, key=lambda p: (p / "last.pt").stat().st_mtime)
-        remove_stale_temps(found)
-        return found
-    if force and base.is_dir():
-        clear_run_outputs(base)
-        return base
-    return _claim_free(base)
+    else:
+        target = Path(runs_dir) / _slug(base_name)
+        if resume:
+            candidates = [p for p in [target, *target.parent.glob(target.name + "-*")]
+                          if (p / "last.pt").is_file()]
+            if not candidates:
+                raise CnnlabError(f"no run to resume under {target} (pass --out RUN_DIR)")
+            found = max(candidates, key=lambda p: (p / "last.pt").stat().st_mtime)
+            remove_stale_temps(found)
+            return found
+    if force and target.is_dir():
+        clear_run_outputs(target)
+        return target
+    return _claim_free(target)
 
 
