@@ -9,6 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # real processes, browsers or full runs: `make test` only
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

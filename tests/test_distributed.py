@@ -15,6 +15,8 @@ from conftest import digits_arrays
 import cnnlab
 from cnnlab.checkpoint import load_checkpoint
 
+pytestmark = pytest.mark.slow  # real processes, browsers or full runs: `make test` only
+
 # float32 (not the bf16 that --precision auto picks on some CPUs) and an MLP without
 # BatchNorm or dropout: every rank computes exactly the single-process batch
 # gradient (our loss scaling makes DDP's average the global mean even for uneven shares), so the

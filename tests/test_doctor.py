@@ -18,6 +18,8 @@ from cnnlab.cli import main as cli_main
 from cnnlab.data.load import LoadOptions, load_data
 from cnnlab.doctor import run_doctor
 
+pytestmark = pytest.mark.slow  # real processes, browsers or full runs: `make test` only
+
 SIZE = 24  # digits 8x8 scaled x3: small files, fast decode, still distinct images
 KEYS = ("duplicates", "leaks", "label_issues", "outliers", "balance", "shift")
 

@@ -16,6 +16,8 @@ from cnnlab.errors import CnnlabError
 from cnnlab.experiments import compare_runs, lr_find, run_cv, run_seeds, run_sweep
 from cnnlab.train.settings import TrainConfig
 
+pytestmark = pytest.mark.slow  # real processes, browsers or full runs: `make test` only
+
 # Tiny and single-threaded: the machine is shared, and 2 threads on 2 busy cores crawl.
 BASE = {"model": "mlp", "model_args": {"hidden": 16}, "epochs": 2, "batch_size": 32,
         "num_threads": 1, "report": False, "extra": {"plots": False}}

@@ -25,6 +25,8 @@ from cnnlab.evaluate.robustness import (
 )
 from cnnlab.models import Classifier, build_model
 
+pytestmark = pytest.mark.slow  # real processes, browsers or full runs: `make test` only
+
 SIZE, SQUARE = 32, 8
 QUADRANTS = [(0, 0), (SIZE // 2, 0), (0, SIZE // 2), (SIZE // 2, SIZE // 2)]
 

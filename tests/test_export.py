@@ -17,6 +17,8 @@ from cnnlab.data import load_data
 from cnnlab.errors import CnnlabError
 from cnnlab.export import export_model, read_torchscript_meta
 
+pytestmark = pytest.mark.slow  # real processes, browsers or full runs: `make test` only
+
 ort = pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
 

@@ -23,6 +23,8 @@ from cnnlab.io import write_error_reason
 from cnnlab.train.settings import TrainConfig
 from cnnlab.train.trainer import Trainer
 
+pytestmark = pytest.mark.slow  # real processes, browsers or full runs: `make test` only
+
 
 @pytest.fixture(scope="module")
 def zygote() -> Zygote:

@@ -22,6 +22,8 @@ from cnnlab.data import fetch
 from cnnlab.data.load import load_data
 from cnnlab.errors import DataError
 
+pytestmark = pytest.mark.slow  # real processes, browsers or full runs: `make test` only
+
 
 class Server:
     """Serves {"/NAME/FILE": bytes}; honours Range unless told not to; logs every request."""

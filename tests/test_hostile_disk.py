@@ -21,6 +21,8 @@ from cnnlab.data import cache
 from cnnlab.data.load import LoadOptions, read_source
 from cnnlab.errors import DataError
 
+pytestmark = pytest.mark.slow  # real processes, browsers or full runs: `make test` only
+
 
 @pytest.fixture(scope="module")
 def zygote() -> Zygote:

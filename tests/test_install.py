@@ -13,6 +13,8 @@ from conftest import ROOT
 
 import cnnlab
 
+pytestmark = pytest.mark.slow  # real processes, browsers or full runs: `make test` only
+
 OFFLINE = re.compile(r"NewConnectionError|Temporary failure in name resolution|Network is "
                      r"unreachable|No matching distribution found|Could not find a version")
 

@@ -22,6 +22,8 @@ from conftest import digits_arrays
 
 from cnnlab.checkpoint import load_checkpoint
 
+pytestmark = pytest.mark.slow  # real processes, browsers or full runs: `make test` only
+
 EPOCHS = 10
 
 

@@ -10,6 +10,8 @@ import pytest
 
 import cnnlab
 
+pytestmark = pytest.mark.slow  # real processes, browsers or full runs: `make test` only
+
 
 @pytest.fixture(scope="module")
 def digits_run(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201

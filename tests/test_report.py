@@ -15,6 +15,8 @@ from cnnlab.cli import main as cli_main
 from cnnlab.errors import CnnlabError
 from cnnlab.report.html import build_report, imbalance
 
+pytestmark = pytest.mark.slow  # real processes, browsers or full runs: `make test` only
+
 CHROMIUM = next((p for p in ("/usr/bin/chromium", "/usr/bin/chromium-browser",
                              shutil.which("chromium") or "", shutil.which("chromium-browser")
                              or "") if p and Path(p).is_file()), None)

@@ -122,6 +122,7 @@ def _csv_with_image_dir(root: Path) -> tuple[Path, Path]:
     return index, images
 
 
+@pytest.mark.slow
 def test_csv_run_with_image_dir_re_evaluates_and_explains(tmp_path: Path) -> None:
     index, images = _csv_with_image_dir(tmp_path)
     run = tmp_path / "run"
@@ -148,6 +149,7 @@ def test_config_records_what_was_used_next_to_what_was_asked(tmp_path: Path) -> 
     assert r.load().config["lr"] is None
 
 
+@pytest.mark.slow
 def test_resume_refuses_a_conflicting_option_and_records_allowed_changes(tmp_path: Path) -> None:
     out = tmp_path / "r"
     cnnlab.train(model="mlp", epochs=2, out=str(out), report=False, verbose=False)
@@ -229,6 +231,7 @@ def build(num_classes, in_channels, image_size, hidden=16):
 '''
 
 
+@pytest.mark.slow
 def test_custom_model_trains_and_reloads_everywhere(tmp_path: Path) -> None:
     pkg = tmp_path / "mymodels"
     pkg.mkdir()
@@ -270,6 +273,7 @@ def test_estimator_has_trains_parameters_and_validates_in_fit() -> None:
         clf.predict(np.zeros((2, 65)))
 
 
+@pytest.mark.slow
 def test_digits_take_image_size_and_bad_positive_class_is_refused(tmp_path: Path) -> None:
     r = cnnlab.train(model="mlp", epochs=1, image_size=16, out=str(tmp_path / "r"),
                      report=False, verbose=False)
@@ -282,6 +286,7 @@ def test_digits_take_image_size_and_bad_positive_class_is_refused(tmp_path: Path
     assert not (tmp_path / "z").exists()
 
 
+@pytest.mark.slow
 def test_resume_of_a_run_killed_before_its_first_checkpoint_starts_it_again(tmp_path: Path
                                                                             ) -> None:
     out = tmp_path / "r"

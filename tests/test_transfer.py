@@ -17,6 +17,8 @@ from cnnlab.errors import CnnlabError
 from cnnlab.train.settings import TrainConfig
 from cnnlab.train.transfer import apply_freeze, freeze_groups_of, head_of, init_from
 
+pytestmark = pytest.mark.slow  # real processes, browsers or full runs: `make test` only
+
 
 def _splits(classes: int = 3, n: int = 24, size: int = 16, seed: int = 0) -> DataSplits:
     x, y = pattern_images(n, size, classes, seed)
