@@ -25,7 +25,7 @@ PANELS = {"data": "Data", "model": "Model", "optimization": "Optimization",
 def _default_text(s: Setting, mode: str) -> str:
     if mode == "saved":
         return "[default: the run's own]"
-    if s.default is None or s.default == {}:
+    if s.default is None or s.default in ({}, []):
         return ""
     if s.kind is bool:
         return f"[default: {'on' if s.default else 'off'}]"
