@@ -298,10 +298,7 @@ class MlflowLogger(Callback):
                     self.client.log_artifact(self.run_id, str(run_dir / name))
             if (run_dir / "plots").is_dir():
                 self.client.log_artifacts(self.run_id, str(run_dir / "plots"), "plots")
-        from cnnlab.train.trainer import Interrupted
-
-        status = "FINISHED" if error is None else \
-            "KILLED" if isinstance(error, (Interrupted, KeyboardInterrupt)) else "FAILED"
+        status = "FINISHED" if error is None else "KILLED" if _interrupted(error) else "FAILED"
         self.client.set_terminated(self.run_id, status)
         self.run_id = None
 
@@ -310,6 +307,13 @@ class MlflowLogger(Callback):
         if self.client is not None and self.run_id is not None:
             self.client.set_terminated(self.run_id, "FAILED")
             self.run_id = None
+
+
+def _interrupted(error: BaseException) -> bool:
+    """Ctrl-C (trainer.Interrupted, by name: the trainer imports the settings, which import
+    this module)."""
+    names = {c.__name__ for c in type(error).__mro__}
+    return "Interrupted" in names or "KeyboardInterrupt" in names
 
 
 def _millis() -> int:
