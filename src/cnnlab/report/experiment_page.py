@@ -32,6 +32,13 @@ def _fact(value: object) -> str:
     return fmt(value)
 
 
+def _num(v: float) -> str:
+    """Learning rates like 1e-05 keep their digits; other numbers as in report.html."""
+    if isinstance(v, float) and v != 0 and abs(v) < 1e-3:
+        return f"{v:.3g}"
+    return fmt(v)
+
+
 def _href(target: Path, folder: Path) -> str:
     """A link from the page to `target`, relative when both live on one file system tree."""
     try:
@@ -57,14 +64,14 @@ def _table(rows: Sequence[Mapping], runs: Sequence[Path | None], folder: Path) -
     for row in rows:
         columns += [k for k in row if k not in columns and k != "best"]
     has_best = any(row.get("best") is True for row in rows)
-    head = "".join(f"<th>{esc(c.replace('_', ' '))}</th>" for c in columns) + "<th>member</th>"
+    head = "".join(f"<th>{esc(c.replace('_', ' '))}</th>" for c in columns) + "<th>links</th>"
     body = []
     for i, row in enumerate(rows):
         cells = []
         for c in columns:
             v = row.get(c)
             num = isinstance(v, (int, float)) and not isinstance(v, bool)
-            cells.append(f'<td class="num" data-value="{esc(v)}">{esc(fmt(v))}</td>' if num
+            cells.append(f'<td class="num" data-value="{esc(v)}">{esc(_num(v))}</td>' if num
                          else f"<td>{esc(fmt(v) if v is not None else '')}</td>")
         run = runs[i] if i < len(runs) else None
         best = ' class="best"' if has_best and row.get("best") is True else ""
