@@ -187,3 +187,31 @@ def test_track_names_are_checked() -> None:
     assert resolve({"track": "TensorBoard, mlflow,mlflow"}).track == ["tensorboard", "mlflow"]
     with pytest.raises(SettingsError, match="did you mean 'tensorboard'"):
         resolve({"track": "tensorbord"})
+
+
+@pytest.mark.slow  # two runs and a new MLflow database
+def test_sweep_members_log_to_one_mlflow_experiment_named_after_the_sweep(tmp_path: Path) -> None:
+    from cnnlab.experiments import run_sweep
+    from cnnlab.train.settings import resolve
+
+    runs = tmp_path / "runs"
+    base = resolve({k: v for k, v in TINY.items() if k != "verbose"} |
+                   {"track": "mlflow", "runs_dir": str(runs), "report": False})
+    run_sweep(base, {"lr": [1e-3, 1e-2]}, out=runs / "sweep-x", verbose=False)
+    client = MlflowClient(f"sqlite:///{runs / 'mlflow.db'}")
+    found = client.search_runs([client.get_experiment_by_name("sweep-x").experiment_id])
+    assert sorted(r.info.run_name for r in found) == ["lr=0.001", "lr=0.01"]
+    assert sorted(r.data.params["lr"] for r in found) == ["0.001", "0.01"]
+    assert all(r.info.status == "FINISHED" for r in found)
+
+
+def test_experiment_commands_offer_the_tracking_options() -> None:
+    from typer.main import get_command
+
+    from cnnlab.cli.app import app
+
+    cmd = get_command(app)
+    for name in ("train", "sweep", "cv", "seeds", "transfer"):
+        opts = {o for p in cmd.commands[name].params for o in p.opts}
+        assert {"--track", "--track-uri"} <= opts, name
+    assert "--track" not in {o for p in cmd.commands["lr-find"].params for o in p.opts}

@@ -19,7 +19,8 @@ import typer
 from cnnlab.train.settings import SETTINGS, Setting, in_groups
 
 PANELS = {"data": "Data", "model": "Model", "optimization": "Optimization",
-          "augmentation": "Augmentation", "hardware": "Hardware", "output": "Output"}
+          "augmentation": "Augmentation", "hardware": "Hardware", "output": "Output",
+          "tracking": "Tracking"}
 
 
 def _default_text(s: Setting, mode: str) -> str:

@@ -21,7 +21,7 @@ from cnnlab.train.loggers import LOGGERS
 from cnnlab.train.optim import OPTIMIZERS, SCHEDULES
 from cnnlab.train.sampling import SAMPLERS
 
-GROUPS = ("data", "model", "optimization", "augmentation", "hardware", "output")
+GROUPS = ("data", "model", "optimization", "augmentation", "hardware", "output", "tracking")
 
 
 class SettingsError(CnnlabError, ValueError):
@@ -314,10 +314,11 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in [
     S("report", True, "output", "Write report.html.", bool, affects_result=False),
     S("log_every", 0, "output", "Also log train loss every N steps to steps.csv (0: off).", int,
       lo=0, metavar="N", affects_result=False, resumable=True),
-    S("track", [], "output", "Also log to tensorboard and/or mlflow (comma-separated; needs "
+    # ---- tracking: copies of what a run logs, sent to TensorBoard / MLflow (experiments too)
+    S("track", [], "tracking", "Also log to tensorboard and/or mlflow (comma-separated; needs "
       "pip install -e '.[track]').", list, parse=_track, metavar="LOGGERS",
       affects_result=False, resumable=True),
-    S("track_uri", None, "output", "MLflow tracking URI, e.g. http://host:5000 [default: "
+    S("track_uri", None, "tracking", "MLflow tracking URI, e.g. http://host:5000 [default: "
       "sqlite:///<runs-dir>/mlflow.db].", metavar="URI", affects_result=False, resumable=True),
 ]}
 # "data" (the source path) is an argument, not an option; "extra" holds what other modules
