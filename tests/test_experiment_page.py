@@ -61,6 +61,7 @@ def _members(folder: Path) -> int:
                                                                         "max"))
 
 
+@pytest.mark.slow  # trains 9 tiny runs (shared with the browser test)
 def test_every_experiment_writes_a_self_contained_page(pages: dict[str, Path]) -> None:
     for kind, folder in pages.items():
         page = (folder / "experiment.html").read_text()
@@ -74,6 +75,7 @@ def test_every_experiment_writes_a_self_contained_page(pages: dict[str, Path]) -
     assert f">{best}<" in row
 
 
+@pytest.mark.slow
 def test_pages_render_in_chromium_with_every_image_and_link(pages: dict[str, Path]) -> None:
     if CHROMIUM is None:
         pytest.skip("no chromium binary (Debian: apt-get install chromium; `make test` does it)")
@@ -117,3 +119,32 @@ def test_pages_render_in_chromium_with_every_image_and_link(pages: dict[str, Pat
             if text == "folder":
                 assert (target / "config.yaml").is_file(), (kind, href)
     assert report_imgs and all(ok and w > 0 for ok, w in report_imgs)
+
+
+def test_page_of_given_rows_links_members_marks_the_best_and_embeds_the_curves(
+        tmp_path: Path) -> None:
+    from PIL import Image
+
+    from cnnlab.report.experiment_page import build_experiment_page
+
+    folder = tmp_path / "exp"
+    runs = [folder / "members" / n for n in ("lr=1e-05", "lr=0.1")]
+    for r in runs:
+        r.mkdir(parents=True)
+        (r / "config.yaml").write_text("model: cnn\n")
+    (runs[1] / "report.html").write_text("<html></html>")
+    Image.new("RGB", (400, 200), "white").save(folder / "curves.png")
+    rows = [{"member": "lr=1e-05", "lr": 1e-5, "val_accuracy": 0.5, "best": False},
+            {"member": "lr=0.1", "lr": 0.1, "val_accuracy": 0.9, "best": True},
+            {"member": "mean", "val_accuracy": 0.7}]
+    page = build_experiment_page(folder, "A <sweep>", rows, runs,
+                                 {"kind": "sweep", "grid": {"lr": [1e-5, 0.1]},
+                                  "best": {"member": "lr=0.1"}, "rows": rows}).read_text()
+    assert "<h1>A &lt;sweep&gt;</h1>" in page and page.count('src="data:image/png;base64,') == 1
+    assert ">1e-05<" in page  # a small learning rate keeps its digits
+    best = page.split('<tr class="best">')[1].split("</tr>")[0]
+    assert ">lr=0.1<" in best and 'href="members/lr=0.1/report.html"' in best
+    # the member without a report links its folder only; the mean row links nothing
+    assert 'href="members/lr=1e-05/"' in page and "members/lr=1e-05/report.html" not in page
+    assert page.split("<tbody>")[1].split("</tr>")[2].count("href") == 0
+    assert "<th>best</th>" in page and ">lr=0.1</td>" in page  # the setup facts
