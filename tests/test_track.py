@@ -215,3 +215,30 @@ def test_experiment_commands_offer_the_tracking_options() -> None:
         opts = {o for p in cmd.commands[name].params for o in p.opts}
         assert {"--track", "--track-uri"} <= opts, name
     assert "--track" not in {o for p in cmd.commands["lr-find"].params for o in p.opts}
+
+
+@pytest.mark.slow  # two runs and a new MLflow database
+def test_a_run_that_fails_or_is_interrupted_closes_its_mlflow_run_as_such(tmp_path: Path) -> None:
+    from cnnlab.train.callbacks import Callback
+
+    class Stop(Callback):
+        def __init__(self, exc: BaseException) -> None:
+            self.exc = exc
+
+        def on_epoch_end(self, trainer: object, row: dict) -> None:
+            raise self.exc
+
+    runs = tmp_path / "runs"
+    with pytest.raises(KeyboardInterrupt):
+        cnnlab.train(**TINY, track="mlflow", runs_dir=str(runs), name="stopped", report=False,
+                     callbacks=[Stop(KeyboardInterrupt())])
+    with pytest.raises(RuntimeError, match="boom"):
+        cnnlab.train(**TINY, track="mlflow", runs_dir=str(runs), name="broken", report=False,
+                     callbacks=[Stop(RuntimeError("boom"))])
+    client = MlflowClient(f"sqlite:///{runs / 'mlflow.db'}")
+    found = client.search_runs([client.get_experiment_by_name("cnnlab").experiment_id])
+    status = {r.info.run_name: r.info.status for r in found}
+    assert status == {"stopped": "KILLED", "broken": "FAILED"}
+    # what was logged before the stop is kept: the first epoch's steps
+    run = next(r for r in found if r.info.run_name == "stopped")
+    assert len(client.get_metric_history(run.info.run_id, "step_loss")) == 17
