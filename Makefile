@@ -17,7 +17,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	@touch $@
 
 $(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
-	$(BIN)/python -m pip install -q $(TORCH) -e '.[test]'
+	$(BIN)/python -m pip install -q $(TORCH) -e '.[test,track]'
 	@touch $@
 
 install: $(VENV)/.installed

@@ -22,6 +22,7 @@ from cnnlab.evaluate.predictor import Predictor, write_predictions
 from cnnlab.models.inference import evaluate_logits
 from cnnlab.train import distributed, rundir, settings
 from cnnlab.train.callbacks import Callback
+from cnnlab.train.loggers import tracking_callbacks
 from cnnlab.train.settings import TrainConfig
 from cnnlab.train.setup import model_image_size
 from cnnlab.train.trainer import Trainer
@@ -146,7 +147,8 @@ def run_training(cfg: TrainConfig, resume: bool | str | Path = False, force: boo
                       f"{splits.train.num_classes} classes; loaded in {load_s:.1f}s) -> {run_dir}")
     try:
         trainer = Trainer(cfg, splits, run_dir, resume=ckpt if resuming else False,
-                          verbose=verbose, callbacks=[LivePlot(), *(callbacks or [])])
+                          verbose=verbose, callbacks=[LivePlot(), *tracking_callbacks(cfg),
+                                                      *(callbacks or [])])
     except BaseException:
         if created and distributed.is_main():  # nothing of this run exists yet: leave no trace
             rundir.release_if_unused(run_dir)
@@ -158,8 +160,13 @@ def run_training(cfg: TrainConfig, resume: bool | str | Path = False, force: boo
     if verbose:
         for note in trainer.notes:  # transfer learning: what was loaded, re-initialised, frozen
             console.print(f"  [dim]{note}[/]", highlight=False)
-    state = trainer.fit()
-    metrics = finalize(trainer, verbose) if distributed.is_main() else {}
+    try:
+        state = trainer.fit()
+        metrics = finalize(trainer, verbose) if distributed.is_main() else {}
+    except BaseException as exc:
+        trainer.emit("on_run_end", None, exc)  # trackers mark their run failed or killed
+        raise
+    trainer.emit("on_run_end", metrics, None)  # the folder is complete: trackers upload it
     distributed.barrier()  # every rank returns once the run folder is complete
     return RunResult(run_dir, cfg, metrics, state.history, state.best_epoch, state.stopped_early,
                      state.elapsed, dict(trainer.resolved))

@@ -45,7 +45,7 @@ def augment(
 
 
 @app.command()
-@with_settings("data", "model", "optimization", "augmentation", "hardware",
+@with_settings("data", "model", "optimization", "augmentation", "hardware", "tracking",
                skip=("freeze", "init_from", "pretrained", "weights_file"))
 def transfer(
     source: Path = typer.Argument(..., help="Source checkpoint (e.g. runs/source/best.pt)."),

@@ -28,6 +28,7 @@ def _opt(default: object, *names: str, **kw: object) -> object:
 # Experiments take every data, model, optimization, augmentation and hardware setting of
 # `train` (same names, same defaults); members write their own reports only when asked.
 LEARN = ("data", "model", "optimization", "augmentation", "hardware")
+TRACKED = (*LEARN, "tracking")  # every member logs to --track (lr-find trains no run)
 REPORT = _opt(False, "--report/--no-report", help="Write report.html in every member's run.",
               rich_help_panel="Output")
 MEMBER_PLOTS = _opt(True, "--member-plots/--no-member-plots",
@@ -74,7 +75,7 @@ def split_grid(given: dict) -> tuple[dict, dict[str, list]]:
 
 
 @app.command(epilog=RERUN)
-@with_settings(*LEARN, mode="grid")
+@with_settings(*TRACKED, mode="grid")
 def sweep(
     path: Path | None = _path(),
     grid: list[str] = _opt([], "--grid", help="Any setting KEY=V1,V2 (repeatable), e.g. "
@@ -101,7 +102,7 @@ def sweep(
 
 
 @app.command(epilog=RERUN)
-@with_settings(*LEARN)
+@with_settings(*TRACKED)
 def cv(
     path: Path | None = _path(),
     folds: int = _opt(5, "--folds", "-k", min=2, metavar="K", help="Number of folds."),
@@ -121,7 +122,7 @@ def cv(
 
 
 @app.command(epilog=RERUN)
-@with_settings(*LEARN)
+@with_settings(*TRACKED)
 def seeds(
     path: Path | None = _path(),
     n: int = _opt(10, "--n", "-n", min=1, help="Number of seeds (seed, seed+1, ...)."),

@@ -19,13 +19,14 @@ import typer
 from cnnlab.train.settings import SETTINGS, Setting, in_groups
 
 PANELS = {"data": "Data", "model": "Model", "optimization": "Optimization",
-          "augmentation": "Augmentation", "hardware": "Hardware", "output": "Output"}
+          "augmentation": "Augmentation", "hardware": "Hardware", "output": "Output",
+          "tracking": "Tracking"}
 
 
 def _default_text(s: Setting, mode: str) -> str:
     if mode == "saved":
         return "[default: the run's own]"
-    if s.default is None or s.default == {}:
+    if s.default is None or s.default in ({}, []):
         return ""
     if s.kind is bool:
         return f"[default: {'on' if s.default else 'off'}]"

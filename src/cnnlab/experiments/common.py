@@ -7,6 +7,7 @@ An experiment folder looks like this:
     <out>/summary.csv         one row per member (and aggregate rows where they make sense)
     <out>/summary.json        the same, plus aggregates, the best member and notes
     <out>/curves.png          the members' learning curves overlaid
+    <out>/experiment.html     all of it on one self-contained page, linking each member's report
 
 A member is finished when its run folder has metrics.json; re-running the same command skips
 finished members, resumes a member that has last.pt and restarts one that has neither.
@@ -82,7 +83,8 @@ def open_experiment(folder: Path, kind: str, base: TrainConfig, spec: dict, forc
     meta = folder / "experiment.yaml"
     if force and folder.exists():
         shutil.rmtree(folder / "members", ignore_errors=True)
-        for name in ("summary.csv", "summary.json", "curves.png", "experiment.yaml"):
+        for name in ("summary.csv", "summary.json", "curves.png", "experiment.yaml",
+                     "experiment.html"):
             (folder / name).unlink(missing_ok=True)
     settings = comparable(base.to_dict(), ignore)
     if meta.is_file():
@@ -218,6 +220,17 @@ def write_summary(folder: Path, rows: list[dict], summary: dict) -> None:
     """summary.csv (rows) and summary.json (rows plus everything else), atomically."""
     io.write_csv(folder / "summary.csv", rows)
     io.write_json(folder / "summary.json", {**summary, "rows": rows})
+
+
+def write_page(folder: Path, title: str, runs: Sequence[Path | str | None]) -> Path:
+    """experiment.html from the folder's summary.json and curves.png; runs[i] is the run folder
+    of summary row i (aggregate rows have none)."""
+    import json
+
+    from cnnlab.report.experiment_page import build_experiment_page
+
+    summary = json.loads((folder / "summary.json").read_text())
+    return build_experiment_page(folder, title, summary.get("rows", []), runs, summary)
 
 
 def plot_overlay(curves: dict[str, list[dict]], path: Path, title: str,

@@ -13,6 +13,7 @@ from cnnlab.experiments.common import (
     pick_split,
     plot_overlay,
     print_table,
+    write_page,
     write_summary,
 )
 from cnnlab.run import read_run
@@ -95,6 +96,7 @@ def compare_runs(run_dirs: list[str | Path], out: str | Path = "runs/compare",
                                  "differences": differences})
     plot_overlay({n: r.get("history") or [] for n, r in zip(names, runs, strict=True)},
                  folder / "curves.png", f"Comparison of {len(runs)} runs")
+    write_page(folder, f"Comparison of {len(runs)} runs", dirs)
     if verbose:
         if differences:
             print_table("settings that differ", ["setting", *names],
@@ -108,5 +110,6 @@ def compare_runs(run_dirs: list[str | Path], out: str | Path = "runs/compare",
                     [[r["run"], r["metrics_of"], *(r[k] for k in METRICS), r["val_accuracy"],
                       r["best_epoch"], r["epochs_run"], r["train_seconds"]] for r in rows],
                     highlight=best if rows[best]["accuracy"] is not None else None)
-        console.print(f"summary: {folder / 'summary.csv'}, curves: {folder / 'curves.png'}")
+        console.print(f"summary: {folder / 'summary.csv'}, curves: {folder / 'curves.png'}, "
+                      f"page: {folder / 'experiment.html'}")
     return CompareResult(folder, differences, rows)

@@ -22,6 +22,7 @@ from cnnlab.experiments.common import (
     plot_overlay,
     print_table,
     run_member,
+    write_page,
     write_summary,
 )
 from cnnlab.run import load_splits, resolve_data
@@ -116,6 +117,8 @@ def run_cv(base: TrainConfig, folds: int = 5, splits: DataSplits | None = None,
     plot_overlay({m.name: m.history for m in members}, folder / "curves.png",
                  f"{folds}-fold cross-validation on {splits.source or 'data'} ({base.model}): "
                  "inner validation curves", mean=True)
+    write_page(folder, f"{folds}-fold cross-validation on {splits.source or 'data'} "
+               f"({base.model})", [m.run_dir for m in members])
     if verbose:
         cols = ["fold", "n train", "n held out", "acc", "loss", "f1", "auroc"]
         body = [[r["fold"], r["n_train"], r["n_heldout"], *(r[f"heldout_{k}"] for k in METRICS)]
@@ -123,7 +126,8 @@ def run_cv(base: TrainConfig, folds: int = 5, splits: DataSplits | None = None,
         body.append(["mean ± std", "", "", *(_pm(agg.get(f"heldout_{k}")) for k in METRICS)])
         print_table(f"{folds}-fold cross-validation (metrics on each held-out fold)", cols, body,
                     highlight=len(body) - 1)
-        console.print(f"summary: {folder / 'summary.csv'}, curves: {folder / 'curves.png'}")
+        console.print(f"summary: {folder / 'summary.csv'}, curves: {folder / 'curves.png'}, "
+                      f"page: {folder / 'experiment.html'}")
     return CVResult(folder, members, rows, agg)
 
 

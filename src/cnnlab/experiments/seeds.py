@@ -19,6 +19,7 @@ from cnnlab.experiments.common import (
     plot_overlay,
     print_table,
     run_member,
+    write_page,
     write_summary,
 )
 from cnnlab.run import load_splits, resolve_data
@@ -88,6 +89,8 @@ def run_seeds(base: TrainConfig, n: int = 10, seeds: list[int] | None = None,
                                        "note": "std is the sample standard deviation (ddof=1)"})
     plot_overlay({m.name: m.history for m in members}, folder / "curves.png",
                  f"{len(seeds)} seeds of {base.model} on {splits.source or 'data'}", mean=True)
+    write_page(folder, f"{len(seeds)} seeds of {base.model} on {splits.source or 'data'}",
+               [m.run_dir for m in members])
     if verbose:
         cols = ["seed", f"{split} acc", f"{split} loss", f"{split} f1", f"{split} auroc",
                 "best ep", "time s"]
@@ -102,5 +105,6 @@ def run_seeds(base: TrainConfig, n: int = 10, seeds: list[int] | None = None,
         if a:
             console.print(f"{split} accuracy {a['mean']:.4f} ± {a['std']:.4f} "
                           f"(min {a['min']:.4f}, max {a['max']:.4f}, n={a['n']})")
-        console.print(f"summary: {folder / 'summary.csv'}, curves: {folder / 'curves.png'}")
+        console.print(f"summary: {folder / 'summary.csv'}, curves: {folder / 'curves.png'}, "
+                      f"page: {folder / 'experiment.html'}")
     return SeedsResult(folder, members, rows, agg, split)

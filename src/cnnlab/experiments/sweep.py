@@ -18,6 +18,7 @@ from cnnlab.experiments.common import (
     plot_overlay,
     print_table,
     run_member,
+    write_page,
     write_summary,
 )
 from cnnlab.run import load_splits, resolve_data
@@ -137,6 +138,8 @@ def run_sweep(base: TrainConfig, grid: dict[str, list], splits: DataSplits | Non
     plot_overlay({m.name: m.history for m in members}, folder / "curves.png",
                  f"Sweep on {splits.source or 'data'} ({base.model}): validation curves",
                  highlight=best.name if best else None)
+    write_page(folder, f"Sweep of {len(members)} settings on {splits.source or 'data'} "
+               f"({base.model})", [m.run_dir for m in members])
     if verbose:
         cols = [*varied, "val acc", "val loss", "test acc", "best ep", "time s", "best"]
         table = [[*(f"{r[k]:g}" if isinstance(r[k], float) else r[k] for k in varied),
@@ -146,5 +149,6 @@ def run_sweep(base: TrainConfig, grid: dict[str, list], splits: DataSplits | Non
         print_table(f"sweep: {len(rows)} settings, best by {select} (bold)", cols, table, hi)
         if best:
             console.print(f"best: [bold]{best.name}[/] -> {best.run_dir}")
-        console.print(f"summary: {folder / 'summary.csv'}, curves: {folder / 'curves.png'}")
+        console.print(f"summary: {folder / 'summary.csv'}, curves: {folder / 'curves.png'}, "
+                      f"page: {folder / 'experiment.html'}")
     return SweepResult(folder, members, rows, best, select)

@@ -40,9 +40,10 @@ def compare_transfer(source_ckpt: str | Path, base: TrainConfig, levels: list[in
     if scratch:
         settings.append(("scratch", replace(cfg0, init_from=None, freeze="none",
                                             out=str(out / "scratch"), name=None)))
-    rows = []
+    rows, curves = [], {}
     for label, cfg in settings:
         res = run_training(cfg, force=True, splits=splits, verbose=False)
+        curves[label] = res.history
         row: dict = {"setting": label, "frozen_layers": "" if label == "scratch" else
                      int(label.split()[1]), "best_epoch": res.best_epoch,
                      "run": str(res.run_dir)}
@@ -59,4 +60,16 @@ def compare_transfer(source_ckpt: str | Path, base: TrainConfig, levels: list[in
                 for s in SPLITS if row.get(f"{s}_accuracy") is not None
                 and row.get(f"{s}_auroc") is not None))
     write_csv(out / "transfer.csv", rows)
+    _page(out, source_ckpt, rows, curves)
     return rows
+
+
+def _page(out: Path, source_ckpt: str | Path, rows: list[dict], curves: dict) -> None:
+    """curves.png and experiment.html: the levels side by side, linking each run's report."""
+    from cnnlab.experiments.common import plot_overlay
+    from cnnlab.report.experiment_page import build_experiment_page
+
+    title = f"Transfer from {Path(source_ckpt).name}: {len(rows)} settings"
+    plot_overlay(curves, out / "curves.png", title)
+    build_experiment_page(out, title, rows, [Path(r["run"]) for r in rows],
+                          {"kind": "transfer", "source": str(source_ckpt)})

@@ -8,6 +8,8 @@ listening to one of five named events:
     on_step_end(trainer, loss)       after each optimization step (loss: that batch's mean loss)
     on_epoch_end(trainer, row)       after validation; `row` is the epoch's metrics.csv row
     on_fit_end(trainer)              once, after the last epoch (not after an interruption)
+    on_run_end(trainer, metrics, error)  sent by run.py once the run folder is complete
+                                     (after finalize), or with `error` when the run failed
 
 Callbacks run in list order. New behaviour (weight averaging, loggers, schedules) is a new
 callback, not an edit of the loop.
@@ -43,6 +45,11 @@ class Callback:
 
     def on_fit_end(self, trainer: Trainer) -> None:
         """After the last epoch."""
+
+    def on_run_end(self, trainer: Trainer, metrics: dict | None,
+                   error: BaseException | None) -> None:
+        """After finalize wrote metrics.json, plots and report.html (run.py); metrics is None
+        and error set when training or finalize failed (loggers upload and close here)."""
 
 
 class FrozenLayersEval(Callback):

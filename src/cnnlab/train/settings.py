@@ -17,10 +17,11 @@ from typing import Any
 from cnnlab.data.decode import RESIZE_MODES
 from cnnlab.data.load import FORMATS
 from cnnlab.errors import CnnlabError
+from cnnlab.train.loggers import LOGGERS
 from cnnlab.train.optim import OPTIMIZERS, SCHEDULES
 from cnnlab.train.sampling import SAMPLERS
 
-GROUPS = ("data", "model", "optimization", "augmentation", "hardware", "output")
+GROUPS = ("data", "model", "optimization", "augmentation", "hardware", "output", "tracking")
 
 
 class SettingsError(CnnlabError, ValueError):
@@ -111,6 +112,8 @@ def _convert(s: Setting, value: Any) -> Any:
         if kind is list:
             if isinstance(value, (str, int, float)):
                 return value  # e.g. class_weights="auto"; checked by its own parser
+            if s.parse is not None and value and all(isinstance(v, str) for v in value):
+                return s.parse(",".join(value))  # e.g. track=["mlflow", "tensorboard"]
             return [float(v) for v in value]
     except (TypeError, ValueError, OverflowError):
         pass
@@ -187,6 +190,21 @@ def _value_range(text: str) -> list[float]:
     if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
         raise SettingsError(f"--value-range {text!r}: need finite LO < HI")
     return [lo, hi]
+
+
+def _track(text: str) -> list[str]:
+    """'tensorboard,mlflow' -> ['tensorboard', 'mlflow'] (each tracker once; 'none': off)."""
+    names: list[str] = []
+    for part in str(text).replace(" ", ",").split(","):
+        name = part.strip().lower()
+        if not name or name == "none" or name in names:
+            continue
+        if name not in LOGGERS:
+            near = difflib.get_close_matches(name, list(LOGGERS), 1)
+            hint = f" (did you mean {near[0]!r}?)" if near else ""
+            raise SettingsError(f"--track {part.strip()!r}: choose {', '.join(LOGGERS)}{hint}")
+        names.append(name)
+    return names
 
 
 def _freeze(text: str) -> str:
@@ -299,6 +317,12 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in [
       affects_result=False),
     S("log_every", 0, "output", "Also log train loss every N steps to steps.csv (0: off).", int,
       lo=0, metavar="N", affects_result=False, resumable=True),
+    # ---- tracking: copies of what a run logs, sent to TensorBoard / MLflow (experiments too)
+    S("track", [], "tracking", "Also log to tensorboard and/or mlflow (comma-separated; needs "
+      "pip install -e '.[track]').", list, parse=_track, metavar="LOGGERS",
+      affects_result=False, resumable=True),
+    S("track_uri", None, "tracking", "MLflow tracking URI, e.g. http://host:5000 [default: "
+      "sqlite:///<runs-dir>/mlflow.db].", metavar="URI", affects_result=False, resumable=True),
 ]}
 # "data" (the source path) is an argument, not an option; "extra" holds what other modules
 # add (e.g. plots switched off by the estimator).

@@ -1,0 +1,128 @@
+"""experiment.html: one self-contained page per experiment (sweep, cv, seeds, compare, transfer,
+search): what was run, the members' curves overlaid, and the summary table with a link to each
+member's report and run folder.
+
+Like report.html it embeds its figures and needs nothing online; the links to members are
+relative, so the experiment folder can be moved or zipped as a whole.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from cnnlab.io import atomic_write_bytes
+from cnnlab.report.html import CSS, SORT_JS, esc, figure, fmt
+
+PAGE = "experiment.html"
+# Summary entries that are tables of their own (shown as rows) or too long for the facts list.
+SKIPPED = {"rows", "aggregates", "differences", "runs"}
+
+
+def _fact(value: object) -> str:
+    """A summary entry as one line of text."""
+    if isinstance(value, Mapping):
+        if "member" in value:  # {"member": name, "settings": ..., "run_dir": ...}
+            return str(value["member"])
+        return "; ".join(f"{k}: {_fact(v)}" for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return ", ".join(fmt(v) if isinstance(v, float) else str(v) for v in value)
+    return fmt(value)
+
+
+def _num(v: float) -> str:
+    """Learning rates like 1e-05 keep their digits; other numbers as in report.html."""
+    if isinstance(v, float) and v != 0 and abs(v) < 1e-3:
+        return f"{v:.3g}"
+    return fmt(v)
+
+
+def _href(target: Path, folder: Path) -> str:
+    """A link from the page to `target`, relative when both live on one file system tree."""
+    try:
+        rel = os.path.relpath(target.resolve(), folder.resolve())
+    except ValueError:  # another drive (Windows)
+        return target.resolve().as_uri()
+    return Path(rel).as_posix() + ("/" if target.is_dir() else "")
+
+
+def _links(run: Path | None, folder: Path) -> str:
+    if run is None:
+        return "<td></td>"
+    parts = []
+    if (run / "report.html").is_file():
+        parts.append(f'<a href="{esc(_href(run / "report.html", folder))}">report</a>')
+    if run.is_dir():
+        parts.append(f'<a href="{esc(_href(run, folder))}">folder</a>')
+    return f"<td>{' &middot; '.join(parts) or esc(run.name)}</td>"
+
+
+def _table(rows: Sequence[Mapping], runs: Sequence[Path | None], folder: Path) -> str:
+    columns: list[str] = []
+    for row in rows:
+        columns += [k for k in row if k not in columns and k != "best"]
+    has_best = any(row.get("best") is True for row in rows)
+    head = "".join(f"<th>{esc(c.replace('_', ' '))}</th>" for c in columns) + "<th>links</th>"
+    body = []
+    for i, row in enumerate(rows):
+        cells = []
+        for c in columns:
+            v = row.get(c)
+            num = isinstance(v, (int, float)) and not isinstance(v, bool)
+            cells.append(f'<td class="num" data-value="{esc(v)}">{esc(_num(v))}</td>' if num
+                         else f"<td>{esc(fmt(v) if v is not None else '')}</td>")
+        run = runs[i] if i < len(runs) else None
+        best = ' class="best"' if has_best and row.get("best") is True else ""
+        body.append(f"<tr{best}>{''.join(cells)}{_links(run, folder)}</tr>")
+    caption = '<p class="muted">Click a column head to sort.' + \
+        (" The highlighted row is the selected best member.</p>" if has_best else "</p>")
+    return (f'{caption}<table class="grid sortable"><thead><tr>{head}</tr></thead>'
+            f"<tbody>{''.join(body)}</tbody></table>")
+
+
+def build_experiment_page(folder: str | Path, title: str, rows: Sequence[Mapping],
+                          runs: Sequence[Path | str | None] = (),
+                          summary: Mapping | None = None,
+                          curves: str | Path | None = "curves.png") -> Path:
+    """Write <folder>/experiment.html and return its path.
+
+    `runs[i]` is the run folder of `rows[i]` (rows past the end, such as mean/std rows, have
+    none); `curves` is the overlaid-curves figure, relative to the folder.
+    """
+    from cnnlab.version import __version__
+
+    folder = Path(folder)
+    run_paths = [Path(r) if r is not None else None for r in runs]
+    facts = [(k, _fact(v)) for k, v in (summary or {}).items()
+             if k not in SKIPPED and v not in (None, "", [], {})]
+    sections = []
+    if facts:
+        kv = "".join(f"<tr><th>{esc(k.replace('_', ' '))}</th><td>{esc(v)}</td></tr>"
+                     for k, v in facts)
+        sections.append(("setup", "Setup", f'<table class="kv">{kv}</table>'))
+    png = folder / curves if curves else None
+    if png is not None and png.is_file():
+        sections.append(("curves", "Curves", figure(
+            png, "learning curves of every member", "Validation loss and accuracy per epoch of "
+            "every member (dashed: training curves, where a member has no validation split).")))
+    sections.append(("members", f"Members ({sum(r is not None for r in run_paths)})",
+                     _table(rows, run_paths, folder)))
+    now = _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    nav = "".join(f'<a href="#{k}">{esc(t)}</a>' for k, t, _ in sections)
+    body = "".join(f'<section id="{k}"><h2>{esc(t)}</h2>{b}</section>' for k, t, b in sections)
+    kind = (summary or {}).get("kind", "experiment")
+    page = (
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{esc(title)} \u2013 cnnlab</title><style>{CSS}</style></head><body>"
+        f'<header><div class="wrap"><h1>{esc(title)}</h1><div class="meta">cnnlab {esc(kind)}'
+        f" &middot; {esc(folder.name)} &middot; {esc(now)}</div></div></header>"
+        f'<nav><div class="wrap">{nav}</div></nav><main class="wrap">{body}</main>'
+        f'<footer class="wrap">Generated by cnnlab {esc(__version__)}; the table is '
+        "summary.csv of this folder.</footer>"
+        f"<script>{SORT_JS}</script></body></html>\n")
+    path = folder / PAGE
+    atomic_write_bytes(path, page.encode("utf-8"))
+    return path

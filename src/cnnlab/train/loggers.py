@@ -1,0 +1,398 @@
+"""Experiment trackers as callbacks: TensorBoard event files and MLflow runs (`--track`).
+
+Each tracker is a plain Callback; `tracking_callbacks(cfg)` wraps every one the run asked for
+in a Guard, so a tracker that fails (a full disk, a server that went away, a bug) prints one
+warning line and is switched off while the run itself goes on: tracking is a copy of what the
+run folder already holds, never a reason to lose it.
+
+Trackers see one event more than the loop's callbacks: on_run_end(trainer, metrics, error),
+sent by run.py after finalize() wrote metrics.json, plots/ and report.html (so they can be
+uploaded), or with `error` set when the run failed or was interrupted.
+
+The packages are an extra (`pip install -e '.[track]'`) and are imported only when asked for.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cnnlab.console import console
+from cnnlab.errors import CnnlabError
+from cnnlab.train import distributed
+from cnnlab.train.callbacks import Callback
+
+if TYPE_CHECKING:
+    from cnnlab.train.trainer import Trainer
+
+INSTALL_HINT = "pip install -e '.[track]'"
+SPLITS = ("train", "val", "test")
+FINAL_KEYS = ("accuracy", "balanced_accuracy", "loss", "precision", "recall", "f1", "auroc")
+MLFLOW_ID_FILE = "mlflow.json"  # the run folder's MLflow run, so a resume continues it
+STEP_BATCH = 1000  # MLflow accepts at most 1000 metrics per log_batch call
+
+
+def _require(module: str, tracker: str) -> None:
+    """Fail before training when a tracker's package is missing (one line, how to get it)."""
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise CnnlabError(f"--track {tracker}: the {module} package is not installed; run "
+                          f"{INSTALL_HINT}")
+
+
+def flat_params(cfg: Any, resolved: dict) -> dict[str, Any]:
+    """The run's settings as flat name -> value pairs (model_args.width, resolved.lr, ...)."""
+    out: dict[str, Any] = {}
+    for key, value in cfg.to_dict().items():
+        if key in ("extra", "track", "track_uri"):
+            continue
+        if isinstance(value, dict):
+            out.update({f"{key}.{k}": v for k, v in value.items()})
+        else:
+            out[key] = value
+    out.update({f"resolved.{k}": v for k, v in resolved.items()})
+    return out
+
+
+def final_metrics(metrics: dict) -> dict[str, float]:
+    """The best checkpoint's scores per split from metrics.json, e.g. final.test.accuracy."""
+    out = {}
+    for split in SPLITS:
+        m = metrics.get(split)
+        if not isinstance(m, dict):
+            continue
+        for key in FINAL_KEYS:
+            v = m.get(key)
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                out[f"final.{split}.{key}"] = float(v)
+    for key in ("best_epoch", "train_seconds"):
+        if isinstance(metrics.get(key), (int, float)):
+            out[f"final.{key}"] = float(metrics[key])
+    return out
+
+
+def epoch_scalars(row: dict) -> dict[str, float]:
+    """The numbers of one metrics.csv row (None: no validation split)."""
+    return {k: float(v) for k, v in row.items()
+            if k not in ("epoch", "step") and isinstance(v, (int, float))}
+
+
+# ---- TensorBoard ---------------------------------------------------------------------------
+class TensorBoardLogger(Callback):
+    """Event files in the run folder: `tensorboard --logdir runs` shows every run by name.
+
+    Scalars use the global step as x axis (per step: loss and lr; per epoch: train/val loss
+    and accuracy, epoch); the end of the run adds the final scores, the hyperparameters
+    (HParams tab) and the run's figures (curves, confusion matrix, failures) as images.
+    """
+
+    name = "tensorboard"
+
+    def __init__(self, cfg: Any) -> None:
+        _require("tensorboard", self.name)
+        self.writer = None
+
+    def on_fit_start(self, trainer: Trainer) -> None:
+        """Open (or, on resume, append to) the run folder's event file."""
+        from torch.utils.tensorboard import SummaryWriter
+
+        # purge_step drops events a crash left beyond the checkpoint being resumed.
+        purge = trainer.state.global_step + 1 if trainer.state.global_step else None
+        self.writer = SummaryWriter(log_dir=str(trainer.run_dir), purge_step=purge,
+                                    flush_secs=30)
+
+    def on_step_end(self, trainer: Trainer, loss: float) -> None:
+        """Loss and learning rate of this step."""
+        step = trainer.state.global_step
+        self.writer.add_scalar("step/loss", loss, step)
+        self.writer.add_scalar("step/lr", trainer.current_lr(), step)
+
+    def on_epoch_end(self, trainer: Trainer, row: dict) -> None:
+        """The epoch's metrics.csv row."""
+        step = trainer.state.global_step
+        for key, value in epoch_scalars(row).items():
+            split, _, what = key.partition("_")
+            tag = f"{'loss' if what == 'loss' else 'accuracy'}/{split}" \
+                if what in ("loss", "acc") else f"epoch/{key}"
+            self.writer.add_scalar(tag, value, step)
+        self.writer.add_scalar("epoch/epoch", row["epoch"], step)
+        self.writer.flush()
+
+    def on_run_end(self, trainer: Trainer, metrics: dict | None,
+                   error: BaseException | None) -> None:
+        """Final scores, hyperparameters and figures; then close the file."""
+        if self.writer is None:
+            return
+        if metrics is not None:
+            from torch.utils.tensorboard.summary import hparams
+
+            step = trainer.state.global_step
+            # final.test.accuracy -> final/test_accuracy: TensorBoard groups charts by "/".
+            final = {"final/" + k[len("final."):].replace(".", "_"): v
+                     for k, v in final_metrics(metrics).items()}
+            for tag, value in final.items():
+                self.writer.add_scalar(tag, value, step)
+            hp = {k: v if isinstance(v, (int, float, str, bool)) else str(v)
+                  for k, v in flat_params(trainer.cfg, trainer.resolved).items()}
+            # Written into this run's own event file: SummaryWriter.add_hparams would make a
+            # second, timestamped run folder for every run.
+            for summary in hparams(hp, final):
+                self.writer.file_writer.add_summary(summary)
+            for png in sorted((trainer.run_dir / "plots").glob("*.png")):
+                self.writer.add_image(f"plots/{png.stem}", _read_png(png), step,
+                                      dataformats="HWC")
+        self.close()
+
+    def close(self) -> None:
+        """Flush events (also called after an error, and again at the end)."""
+        if self.writer is not None:
+            self.writer.flush()
+
+    def abort(self) -> None:
+        """Close after a failure of this logger."""
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+
+def _read_png(path: Path) -> Any:
+    import numpy as np
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+# ---- MLflow --------------------------------------------------------------------------------
+def default_mlflow_uri(cfg: Any) -> str:
+    """sqlite:///<runs_dir>/mlflow.db (absolute), or --track-uri."""
+    if cfg.track_uri:
+        return cfg.track_uri
+    runs = Path(cfg.runs_dir or "runs").expanduser().resolve()
+    runs.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{runs / 'mlflow.db'}"
+
+
+def artifact_root(uri: str) -> str | None:
+    """Artifacts of a SQLite store go next to the database (<runs_dir>/mlartifacts/...), not
+    into ./mlruns of whatever folder cnnlab was started from; a server decides for itself."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    db = Path(uri[len("sqlite:///"):])
+    return (db.parent / "mlartifacts").resolve().as_uri()
+
+
+def experiment_name(run_dir: Path) -> str:
+    """MLFLOW_EXPERIMENT_NAME, else the experiment folder of a member (sweep, cv, ...), else
+    'cnnlab'."""
+    if os.environ.get("MLFLOW_EXPERIMENT_NAME"):
+        return os.environ["MLFLOW_EXPERIMENT_NAME"]
+    if run_dir.parent.name == "members":
+        return run_dir.parent.parent.name
+    return "cnnlab"
+
+
+class MlflowLogger(Callback):
+    """One MLflow run per run folder: settings as params, metrics per step and epoch, the final
+    scores, and report.html, metrics.json, best.pt, config.yaml, metrics.csv and plots/ as
+    artifacts. A resumed run continues the same MLflow run (its id is kept in mlflow.json)."""
+
+    name = "mlflow"
+
+    def __init__(self, cfg: Any) -> None:
+        _require("mlflow", self.name)
+        self.uri = default_mlflow_uri(cfg)
+        self.client: Any = None
+        self.run_id: str | None = None
+        self.steps: list[Any] = []
+
+    def on_fit_start(self, trainer: Trainer) -> None:
+        """Create the MLflow run (or reopen the one of the run being resumed)."""
+        import logging
+
+        from mlflow.entities import Param
+        from mlflow.tracking import MlflowClient
+
+        # Creating the SQLite tables logs a few INFO lines through alembic; the console is
+        # the progress bar's.
+        for name in ("mlflow", "alembic"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+        self.client = MlflowClient(tracking_uri=self.uri)
+        saved = trainer.run_dir / MLFLOW_ID_FILE
+        old = json.loads(saved.read_text()) if saved.is_file() else {}
+        if trainer.state.global_step and old.get("uri") == self.uri and old.get("run_id"):
+            self.run_id = old["run_id"]
+            self.client.update_run(self.run_id, status="RUNNING")
+            self.client.set_tag(self.run_id, "cnnlab.resumed_at_step",
+                                str(trainer.state.global_step))
+            return
+        exp_id = self._experiment(experiment_name(trainer.run_dir))
+        run = self.client.create_run(exp_id, run_name=trainer.run_dir.name, tags={
+            "cnnlab.run_dir": str(trainer.run_dir.resolve()), "mlflow.source.name": "cnnlab",
+            "cnnlab.data": str(trainer.cfg.data or "digits"), "cnnlab.model": trainer.cfg.model})
+        self.run_id = run.info.run_id
+        params = [Param(k, _param_text(v))
+                  for k, v in flat_params(trainer.cfg, trainer.resolved).items()]
+        for i in range(0, len(params), 100):  # log_batch takes at most 100 params
+            self.client.log_batch(self.run_id, params=params[i:i + 100])
+        from cnnlab import io
+
+        io.write_json(saved, {"uri": self.uri, "run_id": self.run_id,
+                              "experiment_id": exp_id})
+
+    def _experiment(self, name: str) -> str:
+        exp = self.client.get_experiment_by_name(name)
+        if exp is not None:
+            return exp.experiment_id
+        try:
+            return self.client.create_experiment(name, artifact_location=artifact_root(self.uri))
+        except Exception:  # another process created it a moment ago
+            exp = self.client.get_experiment_by_name(name)
+            if exp is None:
+                raise
+            return exp.experiment_id
+
+    def on_step_end(self, trainer: Trainer, loss: float) -> None:
+        """Buffer the step's loss and lr; sent with the epoch (one database write per epoch)."""
+        from mlflow.entities import Metric
+
+        s, now = trainer.state, _millis()
+        self.steps.append(Metric("step_loss", float(loss), now, s.global_step))
+        self.steps.append(Metric("step_lr", float(trainer.current_lr()), now, s.global_step))
+
+    def on_epoch_end(self, trainer: Trainer, row: dict) -> None:
+        """The epoch's metrics (x axis: the epoch) and the buffered step metrics."""
+        from mlflow.entities import Metric
+
+        now = _millis()
+        batch = self.steps + [Metric(k, v, now, int(row["epoch"]))
+                              for k, v in epoch_scalars(row).items()]
+        self.steps = []
+        self._send(batch)
+
+    def _send(self, metrics: list[Any]) -> None:
+        for i in range(0, len(metrics), STEP_BATCH):
+            self.client.log_batch(self.run_id, metrics=metrics[i:i + STEP_BATCH])
+
+    def on_run_end(self, trainer: Trainer, metrics: dict | None,
+                   error: BaseException | None) -> None:
+        """Final scores and artifacts, then mark the run FINISHED (FAILED/KILLED on error)."""
+        if self.client is None or self.run_id is None:
+            return
+        from mlflow.entities import Metric
+
+        if self.steps:  # steps of an epoch cut short
+            self._send(self.steps)
+            self.steps = []
+        if metrics is not None:
+            now, step = _millis(), trainer.state.global_step
+            self._send([Metric(k, v, now, step) for k, v in final_metrics(metrics).items()])
+            run_dir = trainer.run_dir
+            for name in ("report.html", "metrics.json", "best.pt", "config.yaml",
+                         "metrics.csv", "predictions.csv", "steps.csv"):
+                if (run_dir / name).is_file():
+                    self.client.log_artifact(self.run_id, str(run_dir / name))
+            if (run_dir / "plots").is_dir():
+                self.client.log_artifacts(self.run_id, str(run_dir / "plots"), "plots")
+        status = "FINISHED" if error is None else "KILLED" if _interrupted(error) else "FAILED"
+        self.client.set_terminated(self.run_id, status)
+        self.run_id = None
+
+    def abort(self) -> None:
+        """Mark the run FAILED after a failure of this logger (best effort)."""
+        if self.client is not None and self.run_id is not None:
+            self.client.set_terminated(self.run_id, "FAILED")
+            self.run_id = None
+
+
+def _interrupted(error: BaseException) -> bool:
+    """Ctrl-C (trainer.Interrupted, by name: the trainer imports the settings, which import
+    this module)."""
+    names = {c.__name__ for c in type(error).__mro__}
+    return "Interrupted" in names or "KeyboardInterrupt" in names
+
+
+def _millis() -> int:
+    import time
+
+    return int(time.time() * 1000)
+
+
+def _param_text(v: object) -> str:
+    text = "none" if v is None else str(v)
+    return text if len(text) <= 6000 else text[:5997] + "..."  # MLflow's limit on a value
+
+
+LOGGERS: dict[str, Callable[[Any], Callback]] = {"tensorboard": TensorBoardLogger,
+                                                 "mlflow": MlflowLogger}
+
+
+# ---- the guard -----------------------------------------------------------------------------
+class Guard(Callback):
+    """Runs a tracker's events; its first error prints one warning line and switches it off."""
+
+    def __init__(self, inner: Callback, name: str) -> None:
+        self.inner, self.name, self.failed = inner, name, False
+
+    def _call(self, event: str, trainer: Trainer | None, *args: object) -> None:
+        if self.failed:
+            return
+        try:
+            fn = getattr(self.inner, event, None)
+            if fn is not None and trainer is not None:
+                fn(trainer, *args)
+            elif fn is not None:
+                fn(*args)
+        except Exception as exc:  # noqa: BLE001 - any tracker failure must not stop training
+            self.failed = True
+            first = (str(exc).strip().splitlines() or [""])[0][:200]
+            msg = (f"--track {self.name} stopped logging ({type(exc).__name__}: {first}); "
+                   "the run goes on and its folder is complete")
+            console.print(f"[yellow]warning: {msg}[/]", highlight=False)
+            if trainer is not None:
+                trainer.notes.append(msg)
+            try:
+                getattr(self.inner, "abort", lambda: None)()
+            except Exception:  # noqa: BLE001, S110 - already warned once
+                pass
+
+    def on_fit_start(self, trainer: Trainer) -> None:
+        """Forwarded."""
+        self._call("on_fit_start", trainer)
+
+    def on_epoch_start(self, trainer: Trainer) -> None:
+        """Forwarded."""
+        self._call("on_epoch_start", trainer)
+
+    def on_step_end(self, trainer: Trainer, loss: float) -> None:
+        """Forwarded."""
+        self._call("on_step_end", trainer, loss)
+
+    def on_epoch_end(self, trainer: Trainer, row: dict) -> None:
+        """Forwarded."""
+        self._call("on_epoch_end", trainer, row)
+
+    def on_fit_end(self, trainer: Trainer) -> None:
+        """Forwarded."""
+        self._call("on_fit_end", trainer)
+
+    def on_run_end(self, trainer: Trainer, metrics: dict | None,
+                   error: BaseException | None) -> None:
+        """Forwarded."""
+        self._call("on_run_end", trainer, metrics, error)
+
+    def close(self) -> None:
+        """Forwarded (the loop calls it after the last epoch and after errors)."""
+        self._call("close", None)
+
+
+def tracking_callbacks(cfg: Any) -> list[Callback]:
+    """A guarded tracker per name in cfg.track (rank 0 only); a missing package fails here,
+    before any training, with the install command."""
+    if not getattr(cfg, "track", None) or not distributed.is_main():
+        return []
+    return [Guard(LOGGERS[name](cfg), name) for name in cfg.track]
