@@ -98,6 +98,7 @@ def test_bad_specs_are_one_line_errors(spec: str, msg: str) -> None:
         build_augment(spec)
 
 
+@pytest.mark.slow
 def test_only_the_training_split_is_augmented(tmp_path: Path) -> None:
     """With heavy noise on train batches, val/test metrics are still those of clean images."""
     import cnnlab
@@ -120,6 +121,7 @@ def _rows(path: Path) -> list[dict]:
         return list(csv.DictReader(fh))
 
 
+@pytest.mark.slow
 def test_offline_writer_csv_round_trips_through_train(tmp_path: Path) -> None:
     src = write_image_folder(tmp_path / "imgs", n_per_class=8, size=16, partitions=True)
     out = tmp_path / "aug"
@@ -147,6 +149,7 @@ def test_offline_writer_csv_round_trips_through_train(tmp_path: Path) -> None:
     assert sizes["train"]["n"] == 3 * n_train and sizes["val"]["n"] == n_val
 
 
+@pytest.mark.slow
 def test_offline_writer_discard_original_and_csv_tasks(tmp_path: Path) -> None:
     src = write_image_folder(tmp_path / "imgs", n_per_class=4, size=12, classes=2)
     files = sorted((tmp_path / "imgs").rglob("*.png"))

@@ -208,6 +208,7 @@ def _write(path: Path, data: bytes) -> Path:
     return path.parent
 
 
+@pytest.mark.slow
 def test_every_bad_input_is_one_clear_line(zygote, model, tmp_path: Path):
     cases = bad_cases(tmp_path, model)
     assert len(cases) >= 30
@@ -221,6 +222,7 @@ def test_every_bad_input_is_one_clear_line(zygote, model, tmp_path: Path):
     assert not failures, "\n\n".join(failures)
 
 
+@pytest.mark.slow
 def test_fresh_cnnlab_process_reports_bad_input_in_one_line(tmp_path: Path):
     bad = folder_with(tmp_path / "bomb", "bomb.png", bomb_png)
     res = run_cli("train", bad, "--out", tmp_path / "run")

@@ -6,9 +6,12 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 import cnnlab
 
 
+@pytest.mark.slow
 def test_version_and_models_table_on_a_pipe() -> None:
     # One shell, two real processes: the table must reach grep through a pipe, not the terminal.
     py = f'"{sys.executable}" -m cnnlab'
@@ -22,6 +25,7 @@ def test_version_and_models_table_on_a_pipe() -> None:
     assert rows and all("resnet" in r for r in rows)  # each model is one whole line
 
 
+@pytest.mark.slow
 def test_shell_completion_completes_commands() -> None:
     env = {**os.environ, "_CNNLAB_COMPLETE": "complete_bash", "COMP_WORDS": "cnnlab tra",
            "COMP_CWORD": "1"}

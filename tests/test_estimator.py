@@ -31,6 +31,7 @@ def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
 
 
+@pytest.mark.slow
 def test_cross_val_score_on_digit_images():
     x, y = digits_arrays()
     x, y = x[::2], y[::2]  # 899 images [N,8,8]
@@ -68,6 +69,7 @@ def test_labels_pickle_and_run_folder(tmp_path: Path):
         est.predict(x[500:].reshape(100, -1)[:, :60])
 
 
+@pytest.mark.slow
 def test_file_paths_grid_search_and_pipeline(tmp_path: Path):
     root = write_image_folder(tmp_path / "imgs", n_per_class=8, size=16, classes=2)
     paths = sorted(str(p) for p in root.rglob("*.png"))

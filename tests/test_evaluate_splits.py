@@ -30,6 +30,7 @@ def _cli(capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str, str]:
     return code, out.out, out.err
 
 
+@pytest.mark.slow
 def test_split_all_is_one_row_per_split(run_dir: Path, capsys: pytest.CaptureFixture):
     code, out, err = _cli(capsys, "evaluate", "--weights", str(run_dir / "best.pt"), "--split",
                           "all", "--json")

@@ -27,6 +27,7 @@ def _race(barrier, runs: str, out: str | None, queue) -> None:  # noqa: ANN001
     queue.put(str(chosen))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("explicit_out", [False, True])
 def test_racing_processes_never_share_a_run_folder(tmp_path: Path, explicit_out: bool):
     ctx = mp.get_context("fork")

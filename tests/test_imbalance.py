@@ -17,6 +17,8 @@ from cnnlab.errors import CnnlabError
 from cnnlab.train.settings import TrainConfig
 from cnnlab.train.setup import class_weight_tensor
 
+pytestmark = pytest.mark.slow  # full training runs: `make test` only
+
 
 def _noisy(n0: int, n1: int, seed: int) -> ImageSet:
     """8x8 grey images: class 1 is 8 grey levels brighter on average; pixel noise std 40.

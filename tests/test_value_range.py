@@ -38,6 +38,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Predictor:
                         extra={"plots": False}).load()
 
 
+@pytest.mark.slow
 def test_gaussian_noise_predicts_as_its_clipped_copy(trained: Predictor):
     x8, y = digits_arrays(200)
     x = x8.astype(np.float32) / 255.0

@@ -40,7 +40,10 @@ def atomic_path(path: str | Path, suffix: str = TEMP_SUFFIX) -> Iterator[Path]:
     renamed over `path` when the block ends without error, removed otherwise."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    except OSError as exc:  # name the file the user asked for, not our temp file
+        raise OSError(exc.errno, exc.strerror, str(path)) from None
     os.close(fd)
     try:
         yield Path(tmp)
@@ -48,9 +51,10 @@ def atomic_path(path: str | Path, suffix: str = TEMP_SUFFIX) -> Iterator[Path]:
         os.replace(tmp, path)
     except OSError as exc:
         _unlink(tmp)
-        if exc.filename == tmp:  # name the file the user asked for, not our temp file
-            exc.filename = str(path)
-        raise
+        if exc.errno is None:
+            raise
+        # A full disk while writing, a read-only target: name the target, not the temp file.
+        raise OSError(exc.errno, exc.strerror, str(path)) from None
     except BaseException:
         _unlink(tmp)
         raise
