@@ -78,13 +78,13 @@ def split_grid(given: dict) -> tuple[dict, dict[str, list]]:
 @with_settings(*TRACKED, mode="grid")
 def sweep(
     path: Path | None = _path(),
-    grid: list[str] = _opt([], "--grid", help="Any setting KEY=V1,V2 (repeatable), e.g. "
+    grid: list[str] = _opt([], "--grid", metavar="KEY=V1,V2", help="Any setting KEY=V1,V2 (repeatable), e.g. "
                            "model_args.width=8,16 or momentum=0.5,0.9."),
     select: str = _opt("val_acc", "--select", help="Pick the best by val_acc (ties: lower val "
                        "loss) or val_loss."),
     prune: bool = _opt(False, "--prune", help="Delete the checkpoints of all but the best member."),
     out: Path | None = _opt(None, "--out", "-o", metavar="DIR",
-                            help="Experiment folder [default: runs/sweep-<data>-<model>]"),
+                            help="Experiment folder [default: runs/sweep-DATA-MODEL]"),
     force: bool = FORCE, report: bool = REPORT, member_plots: bool = MEMBER_PLOTS,
     settings: dict | None = None,
 ) -> None:
@@ -110,7 +110,7 @@ def cv(
                             help="Fraction of each fold's training part kept for picking the best "
                                  "epoch (0: none, the last best train-loss epoch is used)."),
     out: Path | None = _opt(None, "--out", "-o", metavar="DIR",
-                            help="Experiment folder [default: runs/cv-<data>-<model>]"),
+                            help="Experiment folder [default: runs/cv-DATA-MODEL]"),
     force: bool = FORCE, report: bool = REPORT, member_plots: bool = MEMBER_PLOTS,
     settings: dict | None = None,
 ) -> None:
@@ -129,7 +129,7 @@ def seeds(
     seed_list: str | None = _opt(None, "--seeds", metavar="LIST",
                                  help="Explicit seeds, e.g. 0,1,2,7."),
     out: Path | None = _opt(None, "--out", "-o", metavar="DIR",
-                            help="Experiment folder [default: runs/seeds-<data>-<model>]"),
+                            help="Experiment folder [default: runs/seeds-DATA-MODEL]"),
     force: bool = FORCE, report: bool = REPORT, member_plots: bool = MEMBER_PLOTS,
     settings: dict | None = None,
 ) -> None:
@@ -160,7 +160,7 @@ def lr_find_cmd(
     steps: int = _opt(100, "--steps", min=5, metavar="N",
                       help="Batches to train (one learning rate each)."),
     out: Path | None = _opt(None, "--out", "-o", metavar="DIR",
-                            help="Folder for the plot [default: runs/lr-find-<data>-<model>]"),
+                            help="Folder for the plot [default: runs/lr-find-DATA-MODEL]"),
     settings: dict | None = None,
 ) -> None:
     """Loss against an exponentially growing learning rate, with a suggested --lr."""

@@ -26,7 +26,7 @@ def train(
                                 rich_help_panel="Output"),
     resume_from: Path | None = typer.Option(None, "--resume-from", metavar="CKPT",
                                             help="Continue from this checkpoint (last.pt or "
-                                            "epoch_<k>.pt) in its run folder.",
+                                            "epoch_K.pt) in its run folder.",
                                             rich_help_panel="Output"),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing run folder.",
                                rich_help_panel="Output"),

@@ -124,6 +124,16 @@ def _read_history(path: Path) -> list[dict]:
     return rows
 
 
+def _train_time(metrics: dict) -> str:
+    """Training seconds, with the frozen-backbone feature pass shown apart when there was one."""
+    t = metrics.get("train_seconds")
+    if not isinstance(t, (int, float)):
+        return "\u2013"
+    feat = metrics.get("feature_seconds") or 0.0
+    return f"{t:.1f} s" + (f" (of which {feat:.1f} s computing backbone features once)"
+                           if feat else "")
+
+
 def _reload(run_dir: Path, cfg: dict, splits: object, predictor: object,
             notes: list[str]) -> tuple[object, object]:
     """The run's best model and data, reloaded from best.pt and config.yaml when not given."""
@@ -255,14 +265,20 @@ def _summary(run_dir: Path, cfg: dict, metrics: dict, predictor: object, data_in
         rows.append(("parameters", f"{n_params:,}"))
         rows.append(("input", f"{predictor.channels} x {predictor.image_size} x "
                               f"{predictor.image_size}"))
-    rows += [("optimizer", f"{cfg.get('optimizer')} (lr {cfg.get('lr') or 'default'}, "
+    used = metrics.get("resolved") or cfg.get("resolved") or {}  # what ran, not what was asked
+    lr = used.get("lr", cfg.get("lr"))
+    lr_text = "default" if lr is None else f"{lr:g}" + (" (the optimizer's default)"
+                                                       if cfg.get("lr") is None else "")
+    rows += [("optimizer", f"{cfg.get('optimizer')} (lr {lr_text}, "
                            f"batch {cfg.get('batch_size')}, schedule {cfg.get('schedule')})"),
              ("epochs", f"{metrics.get('epochs_run', '?')} of {cfg.get('epochs')}; best "
                         f"epoch {metrics.get('best_epoch', '?')}"
                         + (" (stopped early)" if metrics.get("stopped_early") else "")),
-             ("training time", f"{metrics['train_seconds']:.1f} s"
-              if isinstance(metrics.get("train_seconds"), (int, float)) else "\u2013"),
-             ("device", f"{cfg.get('device')}, precision {cfg.get('precision')}")]
+             ("training time", _train_time(metrics)),
+             ("device", f"{used.get('device', cfg.get('device'))}, precision "
+                        f"{used.get('precision', cfg.get('precision'))} (asked: "
+                        f"{cfg.get('device')}, {cfg.get('precision')}); threads "
+                        f"{used.get('num_threads', '?')}")]
     table = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in rows)
     table += _files_row(run_dir)
     conf = "".join(f"<tr><th>{esc(k)}</th><td><code>{esc(json.dumps(v))}</code></td></tr>"

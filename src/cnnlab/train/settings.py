@@ -239,8 +239,8 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in [
       metavar="NAME"),
     S("task_column", "task", "data", "CSV column naming each row's task.", metavar="NAME"),
     S("skip_bad", False, "data", "Skip unreadable images instead of stopping.", bool),
-    S("layout", "auto", "data", "Folders: classes (ROOT/<class>/...), splits (ROOT/<split>/"
-      "<class>/...) or auto (split names like train/, test_set/ are recognised).",
+    S("layout", "auto", "data", "Folders: classes (ROOT/CLASS/...), splits (ROOT/SPLIT/"
+      "CLASS/...) or auto (split names like train/, test_set/ are recognised).",
       choices=("auto", "classes", "splits")),
     S("crop_size", None, "data", "Centre-crop to N x N after resizing (with --resize shorter: "
       "torchvision's Resize(image_size) then CenterCrop(N)).", int, lo=1, hi=4096,
@@ -305,11 +305,11 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in [
     S("feature_cache", True, "hardware", "Frozen backbone: compute its features once.", bool,
       affects_result=False),
     # ---- output
-    S("out", None, "output", "Run folder [default: runs/<name>].", metavar="DIR", short="-o",
+    S("out", None, "output", "Run folder [default: runs/NAME].", metavar="DIR", short="-o",
       affects_result=False),
     S("runs_dir", "runs", "output", "Parent folder of runs without --out.", metavar="DIR",
       affects_result=False),
-    S("name", None, "output", "Run name under runs/ [default: <data>-<model>].", metavar="NAME",
+    S("name", None, "output", "Run name under runs/ [default: DATA-MODEL].", metavar="NAME",
       affects_result=False),
     S("report", True, "output", "Write report.html.", bool, affects_result=False),
     S("doctor", False, "output", "Check the data first (leaks, duplicates, label errors, "
