@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+import torch
 
 from cnnlab import io
 from cnnlab.console import console
@@ -18,9 +18,11 @@ from cnnlab.data.imageset import DataSplits
 from cnnlab.data.load import LoadOptions, load_data
 from cnnlab.device import resolve_device
 from cnnlab.errors import CnnlabError
+from cnnlab.evaluate.calibration import calibrate_run
 from cnnlab.evaluate.metrics import baselines, compute_metrics
 from cnnlab.evaluate.predictor import Predictor, write_predictions
-from cnnlab.models.inference import evaluate_logits
+from cnnlab.models.tta import probs_and_loss
+from cnnlab.models.tta import views as tta_views
 from cnnlab.train import distributed, rundir, settings
 from cnnlab.train.callbacks import Callback
 from cnnlab.train.settings import TrainConfig
@@ -300,7 +302,11 @@ def finalize(trainer: Trainer, verbose: bool = True) -> dict:
                           precision=trainer.eval_precision)
     # Every split is scored once; predictions.csv and the report reuse these probabilities.
     # A frozen backbone's features are cached: the best head scores them (no second pass).
-    probs = score_splits(trainer, best)
+    logits = score_splits(trainer, best)
+    labels = {n: d.labels for n, d in splits.items()}
+    calibration = calibrate_run(run_dir / "best.pt", best, logits, labels) if cfg.calibrate \
+        else None
+    probs = {n: probs_and_loss(z, labels[n], best.temperature) for n, z in logits.items()}
     metrics: dict = {}
     for name, data in splits.items():
         if name in probs and (data.labels >= 0).any():
@@ -311,6 +317,10 @@ def finalize(trainer: Trainer, verbose: bool = True) -> dict:
     if test_or_val is not None:
         metrics["baselines"] = baselines(splits.train.labels.numpy(),
                                          test_or_val.labels.numpy(), len(splits.classes))
+    if best.tta != "none":
+        metrics["tta"] = {"views": best.tta, "n_views": len(tta_views(best.tta))}
+    if calibration is not None:
+        metrics["calibration"] = calibration
     metrics["best_epoch"] = trainer.state.best_epoch
     metrics["epochs_run"] = trainer.state.epoch
     metrics["stopped_early"] = trainer.state.stopped_early
@@ -354,17 +364,20 @@ def finalize(trainer: Trainer, verbose: bool = True) -> dict:
     return metrics
 
 
-def score_splits(trainer: Trainer, best: Predictor) -> dict[str, tuple[np.ndarray, float | None]]:
-    """(probabilities, loss) of the best checkpoint on every non-empty split."""
+def score_splits(trainer: Trainer, best: Predictor) -> dict[str, torch.Tensor]:
+    """Logits [V, N, K] of the best checkpoint on every non-empty split, one row per test-time
+    view of the run's --tta (V = 1 without)."""
     if trainer.features is not None:
         trainer.model.load_state_dict(best.module.state_dict())
     out = {}
     for name, data in trainer.splits.items():
         if not len(data):
             continue
-        cached = trainer.features is not None and trainer.features.get(name) is not None
-        logits = trainer.features.logits(name) if cached else best.logits(data.images)
-        out[name] = evaluate_logits(logits, data.labels)
+        # cached backbone features are of the plain images: TTA views need the full model
+        cached = trainer.features is not None and trainer.features.get(name) is not None \
+            and best.tta == "none"
+        out[name] = trainer.features.logits(name).unsqueeze(0) if cached \
+            else best.view_logits(data.images)
     return out
 
 
