@@ -118,7 +118,8 @@ def test_train_with_calibrate_and_tta_saves_and_applies_the_temperature(tmp_path
     data = write_image_folder(tmp_path / "imgs", n_per_class=12, size=12)
     out = tmp_path / "run"
     res = cnnlab.train(str(data), model="cnn", epochs=3, image_size=12, out=str(out),
-                       calibrate=True, tta="flip", verbose=False, report=True)
+                       calibrate=True, tta="flip", verbose=False, report=False,
+                       extra={"plots": False})
     m = json.loads((out / "metrics.json").read_text())
     cal = m["calibration"]
     t = cal["temperature"]
@@ -132,16 +133,44 @@ def test_train_with_calibrate_and_tta_saves_and_applies_the_temperature(tmp_path
     again = model.evaluate(splits.test)
     assert again["loss"] == pytest.approx(m["test"]["loss"], rel=1e-4)
     assert again["loss"] == pytest.approx(cal["test"]["nll_after"], rel=1e-4)
-    raw = torch.softmax(model.view_logits(splits.test.images) / t, 2).mean(0)
+    assert again["ece"] == pytest.approx(cal["test"]["ece_after"], abs=1e-6)
+    mean = torch.softmax(model.view_logits(splits.test.images), 2).mean(0)
+    raw = torch.softmax(mean.log() / t, 1)  # the averaged prediction, tempered
     assert np.allclose(model.predict_proba(splits.test.images), raw.numpy(), atol=1e-6)
+    tempered = model.predict(splits.test.images)
+    model.temperature = 1.0
+    assert (model.predict(splits.test.images) == tempered).all()  # T never changes a prediction
+
+
+def test_without_a_validation_split_calibration_is_skipped(tmp_path: Path) -> None:
+    import cnnlab
+
+    data = write_image_folder(tmp_path / "imgs", n_per_class=6, size=12)
+    res = cnnlab.train(str(data), model="cnn", epochs=1, image_size=12, val_split=0.0,
+                       out=str(tmp_path / "run"), calibrate=True, verbose=False, report=False,
+                       extra={"plots": False})
+    assert "no labeled validation split" in res.metrics["calibration"]["skipped"]
+    assert res.load().temperature == 1.0
+
+
+@pytest.mark.slow
+def test_report_diagram_and_cli_tta(tmp_path: Path) -> None:
+    import cnnlab
+
+    data = write_image_folder(tmp_path / "imgs", n_per_class=12, size=12)
+    out = tmp_path / "run"
+    cnnlab.train(str(data), model="cnn", epochs=2, image_size=12, out=str(out), calibrate=True,
+                 tta="flip", verbose=False)
     html = (out / "report.html").read_text()
-    assert "Calibration" in html and "reliability" in html.lower()
+    assert "Calibration" in html and "ECE before" in html and "Reliability" not in html[:200]
     assert (out / "plots" / "reliability.png").is_file()
+    model = Predictor.load(out / "best.pt")
+    splits = cnnlab.data(str(data), image_size=12)
     # evaluate --tta none overrides the run's flip: the loss of the plain tempered softmax
     r = run_cli("evaluate", "--weights", str(out), "--tta", "none", "--json")
     assert r.returncode == 0, r.stderr
     plain = json.loads(r.stdout)["test"]
-    z = model.view_logits(splits.test.images, "none")[0] / t
+    z = model.view_logits(splits.test.images, "none")[0] / model.temperature
     assert plain["loss"] == pytest.approx(float(F.cross_entropy(z, splits.test.labels)), rel=1e-4)
     bad = run_cli("predict", "--weights", str(out), "--tta", "twist", "-o", str(tmp_path / "p"))
     assert bad.returncode == 2 and "unknown view 'twist'" in bad.stderr

@@ -2,8 +2,9 @@
 
 Temperature scaling (Guo et al. 2017) divides every logit by one number T > 0, fitted to
 minimise the negative log-likelihood on the validation split; it never changes which class is
-predicted, only how confident the probabilities are. With test-time augmentation the fitted
-objective is the NLL of the view-averaged probabilities, the ones that are reported.
+predicted, only how confident the probabilities are. With test-time augmentation T tempers
+the view-averaged probabilities (models/tta.py average_probs), the ones that are reported, and
+is fitted to their NLL.
 """
 
 from __future__ import annotations

@@ -33,9 +33,9 @@ class Predictor:
     0..1, other integers 0..255. Never from the batch's own values. Values outside the range
     are clipped, with one warning per predictor giving the count.
 
-    Probabilities are softmax(logits / temperature) (the checkpoint's `temperature`, fitted by
-    --calibrate; 1 otherwise), averaged over the test-time views of `tta` (the run's --tta
-    setting unless changed; models/tta.py).
+    Probabilities are softmax(logits), averaged over the test-time views of `tta` (the run's
+    --tta setting unless changed) and tempered by the checkpoint's `temperature` (fitted by
+    --calibrate; 1 otherwise): models/tta.py average_probs.
     """
 
     value_range: tuple[float, float] | None = None  # set by cnnlab.load(value_range=...)

@@ -7,7 +7,7 @@ A spec names view families, comma separated; the views are every combination of 
   edge rows and columns repeated into the gap (3 views, as airbench's translate views).
 `flip,shift` is 2 x 3 = 6 views; `none` is the image alone. Views act on uint8 NCHW images, so
 they are exact and the same for any model backend (torch, ONNX). Probabilities are the plain
-mean over the views of softmax(logits / temperature).
+mean over the views of softmax(logits), tempered by --calibrate's T (see average_probs).
 """
 
 from __future__ import annotations
@@ -94,12 +94,19 @@ def view_logits(logits_fn: Callable[[torch.Tensor], torch.Tensor], images: torch
 
 
 def average_probs(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
-    """Mean over views of softmax(logits / T): [V, N, K] (or [N, K]) -> [N, K], logits' dtype."""
+    """Probabilities [N, K] from view logits [V, N, K] (or [N, K]), in the logits' dtype: the
+    mean over views of softmax(logits), then tempered as softmax(log(mean) / T). One view gives
+    exactly softmax(logits / T); with several, T scales the averaged prediction itself, so it
+    can also sharpen views that disagree (tempering each view first could not)."""
     if logits.dim() == 2:
         logits = logits.unsqueeze(0)
     if logits.shape[0] == 1:  # no TTA: exactly softmax(logits / T), as before TTA existed
         return torch.softmax(logits[0] / temperature if temperature != 1.0 else logits[0], 1)
-    return torch.softmax(logits / temperature, 2).mean(0)
+    probs = torch.softmax(logits, 2).mean(0)
+    if temperature == 1.0:
+        return probs
+    tiny = torch.finfo(probs.dtype).tiny
+    return torch.softmax(probs.clamp_min(tiny).log() / temperature, 1)
 
 
 def nll(probs: torch.Tensor, labels: torch.Tensor) -> float | None:
