@@ -8,7 +8,9 @@ op alone, ours next to kornia's module for the same job where one exists. Best-o
 other load on the machine inflates them less; still, compare only runs on a quiet machine.
 Target (issue 4): `hflip,crop=4` under 15% of the step time. The policies (randaugment,
 trivialaugment, autoaugment) and erasing are kornia's modules behind our op names (issue 14):
-their rows show the cost of our wrapper (clamp, grey-as-RGB) next to the bare module; try
+randaugment and trivialaugment are ours (data/policies.py: ops drawn per image), timed next to
+kornia's RandAugment/TrivialAugment (ops drawn once per batch); autoaugment and erasing are
+kornia's modules behind our names (the row shows our wrapper next to the bare module). Try
 `--spec hflip,crop=4,randaugment` for a policy's share of a step.
 """
 

@@ -37,7 +37,8 @@ def test_each_op_keeps_shape_dtype_range_and_changes_the_batch(spec: str, channe
 
 def test_every_op_is_tested() -> None:
     assert set(OPS) == {"hflip", "vflip", "rotate", "grayscale", "jitter", "rrc", "crop", "blur",
-                        "noise", "randaugment", "trivialaugment", "autoaugment", "erasing"}
+                        "noise", "randaugment", "trivialaugment", "autoaugment", "erasing",
+                        "kornia_randaugment", "kornia_trivialaugment"}
     # the policies and erasing are tested in tests/test_augment_policies.py
 
 

@@ -1,14 +1,17 @@
-"""RandAugment, TrivialAugmentWide, AutoAugment and random erasing as --augment ops (kornia)."""
+"""RandAugment, TrivialAugmentWide (ours, per image; kornia's, per batch), AutoAugment and random
+erasing as --augment ops."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
 from cnnlab.data.augment import build_augment, parse_spec
 from cnnlab.errors import CnnlabError
 
-POLICIES = ["randaugment", "randaugment=3:15", "trivialaugment", "autoaugment", "erasing=1"]
+POLICIES = ["randaugment", "randaugment=3:15", "trivialaugment", "autoaugment", "erasing=1",
+            "kornia_randaugment=2:9", "kornia_trivialaugment"]
 
 
 def _batch(c: int, b: int = 16, size: int = 24) -> torch.Tensor:
@@ -66,3 +69,74 @@ def test_randaugment_values_and_errors() -> None:
         parse_spec("randaugment=9:x")
     with pytest.raises(CnnlabError, match="from 0 to 30"):
         parse_spec("randaugment=31")
+
+
+# ---- our per-image policies (data/policies.py) against PIL, their reference definitions ----
+def _pil_case(op: str, level: int, sign: float, rgb: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """(ours, PIL's) uint8 results of one op at one magnitude on a smooth test image."""
+    from PIL import Image, ImageEnhance, ImageOps
+
+    from cnnlab.data.policies import OPS as P_OPS
+    from cnnlab.data.policies import apply_ops
+
+    g = np.random.default_rng(3)
+    base = np.clip(np.linspace(30, 220, 20 * 20).reshape(20, 20, 1)
+                   + g.normal(0, 20, (20, 20, 3 if rgb else 1)), 0, 255).astype(np.uint8)
+    img = Image.fromarray(base if rgb else base[..., 0])
+    x = torch.from_numpy(base).permute(2, 0, 1)[None].float() / 255
+    y = apply_ops(x, torch.tensor([P_OPS.index(op)]), torch.tensor([level]), wide=True,
+                  sign=torch.tensor([sign]))
+    ours = (y[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    f = 1 + sign * level / 30 * 0.99
+    ref = {"brightness": lambda: ImageEnhance.Brightness(img).enhance(f),
+           "color": lambda: ImageEnhance.Color(img).enhance(f),
+           "contrast": lambda: ImageEnhance.Contrast(img).enhance(f),
+           "sharpness": lambda: ImageEnhance.Sharpness(img).enhance(f),
+           "posterize": lambda: ImageOps.posterize(img, 8 - round(level / 30 * 6)),
+           "solarize": lambda: ImageOps.solarize(img, 255 * (30 - level) / 30),
+           "autocontrast": lambda: ImageOps.autocontrast(img),
+           "equalize": lambda: ImageOps.equalize(img)}[op]()
+    want = np.asarray(ref)
+    return ours, want if want.ndim == 3 else want[..., None]
+
+
+@pytest.mark.parametrize("op", ["brightness", "color", "contrast", "sharpness", "posterize",
+                                "solarize", "autocontrast", "equalize"])
+@pytest.mark.parametrize("sign", [-1.0, 1.0])
+def test_colour_ops_match_pil(op: str, sign: float) -> None:
+    for rgb in (True, False):
+        if op == "color" and not rgb:
+            continue
+        ours, want = _pil_case(op, 20, sign, rgb)
+        diff = np.abs(ours.astype(int) - want.astype(int))
+        # PIL rounds in integers (contrast: the mean grey level is rounded first)
+        assert diff.mean() < 1.0 and diff.max() <= 3, (op, sign, rgb, diff.max())
+
+
+def test_geometric_ops_move_the_image_as_defined() -> None:
+    from cnnlab.data.policies import OPS as P_OPS
+    from cnnlab.data.policies import apply_ops
+
+    x = torch.zeros(1, 1, 32, 32)
+    x[..., 8:12, 8:12] = 1.0  # a small square
+    tx = apply_ops(x, torch.tensor([P_OPS.index("translate_x")]), torch.tensor([3]), wide=True,
+                   sign=torch.tensor([1.0]))  # 3/30 of 32 px = 3.2 px
+    cols = tx[0, 0].sum(0)
+    shift = float((cols * torch.arange(32)).sum() / cols.sum()) - 9.5
+    assert abs(abs(shift) - 3.2) < 0.05
+    rot = apply_ops(torch.ones(1, 1, 32, 32), torch.tensor([P_OPS.index("rotate")]),
+                    torch.tensor([10]), wide=True, sign=torch.tensor([1.0]))  # 45 degrees
+    assert float(rot[0, 0, 0, 0]) < 0.05 and float(rot[0, 0, 16, 16]) > 0.99  # black corners
+
+
+def test_ours_draw_ops_per_image_kornias_per_batch() -> None:
+    x = _batch(3, b=1).expand(64, -1, -1, -1).contiguous()  # 64 copies of one image
+    torch.manual_seed(0)
+    y = build_augment("trivialaugment")(x)
+    same = [bool(torch.allclose(y[i], x[i], atol=1e-6)) for i in range(64)]
+    assert 0 < sum(same) < 20  # identity (and magnitude-0) draws only
+    distinct = {tuple(y[i].flatten()[:50].round(decimals=4).tolist()) for i in range(64)}
+    assert len(distinct) > 30
+    torch.manual_seed(0)
+    y = build_augment("randaugment=1:30")(x)
+    assert 0 < sum(bool(torch.allclose(y[i], x[i], atol=1e-6)) for i in range(64)) < 20

@@ -4,8 +4,9 @@
 batches in [0, 1] that draws fresh random parameters per image from torch's global generator
 (so the trainer's per-epoch seeding makes runs and resumes reproducible). Rotation, blur and
 colour jitter use kornia; flips, crop, rrc, grayscale and noise are a few tensor operations,
-because those measured faster than kornia's versions (see bench/augment.py). The policies
-(randaugment, trivialaugment, autoaugment) and random erasing are kornia's modules.
+because those measured faster than kornia's versions (see bench/augment.py). randaugment and
+trivialaugment draw ops per image (data/policies.py); kornia_randaugment,
+kornia_trivialaugment, autoaugment and erasing are kornia's modules.
 
 The same ops serve the offline writer (data/offline_augment.py) with `always=True`: every
 probabilistic op is then applied to every copy (the EECS 445 Grayscale() always greys).
@@ -149,16 +150,32 @@ def _policy(make: Callable[[], torch.nn.Module]) -> Augment:
 
 
 def randaugment(value: float | tuple[int, int] = 9) -> Augment:
-    """RandAugment (Cubuk et al.): N random ops at magnitude M of 30; value M or (N, M)."""
+    """RandAugment (Cubuk et al.), per image: N random ops at magnitude M of 30; value M or
+    (N, M) (data/policies.py)."""
+    from cnnlab.data.policies import randaugment as ours
+
+    n, m = value if isinstance(value, tuple) else (2, value)
+    return ours(int(n), int(m))
+
+
+def trivialaugment(p: float = 1.0) -> Augment:
+    """TrivialAugmentWide (Müller & Hutter), per image: one random op at a random magnitude,
+    with probability p (data/policies.py)."""
+    from cnnlab.data.policies import trivialaugment as ours
+
+    return ours(p)
+
+
+def kornia_randaugment(value: float | tuple[int, int] = 9) -> Augment:
+    """kornia's RandAugment: N ops at magnitude M of 30, one draw of ops per batch."""
     from kornia.augmentation.auto import RandAugment
 
     n, m = value if isinstance(value, tuple) else (2, value)
     return _policy(lambda: RandAugment(n=int(n), m=int(m)))
 
 
-def trivialaugment(p: float = 1.0) -> Augment:
-    """TrivialAugmentWide (Müller & Hutter): one random op at a random magnitude, probability p
-    per batch."""
+def kornia_trivialaugment(p: float = 1.0) -> Augment:
+    """kornia's TrivialAugment: one op per batch, probability p per batch."""
     from kornia.augmentation.auto import TrivialAugment
 
     policy = _policy(TrivialAugment)
@@ -227,10 +244,14 @@ OPS: dict[str, OpInfo] = {
                    integer=True),
     "blur": OpInfo(blur, 1.0, 0.1, 10, "Gaussian blur, largest sigma (pixels)"),
     "noise": OpInfo(noise, 0.05, 0, 1, "Gaussian noise std (0..1 scale)"),
-    "randaugment": OpInfo(randaugment, 9, 0, 30, "RandAugment magnitude M of 30 with N=2 ops, "
-                          "or N:M", integer=True, text=_n_m),
-    "trivialaugment": OpInfo(trivialaugment, 1.0, 0, 1, "TrivialAugmentWide, probability per "
-                             "batch"),
+    "randaugment": OpInfo(randaugment, 9, 0, 30, "RandAugment per image: magnitude M of 30 "
+                          "with N=2 ops, or N:M", integer=True, text=_n_m),
+    "trivialaugment": OpInfo(trivialaugment, 1.0, 0, 1, "TrivialAugmentWide per image, "
+                             "probability", probability=True),
+    "kornia_randaugment": OpInfo(kornia_randaugment, 9, 0, 30, "kornia's RandAugment (ops "
+                                 "drawn per batch): M or N:M", integer=True, text=_n_m),
+    "kornia_trivialaugment": OpInfo(kornia_trivialaugment, 1.0, 0, 1, "kornia's "
+                                    "TrivialAugment (op drawn per batch), probability"),
     "autoaugment": OpInfo(autoaugment, 1.0, 0, 1, "AutoAugment CIFAR-10 policy, probability "
                           "per batch"),
     "erasing": OpInfo(erasing, 0.25, 0, 1, "random erasing, probability per image",
