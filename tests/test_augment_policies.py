@@ -140,3 +140,12 @@ def test_ours_draw_ops_per_image_kornias_per_batch() -> None:
     torch.manual_seed(0)
     y = build_augment("randaugment=1:30")(x)
     assert 0 < sum(bool(torch.allclose(y[i], x[i], atol=1e-6)) for i in range(64)) < 20
+
+
+def test_a_bad_augment_setting_fails_before_any_data_is_read() -> None:
+    from cnnlab.train.settings import SettingsError, resolve
+
+    with pytest.raises(SettingsError, match="M must be a whole number from 0 to 30"):
+        resolve({"augment": "hflip,randaugment=2:40"})
+    assert resolve({"augment": "trivialaugment,erasing=0.3"}).augment == \
+        "trivialaugment,erasing=0.3"

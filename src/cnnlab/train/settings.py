@@ -189,6 +189,17 @@ def _value_range(text: str) -> list[float]:
     return [lo, hi]
 
 
+def _augment(text: str) -> str:
+    """An --augment spec, checked before anything is loaded or written (data/augment.py)."""
+    from cnnlab.data.augment import parse_spec
+
+    try:
+        parse_spec(text)
+    except CnnlabError as exc:
+        raise SettingsError(str(exc)) from None
+    return text
+
+
 def _tta(text: str) -> str:
     """A --tta spec: none, or views flip, vflip, shift[=P] (models/tta.py)."""
     from cnnlab.models.tta import parse_tta
@@ -283,7 +294,7 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in [
       "are about.", metavar="CLASS"),
     # ---- augmentation
     S("augment", None, "augmentation", 'Online augmentation of each batch, e.g. '
-      '"hflip,rotate=20,crop=4".', nullable=True, metavar="OPS"),
+      '"hflip,rotate=20,crop=4".', nullable=True, metavar="OPS", parse=_augment),
     S("tta", "none", "augmentation", "Test-time augmentation of the final scores (and the "
       "default of evaluate, predict and predict_proba): none, or views to average, e.g. flip, "
       "flip,shift (6 views), vflip, shift=2.", parse=_tta, metavar="VIEWS", resumable=True),
