@@ -112,6 +112,7 @@ def test_temperature_scaling_lowers_ece_of_an_overconfident_model() -> None:
     assert t2 > 5
 
 
+@pytest.mark.slow
 def test_train_with_calibrate_and_tta_saves_and_applies_the_temperature(tmp_path: Path) -> None:
     import cnnlab
 

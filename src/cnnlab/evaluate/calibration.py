@@ -67,17 +67,24 @@ def fit_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:
 
     lo, hi = math.log(0.01), math.log(100.0)
     g = (math.sqrt(5) - 1) / 2
-    a, b = hi - g * (hi - lo), lo + g * (hi - lo)
-    fa, fb = loss(a), loss(b)
-    for _ in range(60):  # the bracket shrinks to 9.2 * 0.618**60: far below float precision
-        if fa < fb:
-            hi, b, fb = b, a, fa
-            a = hi - g * (hi - lo)
-            fa = loss(a)
-        else:
-            lo, a, fa = a, b, fb
-            b = lo + g * (hi - lo)
-            fb = loss(b)
+    threads = torch.get_num_threads()
+    # 62 small evaluations: on a busy machine, handing each to a second thread costs up to 40x
+    # the work itself (measured: 2.75 s against 0.07 s for 3000 x 5 logits).
+    torch.set_num_threads(1)
+    try:
+        a, b = hi - g * (hi - lo), lo + g * (hi - lo)
+        fa, fb = loss(a), loss(b)
+        for _ in range(60):  # the bracket shrinks to 9.2 * 0.618**60: below float precision
+            if fa < fb:
+                hi, b, fb = b, a, fa
+                a = hi - g * (hi - lo)
+                fa = loss(a)
+            else:
+                lo, a, fa = a, b, fb
+                b = lo + g * (hi - lo)
+                fb = loss(b)
+    finally:
+        torch.set_num_threads(threads)
     return float(math.exp((lo + hi) / 2))
 
 
