@@ -191,3 +191,22 @@ def test_estimator_predict_proba_averages_the_views() -> None:
     assert np.allclose(both, (plain + mirrored) / 2, atol=1e-9)
     assert not np.allclose(both, plain, atol=1e-4)
     assert both.dtype == np.float64 and np.allclose(both.sum(1), 1)
+
+
+@pytest.mark.slow
+def test_onnx_export_keeps_temperature_and_views(tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    import cnnlab
+    from cnnlab.export import export_model
+
+    out = tmp_path / "run"
+    cnnlab.train(epochs=1, out=str(out), model_args={"width": 4}, calibrate=True, tta="shift",
+                 report=False, verbose=False, extra={"plots": False})
+    ckpt = cnnlab.load(out / "best.pt")
+    assert ckpt.temperature != 1.0
+    export_model(out / "best.pt", "onnx", tmp_path / "m.onnx")
+    onnx_model = cnnlab.load(tmp_path / "m.onnx")
+    assert onnx_model.temperature == ckpt.temperature and onnx_model.tta == "shift"
+    images = cnnlab.data(None).test.images[:40]
+    assert np.abs(onnx_model.predict_proba(images) - ckpt.predict_proba(images)).max() < 1e-5
