@@ -37,7 +37,9 @@ def test_each_op_keeps_shape_dtype_range_and_changes_the_batch(spec: str, channe
 
 def test_every_op_is_tested() -> None:
     assert set(OPS) == {"hflip", "vflip", "rotate", "grayscale", "jitter", "rrc", "crop", "blur",
-                        "noise"}
+                        "noise", "randaugment", "trivialaugment", "autoaugment", "erasing",
+                        "kornia_randaugment", "kornia_trivialaugment"}
+    # the policies and erasing are tested in tests/test_augment_policies.py
 
 
 def test_flips_and_grayscale_do_exactly_what_they_say() -> None:

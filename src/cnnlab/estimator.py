@@ -48,6 +48,7 @@ from cnnlab.data.sources.common import adjust, to_uint8_nchw
 from cnnlab.data.splits import stratified_split
 from cnnlab.data.value_range import clip_message, scale_to_uint8
 from cnnlab.models import get_spec
+from cnnlab.models.tta import average_probs, parse_tta
 from cnnlab.train.settings import SETTINGS, resolve
 
 
@@ -276,8 +277,9 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(f"X has {X.shape[1]} features, but ImageClassifier is expecting "
                              f"{self.n_pixels_} features (pixels per image) as input")
         images = self._images(X, kind)
-        logits = self.model_.logits(images)
-        return torch.softmax(logits.double(), 1).numpy()
+        # the current tta parameter (set_params after fit counts) and the fitted temperature
+        logits = self.model_.view_logits(images, parse_tta(self.tta))
+        return average_probs(logits.double(), self.model_.temperature).numpy()
 
     def predict(self, X: object) -> np.ndarray:
         """Predicted labels, as values of classes_."""

@@ -61,6 +61,7 @@ def metadata(model: Predictor) -> dict[str, str]:
             f"{META_PREFIX}config": json.dumps(cfg),
             f"{META_PREFIX}image_size": str(model.image_size),
             f"{META_PREFIX}channels": str(model.channels),
+            f"{META_PREFIX}temperature": repr(float(model.temperature)),  # --calibrate's T
             f"{META_PREFIX}input": "float32 NCHW in [0, 1]; normalization is inside the graph"}
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+import torch
 
 from cnnlab import io
 from cnnlab.console import console, data_progress
@@ -17,9 +17,11 @@ from cnnlab.data.imageset import DataSplits
 from cnnlab.data.load import LoadOptions, load_data
 from cnnlab.device import resolve_device
 from cnnlab.errors import CnnlabError
+from cnnlab.evaluate.calibration import calibrate_run
 from cnnlab.evaluate.metrics import baselines, compute_metrics
 from cnnlab.evaluate.predictor import Predictor, write_predictions
-from cnnlab.models.inference import evaluate_logits
+from cnnlab.models.tta import probs_and_loss
+from cnnlab.models.tta import views as tta_views
 from cnnlab.train import distributed, rundir, settings
 from cnnlab.train.callbacks import Callback
 from cnnlab.train.loggers import tracking_callbacks
@@ -258,10 +260,11 @@ def resume_settings(given: dict, resume_from: str | Path | None) -> tuple[TrainC
             continue
         if key not in settings.RESUMABLE:
             flag = "PATH" if key == "data" else settings.SETTINGS[key].flag
+            may = ", ".join(settings.SETTINGS[k].flag for k in sorted(settings.RESUMABLE)
+                            if k in settings.SETTINGS and settings.SETTINGS[k].cli)
             raise settings.SettingsError(
                 f"--resume: {flag} {value!r} differs from the run's {old!r}; a resumed run keeps "
-                "its settings (only epochs, patience, device, threads and logging may change): "
-                "drop the option or start a new run")
+                f"its settings (only {may} may change): drop the option or start a new run")
         changes[key] = (old, value)
         setattr(saved, key, value)
     settings.check_combination(saved)
@@ -309,7 +312,11 @@ def finalize(trainer: Trainer, verbose: bool = True) -> dict:
                           precision=trainer.eval_precision)
     # Every split is scored once; predictions.csv and the report reuse these probabilities.
     # A frozen backbone's features are cached: the best head scores them (no second pass).
-    probs = score_splits(trainer, best)
+    logits = score_splits(trainer, best)
+    labels = {n: d.labels for n, d in splits.items()}
+    calibration = calibrate_run(run_dir / "best.pt", best, logits, labels) if cfg.calibrate \
+        else None
+    probs = {n: probs_and_loss(z, labels[n], best.temperature) for n, z in logits.items()}
     metrics: dict = {}
     for name, data in splits.items():
         if name in probs and (data.labels >= 0).any():
@@ -320,6 +327,10 @@ def finalize(trainer: Trainer, verbose: bool = True) -> dict:
     if test_or_val is not None:
         metrics["baselines"] = baselines(splits.train.labels.numpy(),
                                          test_or_val.labels.numpy(), len(splits.classes))
+    if best.tta != "none":
+        metrics["tta"] = {"views": best.tta, "n_views": len(tta_views(best.tta))}
+    if calibration is not None:
+        metrics["calibration"] = calibration
     metrics["best_epoch"] = trainer.state.best_epoch
     metrics["epochs_run"] = trainer.state.epoch
     metrics["stopped_early"] = trainer.state.stopped_early
@@ -363,17 +374,20 @@ def finalize(trainer: Trainer, verbose: bool = True) -> dict:
     return metrics
 
 
-def score_splits(trainer: Trainer, best: Predictor) -> dict[str, tuple[np.ndarray, float | None]]:
-    """(probabilities, loss) of the best checkpoint on every non-empty split."""
+def score_splits(trainer: Trainer, best: Predictor) -> dict[str, torch.Tensor]:
+    """Logits [V, N, K] of the best checkpoint on every non-empty split, one row per test-time
+    view of the run's --tta (V = 1 without)."""
     if trainer.features is not None:
         trainer.model.load_state_dict(best.module.state_dict())
     out = {}
     for name, data in trainer.splits.items():
         if not len(data):
             continue
-        cached = trainer.features is not None and trainer.features.get(name) is not None
-        logits = trainer.features.logits(name) if cached else best.logits(data.images)
-        out[name] = evaluate_logits(logits, data.labels)
+        # cached backbone features are of the plain images: TTA views need the full model
+        cached = trainer.features is not None and trainer.features.get(name) is not None \
+            and best.tta == "none"
+        out[name] = trainer.features.logits(name).unsqueeze(0) if cached \
+            else best.view_logits(data.images)
     return out
 
 

@@ -78,7 +78,8 @@ def split_grid(given: dict) -> tuple[dict, dict[str, list]]:
 @with_settings(*TRACKED, mode="grid")
 def sweep(
     path: Path | None = _path(),
-    grid: list[str] = _opt([], "--grid", metavar="KEY=V1,V2", help="Any setting KEY=V1,V2 (repeatable), e.g. "
+    grid: list[str] = _opt([], "--grid", metavar="KEY=V1,V2",
+                           help="Any setting KEY=V1,V2 (repeatable), e.g. "
                            "model_args.width=8,16 or momentum=0.5,0.9."),
     select: str = _opt("val_acc", "--select", help="Pick the best by val_acc (ties: lower val "
                        "loss) or val_loss."),

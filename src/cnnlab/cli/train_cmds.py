@@ -53,6 +53,18 @@ DEVICE_OPT = typer.Option(None, "--device", metavar="auto|cpu|cuda|mps",
                           help="Where to run [default: auto].")
 PRECISION_OPT = typer.Option(None, "--precision", metavar="32|auto|bf16|16-mixed",
                              help="Autocast precision [default: 32].")
+TTA_OPT = typer.Option(None, "--tta", metavar="VIEWS",
+                       help="Test-time augmentation: none, flip, flip,shift, vflip, shift=2 "
+                       "(probabilities averaged over the views) [default: the run's --tta].")
+
+
+def _with_tta(model, tta: str | None):  # noqa: ANN001, ANN202
+    """The predictor with --tta applied when given (checked: one-line error, exit 2)."""
+    if tta is not None:
+        from cnnlab.models.tta import parse_tta
+
+        model.tta = parse_tta(tta)
+    return model
 
 
 @app.command()
@@ -67,10 +79,11 @@ def evaluate(
     as_json: bool = typer.Option(False, "--json", help="Print metrics as JSON on stdout."),
     device: str | None = DEVICE_OPT,
     precision: str | None = PRECISION_OPT,
+    tta: str | None = TTA_OPT,
     settings: dict | None = None,
 ) -> None:
     """Measure a trained model: accuracy, per-class metrics, AUROC, confusion matrix."""
-    model = _predictor(weights, device, precision)
+    model = _with_tta(_predictor(weights, device, precision), tta)
     metrics = {name: model.evaluate(data, positive_class)
                for data, name in model.splits_for(path, split, **(settings or {}))}
     if as_json:
@@ -113,10 +126,11 @@ def predict(
                              metavar="CSV", help="CSV to write [default: predictions.csv]."),
     device: str | None = DEVICE_OPT,
     precision: str | None = PRECISION_OPT,
+    tta: str | None = TTA_OPT,
     settings: dict | None = None,
 ) -> None:
     """Write predictions.csv: id, label, class and one probability column per class."""
-    model = _predictor(weights, device, precision)
+    model = _with_tta(_predictor(weights, device, precision), tta)
     data, name = model.split_of(path, split, **(settings or {}))
     rows = model.write_predictions(data, out)
     console.print(f"wrote {len(rows)} predictions ({name}) to {out}")

@@ -4,7 +4,9 @@
 batches in [0, 1] that draws fresh random parameters per image from torch's global generator
 (so the trainer's per-epoch seeding makes runs and resumes reproducible). Rotation, blur and
 colour jitter use kornia; flips, crop, rrc, grayscale and noise are a few tensor operations,
-because those measured faster than kornia's versions (see bench/augment.py).
+because those measured faster than kornia's versions (see bench/augment.py). randaugment and
+trivialaugment draw ops per image (data/policies.py); kornia_randaugment,
+kornia_trivialaugment, autoaugment and erasing are kornia's modules.
 
 The same ops serve the offline writer (data/offline_augment.py) with `always=True`: every
 probabilistic op is then applied to every copy (the EECS 445 Grayscale() always greys).
@@ -135,6 +137,88 @@ def noise(std: float = 0.05) -> Augment:
     return op
 
 
+def _policy(make: Callable[[], torch.nn.Module]) -> Augment:
+    """A kornia policy as an op; kornia draws the sub-policy once per batch (every image of a
+    batch gets the same ops, with its own random magnitudes), so batches differ, not images."""
+    aug = make()
+
+    def op(x: torch.Tensor) -> torch.Tensor:
+        if x.shape[1] == 1:  # colour ops (saturation) need RGB: run on grey-as-RGB, exact mean
+            return aug(x.expand(-1, 3, -1, -1)).mean(1, keepdim=True).clamp_(0, 1)
+        return aug(x).clamp_(0, 1)  # enhance ops can step a hair outside [0, 1]
+    return op
+
+
+def randaugment(value: float | tuple[int, int] = 9) -> Augment:
+    """RandAugment (Cubuk et al.), per image: N random ops at magnitude M of 30; value M or
+    (N, M) (data/policies.py)."""
+    from cnnlab.data.policies import randaugment as ours
+
+    n, m = value if isinstance(value, tuple) else (2, value)
+    return ours(int(n), int(m))
+
+
+def trivialaugment(p: float = 1.0) -> Augment:
+    """TrivialAugmentWide (Müller & Hutter), per image: one random op at a random magnitude,
+    with probability p (data/policies.py)."""
+    from cnnlab.data.policies import trivialaugment as ours
+
+    return ours(p)
+
+
+def kornia_randaugment(value: float | tuple[int, int] = 9) -> Augment:
+    """kornia's RandAugment: N ops at magnitude M of 30, one draw of ops per batch."""
+    from kornia.augmentation.auto import RandAugment
+
+    n, m = value if isinstance(value, tuple) else (2, value)
+    return _policy(lambda: RandAugment(n=int(n), m=int(m)))
+
+
+def kornia_trivialaugment(p: float = 1.0) -> Augment:
+    """kornia's TrivialAugment: one op per batch, probability p per batch."""
+    from kornia.augmentation.auto import TrivialAugment
+
+    policy = _policy(TrivialAugment)
+
+    def op(x: torch.Tensor) -> torch.Tensor:
+        return policy(x) if p >= 1 or float(torch.rand(())) < p else x
+    return op
+
+
+def autoaugment(p: float = 1.0) -> Augment:
+    """AutoAugment's CIFAR-10 policy (Cubuk et al.), probability p per batch."""
+    from kornia.augmentation.auto import AutoAugment
+
+    policy = _policy(lambda: AutoAugment("cifar10"))
+
+    def op(x: torch.Tensor) -> torch.Tensor:
+        return policy(x) if p >= 1 or float(torch.rand(())) < p else x
+    return op
+
+
+def erasing(p: float = 0.25) -> Augment:
+    """Random erasing (Zhong et al.): with probability p per image, a box of 2-33% of the area
+    (aspect 0.3..3.3) is set to 0."""
+    import kornia.augmentation as K
+
+    aug = K.RandomErasing(scale=(0.02, 0.33), ratio=(0.3, 3.3), value=0.0, p=p)
+
+    def op(x: torch.Tensor) -> torch.Tensor:
+        return aug(x) if p > 0 else x
+    return op
+
+
+def _n_m(text: str) -> tuple[int, int] | float:
+    """randaugment's value: 'M' or 'N:M' (N ops, magnitude M)."""
+    if ":" not in text:
+        return float(text)
+    n, _, m = text.partition(":")
+    n_i, m_i = int(n), int(m)
+    if not (1 <= n_i <= 5):
+        raise ValueError
+    return (n_i, m_i)
+
+
 @dataclass(frozen=True)
 class OpInfo:
     """An augmentation op: its factory, default value, valid range and meaning."""
@@ -146,6 +230,7 @@ class OpInfo:
     help: str
     probability: bool = False  # the value is a probability (offline: 1 unless given)
     integer: bool = False
+    text: Callable[[str], object] | None = None  # value text -> value, when not one number
 
 
 OPS: dict[str, OpInfo] = {
@@ -159,10 +244,22 @@ OPS: dict[str, OpInfo] = {
                    integer=True),
     "blur": OpInfo(blur, 1.0, 0.1, 10, "Gaussian blur, largest sigma (pixels)"),
     "noise": OpInfo(noise, 0.05, 0, 1, "Gaussian noise std (0..1 scale)"),
+    "randaugment": OpInfo(randaugment, 9, 0, 30, "RandAugment per image: magnitude M of 30 "
+                          "with N=2 ops, or N:M", integer=True, text=_n_m),
+    "trivialaugment": OpInfo(trivialaugment, 1.0, 0, 1, "TrivialAugmentWide per image, "
+                             "probability", probability=True),
+    "kornia_randaugment": OpInfo(kornia_randaugment, 9, 0, 30, "kornia's RandAugment (ops "
+                                 "drawn per batch): M or N:M", integer=True, text=_n_m),
+    "kornia_trivialaugment": OpInfo(kornia_trivialaugment, 1.0, 0, 1, "kornia's "
+                                    "TrivialAugment (op drawn per batch), probability"),
+    "autoaugment": OpInfo(autoaugment, 1.0, 0, 1, "AutoAugment CIFAR-10 policy, probability "
+                          "per batch"),
+    "erasing": OpInfo(erasing, 0.25, 0, 1, "random erasing, probability per image",
+                      probability=True),
 }
 
 
-def parse_spec(spec: str) -> list[tuple[str, float | None]]:
+def parse_spec(spec: str) -> list[tuple[str, float | tuple | None]]:
     """'hflip,rotate=20' -> [('hflip', None), ('rotate', 20.0)], validating names and values."""
     out = []
     for part in (p.strip() for p in spec.split(",") if p.strip()):
@@ -175,9 +272,17 @@ def parse_spec(spec: str) -> list[tuple[str, float | None]]:
             out.append((name, None))
             continue
         try:
-            v = float(val)
+            v = info.text(val) if info.text else float(val)
         except ValueError:
-            raise CnnlabError(f"augmentation {name}: {val!r} is not a number") from None
+            what = "not N:M" if info.text else "not a number"
+            raise CnnlabError(f"augmentation {name}: {val!r} is {what}") from None
+        if isinstance(v, tuple):
+            n, m = v
+            if not info.lo <= m <= info.hi:
+                raise CnnlabError(f"augmentation {name}={val}: M must be a whole number from "
+                                  f"{info.lo:g} to {info.hi:g}")
+            out.append((name, v))
+            continue
         if not info.lo <= v <= info.hi or (info.integer and v != int(v)):
             kind = "a whole number" if info.integer else "a number"
             raise CnnlabError(f"augmentation {name}={val}: must be {kind} from {info.lo:g} to "

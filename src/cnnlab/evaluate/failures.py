@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from cnnlab.data.imageset import ImageSet
 from cnnlab.errors import DataError
@@ -67,5 +66,5 @@ def find_failures(probs: np.ndarray, labels: np.ndarray, n: int = 10, seed: int 
 def analyze(predictor: object, data: ImageSet, n: int = 10, seed: int = 0,
             cls: int | None = None) -> Failures:
     """Predict a labeled ImageSet with `predictor` and pick the gallery items."""
-    probs = torch.softmax(predictor.logits(data.images), 1).numpy()
+    probs = predictor.probabilities(data.images).numpy()  # as predicted: TTA, temperature
     return find_failures(probs, data.labels.numpy(), n, seed, cls)

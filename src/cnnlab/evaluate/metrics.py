@@ -7,6 +7,8 @@ import math
 import numpy as np
 from sklearn import metrics as skm
 
+from cnnlab.evaluate.calibration import ece
+
 
 def _clean(x: float) -> float | None:
     return None if x is None or not math.isfinite(x) else float(x)
@@ -45,6 +47,7 @@ def compute_metrics(y_true: np.ndarray, probs: np.ndarray, classes: list[str],
                             "f1": float(fc[i]), "support": int(support[i]),
                             "accuracy": per_class[c]} for i, c in enumerate(classes)}
     out["auroc"] = _auroc(y_true, probs, k, positive_class, classes)
+    out["ece"] = ece(probs, y_true) if len(y_true) else None  # 15 bins (evaluate/calibration)
     out["confusion_matrix"] = cm.astype(int).tolist()
     out["balanced_accuracy"] = float(np.mean([v for v in per_class.values() if v is not None])) \
         if any(v is not None for v in per_class.values()) else None

@@ -12,6 +12,7 @@ from cnnlab.data.batches import batch_slices, to_float
 from cnnlab.data.sources.common import adjust
 from cnnlab.errors import CnnlabError
 from cnnlab.evaluate.predictor import Predictor
+from cnnlab.models.tta import parse_tta
 
 META_PREFIX = "cnnlab."
 # cnnlab is installed from a clone, not from PyPI: `cnnlab[export]` would resolve nothing.
@@ -27,6 +28,9 @@ class OnnxPredictor(Predictor):
         self.precision = "32"
         self.arch, self.classes, self.config, self.path = arch, classes, config, path
         self.input_name = session.get_inputs()[0].name  # type: ignore[attr-defined]
+        self.tta = parse_tta(config.get("tta"))
+        meta = session.get_modelmeta().custom_metadata_map  # type: ignore[attr-defined]
+        self.temperature = float(meta.get(f"{META_PREFIX}temperature", 1.0))
 
     @classmethod
     def load(cls, path: str | Path, device: str = "cpu", precision: str = "32") -> OnnxPredictor:

@@ -17,7 +17,9 @@ from cnnlab.device import autocast, resolve_device
 from cnnlab.errors import CnnlabError, DataError
 from cnnlab.evaluate.metrics import compute_metrics
 from cnnlab.io import write_csv
-from cnnlab.models.inference import evaluate_logits, predict_logits
+from cnnlab.models.inference import predict_logits
+from cnnlab.models.tta import average_probs, parse_tta, probs_and_loss
+from cnnlab.models.tta import view_logits as tta_view_logits
 from cnnlab.train.settings import data_options
 from cnnlab.train.setup import rebuild
 
@@ -30,9 +32,15 @@ class Predictor:
     data was read on (checkpoint config `value_range`), else by dtype: uint8 0..255, floats
     0..1, other integers 0..255. Never from the batch's own values. Values outside the range
     are clipped, with one warning per predictor giving the count.
+
+    Probabilities are softmax(logits), averaged over the test-time views of `tta` (the run's
+    --tta setting unless changed) and tempered by the checkpoint's `temperature` (fitted by
+    --calibrate; 1 otherwise): models/tta.py average_probs.
     """
 
     value_range: tuple[float, float] | None = None  # set by cnnlab.load(value_range=...)
+    temperature: float = 1.0
+    tta: str = "none"
     _clip_warned: bool = False
 
     def __init__(self, model: torch.nn.Module, arch: dict, classes: list[str],
@@ -43,6 +51,7 @@ class Predictor:
         autocast(self.device, precision)  # an unusable precision fails here, in one line
         self.module = model.to(self.device).eval()
         self.arch, self.classes, self.config, self.path = arch, classes, config or {}, path
+        self.tta = parse_tta(self.config.get("tta"))
 
     @classmethod
     def load(cls, path: str | Path, device: str = "cpu", precision: str = "32") -> Predictor:
@@ -57,8 +66,10 @@ class Predictor:
         config = dict(ckpt.get("config") or {})
         if config.get("value_range") is None:  # the range the training arrays were read on
             config["value_range"] = (ckpt.get("resolved") or {}).get("value_range")
-        return cls(model, ckpt["arch"], list(ckpt["classes"]), config, Path(path), device,
+        pred = cls(model, ckpt["arch"], list(ckpt["classes"]), config, Path(path), device,
                    precision)
+        pred.temperature = float(ckpt.get("temperature") or 1.0)
+        return pred
 
     def __repr__(self) -> str:
         """One line: model, classes, input shape and checkpoint."""
@@ -149,9 +160,20 @@ class Predictor:
         ctx = None if self.precision == "32" else (lambda: autocast(self.device, self.precision))
         return predict_logits(self.module, images, batch_size, self.device, autocast_ctx=ctx)
 
+    def view_logits(self, images: torch.Tensor, tta: str | None = None) -> torch.Tensor:
+        """Raw scores [V, N, K] of uint8 NCHW images under each test-time view (`tta`, else the
+        predictor's); V = 1 without TTA."""
+        if images.shape[1:] != (self.channels, self.image_size, self.image_size):
+            images = adjust(images.numpy(), (self.image_size, self.image_size), self.channels)
+        return tta_view_logits(self.logits, images, self.tta if tta is None else tta)
+
+    def probabilities(self, images: torch.Tensor, tta: str | None = None) -> torch.Tensor:
+        """Calibrated class probabilities [N, K] of uint8 NCHW images, averaged over views."""
+        return average_probs(self.view_logits(images, tta), self.temperature)
+
     def predict_proba(self, x: object, value_range: object = None) -> np.ndarray:
         """Class probabilities [N, K]; arrays are read on `value_range` (lo, hi) when given."""
-        return torch.softmax(self.logits(self.to_images(x, value_range)), 1).numpy()
+        return self.probabilities(self.to_images(x, value_range)).numpy()
 
     def predict(self, x: object, value_range: object = None) -> np.ndarray:
         """Predicted class indices [N]."""
@@ -227,13 +249,14 @@ class Predictor:
         """All metrics on a labeled ImageSet."""
         if not (data.labels >= 0).any():
             raise DataError("the data has no labels to evaluate against")
-        probs, loss = evaluate_logits(self.logits(data.images), data.labels)
+        probs, loss = probs_and_loss(self.view_logits(data.images), data.labels,
+                                     self.temperature)
         pos = positive_class or self.config.get("positive_class")
         return compute_metrics(data.labels.numpy(), probs, self.classes, loss, pos)
 
     def write_predictions(self, data: ImageSet, out: str | Path) -> list[dict]:
         """predictions.csv: id, label, class, prob_<class> per row, in input order."""
-        probs = torch.softmax(self.logits(data.images), 1).numpy()
+        probs = self.probabilities(data.images).numpy()
         return write_predictions(out, data.ids, probs, self.classes)
 
 

@@ -88,7 +88,7 @@ def examples_figure(predictor: object, data: ImageSet, out: str | Path, n: int =
     classes = predictor.classes
     labels = data.labels.numpy()
     if probs is None:
-        probs = torch.softmax(predictor.logits(data.images), 1).numpy()
+        probs = predictor.probabilities(data.images).numpy()
     ok = np.flatnonzero((labels >= 0) & (probs.argmax(1) == labels))
     pick = np.sort(np.random.default_rng(seed).permutation(ok)[:n])
     if len(pick) == 0:

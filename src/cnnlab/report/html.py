@@ -576,9 +576,7 @@ def build_report(run_dir: str | Path, splits: object = None, predictor: object =
 
     def clean_probs():  # noqa: ANN202 - the eval split's probabilities, computed once
         if "probs" not in cache:
-            import torch
-
-            cache["probs"] = torch.softmax(predictor.logits(eval_set.images), 1).numpy()
+            cache["probs"] = predictor.probabilities(eval_set.images).numpy()
         return cache["probs"]
 
     def failures() -> str:
@@ -660,7 +658,13 @@ def build_report(run_dir: str | Path, splits: object = None, predictor: object =
         return _threshold_section(eval_set.labels.numpy(), clean_probs(), classes, split_name,
                                   cfg.get("positive_class") or None)
 
+    def calibration() -> str:
+        if not ready:
+            return note(f"skipped: {why}", "skip")
+        return _calibration(plots, metrics, split_name, eval_set.labels.numpy(), clean_probs())
+
     add("roc", "ROC and precision-recall", roc)
+    add("calibration", "Calibration", calibration)
     add("thresholds", "Thresholds", thresholds)
     add("failures", "Failure gallery", failures)
     add("gradcam", "Grad-CAM", cams)
@@ -689,6 +693,43 @@ def _curves(run_dir: Path, plots: Path, history: list[dict], cfg: dict) -> str:
                f"{fmt(last.get('train_loss'))}, val loss {fmt(last.get('val_loss'))}. A val loss "
                "rising while the train loss falls means overfitting.</p>")
     return txt + figure(png, "learning curves", "loss and accuracy per epoch", 920)
+
+
+def _calibration(plots: Path, metrics: dict, split: str, labels: object, probs: object) -> str:
+    """Reliability diagram of the eval split; with --calibrate, ECE/NLL before and after."""
+    from cnnlab.evaluate.calibration import ece, reliability
+    from cnnlab.report.calibration import reliability_figure
+
+    cal = metrics.get("calibration") or {}
+    mine = cal.get(split) if isinstance(cal.get(split), dict) else None
+    png = plots / "reliability.png"
+    title = f"Reliability diagram ({split})"
+    if mine:
+        reliability_figure(mine["reliability_after"], png, title, mine["reliability_before"],
+                           mine["ece_after"], mine["ece_before"])
+        rows = "".join(
+            f"<tr><td>{esc(n)}</td><td>{fmt(c['ece_before'])}</td><td>{fmt(c['ece_after'])}</td>"
+            f"<td>{fmt(c['nll_before'])}</td><td>{fmt(c['nll_after'])}</td></tr>"
+            for n, c in cal.items() if isinstance(c, dict) and "ece_before" in c)
+        text = (f'<p class="muted">Temperature scaling fitted on the validation split: '
+                f"T = <b>{fmt(cal.get('temperature'), 3)}</b> (logits divided by T; above 1 the "
+                "model was over-confident). It never changes a prediction, only how sure the "
+                "probabilities are. ECE = expected calibration error over 15 confidence bins; "
+                "NLL = mean negative log-likelihood.</p>"
+                "<table><tr><th>split</th><th>ECE before</th><th>ECE after</th>"
+                f"<th>NLL before</th><th>NLL after</th></tr>{rows}</table>")
+    else:
+        e = ece(probs, labels)
+        reliability_figure(reliability(probs, labels), png, title, ece_after=e)
+        skipped = cal.get("skipped")
+        text = (f'<p class="muted">{split} split: ECE (expected calibration error, 15 bins) = '
+                f"<b>{fmt(e)}</b>. Bars below the diagonal mean over-confidence. "
+                + (f"Calibration skipped: {esc(skipped)}." if skipped else
+                   "<code>--calibrate</code> fits a temperature on the validation split.")
+                + "</p>")
+    return text + figure(png, "reliability diagram",
+                         "accuracy of the images in each confidence bin; dashed: perfectly "
+                         "calibrated; below: share of images per bin", 520)
 
 
 def _confusion(plots: Path, metrics: dict, classes: list[str]) -> str:

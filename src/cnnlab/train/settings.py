@@ -207,6 +207,27 @@ def _track(text: str) -> list[str]:
     return names
 
 
+def _augment(text: str) -> str:
+    """An --augment spec, checked before anything is loaded or written (data/augment.py)."""
+    from cnnlab.data.augment import parse_spec
+
+    try:
+        parse_spec(text)
+    except CnnlabError as exc:
+        raise SettingsError(str(exc)) from None
+    return text
+
+
+def _tta(text: str) -> str:
+    """A --tta spec: none, or views flip, vflip, shift[=P] (models/tta.py)."""
+    from cnnlab.models.tta import parse_tta
+
+    try:
+        return parse_tta(text)
+    except CnnlabError as exc:
+        raise SettingsError(str(exc)) from None
+
+
 def _freeze(text: str) -> str:
     t = str(text).strip().lower()
     if t in ("none", "all") or t.isdigit():
@@ -291,7 +312,13 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in [
       "are about.", metavar="CLASS"),
     # ---- augmentation
     S("augment", None, "augmentation", 'Online augmentation of each batch, e.g. '
-      '"hflip,rotate=20,crop=4".', nullable=True, metavar="OPS"),
+      '"hflip,rotate=20,crop=4".', nullable=True, metavar="OPS", parse=_augment),
+    S("tta", "none", "augmentation", "Test-time augmentation of the final scores (and the "
+      "default of evaluate, predict and predict_proba): none, or views to average, e.g. flip, "
+      "flip,shift (6 views), vflip, shift=2.", parse=_tta, metavar="VIEWS", resumable=True),
+    S("calibrate", False, "optimization", "After training, fit a temperature on the validation "
+      "split (saved in best.pt; metrics.json gets ECE and NLL before and after).", bool,
+      resumable=True),
     # ---- hardware: where and how fast, never what is learned
     S("device", "auto", "hardware", "Where to train.", choices=("auto", "cpu", "cuda", "mps"),
       resumable=True, affects_result=False),
