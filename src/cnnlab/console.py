@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
+from collections.abc import Iterator
 
 from rich.console import Console
 
@@ -42,3 +44,18 @@ def data_progress(verbose: bool, min_total: int = 200):  # noqa: ANN201
                 bar.stop()
         return tick
     return factory
+
+
+@contextlib.contextmanager
+def busy(what: str, verbose: bool = True) -> Iterator[None]:
+    """A spinner with `what` while a long step without steps of its own runs (a terminal only),
+    then one line with its duration."""
+    import time
+
+    if not verbose:
+        yield
+        return
+    t0 = time.perf_counter()
+    with console.status(what + " ..."):
+        yield
+    console.print(f"  [dim]{what}: {time.perf_counter() - t0:.1f}s[/]")

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from cnnlab import io
-from cnnlab.console import console, data_progress
+from cnnlab.console import busy, console, data_progress
 from cnnlab.data.imageset import DataSplits
 from cnnlab.data.load import LoadOptions, load_data
 from cnnlab.device import resolve_device
@@ -312,7 +312,8 @@ def finalize(trainer: Trainer, verbose: bool = True) -> dict:
                           precision=trainer.eval_precision)
     # Every split is scored once; predictions.csv and the report reuse these probabilities.
     # A frozen backbone's features are cached: the best head scores them (no second pass).
-    logits = score_splits(trainer, best)
+    with busy("scoring the best checkpoint on every split", verbose):
+        logits = score_splits(trainer, best)
     labels = {n: d.labels for n, d in splits.items()}
     calibration = calibrate_run(run_dir / "best.pt", best, logits, labels) if cfg.calibrate \
         else None
@@ -362,8 +363,9 @@ def finalize(trainer: Trainer, verbose: bool = True) -> dict:
     if cfg.report:
         from cnnlab.report.html import build_report
 
-        build_report(run_dir, splits=splits, predictor=best,
-                     probs={n: p for n, (p, _) in probs.items()})
+        with busy("writing report.html (failures, Grad-CAM, robustness)", verbose):
+            build_report(run_dir, splits=splits, predictor=best,
+                         probs={n: p for n, (p, _) in probs.items()})
     if verbose:
         summary = "  ".join(f"{n} acc {m['accuracy']:.4f}" for n, m in metrics.items()
                             if isinstance(m, dict) and m.get("accuracy") is not None)

@@ -12,6 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from cnnlab.checkpoint import load_checkpoint
+from cnnlab.console import busy
 from cnnlab.errors import CnnlabError
 from cnnlab.io import write_csv
 from cnnlab.run import load_splits, run_training
@@ -41,8 +42,9 @@ def compare_transfer(source_ckpt: str | Path, base: TrainConfig, levels: list[in
         settings.append(("scratch", replace(cfg0, init_from=None, freeze="none",
                                             out=str(out / "scratch"), name=None)))
     rows, curves = [], {}
-    for label, cfg in settings:
-        res = run_training(cfg, force=True, splits=splits, verbose=False)
+    for i, (label, cfg) in enumerate(settings, 1):
+        with busy(f"[{i}/{len(settings)}] {label}: training {cfg.epochs} epochs", verbose):
+            res = run_training(cfg, force=True, splits=splits, verbose=False)
         curves[label] = res.history
         row: dict = {"setting": label, "frozen_layers": "" if label == "scratch" else
                      int(label.split()[1]), "best_epoch": res.best_epoch,

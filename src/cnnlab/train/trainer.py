@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from cnnlab.checkpoint import load_checkpoint, save_checkpoint
+from cnnlab.console import busy
 from cnnlab.data.augment import build_augment
 from cnnlab.data.batches import batch_slices, to_float
 from cnnlab.data.imageset import DataSplits
@@ -150,9 +151,13 @@ class Trainer:
         self.train_model = self.model
         self.train_images = train.images
         # Frozen backbone and no augmentation: run it once per split, then train only the head.
-        self.features = FeatureCache(self.model, splits, self.device, max(256, cfg.batch_size),
-                                     self.channels_last, self.autocast, self.eval_autocast) \
-            if should_cache(cfg, self.frozen) else None
+        self.features = None
+        if should_cache(cfg, self.frozen):
+            with busy(f"computing backbone features of {sum(len(d) for _, d in splits.items())}"
+                      " images once", verbose):
+                self.features = FeatureCache(self.model, splits, self.device,
+                                             max(256, cfg.batch_size), self.channels_last,
+                                             self.autocast, self.eval_autocast)
         if self.features is not None:
             self.train_model = self.features.head
             self.train_images = self.features.get("train")
