@@ -78,7 +78,7 @@ def test_sweep_cli_2x2_marks_best_and_summarises(pattern_npy: Path, tmp_path: Pa
     assert summary["best"]["member"] == best
     assert [row["member"] for row in rows if row["best"] == "True"] == [best]
     assert (out / "curves.png").stat().st_size > 1000
-    assert "best" in r.stderr and "sweep: 4 settings" in r.stderr
+    assert "best" in r.stderr and "sweep: 4 settings" in r.stdout  # the table is data: stdout
     # the settings of each member really were used
     cfg = (out / "members" / "lr=0.03_opt=sgd" / "config.yaml").read_text()
     assert "lr: 0.03" in cfg and "optimizer: sgd" in cfg

@@ -10,6 +10,7 @@ from rich.table import Table
 from cnnlab.cli.app import app, cell, parse_list
 from cnnlab.cli.options import with_settings
 from cnnlab.console import console
+from cnnlab.console import out as stdout
 
 
 @app.command()
@@ -80,7 +81,7 @@ def transfer(
     for r in rows:
         t.add_row(r["setting"], *(cell(r.get(f"{s}_{m}")) for s in SPLITS
                                   for m in ("accuracy", "auroc")))
-    console.print(t)
+    stdout.print(t)
     console.print(f"table: {Path(out) / 'transfer.csv'}")
 
 

@@ -11,6 +11,7 @@ from rich.table import Table
 from cnnlab.cli.app import app, cell
 from cnnlab.cli.options import with_settings
 from cnnlab.console import console
+from cnnlab.console import out as stdout
 from cnnlab.errors import CnnlabError, DataError
 
 explain_app = typer.Typer(help="Explain a trained model: Grad-CAM, failure cases, robustness.",
@@ -112,7 +113,7 @@ def failures_cmd(
         if r["kind"] == "top_loss":
             t.add_row(str(r["id"]), r["true"], r["pred"], cell(r["p_true"]), cell(r["p_pred"]),
                       cell(r["loss"]))
-    console.print(t)
+    stdout.print(t)
     console.print(f"wrote {png} and {table_path}")
 
 
@@ -146,7 +147,7 @@ def robustness_cmd(
     for r in rows:
         t.add_row(r["perturbation"], cell(r["accuracy"]), f"{r['change']:+.4f}",
                   cell(r["unchanged"]))
-    console.print(t)
+    stdout.print(t)
     console.print("noise F: Gaussian noise, std = F x each image's range (max - min; CS 475 uses "
                   "0.1); rotate D: D degrees, black corners; unchanged: share of predictions "
                   "equal to the clean ones")

@@ -102,7 +102,7 @@ def print_metrics(metrics: dict, classes: list[str]) -> None:
             continue
         t.add_row(name, str(m["n"]), *(cell(m.get(k)) for k in ("accuracy", "loss", "precision",
                                                               "recall", "f1", "auroc")))
-    console.print(t)
+    out.print(t)
     for name, m in metrics.items():
         if not isinstance(m, dict) or "per_class" not in m:
             continue
@@ -113,7 +113,7 @@ def print_metrics(metrics: dict, classes: list[str]) -> None:
             r = m["per_class"][c]
             pc.add_row(c, str(r["support"]), cell(r["accuracy"]), cell(r["precision"]),
                        cell(r["recall"]), cell(r["f1"]))
-        console.print(pc)
+        out.print(pc)
 
 
 @app.command()

@@ -27,7 +27,7 @@ import torch
 import yaml
 
 from cnnlab import io
-from cnnlab.console import console
+from cnnlab.console import console, out
 from cnnlab.data.imageset import DataSplits, ImageSet
 from cnnlab.errors import CheckpointError, CnnlabError
 from cnnlab.run import read_run, run_training
@@ -205,7 +205,7 @@ def fmt(v: object, digits: int = 4) -> str:
 
 def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[object]],
                 highlight: int | None = None, caption: str | None = None) -> None:
-    """A rich table on the console (stderr); `highlight` marks one row."""
+    """A rich table on stdout (tables are data); `highlight` marks one row."""
     from rich.table import Table
 
     t = Table(title=title, caption=caption)
@@ -213,7 +213,7 @@ def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[obje
         t.add_column(col, justify="left" if i == 0 else "right")
     for i, row in enumerate(rows):
         t.add_row(*(fmt(v) for v in row), style="bold green" if i == highlight else None)
-    console.print(t)
+    out.print(t)
 
 
 def write_summary(folder: Path, rows: list[dict], summary: dict) -> None:
