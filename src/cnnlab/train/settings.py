@@ -249,6 +249,8 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in [
     # ---- optimization
     S("epochs", 10, "optimization", "Epochs to train.", int, lo=1, metavar="N", resumable=True,
       short="-e"),
+    S("steps", None, "optimization", "Train for N optimization steps instead of --epochs (the "
+      "last epoch may be partial).", int, lo=1, nullable=True, metavar="N", resumable=True),
     S("batch_size", 64, "optimization", "Images per optimization step.", int, lo=1, hi=1 << 20,
       metavar="N", short="-b"),
     S("lr", None, "optimization", "Learning rate [default: 0.01 sgd, 0.003 adam/adamw, 0.001 "
@@ -269,6 +271,8 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in [
       above=True, nullable=True, metavar="NORM"),
     S("seed", 0, "optimization", "Seed of the data split, initialisation and batch order.", int,
       metavar="N"),
+    S("split_seed", None, "data", "Seed of the train/val/test split alone [default: --seed].",
+      int, nullable=True, metavar="N"),
     S("positive_class", None, "optimization", "Binary tasks: the class precision, recall and F1 "
       "are about.", metavar="CLASS"),
     # ---- augmentation
@@ -296,6 +300,11 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in [
     S("report", True, "output", "Write report.html.", bool, affects_result=False),
     S("log_every", 0, "output", "Also log train loss every N steps to steps.csv (0: off).", int,
       lo=0, metavar="N", affects_result=False, resumable=True),
+    S("eval_every", 0, "output", "Also evaluate the validation split every N steps: a printed "
+      "line, val columns in steps.csv, plots/curves_steps.png (0: off).", int, lo=0,
+      metavar="N", affects_result=False, resumable=True),
+    S("keep_every", 0, "output", "Keep epoch_<k>.pt (resumable, full training state) every N "
+      "epochs (0: off).", int, lo=0, metavar="N", affects_result=False, resumable=True),
 ]}
 # "data" (the source path) is an argument, not an option; "extra" holds what other modules
 # add (e.g. plots switched off by the estimator).
@@ -405,7 +414,8 @@ def data_options(values: Mapping[str, Any], **overrides: Any) -> Any:
     image_dir = v.get("image_dir")
     return LoadOptions(format=v["format"], image_size=v["image_size"], channels=v["channels"],
                        resize=v["resize"], val_split=v["val_split"], test_split=v["test_split"],
-                       seed=v["seed"], task=v["task"],
+                       seed=v["seed"] if v.get("split_seed") is None else v["split_seed"],
+                       task=v["task"],
                        image_dir=str(image_dir) if image_dir is not None else None,
                        columns=CsvColumns(v["path_column"], v["label_column"],
                                           v["numeric_column"], v["partition_column"],
