@@ -101,3 +101,16 @@ def test_train_statistics_in_metrics_json(tmp_path: Path):
     assert len(st["mean"]) == 1 and st["mean_255"][0] == pytest.approx(st["mean"][0] * 255,
                                                                        abs=1e-2)
     assert 0.2 < st["mean"][0] < 0.4 and 0.3 < st["std"][0] < 0.45  # digits are dark
+
+
+def test_live_plot_redraws_mid_epoch_by_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    from cnnlab.run import LivePlot, train
+
+    drawn: list[list[float]] = []
+    monkeypatch.setattr("cnnlab.report.plots.plot_curves",
+                        lambda rows, path, title: drawn.append([r["epoch"] for r in rows]))
+    # every=0: "10 s have passed" after each step, as in an epoch that takes minutes
+    train({**SMALL, "epochs": 1, "out": str(tmp_path / "r")}, verbose=False,
+          callbacks=[LivePlot(every=0.0)])
+    assert drawn[0] == [pytest.approx(1 / 17)]  # a running point before the epoch ended
+    assert len(drawn) >= 17
