@@ -147,6 +147,13 @@ def run_training(cfg: TrainConfig, resume: bool | str | Path = False, force: boo
         console.print(f"[bold]cnnlab[/] {'resuming' if resuming else 'training'} [cyan]"
                       f"{cfg.model}[/] on {splits.source or 'data'} ({sizes}; {c}x{h}x{w}, "
                       f"{splits.train.num_classes} classes; loaded in {load_s:.1f}s) -> {run_dir}")
+        if splits.split_note:
+            console.print(f"  splits: {splits.split_note}", highlight=False)
+    stats = train_stats(splits) if distributed.is_main() else {}
+    if verbose and stats:
+        console.print(f"  train mean {_fmt(stats['mean'])} std {_fmt(stats['std'])} (0..1) = mean "
+                      f"{_fmt(stats['mean_255'], 3)} std {_fmt(stats['std_255'], 3)} (0..255)",
+                      highlight=False)
     try:
         trainer = Trainer(cfg, splits, run_dir, resume=ckpt if resuming else False,
                           verbose=verbose, callbacks=[LivePlot(), *tracking_callbacks(cfg),
@@ -155,6 +162,7 @@ def run_training(cfg: TrainConfig, resume: bool | str | Path = False, force: boo
         if created and distributed.is_main():  # nothing of this run exists yet: leave no trace
             rundir.release_if_unused(run_dir)
         raise
+    trainer.data_stats = stats  # recorded in metrics.json by finalize
     if distributed.is_main():
         write_config(run_dir, cfg, trainer, resuming, changes or {})
         if cfg.doctor and not resuming:
@@ -172,6 +180,23 @@ def run_training(cfg: TrainConfig, resume: bool | str | Path = False, force: boo
     distributed.barrier()  # every rank returns once the run folder is complete
     return RunResult(run_dir, cfg, metrics, state.history, state.best_epoch, state.stopped_early,
                      state.elapsed, dict(trainer.resolved))
+
+
+def train_stats(splits: DataSplits) -> dict:
+    """Per-channel mean/std of the training split, on 0..1 and on 0..255 (EECS 445 reports
+    0..255), whatever --normalize uses."""
+    if not len(splits.train):
+        return {}
+    from cnnlab.data.stats import channel_mean_std
+
+    mean, std = channel_mean_std(splits.train.images)
+    return {"mean": [round(m, 6) for m in mean], "std": [round(v, 6) for v in std],
+            "mean_255": [round(m * 255, 3) for m in mean],
+            "std_255": [round(v * 255, 3) for v in std]}
+
+
+def _fmt(values: list[float], digits: int = 4) -> str:
+    return "[" + " ".join(f"{v:.{digits}f}" for v in values) + "]"
 
 
 def run_data_doctor(cfg: TrainConfig, splits: DataSplits, run_dir: Path, verbose: bool) -> None:
@@ -281,23 +306,37 @@ def _same(a: object, b: object) -> bool:
 
 
 class LivePlot(Callback):
-    """A curve a person can watch during long runs (EECS 553's live plot), redrawn at most every
-    10 s; skipped when epochs are so short that drawing would cost more than training."""
+    """A curve a person can watch during long runs (EECS 553's live plot): plots/curves.png is
+    redrawn every `every` seconds of training, whatever the epoch length (mid-epoch too, with
+    the running train numbers as a fractional epoch); runs shorter than that draw only at the
+    end (finalize), so drawing never costs more than a few percent of training."""
 
-    def __init__(self) -> None:
-        self._last = -1e9
+    def __init__(self, every: float = 10.0) -> None:
+        self.every = every
+        self._last = time.perf_counter()
 
-    def on_epoch_end(self, trainer: Trainer, row: dict) -> None:
-        """Redraw plots/curves.png."""
-        s = trainer.state
-        if not distributed.is_main() or s.history[-1]["time_s"] / max(s.epoch, 1) < 2.0:
-            return
-        if time.perf_counter() - self._last < 10.0 and s.epoch < trainer.cfg.epochs:
-            return
+    def on_fit_start(self, trainer: Trainer) -> None:
+        """Count from the first step."""
+        self._last = time.perf_counter()
+
+    def on_step_end(self, trainer: Trainer, loss: float) -> None:
+        """Redraw when `every` seconds have passed since the last drawing."""
+        if time.perf_counter() - self._last >= self.every and distributed.is_main():
+            self.draw(trainer)
+
+    def draw(self, trainer: Trainer) -> None:
+        """Draw plots/curves.png from the finished epochs plus the running one."""
         from cnnlab.report.plots import plot_curves
 
-        plot_curves(s.history, trainer.run_dir / "plots" / "curves.png",
-                    f"{trainer.cfg.model} on {trainer.splits.source or 'data'} (live)")
+        s, r = trainer.state, trainer.state.running
+        rows = list(s.history)
+        if r["n"] and s.step_in_epoch:
+            rows.append({"epoch": s.epoch + s.step_in_epoch / max(trainer.steps_per_epoch, 1),
+                         "train_loss": r["loss"] / r["n"], "train_acc": r["correct"] / r["n"],
+                         "val_loss": None, "val_acc": None})
+        if rows:
+            plot_curves(rows, trainer.run_dir / "plots" / "curves.png",
+                        f"{trainer.cfg.model} on {trainer.splits.source or 'data'} (live)")
         self._last = time.perf_counter()
 
 
@@ -341,6 +380,8 @@ def finalize(trainer: Trainer, verbose: bool = True) -> dict:
     metrics["loop_seconds"] = round(trainer.state.elapsed, 3)
     metrics["feature_seconds"] = feature_s
     metrics["resolved"] = dict(trainer.resolved)
+    if getattr(trainer, "data_stats", None):
+        metrics["train_stats"] = trainer.data_stats
     metrics["skipped_bad_images"] = int(splits.train.meta.get("skipped_bad_images", 0))
     if trainer.notes:
         metrics["notes"] = list(trainer.notes)
@@ -356,6 +397,11 @@ def finalize(trainer: Trainer, verbose: bool = True) -> dict:
         plot_confusion(metrics[final_split]["confusion_matrix"], splits.classes,
                        run_dir / "plots" / "confusion_matrix.png",
                        f"Confusion matrix ({final_split})")
+        if cfg.eval_every:
+            from cnnlab.report.step_curves import plot_step_curves
+
+            plot_step_curves(run_dir / "steps.csv", run_dir / "plots" / "curves_steps.png",
+                             f"{cfg.model} on {splits.source or 'data'}, by step")
     if test_or_val is not None:
         tv_name = "test" if splits.test is not None else "val"
         write_predictions(run_dir / "predictions.csv", test_or_val.ids, probs[tv_name][0],

@@ -21,6 +21,7 @@ import time
 from typing import TYPE_CHECKING
 
 from cnnlab import io
+from cnnlab.console import console
 from cnnlab.train import distributed
 from cnnlab.train.progress import TrainProgress
 
@@ -87,28 +88,77 @@ class Checkpointer(Callback):
         trainer.save("last.pt")
 
 
-class CsvLogger(Callback):
-    """metrics.csv (one row per epoch) and, with --log-every N, steps.csv (every N steps)."""
+class KeepEvery(Callback):
+    """--keep-every N: epoch_<k>.pt with the full training state every N epochs, so a run can
+    be continued from any of them with --resume-from (EECS 553's "resume from any checkpoint")."""
 
-    def __init__(self, every: int = 0) -> None:
+    def __init__(self, every: int) -> None:
         self.every = every
 
+    def on_epoch_end(self, trainer: Trainer, row: dict) -> None:
+        """Save epoch_<k>.pt after epochs k = N, 2N, ..."""
+        k = trainer.state.epoch
+        if self.every and k % self.every == 0:
+            trainer.save(f"epoch_{k}.pt", include_training=True)
+
+
+class EvalEvery(Callback):
+    """--eval-every N: score the validation split every N steps and print one line; the numbers
+    are left in `trainer.step_val` for CsvLogger's steps.csv (USI 1.3.1, CS 475's dev curve)."""
+
+    def __init__(self, every: int, verbose: bool = True) -> None:
+        self.every, self.verbose = every, verbose
+
     def on_step_end(self, trainer: Trainer, loss: float) -> None:
-        """Append a steps.csv row every `every` steps."""
+        """Evaluate when the global step is a multiple of N."""
+        s, val = trainer.state, trainer.splits.val
+        if not self.every or s.global_step % self.every or val is None or not len(val):
+            return
+        if distributed.is_distributed():
+            vloss, vacc = trainer._sharded_val()
+        else:
+            probs, vloss = trainer.evaluate_split("val")
+            vacc = float((probs.argmax(1) == val.labels.numpy()).mean())
+        if trainer.frozen is not None:  # evaluation put the whole model back in train mode
+            trainer.frozen.after_train()
+        trainer.step_val = {"step": s.global_step, "val_loss": vloss, "val_acc": vacc}
+        if self.verbose and distributed.is_main():
+            r, n = s.running, max(s.running["n"], 1)
+            shown = "n/a" if vloss is None else f"{vloss:.4f}"
+            console.print(f"step {s.global_step:>6}/{trainer.total_steps}  train loss "
+                          f"{r['loss'] / n:.4f} acc {r['correct'] / n:.4f}  val loss {shown} "
+                          f"acc {vacc:.4f}", highlight=False)
+
+
+class CsvLogger(Callback):
+    """metrics.csv (one row per epoch) and steps.csv: a row every --log-every N steps and every
+    --eval-every N steps (then with val_loss/val_acc columns)."""
+
+    def __init__(self, every: int = 0, eval_every: int = 0) -> None:
+        self.every, self.eval_every = every, eval_every
+
+    def on_step_end(self, trainer: Trainer, loss: float) -> None:
+        """Append a steps.csv row when a logging or evaluation step is due."""
         s = trainer.state
-        if not self.every or s.global_step % self.every or not distributed.is_main():
+        due = any(n and s.global_step % n == 0 for n in (self.every, self.eval_every))
+        if not due or not distributed.is_main():
             return
         r = s.running
         row = {"step": s.global_step, "epoch": s.epoch + 1, "lr": trainer.current_lr(),
                "loss": loss, "train_loss": r["loss"] / max(r["n"], 1),
                "train_acc": r["correct"] / max(r["n"], 1)}
+        if self.eval_every:
+            got = getattr(trainer, "step_val", None) or {}
+            fresh = got.get("step") == s.global_step
+            row["val_loss"] = got.get("val_loss") if fresh else None
+            row["val_acc"] = got.get("val_acc") if fresh else None
         path = trainer.run_dir / "steps.csv"
         new = not path.exists()
         with open(path, "a") as fh:  # append-only log: a torn last line loses one step
             if new:
                 fh.write(",".join(row) + "\n")
-            fh.write(",".join(f"{v:.6g}" if isinstance(v, float) else str(v)
-                              for v in row.values()) + "\n")
+            fh.write(",".join(f"{v:.6g}" if isinstance(v, float) else "" if v is None
+                              else str(v) for v in row.values()) + "\n")
 
     def on_epoch_end(self, trainer: Trainer, row: dict) -> None:
         """Rewrite metrics.csv with the whole history (atomically)."""
@@ -125,7 +175,7 @@ class ProgressBar(Callback):
 
     def on_fit_start(self, trainer: Trainer) -> None:
         """Open the bar."""
-        self.bar = TrainProgress(trainer.cfg.epochs, trainer.steps_per_epoch,
+        self.bar = TrainProgress(trainer.total_epochs, trainer.steps_per_epoch,
                                  len(trainer.splits.train), enabled=self.enabled)
         self.bar.__enter__()
         self._t0 = time.perf_counter()
@@ -158,5 +208,7 @@ class ProgressBar(Callback):
 
 def default_callbacks(cfg: object, verbose: bool) -> list[Callback]:
     """The callbacks every run has, in the order they must run."""
+    keep, evals = getattr(cfg, "keep_every", 0), getattr(cfg, "eval_every", 0)
     return [FrozenLayersEval(), EarlyStopping(), Checkpointer(),
-            CsvLogger(getattr(cfg, "log_every", 0)), ProgressBar(verbose)]
+            *([KeepEvery(keep)] if keep else []), *([EvalEvery(evals, verbose)] if evals else []),
+            CsvLogger(getattr(cfg, "log_every", 0), evals), ProgressBar(verbose)]

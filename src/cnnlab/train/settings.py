@@ -288,6 +288,8 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in [
     # ---- optimization
     S("epochs", 10, "optimization", "Epochs to train.", int, lo=1, metavar="N", resumable=True,
       short="-e"),
+    S("steps", None, "optimization", "Train for N optimization steps instead of --epochs (the "
+      "last epoch may be partial).", int, lo=1, nullable=True, metavar="N", resumable=True),
     S("batch_size", 64, "optimization", "Images per optimization step.", int, lo=1, hi=1 << 20,
       metavar="N", short="-b"),
     S("lr", None, "optimization", "Learning rate [default: 0.01 sgd, 0.003 adam/adamw, 0.001 "
@@ -308,6 +310,8 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in [
       above=True, nullable=True, metavar="NORM"),
     S("seed", 0, "optimization", "Seed of the data split, initialisation and batch order.", int,
       metavar="N"),
+    S("split_seed", None, "data", "Seed of the train/val/test split alone [default: --seed].",
+      int, nullable=True, metavar="N"),
     S("positive_class", None, "optimization", "Binary tasks: the class precision, recall and F1 "
       "are about.", metavar="CLASS"),
     # ---- augmentation
@@ -344,12 +348,17 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in [
       affects_result=False),
     S("log_every", 0, "output", "Also log train loss every N steps to steps.csv (0: off).", int,
       lo=0, metavar="N", affects_result=False, resumable=True),
+    S("eval_every", 0, "output", "Also evaluate the validation split every N steps: a printed "
+      "line, val columns in steps.csv, plots/curves_steps.png (0: off).", int, lo=0,
+      metavar="N", affects_result=False, resumable=True),
+    S("keep_every", 0, "output", "Keep epoch_K.pt (resumable, full training state) every N "
+      "epochs (0: off).", int, lo=0, metavar="N", affects_result=False, resumable=True),
     # ---- tracking: copies of what a run logs, sent to TensorBoard / MLflow (experiments too)
     S("track", [], "tracking", "Also log to tensorboard and/or mlflow (comma-separated; needs "
       "pip install -e '.[track]').", list, parse=_track, metavar="LOGGERS",
       affects_result=False, resumable=True),
     S("track_uri", None, "tracking", "MLflow tracking URI, e.g. http://host:5000 [default: "
-      "sqlite:///<runs-dir>/mlflow.db].", metavar="URI", affects_result=False, resumable=True),
+      "sqlite:///RUNS_DIR/mlflow.db].", metavar="URI", affects_result=False, resumable=True),
 ]}
 # "data" (the source path) is an argument, not an option; "extra" holds what other modules
 # add (e.g. plots switched off by the estimator).
@@ -459,7 +468,8 @@ def data_options(values: Mapping[str, Any], **overrides: Any) -> Any:
     image_dir = v.get("image_dir")
     return LoadOptions(format=v["format"], image_size=v["image_size"], channels=v["channels"],
                        resize=v["resize"], val_split=v["val_split"], test_split=v["test_split"],
-                       seed=v["seed"], task=v["task"],
+                       seed=v["seed"] if v.get("split_seed") is None else v["split_seed"],
+                       task=v["task"],
                        image_dir=str(image_dir) if image_dir is not None else None,
                        columns=CsvColumns(v["path_column"], v["label_column"],
                                           v["numeric_column"], v["partition_column"],

@@ -143,6 +143,10 @@ class Trainer:
         self.scaler = grad_scaler(self.device, self.precision)
         self.state = TrainState()
         self.steps_per_epoch = len(batch_slices(len(train), cfg.batch_size))
+        # --steps N replaces --epochs: enough epochs to hold N steps, the last one cut short.
+        self.total_steps = cfg.steps or cfg.epochs * self.steps_per_epoch
+        self.total_epochs = math.ceil(cfg.steps / max(self.steps_per_epoch, 1)) if cfg.steps \
+            else cfg.epochs
         self._resume_rng = None
         if resume:
             ckpt_path = self.run_dir / "last.pt" if resume is True else Path(resume)
@@ -179,12 +183,13 @@ class Trainer:
 
     # ---- the loop ------------------------------------------------------------------------
     def fit(self, stop_after: int | None = None) -> TrainState:
-        """Train until the epochs run out, early stopping triggers or epoch `stop_after` ends."""
-        s, cfg = self.state, self.cfg
+        """Train until the epochs (or --steps) run out, early stopping triggers or epoch
+        `stop_after` ends."""
+        s = self.state
         with _sigint_flag() as interrupted, self._out_of_memory_as_error():
             self.emit("on_fit_start")
             try:
-                while s.epoch < cfg.epochs and not s.stopped_early and \
+                while s.epoch < self.total_epochs and not s.stopped_early and \
                         (stop_after is None or s.epoch < stop_after):
                     self.model.train()  # callbacks may set parts back to eval (frozen layers)
                     self.emit("on_epoch_start")
@@ -194,7 +199,7 @@ class Trainer:
                         loss, logits = self.train_step(x, y, idx)
                         self._account(loss, logits, y, idx.shape[0])
                         self.emit("on_step_end", float(loss))
-                        if interrupted():
+                        if interrupted() or s.global_step >= self.total_steps:
                             break
                     s.elapsed += time.perf_counter() - t0
                     if interrupted():
@@ -268,7 +273,7 @@ class Trainer:
 
     def apply_schedule(self) -> None:
         """Set each group's learning rate for the coming step from the schedule."""
-        total = self.cfg.epochs * self.steps_per_epoch
+        total = self.total_steps
         factor = SCHEDULES[self.cfg.schedule](self.state.global_step, total)
         for g in self.optimizer.param_groups:
             g["lr"] = g["initial_lr"] * factor
@@ -351,17 +356,22 @@ class Trainer:
                 "channels": self.splits.train.channels,
                 "skipped_bad_images": int(self.splits.train.meta.get("skipped_bad_images", 0))}
 
-    def save(self, name: str = "last.pt") -> None:
-        """Atomically write a checkpoint into the run folder (rank 0 only under torchrun)."""
+    def save(self, name: str = "last.pt", include_training: bool | None = None) -> None:
+        """Atomically write a checkpoint into the run folder (rank 0 only under torchrun);
+        with the training state (resumable) for last.pt or when `include_training`."""
         if not distributed.is_main() or self.run_dir is None:
             return
-        save_checkpoint(self.run_dir / name, self._payload(include_training=name == "last.pt"),
+        full = name == "last.pt" if include_training is None else include_training
+        save_checkpoint(self.run_dir / name, self._payload(include_training=full),
                         previous_exists=(self.run_dir / name).is_file())
 
     def _restore(self, ckpt: dict, path: Path) -> None:
         if "train_state" not in ckpt:
+            here = [p.name for p in sorted(Path(path).parent.glob("*.pt"))
+                    if p.name == "last.pt" or p.name.startswith("epoch_")]
             raise CnnlabError(f"{path}: holds weights only, not the training state; resume from "
-                              "last.pt or an epoch_<k>.pt file")
+                              "last.pt or an epoch_<k>.pt file (--keep-every N)"
+                              + (f": here {', '.join(here)}" if here else ""))
         if ckpt.get("arch") != self.arch:
             raise CnnlabError(f"{path}: it was trained with another model or data shape "
                               f"({ckpt.get('arch')}); start a new run instead")
