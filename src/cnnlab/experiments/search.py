@@ -245,7 +245,7 @@ def run_worker(spec: SearchSpec) -> int:
     study = open_study(spec)
     splits_cache: dict[str, Any] = {}
     folder = Path(spec.out)
-    tag = f"[w{spec.worker}] " if spec.worker else ""
+    tag = f"\\[w{spec.worker}] " if spec.worker else ""  # escaped: not rich markup
     done = 0
 
     def objective(trial: Any) -> float:
@@ -256,6 +256,7 @@ def run_worker(spec: SearchSpec) -> int:
         run_dir = folder / "trials" / str(trial.number)
         trial.set_user_attr("run_dir", str(run_dir.resolve()))
         trial.set_user_attr("host", socket.gethostname())
+        trial.set_user_attr("pid", os.getpid())  # which process ran it (tests: none twice)
         try:
             cfg = apply_point(base, point)
             cfg.out = str(run_dir)
