@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 # The pin matters: an unpinned torch pulls a multi-GB CUDA build.
 TORCH  := torch==2.13.0
 
-.PHONY: demo test check install install-test browser lint bench clean
+.PHONY: demo test check install install-test browser postgres lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,8 +37,18 @@ browser:
 	    || { echo "warning: could not install chromium; browser tests will be skipped"; \
 	         [ "$${CI:-}" != true ] || exit 1; }; }
 
+# Debian's PostgreSQL server binaries (initdb, pg_ctl) for the search tests, which start a
+# throwaway server of their own; installed where missing, and under CI=true a failed install
+# fails the run, as for chromium.
+postgres:
+	@command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+	  { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	    ($$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null) \
+	    || { echo "warning: could not install postgresql; its tests will be skipped"; \
+	         [ "$${CI:-}" != true ] || exit 1; }; }
+
 # Everything (CI runs this): about 5 minutes on 2 cores, plus the installs on a fresh machine.
-test: install-test browser
+test: install-test browser postgres
 	$(BIN)/python -m pytest
 
 # The fast tier: lint and every test not marked slow (under 2 minutes on 2 cores).

@@ -198,3 +198,17 @@ def test_sweep_jobs_2_equals_jobs_1_in_deterministic_mode(pattern_npy, tmp_path)
             assert a.metrics[split]["accuracy"] == b.metrics[split]["accuracy"]
         assert [r["val_loss"] for r in a.history] == [r["val_loss"] for r in b.history]
     assert seq.best.name == par.best.name
+
+
+@pytest.mark.slow
+def test_seeds_cli_jobs_without_num_threads_still_matches_sequential(pattern_npy, tmp_path):
+    args = ["seeds", str(pattern_npy), "-n", "2", "--model", "mlp", "--model-arg", "hidden=16",
+            "--epochs", "2", "--deterministic", "--no-member-plots"]
+    r1 = run_cli(*args, "--jobs", "1", "--out", str(tmp_path / "a"))
+    r2 = run_cli(*args, "--jobs", "2", "--out", str(tmp_path / "b"))
+    assert r1.returncode == 0 and r2.returncode == 0, r1.stderr + r2.stderr
+    assert "in 2 processes" in r2.stderr
+    for seed in (0, 1):
+        a, b = (json.loads((tmp_path / d / "members" / f"seed={seed}" / "metrics.json")
+                           .read_text()) for d in ("a", "b"))
+        assert a["val"]["loss"] == b["val"]["loss"] and a["train"] == b["train"]

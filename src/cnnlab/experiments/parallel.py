@@ -4,7 +4,8 @@ A small CNN cannot fill a many-core machine, so N members train at once, each a 
 run_member/run_training in its own spawned process on its own share of the CPUs. Each member's
 result depends only on its settings (seeded, and with --deterministic bit-reproducible), so
 the experiment's results are the same as sequential ones when the thread count per member is
-the same: give --num-threads to make that exact (see docs/search.md).
+the same. --deterministic without --num-threads therefore keeps the sequential thread count
+(all cores) in every process; with --num-threads (e.g. 1) the cores are simply split.
 """
 
 from __future__ import annotations
@@ -69,6 +70,17 @@ def run_members(members: Sequence[Member], folder: Path, verbose: bool = True,
 
     n = min(jobs, len(todo))
     shares = cpu_shares(n)
+    exact = [m for m in todo if m.cfg.deterministic and m.cfg.num_threads is None]
+    if exact:
+        # Bit-identical to sequential members means the same thread count as they use (all
+        # cores): float sums split over other thread counts differ in the last bits.
+        shares = [[] for _ in range(n)]
+        for m in exact:
+            m.cfg.num_threads = len(cpu_shares(1)[0]) or (os.cpu_count() or 1)
+        if verbose:
+            console.print(f"[yellow]--deterministic without --num-threads: each of the {n} "
+                          f"processes uses {exact[0].cfg.num_threads} threads, as a sequential "
+                          "member would, so results match; --num-threads 1 is faster[/]")
     if verbose:
         console.print(f"training {len(todo)} members in {n} processes "
                       f"({len(shares[0]) or 'shared'} CPU(s) each)")
