@@ -17,6 +17,7 @@ whole study: a rerun (or another machine) continues until the study holds N tria
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -182,8 +183,6 @@ def open_study(spec: SearchSpec, storage: Any = None) -> Any:
 
 def _identity(spec: SearchSpec) -> dict:
     """What must match for a worker to join a study (JSON-normalised: tuples become lists)."""
-    import json
-
     settings = comparable(spec.base, ignore=[k for k in spec.space if "." not in k])
     settings.pop("data", None)  # other machines keep the data at other paths
     return json.loads(json.dumps({"space": spec.space, "metric": spec.metric,
@@ -470,7 +469,7 @@ def print_leaderboard(rows: list[dict], metric: str, params: list[str], meta: di
                f"{c.get('fail', 0)} failed" + (f"; {meta['seconds']:.1f}s"
                                                  if meta.get("seconds") else ""))
     print_table(f"search {meta['study']}: {meta['direction']} {metric}", cols, body,
-                0 if rows and rows[0].get("best") in (True, "True", "true") else None, caption)
+                0 if rows and rows[0].get("best") else None, caption)
     if meta.get("best"):
         b = meta["best"]
         console.print(f"best: trial {b['trial']} {metric} {b['value']:.4f} -> {b['run_dir']}")
@@ -525,7 +524,7 @@ def show_search(folder: str | Path, storage: str | None = None) -> SearchResult:
     meta_path = folder / "search.json"
     if not meta_path.is_file():
         raise CnnlabError(f"{folder}: not a search folder (no search.json)")
-    meta = io.read_json(meta_path) if hasattr(io, "read_json") else _read_json(meta_path)
+    meta = json.loads(meta_path.read_text())
     url = storage or meta["storage"]
     if "***" in url:
         raise CnnlabError(f"{folder}: its storage has a password; pass --storage URL")
@@ -542,9 +541,3 @@ def show_search(folder: str | Path, storage: str | None = None) -> SearchResult:
         raise CnnlabError(f"{folder}: study {spec.study!r} not found in {_safe_url(url)}") \
             from None
     return write_leaderboard(folder, spec, study, meta.get("seconds") or 0.0)
-
-
-def _read_json(path: Path) -> dict:
-    import json
-
-    return json.loads(path.read_text())
