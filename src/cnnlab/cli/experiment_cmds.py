@@ -191,8 +191,9 @@ def search(
                               help="Stop when the study holds N trials (all workers, all runs)."),
     timeout: float | None = _opt(None, "--timeout", min=0.0, metavar="SECONDS",
                                  help="Start no new trial after this many seconds."),
-    metric: str = _opt("val_acc", "--metric", help="What to optimize: val_acc, val_loss, val_f1, "
-                       "val_auroc (or test_/train_ ones)."),
+    metric: str = _opt("val_acc", "--metric", metavar="NAME",
+                       help="What to optimize: val_acc, val_loss, val_f1, val_auroc (or test_/"
+                            "train_ ones)."),
     direction: str | None = _opt(None, "--direction", metavar="maximize|minimize",
                                  help="[default: minimize for losses, else maximize]"),
     pruner: str = _opt("median", "--pruner", metavar="median|halving|none",

@@ -86,6 +86,15 @@ class SearchResult:
     seconds: float = 0.0
 
 
+def require_optuna() -> None:
+    """Optuna is an extra: say how to install it instead of an ImportError."""
+    try:
+        import optuna  # noqa: F401
+    except ImportError:
+        raise CnnlabError("cnnlab search needs Optuna: pip install 'cnnlab[search]' (or pip "
+                          "install optuna)") from None
+
+
 # ---- storage and study --------------------------------------------------------------------
 def default_storage(folder: Path) -> str:
     """sqlite:///<folder>/study.db (absolute, so every worker opens the same file)."""
@@ -334,6 +343,7 @@ def run_search(base: TrainConfig, space: dict, out: str | Path | None = None,
                study: str | None = None, force: bool = False, verbose: bool = True
                ) -> SearchResult:
     """Search `space` (see search_space.py) around the settings `base` with Optuna."""
+    require_optuna()
     if not space:
         raise CnnlabError("search: nothing to search; give a range or a list, e.g. "
                           "--lr 1e-4:1e-1:log --optimizer sgd,adamw")
@@ -534,6 +544,7 @@ pruner {html.escape(meta['pruner'])}; storage {html.escape(meta['storage'])}.</p
 
 def show_search(folder: str | Path, storage: str | None = None) -> SearchResult:
     """Re-read a search's study (if reachable) and print its leaderboard."""
+    require_optuna()
     folder = Path(folder).expanduser()
     meta_path = folder / "search.json"
     if not meta_path.is_file():
