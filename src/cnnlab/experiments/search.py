@@ -163,7 +163,12 @@ def make_sampler(seed: int) -> Any:
             except AttributeError:
                 pass
 
-    return TrialSeededTPE(seed=seed, n_startup_trials=5)
+    # multivariate: learning rate and optimizer interact; constant_liar: a worker does not
+    # propose what another is still training (Optuna's advice for parallel studies).
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return TrialSeededTPE(seed=seed, n_startup_trials=5, multivariate=True,
+                              constant_liar=True)
 
 
 def make_pruner(kind: str, after: int) -> Any:
