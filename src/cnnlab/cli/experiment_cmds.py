@@ -36,6 +36,9 @@ MEMBER_PLOTS = _opt(True, "--member-plots/--no-member-plots",
                     rich_help_panel="Output")
 FORCE = _opt(False, "--force", help="Delete the experiment's members and start again.",
              rich_help_panel="Output")
+JOBS = _opt(1, "--jobs", "-j", min=1, metavar="N",
+            help="Train N members at once, each in its own process on its share of the CPU "
+                 "cores.", rich_help_panel="Hardware")
 
 
 def _base(path: Path | None, given: dict, report: bool = False, member_plots: bool = True,
@@ -87,7 +90,7 @@ def sweep(
     out: Path | None = _opt(None, "--out", "-o", metavar="DIR",
                             help="Experiment folder [default: runs/sweep-DATA-MODEL]"),
     force: bool = FORCE, report: bool = REPORT, member_plots: bool = MEMBER_PLOTS,
-    settings: dict | None = None,
+    jobs: int = JOBS, settings: dict | None = None,
 ) -> None:
     """Grid search over any settings (e.g. --lr 1e-4,1e-3 --optimizer sgd,adam); the best is
     marked."""
@@ -99,7 +102,8 @@ def sweep(
         raise CnnlabError("sweep: nothing to vary; give e.g. --lr 1e-4,1e-3,1e-2")
     first = {k: v[0] for k, v in grid_values.items() if "." not in k}
     base = _base(path, {**single, **first}, report, member_plots)
-    run_sweep(base, grid_values, out=out, select=select, prune=prune, force=force)
+    run_sweep(base, grid_values, out=out, select=select, prune=prune, force=force,
+              jobs=jobs)
 
 
 @app.command(epilog=RERUN)
@@ -113,13 +117,13 @@ def cv(
     out: Path | None = _opt(None, "--out", "-o", metavar="DIR",
                             help="Experiment folder [default: runs/cv-DATA-MODEL]"),
     force: bool = FORCE, report: bool = REPORT, member_plots: bool = MEMBER_PLOTS,
-    settings: dict | None = None,
+    jobs: int = JOBS, settings: dict | None = None,
 ) -> None:
     """Stratified k-fold cross-validation on the training data (train + val; test untouched)."""
     from cnnlab.experiments.cv import run_cv
 
     run_cv(_base(path, settings or {}, report, member_plots), folds, out=out,
-           val_fraction=inner_val, force=force)
+           val_fraction=inner_val, force=force, jobs=jobs)
 
 
 @app.command(epilog=RERUN)
@@ -132,13 +136,13 @@ def seeds(
     out: Path | None = _opt(None, "--out", "-o", metavar="DIR",
                             help="Experiment folder [default: runs/seeds-DATA-MODEL]"),
     force: bool = FORCE, report: bool = REPORT, member_plots: bool = MEMBER_PLOTS,
-    settings: dict | None = None,
+    jobs: int = JOBS, settings: dict | None = None,
 ) -> None:
     """The same training with n seeds on one data split: mean ± std, min and max."""
     from cnnlab.experiments.seeds import run_seeds
 
     run_seeds(_base(path, settings or {}, report, member_plots), n,
-              seeds=parse_list(seed_list, int), out=out, force=force)
+              seeds=parse_list(seed_list, int), out=out, force=force, jobs=jobs)
 
 
 @app.command()
@@ -169,3 +173,74 @@ def lr_find_cmd(
 
     base = _base(path, settings or {}, epochs=1, schedule="none")
     lr_find(base, out=out, start_lr=start_lr, end_lr=end_lr, steps=steps)
+
+
+SEARCH_EPILOG = ("Re-running the same command continues the study (--trials counts the whole "
+                 "study). `cnnlab search show DIR` prints a search's leaderboard. Several machines "
+                 "join one study with the same command and --storage URL --study NAME "
+                 "(docs/search.md).")
+
+
+@app.command(epilog=SEARCH_EPILOG)
+@with_settings(*LEARN, mode="search")
+def search(
+    path: Path | None = _path(),
+    show_dir: Path | None = typer.Argument(None, hidden=True),
+    param: list[str] = _opt([], "--param", metavar="KEY=SPEC",
+                            help="Any setting or model_args.NAME: KEY=LO:HI[:log], KEY=V1,V2 or "
+                                 "KEY=V (repeatable), e.g. model_args.width=8,16,32."),
+    trials: int | None = _opt(None, "--trials", "-n", min=1, metavar="N",
+                              help="Stop when the study holds N trials (all workers, all runs)."),
+    timeout: float | None = _opt(None, "--timeout", min=0.0, metavar="SECONDS",
+                                 help="Start no new trial after this many seconds."),
+    metric: str = _opt("val_acc", "--metric", metavar="NAME",
+                       help="What to optimize: val_acc, val_loss, val_f1, val_auroc (or test_/"
+                            "train_ ones)."),
+    direction: str | None = _opt(None, "--direction", metavar="maximize|minimize",
+                                 help="[default: minimize for losses, else maximize]"),
+    pruner: str = _opt("median", "--pruner", metavar="median|halving|none",
+                       help="Stop bad trials early on their per-epoch validation loss."),
+    prune_after: int = _opt(2, "--prune-after", min=1, metavar="EPOCHS",
+                            help="No trial is pruned before this many epochs."),
+    workers: int = _opt(1, "--workers", "-w", min=1, metavar="N",
+                        help="Trial processes on this machine (the CPU cores are split).",
+                        rich_help_panel="Hardware"),
+    storage: str | None = _opt(None, "--storage", metavar="URL",
+                               help="Optuna storage shared by workers on any machine, e.g. "
+                                    "postgresql://user:pw@host/db [default: "
+                                    "sqlite:///<out>/study.db]."),
+    study: str | None = _opt(None, "--study", metavar="NAME",
+                             help="Study name in the storage [default: the --out folder's name]."),
+    out: Path | None = _opt(None, "--out", "-o", metavar="DIR",
+                            help="Search folder [default: runs/search-<data>-<model>]"),
+    force: bool = _opt(False, "--force", help="Delete the study and its trials and start again.",
+                       rich_help_panel="Output"),
+    report: bool = REPORT, member_plots: bool = MEMBER_PLOTS,
+    settings: dict | None = None,
+) -> None:
+    """Hyperparameter search (Optuna TPE, pruning) over any settings, e.g. --lr 1e-4:1e-1:log
+    --batch-size 32,64 --optimizer sgd,adamw; `cnnlab search show DIR` prints a leaderboard."""
+    from cnnlab.experiments.search import run_search, show_search
+    from cnnlab.experiments.search_space import first_point, split_space
+
+    if path is not None and str(path) == "show" and not path.exists():
+        if show_dir is None:
+            raise CnnlabError("search show: give the search folder, e.g. cnnlab search show "
+                              "runs/search-digits-cnn")
+        show_search(show_dir, storage)
+        return
+    if show_dir is not None:
+        raise CnnlabError(f"search: unexpected argument {str(show_dir)!r} (one data path only)")
+    fixed, space = split_space(settings or {}, param)
+    if not space:
+        raise CnnlabError("search: nothing to search; give a range or a list, e.g. "
+                          "--lr 1e-4:1e-1:log --optimizer sgd,adamw")
+    first = {k: v for k, v in first_point(space).items() if "." not in k}
+    base = _base(path, {**fixed, **first}, report, member_plots)
+    if storage is not None and study is None:
+        raise CnnlabError("--storage: give --study NAME too, the same on every machine")
+    if direction is not None:
+        direction = direction.strip().lower()
+    run_search(base, space, out=out, trials=trials, timeout=timeout, metric=metric,
+               direction=direction, pruner=pruner, prune_after=prune_after, workers=workers,
+               storage=storage, study=study, force=force)

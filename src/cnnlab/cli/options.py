@@ -37,9 +37,10 @@ def _param(s: Setting, mode: str) -> inspect.Parameter:
     """One typer option for a setting; its default is None so only given values arrive."""
     names = [s.flag, *s.aliases] + ([s.short] if s.short else [])
     metavar = s.metavar or ("|".join(map(str, s.choices)) if s.choices else None)
-    grid = mode == "grid" and _gridable(s)
-    help_text = " ".join(t for t in (s.help, "Comma-separated values are swept." if grid else "",
-                                     _default_text(s, mode)) if t)
+    grid = mode in ("grid", "search") and _gridable(s)
+    varied = ("" if not grid else "Comma-separated values are swept." if mode == "grid" else
+              "Searched: LO:HI[:log] (numbers) or V1,V2,...")
+    help_text = " ".join(t for t in (s.help, varied, _default_text(s, mode)) if t)
     kw: dict[str, Any] = {"help": help_text, "show_default": False,
                           "rich_help_panel": PANELS[s.group]}
     if s.kind is bool:
@@ -67,6 +68,7 @@ def with_settings(*groups: str, mode: str = "single", skip: tuple[str, ...] = ()
     """Decorator: the command gets every setting of `groups` as an option.
 
     mode "single": one value each; "grid": scalar settings accept V1,V2,... (sweeps);
+    "search": the same, numbers also LO:HI[:log] (cnnlab search);
     "saved": defaults come from the trained run (evaluate, predict, explain).
     """
     chosen = [s for s in in_groups(*groups) if s.cli and s.name not in skip]

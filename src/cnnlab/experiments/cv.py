@@ -21,10 +21,10 @@ from cnnlab.experiments.common import (
     open_experiment,
     plot_overlay,
     print_table,
-    run_member,
     write_page,
     write_summary,
 )
+from cnnlab.experiments.parallel import run_members
 from cnnlab.run import load_splits, resolve_data
 from cnnlab.train.settings import TrainConfig
 
@@ -77,7 +77,7 @@ def fold_splits(splits: DataSplits, folds: int, seed: int, val_fraction: float) 
 
 def run_cv(base: TrainConfig, folds: int = 5, splits: DataSplits | None = None,
            out: str | Path | None = None, val_fraction: float = 0.1, force: bool = False,
-           verbose: bool = True) -> CVResult:
+           verbose: bool = True, jobs: int = 1) -> CVResult:
     """Train one model per fold; report each fold's held-out metrics and their mean ± std."""
     base = deepcopy(base)
     resolve_data(base)
@@ -93,8 +93,7 @@ def run_cv(base: TrainConfig, folds: int = 5, splits: DataSplits | None = None,
         n_pool = sum(len(s) for _, s in parts[0].items())
         console.print(f"[bold]cv[/]: {folds}-fold stratified on {n_pool} training items of "
                       f"{splits.source or 'data'} -> {folder}")
-    for i, m in enumerate(members, 1):
-        run_member(m, folder, verbose, i, len(members))
+    run_members(members, folder, verbose, jobs)
     rows = []
     for m in members:
         res = m.metrics

@@ -18,10 +18,10 @@ from cnnlab.experiments.common import (
     pick_split,
     plot_overlay,
     print_table,
-    run_member,
     write_page,
     write_summary,
 )
+from cnnlab.experiments.parallel import run_members
 from cnnlab.run import load_splits, resolve_data
 from cnnlab.train.settings import TrainConfig
 
@@ -39,7 +39,7 @@ class SeedsResult:
 
 def run_seeds(base: TrainConfig, n: int = 10, seeds: list[int] | None = None,
               splits: DataSplits | None = None, out: str | Path | None = None,
-              force: bool = False, verbose: bool = True) -> SeedsResult:
+              force: bool = False, verbose: bool = True, jobs: int = 1) -> SeedsResult:
     """Train with seeds base.seed .. base.seed+n-1 (or `seeds`) on one fixed data split.
 
     The data is split once, with the base seed; each member's seed changes only the weight
@@ -64,8 +64,7 @@ def run_seeds(base: TrainConfig, n: int = 10, seeds: list[int] | None = None,
     if verbose:
         console.print(f"[bold]seeds[/]: {len(seeds)} runs of {base.model} on "
                       f"{splits.source or 'data'} -> {folder}")
-    for i, m in enumerate(members, 1):
-        run_member(m, folder, verbose, i, len(members))
+    run_members(members, folder, verbose, jobs)
     split = pick_split(members[0].metrics)
     rows = []
     for m in members:

@@ -17,10 +17,10 @@ from cnnlab.experiments.common import (
     open_experiment,
     plot_overlay,
     print_table,
-    run_member,
     write_page,
     write_summary,
 )
+from cnnlab.experiments.parallel import run_members
 from cnnlab.run import load_splits, resolve_data
 from cnnlab.train.settings import SETTINGS, TrainConfig, check_combination, unknown_keys
 
@@ -65,7 +65,7 @@ def grid_points(grid: dict[str, list]) -> list[dict]:
 
 def run_sweep(base: TrainConfig, grid: dict[str, list], splits: DataSplits | None = None,
               out: str | Path | None = None, select: str = "val_acc", prune: bool = False,
-              force: bool = False, verbose: bool = True) -> SweepResult:
+              force: bool = False, verbose: bool = True, jobs: int = 1) -> SweepResult:
     """Train every grid point; the best by `select` (val_acc or val_loss) is marked.
 
     With `prune`, the checkpoints of all but the best member are deleted once the sweep is
@@ -99,8 +99,7 @@ def run_sweep(base: TrainConfig, grid: dict[str, list], splits: DataSplits | Non
         shape = " x ".join(f"{len(grid[k])} {k}" for k in varied)
         console.print(f"[bold]sweep[/] of {len(members)} settings ({shape}) on "
                       f"{splits.source or 'data'} -> {folder}")
-    for i, m in enumerate(members, 1):
-        run_member(m, folder, verbose, i, len(members))
+    run_members(members, folder, verbose, jobs)
     split, metric, better = SELECT[select]
     rows, scored = [], []
     for m in members:
