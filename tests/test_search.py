@@ -95,7 +95,7 @@ def test_search_trials_are_run_folders_and_a_rerun_continues_the_study(pattern_n
     assert r.returncode == 2 and "another space" in r.stderr
     r = run_cli("search", "show", str(out))
     assert r.returncode == 0, r.stderr
-    assert f"best: trial {best['trial']}" in r.stderr and "5 complete" in r.stderr
+    assert f"best: trial {best['trial']}" in r.stderr and "5 complete" in r.stdout + r.stderr
 
 
 @pytest.mark.slow
@@ -165,7 +165,7 @@ def test_two_workers_on_a_postgresql_study(pattern_npy, tmp_path):
         assert {Path(t.user_attrs["run_dir"]).parents[1].name for t in study.trials} <= \
             {"m0", "m1"}
         r = run_cli("search", "show", str(tmp_path / "m0"))
-        assert r.returncode == 0 and "5 complete" in r.stderr, r.stderr
+        assert r.returncode == 0 and "5 complete" in r.stdout + r.stderr, r.stderr
 
 
 @pytest.mark.slow
