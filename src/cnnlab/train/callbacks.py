@@ -1,16 +1,18 @@
 """Training events and the callbacks that act on them.
 
 The loop (train/trainer.py) only trains and validates; everything else happens in a callback
-listening to one of five named events:
+listening to one of six named events:
 
     on_fit_start(trainer)            once, before the first step (also when resuming)
     on_epoch_start(trainer)          before each epoch's first step (or the resumed step)
     on_step_end(trainer, loss)       after each optimization step (loss: that batch's mean loss)
+    on_train_epoch_end(trainer)      after the epoch's last step, before its validation
     on_epoch_end(trainer, row)       after validation; `row` is the epoch's metrics.csv row
     on_fit_end(trainer)              once, after the last epoch (not after an interruption)
 
 Callbacks run in list order. New behaviour (weight averaging, loggers, schedules) is a new
-callback, not an edit of the loop.
+callback, not an edit of the loop. A callback with state that --resume must restore defines
+`state_key`, `state_dict()` and `load_state_dict(state)`: the trainer keeps it in last.pt.
 """
 
 from __future__ import annotations
@@ -37,6 +39,9 @@ class Callback:
 
     def on_step_end(self, trainer: Trainer, loss: float) -> None:
         """After each optimization step."""
+
+    def on_train_epoch_end(self, trainer: Trainer) -> None:
+        """After the epoch's last step, before validation (e.g. swap in averaged weights)."""
 
     def on_epoch_end(self, trainer: Trainer, row: dict) -> None:
         """After each epoch's validation."""
@@ -151,5 +156,8 @@ class ProgressBar(Callback):
 
 def default_callbacks(cfg: object, verbose: bool) -> list[Callback]:
     """The callbacks every run has, in the order they must run."""
-    return [FrozenLayersEval(), EarlyStopping(), Checkpointer(),
+    from cnnlab.train.recipe import recipe_callbacks
+
+    # the recipe's callbacks update their state before the checkpointer saves it
+    return [FrozenLayersEval(), *recipe_callbacks(cfg), EarlyStopping(), Checkpointer(),
             CsvLogger(getattr(cfg, "log_every", 0)), ProgressBar(verbose)]
