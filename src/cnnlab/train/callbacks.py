@@ -154,10 +154,9 @@ class ProgressBar(Callback):
             self.bar = None
 
 
-def default_callbacks(cfg: object, verbose: bool) -> list[Callback]:
-    """The callbacks every run has, in the order they must run."""
-    from cnnlab.train.recipe import recipe_callbacks
-
-    # the recipe's callbacks update their state before the checkpointer saves it
-    return [FrozenLayersEval(), *recipe_callbacks(cfg), EarlyStopping(), Checkpointer(),
+def default_callbacks(cfg: object, verbose: bool, recipe: list[Callback] | None = None
+                      ) -> list[Callback]:
+    """The callbacks every run has, in the order they must run; `recipe` (train/recipe.py)
+    goes before the checkpointer, which saves the state it updates."""
+    return [FrozenLayersEval(), *(recipe or []), EarlyStopping(), Checkpointer(),
             CsvLogger(getattr(cfg, "log_every", 0)), ProgressBar(verbose)]

@@ -32,6 +32,7 @@ from cnnlab.train.callbacks import Callback, default_callbacks
 from cnnlab.train.features import FeatureCache, should_cache
 from cnnlab.train.mixing import Mixed, Targets, batch_loss, build_mixer, hard_labels
 from cnnlab.train.optim import LrParams, lr_factor
+from cnnlab.train.recipe import recipe_callbacks
 from cnnlab.train.sampling import SAMPLERS
 from cnnlab.train.settings import TrainConfig
 from cnnlab.train.setup import (
@@ -168,7 +169,8 @@ class Trainer:
         # What the training step calls: wrapped in DistributedDataParallel under torchrun.
         self.train_model = distributed.wrap(self.train_model, self.device,
                                             sync_bn=self.frozen is None)
-        self.callbacks = default_callbacks(cfg, verbose) + list(callbacks or [])
+        self.callbacks = default_callbacks(cfg, verbose, recipe_callbacks(cfg)) + \
+            list(callbacks or [])
         for cb in self.callbacks:  # state saved in last.pt by callbacks that keep any
             key = getattr(cb, "state_key", None)
             if key is not None and key in self._callback_state:
