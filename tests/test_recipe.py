@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+import yaml
 
 import cnnlab
 from cnnlab.checkpoint import load_checkpoint
@@ -255,3 +256,22 @@ def test_plain_recipe_is_the_loop_with_every_switch_off(tmp_path):
     assert plain.history == [{**r, "time_s": p["time_s"]}
                              for r, p in zip(off.history, plain.history, strict=True)]
     assert plain.metrics["test"]["accuracy"] == off.metrics["test"]["accuracy"]
+
+
+def test_recipe_reaches_the_estimator_and_the_cli(tmp_path):
+    from clitools import run_cli
+    from conftest import digits_arrays
+
+    from cnnlab.estimator import ImageClassifier
+
+    x, y = digits_arrays(120)
+    est = ImageClassifier(recipe="fast", model="mlp", epochs=1, out=str(tmp_path / "e"),
+                          num_threads=1).fit(x, y)
+    cfg = yaml.safe_load((est.run_dir_ / "config.yaml").read_text())
+    assert (cfg["schedule"], cfg["label_smoothing"], cfg["ema"]) == ("onecycle", 0.1, 0.99)
+    assert "ema" in load_checkpoint(est.run_dir_ / "last.pt")["callback_state"]
+    res = run_cli("train", "--recipe", "fast", "--schedule", "cosine", "--model", "mlp",
+                  "--epochs", "1", "--no-report", "--out", tmp_path / "c", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    cfg = yaml.safe_load((tmp_path / "c" / "config.yaml").read_text())
+    assert (cfg["recipe"], cfg["schedule"], cfg["ema"]) == ("fast", "cosine", 0.99)

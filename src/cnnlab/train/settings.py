@@ -444,6 +444,14 @@ def recipe_defaults(given: Mapping[str, Any]) -> dict:
     return {**given, "recipe": name, **extra}
 
 
+def without_recipe_defaults(values: Mapping[str, Any]) -> dict:
+    """`values` without the settings the recipe sets that still hold their plain default: for
+    callers that hand over every setting (the estimator), so the recipe can fill them."""
+    name = values.get("recipe") or DEFAULT_RECIPE
+    return {k: v for k, v in values.items()
+            if not (k in RECIPES.get(name, {}) and k in SETTINGS and v == SETTINGS[k].default)}
+
+
 def defaults() -> dict:
     """Every setting's default."""
     return TrainConfig().to_dict()
