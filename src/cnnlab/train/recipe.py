@@ -52,18 +52,22 @@ class WeightAveraging(Callback):
             self.avg = {k: v.detach().clone() for k, v in now.items()}
         else:  # restored from a checkpoint read onto the CPU
             self.avg = {k: a.to(now[k].device) for k, a in self.avg.items()}
+        # The state dict's tensors share storage with the weights, which the optimizer and
+        # load_state_dict update in place: collected once, averaged with one fused call a step.
+        floats = [k for k, a in self.avg.items() if a.is_floating_point()]
+        self._pairs = ([self.avg[k] for k in floats], [now[k] for k in floats])
+        self._ints = [(self.avg[k], now[k]) for k in self.avg if k not in set(floats)]
 
     @torch.no_grad()
     def on_step_end(self, trainer: Trainer, loss: float) -> None:
         """avg = d * avg + (1 - d) * weights."""
         self.updates += 1
         d = ema_decay(self.decay, self.updates)
-        for k, v in trainer.model.state_dict().items():
-            a = self.avg[k]
-            if a.is_floating_point():
-                a.lerp_(v.detach().to(a.dtype), 1 - d)
-            else:
-                a.copy_(v)
+        avg, live = self._pairs
+        if avg:
+            torch._foreach_lerp_(avg, live, 1 - d)
+        for a, v in self._ints:
+            a.copy_(v)
 
     def on_train_epoch_end(self, trainer: Trainer) -> None:
         """Swap the average in for validation and checkpoints."""
