@@ -258,8 +258,7 @@ def test_plain_recipe_is_the_loop_with_every_switch_off(tmp_path):
     assert plain.metrics["test"]["accuracy"] == off.metrics["test"]["accuracy"]
 
 
-def test_recipe_reaches_the_estimator_and_the_cli(tmp_path):
-    from clitools import run_cli
+def test_recipe_reaches_the_estimator(tmp_path):
     from conftest import digits_arrays
 
     from cnnlab.estimator import ImageClassifier
@@ -270,6 +269,12 @@ def test_recipe_reaches_the_estimator_and_the_cli(tmp_path):
     cfg = yaml.safe_load((est.run_dir_ / "config.yaml").read_text())
     assert (cfg["schedule"], cfg["label_smoothing"], cfg["ema"]) == ("onecycle", 0.1, 0.99)
     assert "ema" in load_checkpoint(est.run_dir_ / "last.pt")["callback_state"]
+
+
+@pytest.mark.slow
+def test_recipe_from_the_cli_keeps_what_was_given(tmp_path):
+    from clitools import run_cli
+
     res = run_cli("train", "--recipe", "fast", "--schedule", "cosine", "--model", "mlp",
                   "--epochs", "1", "--no-report", "--out", tmp_path / "c", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
