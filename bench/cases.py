@@ -11,7 +11,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = Path(os.environ.get("CNNLAB_BENCH_WORK") or ROOT / "bench" / ".work")
-SHARED_DATA = ROOT.parent / "shared" / "data"
+# ../shared/data next to the checkout; CNNLAB_SHARED_DATA points elsewhere (a git worktree)
+SHARED_DATA = Path(os.environ.get("CNNLAB_SHARED_DATA") or ROOT.parent / "shared" / "data")
 
 
 @dataclass

@@ -38,6 +38,12 @@ from bench.harness import (  # noqa: E402
     train_flops_per_image,
 )
 
+FAST = "cnnlab --recipe fast"
+FAST_LR_MULT = 3.0  # the fast contender's --lr: the one-cycle peak, 3x the case's constant rate
+# the contenders of the time-to-accuracy table, by variant name (the textbook is found by kind)
+CONTENDERS = {"PyTorch Lightning Trainer.fit": "Lightning", "skorch NeuralNetClassifier.fit":
+              "skorch", "cnnlab (defaults)": "cnnlab plain", FAST: "cnnlab fast"}
+
 
 def log(msg: str) -> None:
     """Progress on stderr (results go to the files)."""
@@ -63,6 +69,14 @@ def variants_for(case: Case, prep, peers: dict, args: argparse.Namespace) -> lis
     if not case.pretrained:
         vs.append(ModelOnly(case, prep, channels_last=True, bf16=True))
     vs.append(CnnlabVariant(case, prep, "cnnlab (defaults)", "default"))
+    if not case.pretrained:
+        # `--recipe fast --lr 3x`: the recipe's values replace the case's constant schedule,
+        # and its one-cycle peak is 3x the case's constant rate (one-cycle spends most steps
+        # well below its peak); network, batch size, epochs and augmentation stay the case's
+        from cnnlab.train.settings import RECIPES
+
+        vs.append(CnnlabVariant(case, prep, FAST, "fast", recipe="fast",
+                                **{**RECIPES["fast"], "lr": case.lr * FAST_LR_MULT}))
     if not case.pretrained and args.fp32_cnnlab:
         vs.append(CnnlabVariant(case, prep, "cnnlab --precision 32", "fp32", precision="32",
                                 channels_last=False))
@@ -175,6 +189,8 @@ def summarize(case: dict) -> None:
     ref = limit if case["key"] == "d" else (text or limit)
     ref_acc = (ref or {}).get("acc") or []
     case["target_acc"] = (ref_acc[-1] - 0.01) if ref_acc else None
+    # time-to-accuracy (issue 14): the textbook loop's own final accuracy, no tolerance
+    case["textbook_acc"] = text["acc"][-1] if text and text["acc"] else None
     case["target_from"] = "model-only (frozen backbone every epoch)" if ref is limit else \
         "textbook fp32"
     lim_t = steady(limit["epochs"]) if limit else None
@@ -186,6 +202,8 @@ def summarize(case: dict) -> None:
         r["gflops"] = case["train_gflop_per_image"] * r["images_per_s"] if st else None
         r["final_acc"] = r["acc"][-1] if r["acc"] else None
         r["time_to_target_s"] = None
+        r["time_to_textbook_s"], r["epochs_to_textbook"] = _time_to(
+            r, case["textbook_acc"]) if case.get("textbook_acc") is not None else (None, None)
         if case["target_acc"] is not None:
             start = r.get("ready_s", r.get("setup_s", 0.0)) if r["kind"] != "limit" else 0.0
             t = start
@@ -194,6 +212,55 @@ def summarize(case: dict) -> None:
                 if acc >= case["target_acc"] - 1e-9:
                     r["time_to_target_s"] = t
                     break
+
+
+def _time_to(r: dict, target: float) -> tuple[float | None, int | None]:
+    """(setup + training seconds, epochs) until the eval accuracy first reaches `target`."""
+    t = r.get("ready_s", r.get("setup_s", 0.0)) if r["kind"] != "limit" else 0.0
+    for e, (dt, acc) in enumerate(zip(r["epochs"], r["acc"], strict=False), 1):
+        t += dt
+        if acc >= target - 1e-9:
+            return t, e
+    return None, None
+
+
+def time_to_accuracy(case: dict) -> tuple[list[str], list[str]]:
+    """The time-to-accuracy table rows and its targets (cases a and b)."""
+    rec = case["variants"]
+    tb_name = next((n for n, r in rec.items() if r["kind"] == "textbook"), None)
+    if tb_name is None or case.get("textbook_acc") is None:
+        return [], []
+    tb = rec[tb_name]
+    names = [tb_name] + [n for n in CONTENDERS if n in rec]
+    rows = ["| contender | seconds to the textbook's final accuracy | epochs | × textbook time "
+            "| final acc |", "|---|---:|---:|---:|---:|"]
+    for n in names:
+        r = rec[n]
+        t, tbt = r.get("time_to_textbook_s"), tb.get("time_to_textbook_s")
+        ratio = t / tbt if t and tbt else None
+        label = "textbook loop" if n == tb_name else CONTENDERS[n]
+        reached = _f(t, "{:.1f}") if t is not None else f"not in {len(r['epochs'])} epochs"
+        rows.append(f"| {label} | {reached} | {r.get('epochs_to_textbook') or '—'} "
+                    f"| {_f(ratio)} | {_f(r.get('final_acc'), '{:.4f}')} |")
+    targets = []
+    if case["key"] in "ab":
+        best_name = min((n for n in (FAST, "cnnlab (defaults)") if n in rec),
+                        key=lambda n: rec[n].get("time_to_textbook_s") or float("inf"),
+                        default=None)
+        best = rec.get(best_name, {}).get("time_to_textbook_s") if best_name else None
+        for other, share, label in ((tb_name, 3, "the textbook loop's"),
+                                    ("PyTorch Lightning Trainer.fit", 2, "Lightning's"),
+                                    ("skorch NeuralNetClassifier.fit", 2, "skorch's")):
+            orec = rec.get(other, {})
+            o = orec.get("time_to_textbook_s")
+            never = o is None and bool(orec.get("acc"))  # ran, but never got there
+            ok = None if best is None or (o is None and not never) else never or best <= o / share
+            mark = "n/a " if ok is None else ("PASS" if ok else "MISS")
+            theirs = f"not in {len(orec['acc'])} epochs" if never else f"{_f(o, '{:.1f}')} s"
+            targets.append(f"{mark} cnnlab (best recipe: {CONTENDERS.get(best_name, '—')}) "
+                           f"reaches the textbook's final accuracy in ≤ 1/{share} of {label} "
+                           f"time: {_f(best, '{:.1f}')} s vs {theirs}")
+    return rows, targets
 
 
 def _f(v: float | None, fmt: str = "{:.2f}") -> str:
@@ -313,6 +380,16 @@ def write_results(results: dict, path: Path) -> None:
         if notes:
             lines += [""] + [f"- {n}" for n in notes]
         lines += ["", "Targets:", ""] + [f"- {t}" for t in check_targets(case)] + [""]
+        tta_rows, tta_targets = time_to_accuracy(case)
+        if tta_rows:
+            lines += [f"Time to accuracy: seconds (setup + training epochs, evaluation not "
+                      f"counted) until the eval accuracy first reaches the textbook loop's "
+                      f"final accuracy {_f(case['textbook_acc'], '{:.4f}')}; one run, "
+                      f"interleaved epochs. cnnlab plain = the case's settings (constant rate, "
+                      f"like the textbook); cnnlab fast = `--recipe fast --lr "
+                      f"{case['lr'] * FAST_LR_MULT:g}` (one-cycle peaking at {FAST_LR_MULT:g}× "
+                      f"the case's rate, label smoothing 0.1, EMA 0.99).", ""] + tta_rows + [""]
+            lines += [f"- {t}" for t in tta_targets] + ([""] if tta_targets else [])
     lines += ["## How to read this", "",
               "- *model-only*: forward + backward + step on normalized float tensors already in "
               "memory, no augmentation, no data pipeline: the limit for that model and "
@@ -382,7 +459,7 @@ def main(argv: list[str] | None = None) -> int:
     out.with_suffix(".json").write_text(json.dumps(results, indent=1, default=str))
     log(f"wrote {out} ({results['seconds']:.0f} s)")
     for case in cases:
-        for t in check_targets(case):
+        for t in check_targets(case) + time_to_accuracy(case)[1]:
             print(f"({case['key']}) {t}")
     return 0
 

@@ -49,7 +49,7 @@ from cnnlab.data.splits import stratified_split
 from cnnlab.data.value_range import clip_message, scale_to_uint8
 from cnnlab.models import get_spec
 from cnnlab.models.tta import average_probs, parse_tta
-from cnnlab.train.settings import SETTINGS, resolve
+from cnnlab.train.settings import SETTINGS, resolve, without_recipe_defaults
 
 
 def _is_paths(X: object) -> bool:
@@ -263,7 +263,7 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
 
     def _settings(self) -> dict:
         """The parameters as checked training settings (before any data is touched)."""
-        values = {n: getattr(self, n) for n in PARAMS if n in SETTINGS}
+        values = without_recipe_defaults({n: getattr(self, n) for n in PARAMS if n in SETTINGS})
         if values.get("model_args") is None:
             values["model_args"] = {}
         resolve(values)  # one-line ValueError for any invalid value or combination

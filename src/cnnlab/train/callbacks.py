@@ -1,18 +1,20 @@
 """Training events and the callbacks that act on them.
 
 The loop (train/trainer.py) only trains and validates; everything else happens in a callback
-listening to one of five named events:
+listening to one of six named events:
 
     on_fit_start(trainer)            once, before the first step (also when resuming)
     on_epoch_start(trainer)          before each epoch's first step (or the resumed step)
     on_step_end(trainer, loss)       after each optimization step (loss: that batch's mean loss)
+    on_train_epoch_end(trainer)      after the epoch's last step, before its validation
     on_epoch_end(trainer, row)       after validation; `row` is the epoch's metrics.csv row
     on_fit_end(trainer)              once, after the last epoch (not after an interruption)
     on_run_end(trainer, metrics, error)  sent by run.py once the run folder is complete
                                      (after finalize), or with `error` when the run failed
 
 Callbacks run in list order. New behaviour (weight averaging, loggers, schedules) is a new
-callback, not an edit of the loop.
+callback, not an edit of the loop. A callback with state that --resume must restore defines
+`state_key`, `state_dict()` and `load_state_dict(state)`: the trainer keeps it in last.pt.
 """
 
 from __future__ import annotations
@@ -40,6 +42,9 @@ class Callback:
 
     def on_step_end(self, trainer: Trainer, loss: float) -> None:
         """After each optimization step."""
+
+    def on_train_epoch_end(self, trainer: Trainer) -> None:
+        """After the epoch's last step, before validation (e.g. swap in averaged weights)."""
 
     def on_epoch_end(self, trainer: Trainer, row: dict) -> None:
         """After each epoch's validation."""
@@ -206,9 +211,11 @@ class ProgressBar(Callback):
             self.bar = None
 
 
-def default_callbacks(cfg: object, verbose: bool) -> list[Callback]:
-    """The callbacks every run has, in the order they must run."""
+def default_callbacks(cfg: object, verbose: bool, recipe: list[Callback] | None = None
+                      ) -> list[Callback]:
+    """The callbacks every run has, in the order they must run; `recipe` (train/recipe.py)
+    goes before the checkpointer, which saves the state it updates."""
     keep, evals = getattr(cfg, "keep_every", 0), getattr(cfg, "eval_every", 0)
-    return [FrozenLayersEval(), EarlyStopping(), Checkpointer(),
+    return [FrozenLayersEval(), *(recipe or []), EarlyStopping(), Checkpointer(),
             *([KeepEvery(keep)] if keep else []), *([EvalEvery(evals, verbose)] if evals else []),
             CsvLogger(getattr(cfg, "log_every", 0), evals), ProgressBar(verbose)]

@@ -34,9 +34,70 @@ OPTIMIZERS: dict[str, OptimizerSpec] = {
     "rmsprop": OptimizerSpec(lambda g, lr, s: torch.optim.RMSprop(g, lr=lr, momentum=0.0), 1e-3),
 }
 
-# A schedule maps (step, total steps) to a factor of each group's initial learning rate.
-Schedule = Callable[[int, int], float]
+@dataclass(frozen=True)
+class LrParams:
+    """What the step-based schedules need besides (step, total): sizes in optimization steps."""
+
+    steps_per_epoch: int = 1
+    step_size: int | None = None  # `step`: epochs between drops [default: a third of the run]
+    milestones: tuple[float, ...] | None = None  # `multistep`: epochs [default: 1/2 and 3/4]
+    gamma: float = 0.1  # factor per drop
+
+
+def _onecycle(step: int, total: int, p: LrParams) -> float:
+    # fastai/torch one-cycle shape: cosine up from 1/25 of the rate over the first 30% of the
+    # steps, then cosine down to 1/25e4 of it (momentum is not cycled).
+    up = max(1, round(0.3 * total))
+    lo, end = 1 / 25, 1 / 25e4
+    if step < up:
+        return lo + (1 - lo) * (1 - math.cos(math.pi * step / up)) / 2
+    t = min(step - up, total - up) / max(total - up, 1)
+    return end + (1 - end) * (1 + math.cos(math.pi * t)) / 2
+
+
+def _step(step: int, total: int, p: LrParams) -> float:
+    spe = max(p.steps_per_epoch, 1)
+    epochs = max(1, total // spe)
+    size = p.step_size or max(1, epochs // 3)
+    return p.gamma ** (step // (size * spe))
+
+
+def _multistep(step: int, total: int, p: LrParams) -> float:
+    spe = max(p.steps_per_epoch, 1)
+    epochs = total / spe
+    marks = p.milestones if p.milestones else (epochs / 2, epochs * 3 / 4)
+    return p.gamma ** sum(step >= round(m * spe) for m in marks)
+
+
+# A schedule maps (step, total steps, parameters) to a factor of each group's initial learning
+# rate; it is a pure function of the step, so a resumed run continues the same sequence.
+Schedule = Callable[[int, int, LrParams], float]
 SCHEDULES: dict[str, Schedule] = {
-    "none": lambda step, total: 1.0,
-    "cosine": lambda step, total: 0.5 * (1 + math.cos(math.pi * min(step, total) / max(total, 1))),
+    "none": lambda step, total, p: 1.0,
+    "cosine": lambda step, total, p: 0.5 * (1 + math.cos(math.pi * min(step, total)
+                                                         / max(total, 1))),
+    "onecycle": _onecycle,
+    "step": _step,
+    "multistep": _multistep,
+    # constant here; train/recipe.py's ReduceOnPlateau scales it down when the validation loss
+    # stops falling
+    "plateau": lambda step, total, p: 1.0,
 }
+
+
+def warmup_steps(warmup: float, total: int) -> int:
+    """--warmup as steps: a value below 1 is a fraction of all steps."""
+    if warmup <= 0:
+        return 0
+    return min(total, round(warmup * total) if warmup < 1 else int(warmup))
+
+
+def lr_factor(schedule: str, step: int, total: int, warmup: float = 0.0,
+              params: LrParams | None = None) -> float:
+    """The factor at optimization step `step` (0-based): a linear warmup over the first W
+    steps ((step + 1) / W), then the schedule over the remaining total - W steps."""
+    p = params or LrParams()
+    w = warmup_steps(warmup, total)
+    if step < w:
+        return (step + 1) / w
+    return SCHEDULES[schedule](step - w, max(total - w, 1), p)

@@ -235,6 +235,27 @@ def _freeze(text: str) -> str:
     raise SettingsError(f"--freeze {text!r}: give none, all or a number of layers")
 
 
+def _milestones(text: str) -> list[float]:
+    """'5,8' -> [5.0, 8.0] (epochs, increasing)."""
+    try:
+        marks = [float(v) for v in str(text).replace(";", ",").split(",") if v.strip()]
+    except ValueError:
+        marks = []
+    if not marks or any(not math.isfinite(m) or m <= 0 for m in marks) or marks != sorted(marks):
+        raise SettingsError(f"--lr-milestones {text!r}: give increasing epochs like 5,8")
+    return marks
+
+
+# A recipe gives defaults to the settings the user did not set (recipe_defaults below).
+# plain: the settings' own defaults, i.e. the loop as it was before recipes existed.
+# fast: measured on bench/ (see bench/results.md "time to the textbook's accuracy").
+RECIPES: dict[str, dict[str, Any]] = {
+    "plain": {},
+    "fast": {"schedule": "onecycle", "label_smoothing": 0.1, "ema": 0.99},
+}
+DEFAULT_RECIPE = "plain"
+
+
 S = Setting
 SETTINGS: dict[str, Setting] = {s.name: s for s in [
     # ---- data: how images are read and split (also used by evaluate, predict, explain, ...)
@@ -308,6 +329,28 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in [
       choices=tuple(SAMPLERS)),
     S("clip_grad", None, "optimization", "Clip the gradient norm to this value.", float, lo=0.0,
       above=True, nullable=True, metavar="NORM"),
+    S("recipe", None, "optimization", "Defaults for the settings you do not give: plain "
+      "(the loop as it was: cosine, no smoothing, no averaging) or fast (one-cycle, label "
+      f"smoothing 0.1, weight averaging; see the README) [default: {DEFAULT_RECIPE}].",
+      choices=tuple(RECIPES), nullable=True, metavar="NAME"),
+    S("warmup", 0.0, "optimization", "Linear learning-rate warmup before the schedule: N steps, "
+      "or a fraction of all steps when < 1.", float, lo=0.0, metavar="STEPS"),
+    S("lr_step", None, "optimization", "--schedule step: epochs between drops by --lr-gamma "
+      "[default: a third of the epochs].", int, lo=1, nullable=True, metavar="EPOCHS"),
+    S("lr_milestones", None, "optimization", "--schedule multistep: epochs at which the rate "
+      "drops by --lr-gamma, e.g. 5,8 [default: at 1/2 and 3/4 of the epochs].", list,
+      parse=_milestones, nullable=True, metavar="EPOCHS"),
+    S("lr_gamma", 0.1, "optimization", "Factor of each drop of --schedule step, multistep and "
+      "plateau.", float, lo=0.0, hi=1.0, above=True, metavar="FACTOR"),
+    S("lr_patience", 2, "optimization", "--schedule plateau: epochs without a lower validation "
+      "loss before the rate drops.", int, lo=1, metavar="N", resumable=True),
+    S("label_smoothing", 0.0, "optimization", "Label smoothing of the training loss (0.1 is "
+      "usual).", float, lo=0.0, hi=1.0, metavar="X"),
+    S("ema", None, "optimization", "Average the weights over steps with this decay (e.g. 0.999)"
+      "; validation, best.pt and the report use the average.", float, lo=0.0, hi=1.0,
+      above=True, nullable=True, metavar="DECAY"),
+    S("accumulate", 1, "optimization", "Add up the gradients of N batches per optimization "
+      "step (= an N-times larger batch).", int, lo=1, hi=1 << 16, metavar="N"),
     S("seed", 0, "optimization", "Seed of the data split, initialisation and batch order.", int,
       metavar="N"),
     S("split_seed", None, "data", "Seed of the train/val/test split alone [default: --seed].",
@@ -323,6 +366,15 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in [
     S("calibrate", False, "optimization", "After training, fit a temperature on the validation "
       "split (saved in best.pt; metrics.json gets ECE and NLL before and after).", bool,
       resumable=True),
+    S("mixup", 0.0, "augmentation", "MixUp of whole batches: Beta(ALPHA, ALPHA) mixing "
+      "weight (0: off; 0.2-0.4 usual).", float, lo=0.0, metavar="ALPHA"),
+    S("cutmix", 0.0, "augmentation", "CutMix of whole batches: Beta(ALPHA, ALPHA) area (0: off; "
+      "1.0 usual); with --mixup too each batch picks one of them.", float, lo=0.0,
+      metavar="ALPHA"),
+    S("mix_prob", 1.0, "augmentation", "Fraction of batches --mixup/--cutmix mix.", float,
+      lo=0.0, hi=1.0, metavar="P"),
+    S("mix_off_epochs", 0, "augmentation", "Stop mixing for the last N epochs.", int, lo=0,
+      metavar="N"),
     # ---- hardware: where and how fast, never what is learned
     S("device", "auto", "hardware", "Where to train.", choices=("auto", "cpu", "cuda", "mps"),
       resumable=True, affects_result=False),
@@ -441,9 +493,26 @@ def check_combination(cfg: Any) -> None:
 def resolve(values: Mapping[str, Any] | None = None, base: Any | None = None) -> Any:
     """A validated TrainConfig: `values` (only what was given) over `base` or the defaults."""
     checked = check_values(dict(values or {}))
+    if base is None:
+        checked = recipe_defaults(checked)
     cfg = TrainConfig.from_dict({**(base.to_dict() if base is not None else {}), **checked})
     check_combination(cfg)
     return cfg
+
+
+def recipe_defaults(given: Mapping[str, Any]) -> dict:
+    """`given` plus the recipe's values for the settings it does not name (checked)."""
+    name = given.get("recipe") or DEFAULT_RECIPE
+    extra = {k: SETTINGS[k].check(v) for k, v in RECIPES[name].items() if k not in given}
+    return {**given, "recipe": name, **extra}
+
+
+def without_recipe_defaults(values: Mapping[str, Any]) -> dict:
+    """`values` without the settings the recipe sets that still hold their plain default: for
+    callers that hand over every setting (the estimator), so the recipe can fill them."""
+    name = values.get("recipe") or DEFAULT_RECIPE
+    return {k: v for k, v in values.items()
+            if not (k in RECIPES.get(name, {}) and k in SETTINGS and v == SETTINGS[k].default)}
 
 
 def defaults() -> dict:

@@ -31,7 +31,9 @@ from cnnlab.models.inference import evaluate_logits, predict_logits
 from cnnlab.train import distributed
 from cnnlab.train.callbacks import Callback, default_callbacks
 from cnnlab.train.features import FeatureCache, should_cache
-from cnnlab.train.optim import SCHEDULES
+from cnnlab.train.mixing import Mixed, Targets, batch_loss, build_mixer, hard_labels
+from cnnlab.train.optim import LrParams, lr_factor
+from cnnlab.train.recipe import recipe_callbacks
 from cnnlab.train.sampling import SAMPLERS
 from cnnlab.train.settings import TrainConfig
 from cnnlab.train.setup import (
@@ -135,6 +137,11 @@ class Trainer:
         cw = class_weight_tensor(cfg, train)
         self.class_weight = None if cw is None else cw.to(self.device)
         self.augment = build_augment(cfg.augment)
+        self.mixer = build_mixer(cfg)  # --mixup / --cutmix (train/mixing.py)
+        self.lr_scale = 1.0  # set by --schedule plateau's callback (train/recipe.py)
+        if cfg.accumulate > 1 and distributed.is_distributed():
+            raise CnnlabError("--accumulate does not work under torchrun yet (the processes' "
+                              "micro-batch counts can differ); use a larger --batch-size")
         self.autocast = lambda: autocast(self.device, self.precision)
         # "auto" picks bf16 for training speed; validation is measured in float32, as the final
         # scoring and `cnnlab evaluate` are, so the epoch line and metrics.json agree.
@@ -142,12 +149,13 @@ class Trainer:
         self.eval_autocast = lambda: autocast(self.device, self.eval_precision)
         self.scaler = grad_scaler(self.device, self.precision)
         self.state = TrainState()
-        self.steps_per_epoch = len(batch_slices(len(train), cfg.batch_size))
+        self.steps_per_epoch = len(batch_slices(len(train), self.step_batch))
         # --steps N replaces --epochs: enough epochs to hold N steps, the last one cut short.
         self.total_steps = cfg.steps or cfg.epochs * self.steps_per_epoch
         self.total_epochs = math.ceil(cfg.steps / max(self.steps_per_epoch, 1)) if cfg.steps \
             else cfg.epochs
         self._resume_rng = None
+        self._callback_state: dict = {}
         if resume:
             ckpt_path = self.run_dir / "last.pt" if resume is True else Path(resume)
             # Rank 0 reads the checkpoint and hands it to the others (no shared disk needed).
@@ -171,7 +179,12 @@ class Trainer:
         # What the training step calls: wrapped in DistributedDataParallel under torchrun.
         self.train_model = distributed.wrap(self.train_model, self.device,
                                             sync_bn=self.frozen is None)
-        self.callbacks = default_callbacks(cfg, verbose) + list(callbacks or [])
+        self.callbacks = default_callbacks(cfg, verbose, recipe_callbacks(cfg)) + \
+            list(callbacks or [])
+        for cb in self.callbacks:  # state saved in last.pt by callbacks that keep any
+            key = getattr(cb, "state_key", None)
+            if key is not None and key in self._callback_state:
+                cb.load_state_dict(self._callback_state[key])
         self.resolved = {"lr": cfg.resolved_lr(), "device": str(self.device),
                          "precision": self.precision, "eval_precision": self.eval_precision,
                          "channels_last": bool(self.channels_last),
@@ -222,11 +235,16 @@ class Trainer:
             getattr(cb, event)(self, *args)
 
     # ---- the pieces the loop (and lr-find) use ---------------------------------------------
+    @property
+    def step_batch(self) -> int:
+        """Images per optimization step: --batch-size times --accumulate."""
+        return self.cfg.batch_size * self.cfg.accumulate
+
     def batches(self, epoch: int, start: int = 0):  # noqa: ANN201 - a generator of 3-tuples
         """(x, y, global indices) of each batch of `epoch` from step `start`, augmented."""
         cfg, labels = self.cfg, self.splits.train.labels
         order = SAMPLERS[cfg.sampler](labels, self.splits.train.num_classes, cfg.seed, epoch)
-        slices = batch_slices(self.train_images.shape[0], cfg.batch_size)
+        slices = batch_slices(self.train_images.shape[0], self.step_batch)
         if start == 0:
             # Other ranks draw other augmentations/dropout masks; rank 0 matches a single process.
             torch.manual_seed(_epoch_seed(cfg, epoch) + 1_000_003 * distributed.rank())
@@ -242,26 +260,30 @@ class Trainer:
             y = labels[idx].to(self.device, non_blocking=True)
             if self.augment is not None:
                 x = self.augment(x)
+            if self.mixer is not None:
+                x, y = self.mixer(x, y, epoch, i)
             yield x, y, global_idx
 
-    def train_step(self, x: torch.Tensor, y: torch.Tensor, global_idx: torch.Tensor
+    def train_step(self, x: torch.Tensor, y: Targets, global_idx: torch.Tensor
                    ) -> tuple[torch.Tensor, torch.Tensor]:
         """One optimization step on a batch: (its mean loss, its logits)."""
-        world = distributed.world_size()
-        with self.autocast():
-            logits = self.train_model(x)
-            if world == 1:
-                loss = F.cross_entropy(logits.float(), y, weight=self.class_weight)
-            else:
-                loss = self._shared_loss(logits, y, self.splits.train.labels[global_idx], world)
-        if not torch.isfinite(loss):
-            raise self._diverged(f"loss became {loss.item()}", self.state.step_in_epoch + 1)
-        self.optimizer.zero_grad(set_to_none=True)
-        if self.scaler is not None:
-            self.scaler.scale(loss).backward()
-            self.scaler.unscale_(self.optimizer)
+        if self.cfg.accumulate > 1 and x.shape[0] > self.cfg.batch_size:
+            loss, logits = self._accumulate(x, y)
         else:
-            loss.backward()
+            world = distributed.world_size()
+            with self.autocast():
+                logits = self.train_model(x)
+                if world == 1:
+                    loss = batch_loss(logits, y, self.class_weight, self.cfg.label_smoothing)
+                else:
+                    loss = self._shared_loss(logits, y, self.splits.train.labels[global_idx],
+                                             world)
+            if not torch.isfinite(loss):
+                raise self._diverged(f"loss became {loss.item()}", self.state.step_in_epoch + 1)
+            self.optimizer.zero_grad(set_to_none=True)
+            self._backward(loss)
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)
         if self.cfg.clip_grad:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip_grad)
         if self.scaler is not None:
@@ -271,10 +293,47 @@ class Trainer:
             self.optimizer.step()
         return loss.detach(), logits.detach()
 
+    def _backward(self, loss: torch.Tensor) -> None:
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+        else:
+            loss.backward()
+
+    def _accumulate(self, x: torch.Tensor, y: Targets) -> tuple[torch.Tensor, torch.Tensor]:
+        """--accumulate: the step's batch in micro-batches of --batch-size, gradients added up.
+
+        Each micro-batch's loss SUM is divided by the whole batch's count (or class-weight sum),
+        so the gradient is the one of the whole batch's mean loss (BatchNorm statistics aside).
+        """
+        labels = y.y if isinstance(y, Mixed) else y
+        w = self.class_weight
+        total = float(labels.numel()) if w is None else float(w[labels].sum())
+        if isinstance(y, Mixed) and w is not None:
+            total = y.lam * total + (1 - y.lam) * float(w[y.y_b].sum())
+        self.optimizer.zero_grad(set_to_none=True)
+        loss_sum, outs = torch.zeros((), device=x.device), []
+        for start in range(0, x.shape[0], self.cfg.batch_size):
+            sl = slice(start, start + self.cfg.batch_size)
+            part = y.chunk(sl) if isinstance(y, Mixed) else y[sl]
+            with self.autocast():
+                logits = self.train_model(x[sl])
+                loss = batch_loss(logits, part, w, self.cfg.label_smoothing, "sum") / \
+                    max(total, 1e-12)
+            if not torch.isfinite(loss):
+                raise self._diverged(f"loss became {loss.item()}", self.state.step_in_epoch + 1)
+            self._backward(loss)
+            loss_sum += loss.detach()
+            outs.append(logits.detach())
+        return loss_sum, torch.cat(outs)
+
     def apply_schedule(self) -> None:
-        """Set each group's learning rate for the coming step from the schedule."""
+        """Set each group's learning rate for the coming step: warmup, schedule, plateau."""
+        cfg = self.cfg
         total = self.total_steps
-        factor = SCHEDULES[self.cfg.schedule](self.state.global_step, total)
+        marks = tuple(cfg.lr_milestones) if cfg.lr_milestones else None
+        params = LrParams(self.steps_per_epoch, cfg.lr_step, marks, cfg.lr_gamma)
+        factor = lr_factor(cfg.schedule, self.state.global_step, total, cfg.warmup, params)
+        factor *= self.lr_scale
         for g in self.optimizer.param_groups:
             g["lr"] = g["initial_lr"] * factor
 
@@ -282,9 +341,10 @@ class Trainer:
         """The learning rate of the first parameter group."""
         return float(self.optimizer.param_groups[0]["lr"])
 
-    def _account(self, loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor,
+    def _account(self, loss: torch.Tensor, logits: torch.Tensor, y: Targets,
                  n_global: int) -> None:
         s, world = self.state, distributed.world_size()
+        y = hard_labels(y)  # a mixed batch: accuracy against its dominant labels
         s.running["loss"] += float(loss) * n_global / world
         s.running["correct"] += int((logits.argmax(1) == y).sum())
         s.running["n"] += int(y.shape[0])
@@ -293,6 +353,7 @@ class Trainer:
 
     def end_epoch(self) -> dict:
         """Validate, check for divergence and close the epoch: its metrics.csv row."""
+        self.emit("on_train_epoch_end")
         s, r = self.state, self.state.running
         if distributed.is_distributed():
             loss, correct, n = distributed.all_reduce_sum([r["loss"], r["correct"], r["n"]])
@@ -346,6 +407,8 @@ class Trainer:
                                 "best_epoch": s.best_epoch, "bad_epochs": s.bad_epochs,
                                 "history": s.history, "running": dict(s.running),
                                 "elapsed": s.elapsed, "stopped_early": s.stopped_early},
+                "callback_state": {cb.state_key: cb.state_dict() for cb in self.callbacks
+                                   if getattr(cb, "state_key", None) is not None},
             })
         return payload
 
@@ -382,6 +445,7 @@ class Trainer:
         ts = ckpt["train_state"]
         self.state = TrainState(**{k: ts[k] for k in TrainState.__dataclass_fields__ if k in ts})
         self._resume_rng = ckpt.get("rng_state")
+        self._callback_state = ckpt.get("callback_state") or {}
 
     # ---- failures ------------------------------------------------------------------------
     def _diverged(self, what: str, step: int) -> TrainingError:
@@ -413,7 +477,7 @@ class Trainer:
         # even when the ranks' shares differ in size.
         w = self.class_weight
         total = float(y_global.numel()) if w is None else float(w.cpu()[y_global].sum())
-        loss_sum = F.cross_entropy(logits.float(), y, weight=w, reduction="sum")
+        loss_sum = batch_loss(logits, y, w, self.cfg.label_smoothing, "sum")
         return loss_sum * (world / max(total, 1e-12))
 
     def _sharded_val(self) -> tuple[float | None, float]:
