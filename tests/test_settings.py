@@ -263,7 +263,7 @@ def test_estimator_has_trains_parameters_and_validates_in_fit() -> None:
                  "schedule", "model_args", "image_shape", "out", "verbose"):
         assert name in params
     for name, s in SETTINGS.items():
-        if name in params and name != "val_split" and not isinstance(s.default, dict):
+        if name in params and name != "val_split" and not isinstance(s.default, (dict, list)):
             assert params[name] == s.default, name
     x, y = digits_arrays(60)
     with pytest.raises(ValueError, match="--freeze all without --pretrained"):

@@ -67,12 +67,13 @@ def _is_paths(X: object) -> bool:
 # checks) minus those about files and run folders, plus three of its own.
 _SKIP = {"format", "task", "image_dir", "path_column", "label_column", "numeric_column",
          "partition_column", "task_column", "test_split", "out", "runs_dir", "name", "report",
-         "log_every"}
+         "log_every", "doctor", "keep_every", "layout", "split_seed"}
 # Different on purpose: scikit-learn hands fit() the training data, so nothing is held out for
 # validation unless asked (cross_val_score and GridSearchCV do their own splitting).
 _OWN_DEFAULTS = {"val_split": 0.0}
 PARAMS: dict[str, object] = {
-    **{n: _OWN_DEFAULTS.get(n, None if isinstance(s.default, dict) else s.default)
+    # scikit-learn allows no list or dict defaults: those settings default to None here
+    **{n: _OWN_DEFAULTS.get(n, None if isinstance(s.default, (dict, list)) else s.default)
        for n, s in SETTINGS.items() if n not in _SKIP},
     "image_shape": None,  # rows of 2-D X are reshaped to this (else padded squares)
     "out": None,  # keep the run folder here (None: a temporary folder, deleted after fit)
@@ -264,8 +265,9 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
     def _settings(self) -> dict:
         """The parameters as checked training settings (before any data is touched)."""
         values = without_recipe_defaults({n: getattr(self, n) for n in PARAMS if n in SETTINGS})
-        if values.get("model_args") is None:
-            values["model_args"] = {}
+        for n in [n for n, v in values.items() if v is None]:
+            if isinstance(SETTINGS[n].default, (dict, list)):  # None here: the setting's default
+                del values[n]
         resolve(values)  # one-line ValueError for any invalid value or combination
         return values
 
