@@ -56,8 +56,6 @@ writer = cache.create_cached("big", (N, C, S, S))
 labels = np.arange(N) % 4
 rng = np.random.default_rng(0)
 from cnnlab.data import mapped
-
-pytestmark = pytest.mark.slow  # real processes, browsers or full runs: `make test` only
 step = mapped.rows_per_chunk(C * S * S)
 for start in range(0, N, step):
     y = labels[start:start + step]

@@ -189,7 +189,7 @@ def search(
     param: list[str] = _opt([], "--param", metavar="KEY=SPEC",
                             help="Any setting or model_args.NAME: KEY=LO:HI[:log], KEY=V1,V2 or "
                                  "KEY=V (repeatable), e.g. model_args.width=8,16,32."),
-    trials: int | None = _opt(None, "--trials", "-n", min=1, metavar="N",
+    trials: int | None = _opt(None, "--trials", min=1, metavar="N",
                               help="Stop when the study holds N trials (all workers, all runs)."),
     timeout: float | None = _opt(None, "--timeout", min=0.0, metavar="SECONDS",
                                  help="Start no new trial after this many seconds."),
@@ -202,7 +202,7 @@ def search(
                        help="Stop bad trials early on their per-epoch validation loss."),
     prune_after: int = _opt(2, "--prune-after", min=1, metavar="EPOCHS",
                             help="No trial is pruned before this many epochs."),
-    workers: int = _opt(1, "--workers", "-w", min=1, metavar="N",
+    workers: int = _opt(1, "--workers", min=1, metavar="N",
                         help="Trial processes on this machine (the CPU cores are split).",
                         rich_help_panel="Hardware"),
     storage: str | None = _opt(None, "--storage", metavar="URL",

@@ -261,7 +261,7 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in [
     # ---- data: how images are read and split (also used by evaluate, predict, explain, ...)
     S("format", "auto", "data", "Source format.", choices=FORMATS),
     S("image_size", None, "data", "Resize images to N x N [default: the data's own size for "
-      "arrays, the model's for files].", int, lo=1, hi=4096, metavar="PIXELS"),
+      "arrays, the model's for files].", int, lo=1, metavar="PIXELS"),
     S("channels", None, "data", "1 (grey) or 3 (RGB) [default: the data's].", int,
       choices=(1, 3), metavar="N"),
     S("resize", "crop", "data", "crop: keep the aspect ratio and centre-crop; stretch: distort; "
@@ -285,7 +285,7 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in [
       "CLASS/...) or auto (split names like train/, test_set/ are recognised).",
       choices=("auto", "classes", "splits")),
     S("crop_size", None, "data", "Centre-crop to N x N after resizing (with --resize shorter: "
-      "torchvision's Resize(image_size) then CenterCrop(N)).", int, lo=1, hi=4096,
+      "torchvision's Resize(image_size) then CenterCrop(N)).", int, lo=1,
       nullable=True, metavar="PIXELS"),
     S("value_range", None, "data", "Arrays: the values that mean black and white, e.g. 0,1 or "
       "-1,1 [default: by dtype: uint8 0..255, floats 0..1].", list, parse=_value_range,
