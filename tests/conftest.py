@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -111,3 +113,27 @@ def missing_component(what: str, how: str) -> None:
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(msg, pytrace=False)
     pytest.skip(msg)
+
+
+CHROMIUM = next((p for p in ("/usr/bin/chromium", "/usr/bin/chromium-browser",
+                             shutil.which("chromium") or "", shutil.which("chromium-browser")
+                             or "") if p and Path(p).is_file()), None)
+BROWSER_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                "--no-first-run", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync"]
+
+
+@contextlib.contextmanager
+def chromium_page(width: int = 1200, height: int = 900):  # noqa: ANN201
+    """A page of Debian's headless Chromium (through playwright), closed afterwards; a missing
+    browser skips the test, or fails it under CI=true."""
+    if CHROMIUM is None:
+        missing_component("chromium", "Debian: apt-get install chromium")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
+        try:
+            yield browser.new_page(viewport={"width": width, "height": height})
+        finally:
+            browser.close()

@@ -21,8 +21,6 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 
 def find_binary(name: str) -> str | None:
     """initdb/pg_ctl from PATH, else the newest Debian postgresql/<version>/bin."""
@@ -35,10 +33,10 @@ def find_binary(name: str) -> str | None:
 
 
 def unavailable(reason: str) -> None:
-    """Skip the test, or fail it under CI=true."""
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail(f"PostgreSQL test server: {reason} (CI=true: install Debian's postgresql)")
-    pytest.skip(f"PostgreSQL test server: {reason}")
+    """Skip the test, or fail it under CI=true (the one rule of conftest.missing_component)."""
+    from conftest import missing_component
+
+    missing_component("PostgreSQL test server", f"{reason}; Debian: apt-get install postgresql")
 
 
 def _free_port() -> int:

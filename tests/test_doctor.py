@@ -10,9 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT, digits_arrays, missing_component
+from conftest import ROOT, chromium_page, digits_arrays
 from PIL import Image
-from test_report import BROWSER_ARGS, CHROMIUM
 
 from cnnlab.cli import main as cli_main
 from cnnlab.data.load import LoadOptions, load_data
@@ -250,29 +249,20 @@ def test_array_source_fix_writes_npz_that_loads(tmp_path: Path) -> None:
 
 
 def test_doctor_page_renders_in_chromium_with_every_image(planted: tuple) -> None:
-    if CHROMIUM is None:
-        missing_component("chromium", "Debian: apt-get install chromium")
-    from playwright.sync_api import sync_playwright
-
     root, _, report = planted
     artifacts = ROOT / "test-artifacts"
     artifacts.mkdir(exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1200, "height": 900})
-            errors: list[str] = []
-            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            requests: list[str] = []
-            page.on("request", lambda r: requests.append(r.url))
-            page.goto((root / "out" / "doctor.html").resolve().as_uri(), wait_until="load")
-            imgs = page.eval_on_selector_all(
-                "img", "els => els.map(e => [e.complete, e.naturalWidth, e.alt])")
-            leaks = page.eval_on_selector_all("[data-leak]", "els => els.length")
-            page.screenshot(path=str(artifacts / "doctor.png"), full_page=False)
-        finally:
-            browser.close()
+    with chromium_page() as page:
+        errors: list[str] = []
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        requests: list[str] = []
+        page.on("request", lambda r: requests.append(r.url))
+        page.goto((root / "out" / "doctor.html").resolve().as_uri(), wait_until="load")
+        imgs = page.eval_on_selector_all(
+            "img", "els => els.map(e => [e.complete, e.naturalWidth, e.alt])")
+        leaks = page.eval_on_selector_all("[data-leak]", "els => els.length")
+        page.screenshot(path=str(artifacts / "doctor.png"), full_page=False)
     assert errors == []
     assert all(u.startswith(("file:", "data:")) for u in requests), requests
     assert len(imgs) >= 30 and all(ok and w > 0 for ok, w, _ in imgs)

@@ -11,8 +11,7 @@ from urllib.parse import unquote, urlparse
 
 import numpy as np
 import pytest
-from conftest import ROOT, pattern_images
-from test_report import BROWSER_ARGS, CHROMIUM
+from conftest import ROOT, chromium_page, pattern_images
 
 from cnnlab.data.load import LoadOptions, load_data
 from cnnlab.experiments import compare_runs, run_cv, run_seeds, run_sweep
@@ -77,37 +76,28 @@ def test_every_experiment_writes_a_self_contained_page(pages: dict[str, Path]) -
 
 @pytest.mark.slow
 def test_pages_render_in_chromium_with_every_image_and_link(pages: dict[str, Path]) -> None:
-    if CHROMIUM is None:
-        pytest.skip("no chromium binary (Debian: apt-get install chromium; `make test` does it)")
-    from playwright.sync_api import sync_playwright
-
     ARTIFACTS.mkdir(exist_ok=True)
     seen = {}
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1200, "height": 900})
-            errors: list[str] = []
-            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            for kind, folder in pages.items():
-                page.goto((folder / "experiment.html").resolve().as_uri(), wait_until="load")
-                imgs = page.eval_on_selector_all(
-                    "img", "els => els.map(e => [e.complete, e.naturalWidth, e.alt])")
-                links = page.eval_on_selector_all(
-                    "tbody a", "els => els.map(e => [e.textContent, e.href])")
-                rows = page.eval_on_selector_all("tbody tr", "els => els.length")
-                seen[kind] = (imgs, links, rows)
-                page.screenshot(path=str(ARTIFACTS / f"experiment-{kind}.png"), full_page=True)
-            # a member's report link opens that member's report, itself fully rendered
-            page.goto((pages["sweep"] / "experiment.html").resolve().as_uri())
-            page.click("tbody a:text('report')")
-            page.wait_for_load_state("load")
-            assert page.url.endswith("/report.html")
-            report_imgs = page.eval_on_selector_all(
-                "img", "els => els.map(e => [e.complete, e.naturalWidth])")
-        finally:
-            browser.close()
+    with chromium_page() as page:
+        errors: list[str] = []
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        for kind, folder in pages.items():
+            page.goto((folder / "experiment.html").resolve().as_uri(), wait_until="load")
+            imgs = page.eval_on_selector_all(
+                "img", "els => els.map(e => [e.complete, e.naturalWidth, e.alt])")
+            links = page.eval_on_selector_all(
+                "tbody a", "els => els.map(e => [e.textContent, e.href])")
+            rows = page.eval_on_selector_all("tbody tr", "els => els.length")
+            seen[kind] = (imgs, links, rows)
+            page.screenshot(path=str(ARTIFACTS / f"experiment-{kind}.png"), full_page=True)
+        # a member's report link opens that member's report, itself fully rendered
+        page.goto((pages["sweep"] / "experiment.html").resolve().as_uri())
+        page.click("tbody a:text('report')")
+        page.wait_for_load_state("load")
+        assert page.url.endswith("/report.html")
+        report_imgs = page.eval_on_selector_all(
+            "img", "els => els.map(e => [e.complete, e.naturalWidth])")
     assert errors == []
     for kind, (imgs, links, rows) in seen.items():
         assert len(imgs) == 1 and all(ok and w > 300 for ok, w, _ in imgs), (kind, imgs)

@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, missing_component, write_corner_folder
+from conftest import ROOT, chromium_page, write_corner_folder
 
 import cnnlab
 from cnnlab.cli import main as cli_main
@@ -17,12 +17,6 @@ from cnnlab.report.html import build_report, imbalance
 
 pytestmark = pytest.mark.slow  # real processes, browsers or full runs: `make test` only
 
-CHROMIUM = next((p for p in ("/usr/bin/chromium", "/usr/bin/chromium-browser",
-                             shutil.which("chromium") or "", shutil.which("chromium-browser")
-                             or "") if p and Path(p).is_file()), None)
-BROWSER_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                "--no-first-run", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync"]
 SECTIONS = ("summary", "data", "curves", "metrics", "confusion", "roc", "thresholds", "failures",
             "gradcam", "robustness")
 
@@ -81,28 +75,19 @@ def test_training_writes_a_self_contained_report(cnn_run: Path) -> None:
 
 
 def test_report_renders_in_chromium_with_the_metrics_of_metrics_json(cnn_run: Path) -> None:
-    if CHROMIUM is None:
-        missing_component("chromium", "Debian: apt-get install chromium")
-    from playwright.sync_api import sync_playwright
-
     metrics = json.loads((cnn_run / "metrics.json").read_text())
     artifacts = ROOT / "test-artifacts"
     artifacts.mkdir(exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1200, "height": 900})
-            errors: list[str] = []
-            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.goto((cnn_run / "report.html").resolve().as_uri(), wait_until="load")
-            imgs = page.eval_on_selector_all(
-                "img", "els => els.map(e => [e.complete, e.naturalWidth, e.alt])")
-            shown = page.eval_on_selector_all(
-                "[data-metric]", "els => els.map(e => [e.dataset.metric, e.textContent])")
-            page.screenshot(path=str(artifacts / "report.png"), full_page=True)
-        finally:
-            browser.close()
+    with chromium_page() as page:
+        errors: list[str] = []
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto((cnn_run / "report.html").resolve().as_uri(), wait_until="load")
+        imgs = page.eval_on_selector_all(
+            "img", "els => els.map(e => [e.complete, e.naturalWidth, e.alt])")
+        shown = page.eval_on_selector_all(
+            "[data-metric]", "els => els.map(e => [e.dataset.metric, e.textContent])")
+        page.screenshot(path=str(artifacts / "report.png"), full_page=True)
     assert errors == []
     assert len(imgs) >= 5 and all(ok and w > 0 for ok, w, _ in imgs), imgs
     paths = {path for path, _ in shown}
@@ -159,37 +144,28 @@ def test_imbalance_flag_threshold() -> None:
 
 
 def test_new_sections_render_sort_and_link_in_chromium(cnn_run: Path) -> None:
-    if CHROMIUM is None:
-        missing_component("chromium", "Debian: apt-get install chromium")
-    from playwright.sync_api import sync_playwright
-
     artifacts = ROOT / "test-artifacts"
     artifacts.mkdir(exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1200, "height": 900})
-            errors: list[str] = []
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.on("requestfailed", lambda r: errors.append(f"request {r.url}"))
-            page.goto((cnn_run / "report.html").resolve().as_uri(), wait_until="load")
-            roc_imgs = page.eval_on_selector_all(
-                "#roc img", "els => els.map(e => [e.complete, e.naturalWidth, e.naturalHeight])")
-            thr_rows = page.eval_on_selector_all("#thresholds tbody tr", "els => els.length")
-            best = page.eval_on_selector_all("#thresholds tr[data-best]",
-                                             "els => els.map(e => e.dataset.best)")
-            page.locator("#roc").screenshot(path=str(artifacts / "report-roc.png"))
-            page.locator("#thresholds").screenshot(path=str(artifacts / "report-thresholds.png"))
-            # Sorting: the threshold table by recall, descending after two clicks.
-            head = page.locator("#thresholds thead th", has_text="recall")
-            head.click()
-            head.click()
-            recalls = page.eval_on_selector_all(
-                "#thresholds tbody tr", "els => els.map(e => parseFloat(e.cells[2].textContent))")
-            sort_state = head.get_attribute("aria-sort")
-            links = page.eval_on_selector_all("a[data-file]", "els => els.map(e => e.href)")
-        finally:
-            browser.close()
+    with chromium_page() as page:
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.on("requestfailed", lambda r: errors.append(f"request {r.url}"))
+        page.goto((cnn_run / "report.html").resolve().as_uri(), wait_until="load")
+        roc_imgs = page.eval_on_selector_all(
+            "#roc img", "els => els.map(e => [e.complete, e.naturalWidth, e.naturalHeight])")
+        thr_rows = page.eval_on_selector_all("#thresholds tbody tr", "els => els.length")
+        best = page.eval_on_selector_all("#thresholds tr[data-best]",
+                                         "els => els.map(e => e.dataset.best)")
+        page.locator("#roc").screenshot(path=str(artifacts / "report-roc.png"))
+        page.locator("#thresholds").screenshot(path=str(artifacts / "report-thresholds.png"))
+        # Sorting: the threshold table by recall, descending after two clicks.
+        head = page.locator("#thresholds thead th", has_text="recall")
+        head.click()
+        head.click()
+        recalls = page.eval_on_selector_all(
+            "#thresholds tbody tr", "els => els.map(e => parseFloat(e.cells[2].textContent))")
+        sort_state = head.get_attribute("aria-sort")
+        links = page.eval_on_selector_all("a[data-file]", "els => els.map(e => e.href)")
     assert errors == []
     assert roc_imgs and all(ok and w > 400 and h > 200 for ok, w, h in roc_imgs), roc_imgs
     assert thr_rows >= 19 and " ".join(best).split() and "f1" in " ".join(best)
