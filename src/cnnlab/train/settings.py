@@ -180,17 +180,13 @@ def _normalize(text: str) -> str:
 
 
 def _value_range(text: str) -> list[float]:
-    """'0,255' or '-1..1' -> [lo, hi] with lo < hi."""
-    parts = str(text).replace("..", ",").split(",")
-    try:
-        lo, hi = (float(p) for p in parts)
-    except ValueError:
-        raise SettingsError(f"--value-range {text!r}: give two numbers LO,HI, e.g. 0,255") \
-            from None
-    if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
-        raise SettingsError(f"--value-range {text!r}: need finite LO < HI")
-    return [lo, hi]
+    """'0,255' or '-1..1' -> [lo, hi] with lo < hi (the data layer's own parser)."""
+    from cnnlab.data.value_range import parse_range
 
+    try:
+        return list(parse_range(text, "--value-range"))
+    except CnnlabError as exc:
+        raise SettingsError(str(exc)) from None
 
 def _track(text: str) -> list[str]:
     """'tensorboard,mlflow' -> ['tensorboard', 'mlflow'] (each tracker once; 'none': off)."""
