@@ -124,7 +124,10 @@ class Progress:
         """(epoch, global step) per step logged since this object was made (1-based epoch)."""
         try:
             with open(self.path, "rb") as fh:
-                header = fh.readline().decode().strip().split(",")
+                first = fh.readline().decode()
+                if not first.endswith("\n"):  # created but its header not yet written
+                    return []
+                header = first.strip().split(",")
                 fh.seek(max(self.offset, fh.tell()))
                 text = fh.read().decode(errors="replace")
         except (FileNotFoundError, ValueError):
