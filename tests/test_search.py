@@ -162,7 +162,7 @@ def test_two_workers_on_a_postgresql_study(pattern_npy, tmp_path):
         procs = [_worker(pattern_npy, tmp_path / f"m{i}", "--trials", "5", "--storage", url,
                          "--study", "pg") for i in range(2)]
         study = _check_no_trial_twice(url, "pg", 5, procs)
-        assert {Path(t.user_attrs["run_dir"]).parents[1].name for t in study.trials} <= \
+        assert {Path(t.user_attrs["run_dir"]).parents[1].name for t in _real_trials(study)} <= \
             {"m0", "m1"}
         r = run_cli("search", "show", str(tmp_path / "m0"))
         assert r.returncode == 0 and "5 complete" in r.stdout + r.stderr, r.stderr
