@@ -198,6 +198,7 @@ class Variant:
     kind = "other"  # limit / cnnlab / textbook / peer
     images_per_epoch = 0
     note = ""
+    epochs_budget: int | None = None  # fewer epochs than the case's (None: the case's)
 
     def setup(self) -> None:
         """Build everything (timed as setup_s)."""

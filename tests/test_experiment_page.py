@@ -1,4 +1,4 @@
-"""experiment.html: every experiment (sweep, cv, seeds, compare, transfer) writes one
+"""experiment.html: every experiment (sweep, cv, seeds, compare, transfer, search) writes one
 self-contained page; headless Chromium renders it with every image loaded and every member link
 pointing at a file that exists."""
 
@@ -48,19 +48,26 @@ def pages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         compare_runs([root / "sweep", root / "seeds"], out=root / "compare", verbose=False)
         compare_transfer(sweep.best.run_dir / "best.pt", base, [1], root / "transfer",
                          verbose=False)
-    return {k: root / k for k in ("sweep", "cv", "seeds", "compare", "transfer")}
+        from cnnlab.experiments.search import run_search
+
+        run_search(TrainConfig(**{**BASE, "report": True}, data=str(data)),
+                   {"lr": {"type": "categorical", "choices": [1e-3, 3e-2]}}, out=root / "search",
+                   trials=2, pruner="none", verbose=False)
+    return {k: root / k for k in ("sweep", "cv", "seeds", "compare", "transfer", "search")}
 
 
 def _members(folder: Path) -> int:
-    if (folder / "transfer.csv").is_file():
-        with open(folder / "transfer.csv") as fh:
+    table = next((folder / n for n in ("transfer.csv", "leaderboard.csv")
+                  if (folder / n).is_file()), None)
+    if table is not None:
+        with open(table) as fh:
             return len(list(csv.DictReader(fh)))
     rows = json.loads((folder / "summary.json").read_text())["rows"]
     return sum(1 for r in rows if str(next(iter(r.values()))) not in ("mean", "std", "min",
                                                                         "max"))
 
 
-@pytest.mark.slow  # trains 9 tiny runs (shared with the browser test)
+@pytest.mark.slow  # trains 11 tiny runs (shared with the browser test)
 def test_every_experiment_writes_a_self_contained_page(pages: dict[str, Path]) -> None:
     for kind, folder in pages.items():
         page = (folder / "experiment.html").read_text()
@@ -72,6 +79,10 @@ def test_every_experiment_writes_a_self_contained_page(pages: dict[str, Path]) -
     best = json.loads((pages["sweep"] / "summary.json").read_text())["best"]["member"]
     row = sweep.split('<tr class="best">')[1].split("</tr>")[0]
     assert f">{best}<" in row
+    search = (pages["search"] / "experiment.html").read_text()
+    assert search.count("report</a>") == 2 and search.count('<tr class="best">') == 1
+    best = json.loads((pages["search"] / "search.json").read_text())["best"]["trial"]
+    assert f">{best}<" in search.split('<tr class="best">')[1].split("</tr>")[0]
 
 
 @pytest.mark.slow

@@ -35,11 +35,14 @@ class Record(Callback):
 
     def __init__(self, weights: bool = False) -> None:
         self.lrs: list[float] = []
+        self.moms: list[float] = []  # SGD's momentum or Adam's beta1 of each step
         self.weights: list[dict] = []
         self.keep = weights
 
     def on_step_end(self, trainer: Trainer, loss: float) -> None:
         self.lrs.append(trainer.current_lr())
+        g = trainer.optimizer.param_groups[0]
+        self.moms.append(g["betas"][0] if "betas" in g else g["momentum"])
         if self.keep:
             self.weights.append({k: v.detach().clone()
                                  for k, v in trainer.model.state_dict().items()})
@@ -58,6 +61,14 @@ def _onecycle(t: int, n: int) -> float:
     return 1 / 25e4 + (1 - 1 / 25e4) * (1 + math.cos(math.pi * (t - up) / (n - up))) / 2
 
 
+def _momentum(t: int, n: int) -> float:
+    # torch's OneCycleLR / fastai: 0.95 -> 0.85 while the rate climbs, back to 0.95 after
+    up = round(0.3 * n)
+    if t < up:
+        return 0.85 + 0.10 * (1 + math.cos(math.pi * t / up)) / 2
+    return 0.95 - 0.10 * (1 + math.cos(math.pi * (t - up) / (n - up))) / 2
+
+
 def test_warmup_then_onecycle_follow_their_formulas_and_survive_a_resume(digits, tmp_path):
     kw = dict(epochs=4, batch_size=200, lr=0.01, schedule="onecycle", warmup=5)
     whole = Record()
@@ -69,13 +80,34 @@ def test_warmup_then_onecycle_follow_their_formulas_and_survive_a_resume(digits,
                 for s in range(total)]
     assert whole.lrs == pytest.approx(expected, rel=1e-12)
     assert max(whole.lrs) == pytest.approx(0.01, rel=1e-3)  # the peak is the given rate
-    # stopped after 2 epochs and resumed: the same rates, step by step
+    # Adam's beta1 mirrors the rate: 0.95 in the warmup, lowest at the peak rate
+    moms = [0.95 if s < 5 else _momentum(s - 5, total - 5) for s in range(total)]
+    assert whole.moms == pytest.approx(moms, rel=1e-12)
+    assert min(whole.moms) == pytest.approx(0.85) and whole.moms[-1] > 0.94
+    after = whole.lrs[5:]  # the one-cycle part, after the warmup
+    assert whole.moms.index(min(whole.moms)) == 5 + after.index(max(after))
+    # stopped after 2 epochs and resumed: the same rates and momenta, step by step
     first, second = Record(), Record()
     Trainer(_cfg(tmp_path / "b", **kw), digits, tmp_path / "b", verbose=False,
             callbacks=[first]).fit(stop_after=2)
     Trainer(_cfg(tmp_path / "b", **kw), digits, tmp_path / "b", resume=True, verbose=False,
             callbacks=[second]).fit()
     assert first.lrs + second.lrs == whole.lrs
+    assert first.moms + second.moms == whole.moms
+
+
+def test_onecycle_cycles_sgd_momentum_unless_switched_off(digits, tmp_path):
+    kw = dict(epochs=2, batch_size=300, lr=0.05, schedule="onecycle", optimizer="sgd",
+              momentum=0.9)
+    on, off = Record(), Record()
+    t = Trainer(_cfg(tmp_path / "on", **kw), digits, tmp_path / "on", verbose=False,
+                callbacks=[on])
+    t.fit()
+    total = 2 * t.steps_per_epoch
+    assert on.moms == pytest.approx([_momentum(s, total) for s in range(total)], rel=1e-12)
+    Trainer(_cfg(tmp_path / "off", **kw, cycle_momentum=False), digits, tmp_path / "off",
+            verbose=False, callbacks=[off]).fit()
+    assert set(off.moms) == {0.9} and off.lrs == on.lrs
 
 
 def test_warmup_fraction_step_and_multistep(digits, tmp_path):
@@ -237,7 +269,8 @@ def test_accumulate_4_at_batch_16_equals_batch_64(digits, tmp_path):
 
 def test_recipe_fills_only_what_was_not_given():
     fast = resolve({"recipe": "fast"})
-    assert (fast.schedule, fast.label_smoothing, fast.ema) == ("onecycle", 0.1, 0.99)
+    assert (fast.schedule, fast.label_smoothing, fast.ema, fast.monitor) == \
+        ("onecycle", 0.1, 0.99, "last")
     mine = resolve({"recipe": "fast", "schedule": "cosine", "ema": None})
     assert (mine.schedule, mine.label_smoothing, mine.ema) == ("cosine", 0.1, None)
     plain = resolve({"recipe": "plain"})
@@ -256,6 +289,37 @@ def test_plain_recipe_is_the_loop_with_every_switch_off(tmp_path):
     assert plain.history == [{**r, "time_s": p["time_s"]}
                              for r, p in zip(off.history, plain.history, strict=True)]
     assert plain.metrics["test"]["accuracy"] == off.metrics["test"]["accuracy"]
+
+
+def test_a_grid_over_recipe_applies_each_recipes_values_but_keeps_what_was_given():
+    from cnnlab.experiments.common import apply_point
+
+    base = resolve({**MLP, "label_smoothing": 0.05})
+    fast = apply_point(base, {"recipe": "fast"})
+    assert (fast.recipe, fast.schedule, fast.ema, fast.label_smoothing) == \
+        ("fast", "onecycle", 0.99, 0.05)  # label smoothing was given: it stays
+    back = apply_point(fast, {"recipe": "plain"})
+    assert (back.schedule, back.ema, back.label_smoothing) == ("cosine", None, 0.05)
+    # the point's own values win over the recipe's, whatever their order in the point
+    mine = apply_point(base, {"ema": 0.9, "recipe": "fast"})
+    assert (mine.schedule, mine.ema) == ("onecycle", 0.9)
+    with pytest.raises(SettingsError, match="--recipe 'fats'"):
+        apply_point(base, {"recipe": "fats"})
+
+
+@pytest.mark.slow
+def test_sweep_over_recipe_trains_each_member_with_its_recipe(digits, tmp_path):
+    from cnnlab.experiments import run_sweep
+
+    base = resolve({**MLP, "epochs": 1, "batch_size": 256})
+    res = run_sweep(base, {"recipe": ["plain", "fast"]}, splits=digits, out=tmp_path / "s",
+                    verbose=False)
+    cfgs = {m.name: yaml.safe_load((m.run_dir / "config.yaml").read_text())
+            for m in res.members}
+    assert (cfgs["recipe=fast"]["schedule"], cfgs["recipe=fast"]["ema"]) == ("onecycle", 0.99)
+    assert (cfgs["recipe=plain"]["schedule"], cfgs["recipe=plain"]["ema"]) == ("cosine", None)
+    fast = next(m for m in res.members if m.name == "recipe=fast")
+    assert "ema" in load_checkpoint(fast.run_dir / "last.pt")["callback_state"]
 
 
 def test_recipe_reaches_the_estimator(tmp_path):
@@ -280,3 +344,48 @@ def test_recipe_from_the_cli_keeps_what_was_given(tmp_path):
     assert res.returncode == 0, res.stderr
     cfg = yaml.safe_load((tmp_path / "c" / "config.yaml").read_text())
     assert (cfg["recipe"], cfg["schedule"], cfg["ema"]) == ("fast", "cosine", 0.99)
+
+
+# ---- --monitor ------------------------------------------------------------------------------
+
+def test_monitor_val_acc_ranks_by_accuracy_and_breaks_ties_by_loss():
+    from types import SimpleNamespace
+
+    from cnnlab.train.callbacks import EarlyStopping
+    from cnnlab.train.trainer import TrainState
+
+    rows = [(0.50, 0.90), (0.40, 0.92), (0.45, 0.95), (0.30, 0.95), (0.35, 0.95), (0.20, 0.94)]
+    best = {}
+    for monitor in ("val_acc", "val_loss", "last"):
+        t = SimpleNamespace(state=TrainState(), cfg=SimpleNamespace(patience=2, monitor=monitor))
+        cb = EarlyStopping()
+        for epoch, (loss, acc) in enumerate(rows, 1):
+            t.state.epoch = epoch
+            cb.on_epoch_end(t, {"epoch": epoch, "val_loss": loss, "val_acc": acc,
+                                "train_loss": 1.0})
+        best[monitor] = (t.state.best_epoch, t.state.stopped_early)
+    # val_acc: 0.95 first at epoch 3, at a lower loss at epoch 4, not lower at epoch 5; the
+    # patience of 2 then runs out at epoch 6
+    assert best["val_acc"] == (4, True)
+    assert best["val_loss"] == (6, False)
+    assert best["last"] == (6, False)  # --recipe fast's: the annealed final weights
+
+
+@pytest.mark.slow
+def test_monitor_val_acc_keeps_and_scores_the_most_accurate_epoch(tmp_path):
+    kw = dict(**MLP, epochs=6, batch_size=64, lr=0.01, label_smoothing=0.2, seed=3,
+              verbose=False)
+    by = {m: cnnlab.train(**kw, monitor=m, out=str(tmp_path / m)) for m in ("val_acc",
+                                                                           "val_loss")}
+    h = by["val_acc"].history
+    assert h == [{**r, "time_s": a["time_s"]} for r, a in
+                 zip(by["val_loss"].history, h, strict=True)]  # the same training
+    top = max(h, key=lambda r: (r["val_acc"], -r["val_loss"]))
+    low = min(h, key=lambda r: r["val_loss"])
+    assert by["val_acc"].best_epoch == top["epoch"]
+    assert by["val_loss"].best_epoch == low["epoch"]
+    # the final scores are best.pt's, and best.pt holds that epoch's weights
+    for m, row in (("val_acc", top), ("val_loss", low)):
+        assert by[m].metrics["best_epoch"] == row["epoch"]
+        assert by[m].metrics["val"]["accuracy"] == pytest.approx(row["val_acc"], abs=1e-6)
+        assert by[m].metrics["val"]["loss"] == pytest.approx(row["val_loss"], rel=1e-5)

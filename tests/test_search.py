@@ -79,8 +79,10 @@ def test_search_trials_are_run_folders_and_a_rerun_continues_the_study(pattern_n
     assert json.loads((run / "metrics.json").read_text())["val"]["accuracy"] == best["value"]
     cfg = yaml.safe_load((run / "config.yaml").read_text())
     assert cfg["lr"] == best["params"]["lr"] and cfg["optimizer"] == best["params"]["optimizer"]
-    page = (out / "leaderboard.html").read_text()
-    assert page.count("<tr class=") == 3 and 'class="complete best"' in page
+    page = (out / "experiment.html").read_text()  # the page every experiment writes
+    table = page.split("<tbody>")[-1].split("</tbody>")[0]  # the members' table
+    assert table.count("<tr") == 3 and table.count('<tr class="best">') == 1
+    assert page.count("folder</a>") == 3 and 'src="data:image/png;base64,' in page
     first = {n: (out / "trials" / str(n) / "metrics.json").stat().st_mtime_ns for n in range(3)}
     # --trials counts the whole study: a rerun adds 2 trials and trains none of the first 3 again
     r = run_cli(*args, "--trials", "5")

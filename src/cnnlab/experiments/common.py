@@ -19,6 +19,7 @@ import math
 import shutil
 import statistics
 from collections.abc import Sequence
+from copy import deepcopy
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,7 +33,13 @@ from cnnlab.data.imageset import DataSplits, ImageSet
 from cnnlab.errors import CheckpointError, CnnlabError
 from cnnlab.run import read_run, run_training
 from cnnlab.train import rundir
-from cnnlab.train.settings import SETTINGS, TrainConfig
+from cnnlab.train.settings import (
+    SETTINGS,
+    TrainConfig,
+    check_combination,
+    unknown_keys,
+    with_recipe,
+)
 from cnnlab.train.trainer import Interrupted
 
 # Settings that change where or how fast a run goes, not what it learns: an experiment may be
@@ -66,6 +73,25 @@ def experiment_dir(out: str | Path | None, runs_dir: str, kind: str, splits: Dat
     if out:
         return Path(out).expanduser()
     return Path(runs_dir) / rundir._slug(f"{kind}-{splits.source or 'data'}-{cfg.model}")
+
+
+def apply_point(cfg: TrainConfig, point: dict) -> TrainConfig:
+    """A copy of cfg with one grid or search point's values, each checked by its setting.
+
+    A point naming --recipe switches the recipe first, so the recipe's values apply to the
+    settings the user left alone, and the point's other values win over the recipe's.
+    """
+    cfg = deepcopy(cfg)
+    unknown_keys([k for k in point if not k.startswith("model_args.")])
+    if "recipe" in point:
+        with_recipe(cfg, point["recipe"])
+    for k, v in point.items():
+        if k.startswith("model_args."):
+            cfg.model_args = {**cfg.model_args, k.split(".", 1)[1]: v}
+        elif k != "recipe":
+            setattr(cfg, k, SETTINGS[k].check(v))
+    check_combination(cfg)
+    return cfg
 
 
 def comparable(cfg: dict, ignore: Sequence[str] = ()) -> dict:

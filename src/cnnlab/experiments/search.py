@@ -5,7 +5,9 @@ A search folder looks like this:
     <out>/study.db            the Optuna study (default storage: SQLite; --storage for a server)
     <out>/trials/<n>/         one complete run folder per trial (pruned ones hold pruned.json)
     <out>/leaderboard.csv     one row per trial, best first
-    <out>/leaderboard.html    the same as a self-contained page
+    <out>/curves.png          every trial's validation curves overlaid (the best one bold)
+    <out>/experiment.html     the leaderboard and the curves on the page every experiment
+                              writes, linking each trial's report
     <out>/search.json         storage, study, space, metric and the best trial's run folder
 
 Every worker (the --workers processes of this machine, and any process on another machine that
@@ -31,12 +33,19 @@ from typing import Any
 from cnnlab import io
 from cnnlab.console import console
 from cnnlab.errors import CnnlabError
-from cnnlab.experiments.common import comparable, experiment_dir, fmt, print_table
+from cnnlab.experiments.common import (
+    apply_point,
+    comparable,
+    experiment_dir,
+    fmt,
+    plot_overlay,
+    print_table,
+)
 from cnnlab.experiments.parallel import cpu_shares
 from cnnlab.experiments.search_space import describe, suggest
 from cnnlab.run import load_options, load_splits, resolve_data, run_training
 from cnnlab.train.callbacks import Callback
-from cnnlab.train.settings import SETTINGS, TrainConfig, check_combination
+from cnnlab.train.settings import TrainConfig
 from cnnlab.train.trainer import Interrupted
 
 # --metric NAME -> (split, key in metrics.json); loss is minimised, the others maximised.
@@ -244,18 +253,6 @@ class _Surplus(Exception):
     """A trial created after the study reached --trials by a racing worker (marked, not run)."""
 
 
-def apply_point(cfg: TrainConfig, point: dict) -> TrainConfig:
-    """A copy of cfg with the point's values, each checked by its setting."""
-    cfg = deepcopy(cfg)
-    for k, v in point.items():
-        if k.startswith("model_args."):
-            cfg.model_args = {**cfg.model_args, k.split(".", 1)[1]: v}
-        else:
-            setattr(cfg, k, SETTINGS[k].check(v))
-    check_combination(cfg)
-    return cfg
-
-
 def counted(study: Any, below: int | None = None) -> int:
     """Trials of the study that count towards --trials (all but surplus ones)."""
     return sum(1 for t in study.get_trials(deepcopy=False)
@@ -370,7 +367,8 @@ def run_search(base: TrainConfig, space: dict, out: str | Path | None = None,
                           "is 0); choose a train_ metric or give --val-split")
     folder = experiment_dir(out, base.runs_dir, "search", splits, base)
     if force and folder.exists():
-        for name in ("trials", "study.db", "leaderboard.csv", "leaderboard.html", "search.json"):
+        for name in ("trials", "study.db", "leaderboard.csv", "experiment.html", "curves.png",
+                     "search.json"):
             p = folder / name
             shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
     folder.mkdir(parents=True, exist_ok=True)
@@ -481,10 +479,10 @@ def write_leaderboard(folder: Path, spec: SearchSpec, study: Any, seconds: float
                                                               "running")}
     meta.update({"counts": counts, "seconds": round(seconds, 2) if seconds else None})
     io.write_json(folder / "search.json", meta)
-    io.write_text(folder / "leaderboard.html", leaderboard_html(rows, cols, meta, folder))
+    page = write_search_page(folder, rows, cols, meta)
     if verbose:
         print_leaderboard(rows, spec.metric, params, meta)
-        console.print(f"leaderboard: {folder / 'leaderboard.csv'}, {folder / 'leaderboard.html'}")
+        console.print(f"leaderboard: {folder / 'leaderboard.csv'}; page: {page}")
     return SearchResult(folder, rows, best, seconds)
 
 
@@ -504,47 +502,32 @@ def print_leaderboard(rows: list[dict], metric: str, params: list[str], meta: di
         console.print(f"best: trial {b['trial']} {metric} {b['value']:.4f} -> {b['run_dir']}")
 
 
-def leaderboard_html(rows: list[dict], cols: list[str], meta: dict, folder: Path) -> str:
-    """A self-contained page: the leaderboard with links to each trial's run folder/report."""
-    import html
+def write_search_page(folder: Path, rows: list[dict], cols: list[str], meta: dict) -> Path:
+    """experiment.html, as every experiment writes it: the leaderboard (best first), every
+    trial's validation curves overlaid, and links to each trial's report and folder."""
+    from cnnlab.report.experiment_page import build_experiment_page
 
-    def cell(r: dict, c: str) -> str:
-        v = r.get(c)
-        if c == "run_dir" and v:
-            rel = Path(v)
-            try:
-                rel = rel.relative_to(folder.resolve())
-            except ValueError:
-                return html.escape(str(v))
-            target = rel / "report.html" if (folder / rel / "report.html").is_file() else rel
-            return f'<a href="{html.escape(str(target))}">{html.escape(str(rel))}</a>'
-        return html.escape(fmt(v))
-
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
-    body = "\n".join(
-        f'<tr class="{html.escape(r["state"])}{" best" if r.get("best") else ""}">'
-        + "".join(f"<td>{cell(r, c)}</td>" for c in cols) + "</tr>" for r in rows)
-    best = meta.get("best")
-    best_line = (f"<p>Best: trial {best['trial']}, {html.escape(meta['metric'])} = "
-                 f"{best['value']:.4f}</p>" if best else "<p>No finished trial yet.</p>")
-    space = html.escape(describe(meta["space"]))
-    return f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>cnnlab search {html.escape(meta['study'])}</title>
-<style>
-body{{font-family:system-ui,sans-serif;margin:2em;color:#222}}
-table{{border-collapse:collapse;font-size:14px}}
-th,td{{border:1px solid #ccc;padding:4px 8px;text-align:right}}
-th{{background:#f0f0f0}} tr.best{{background:#d8f5d8;font-weight:bold}}
-tr.pruned{{color:#777}} tr.fail{{color:#b00}}
-</style></head><body>
-<h1>Search {html.escape(meta['study'])}</h1>
-<p>Space: {space}. {html.escape(meta['direction'])} {html.escape(meta['metric'])};
-pruner {html.escape(meta['pruner'])}; storage {html.escape(meta['storage'])}.</p>
-{best_line}
-<table><thead><tr>{head}</tr></thead><tbody>
-{body}
-</tbody></table></body></html>
-"""
+    runs = [Path(r["run_dir"]) if r.get("run_dir") else None for r in rows]
+    curves = {f"trial {r['trial']}": io.read_csv(run / "metrics.csv") for r, run in
+              zip(rows, runs, strict=True) if run is not None and (run / "metrics.csv").is_file()}
+    best = f"trial {rows[0]['trial']}" if rows and rows[0].get("best") else None
+    title = f"Search '{meta['study']}': {meta['direction']} {meta['metric']}"
+    if curves:
+        plot_overlay(curves, folder / "curves.png", title + " (validation curves)",
+                     highlight=best)
+    table = [{c: r.get(c) for c in cols if c not in ("run_dir", "host", "best")}
+             | {"best": bool(r.get("best"))} for r in rows]
+    c = meta.get("counts", {})
+    summary = {"kind": "search", "study": meta["study"], "space": describe(meta["space"]),
+               "metric": f"{meta['direction']} {meta['metric']}", "pruner": meta.get("pruner"),
+               "storage": meta.get("storage"),
+               "trials": f"{c.get('complete', 0)} complete, {c.get('pruned', 0)} pruned, "
+                         f"{c.get('fail', 0)} failed",
+               "best": None if not meta.get("best") else
+               f"trial {meta['best']['trial']}: {meta['metric']} {fmt(meta['best']['value'], 4)}"}
+    return build_experiment_page(folder, title, table, runs, summary,
+                                 curves="curves.png" if curves else None,
+                                 table_file="leaderboard.csv")
 
 
 def show_search(folder: str | Path, storage: str | None = None) -> SearchResult:

@@ -13,6 +13,7 @@ from cnnlab.data.imageset import DataSplits
 from cnnlab.errors import CnnlabError
 from cnnlab.experiments.common import (
     Member,
+    apply_point,
     experiment_dir,
     open_experiment,
     plot_overlay,
@@ -22,7 +23,7 @@ from cnnlab.experiments.common import (
 )
 from cnnlab.experiments.parallel import run_members
 from cnnlab.run import load_splits, resolve_data
-from cnnlab.train.settings import SETTINGS, TrainConfig, check_combination, unknown_keys
+from cnnlab.train.settings import TrainConfig
 
 SELECT = {"val_acc": ("val", "accuracy", max), "val_loss": ("val", "loss", min)}
 SHORT = {"batch_size": "bs", "weight_decay": "wd", "optimizer": "opt", "momentum": "mom"}
@@ -37,14 +38,6 @@ class SweepResult:
     rows: list[dict]
     best: Member | None
     select: str
-
-
-def _set(cfg: TrainConfig, key: str, value: object) -> None:
-    if key.startswith("model_args."):
-        cfg.model_args = {**cfg.model_args, key.split(".", 1)[1]: value}
-        return
-    unknown_keys([key])
-    setattr(cfg, key, SETTINGS[key].check(value))
 
 
 def member_name(setting: dict) -> str:
@@ -77,18 +70,14 @@ def run_sweep(base: TrainConfig, grid: dict[str, list], splits: DataSplits | Non
     if not points:
         raise CnnlabError("sweep: give at least one setting with values (e.g. --lr 1e-3,1e-2)")
     base = deepcopy(base)
-    for k in points[0]:  # a misspelt setting fails before the data is decoded
-        _set(deepcopy(base), k, points[0][k])
+    apply_point(base, points[0])  # a misspelt setting fails before the data is decoded
     resolve_data(base)
     if splits is None:
         splits = load_splits(base, verbose)
     varied = list(points[0])
     members = []
     for p in points:
-        cfg = deepcopy(base)
-        for k, v in p.items():
-            _set(cfg, k, v)
-        check_combination(cfg)  # every point is valid before the first one trains
+        cfg = apply_point(base, p)  # every point is valid before the first one trains
         members.append(Member(member_name(p), cfg, splits, labels=p))
     if len({m.name for m in members}) != len(members):
         raise CnnlabError("sweep: the grid has repeated values")

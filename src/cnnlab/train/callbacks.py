@@ -67,16 +67,29 @@ class FrozenLayersEval(Callback):
             trainer.frozen.after_train()
 
 
+def monitored(row: dict, monitor: str = "val_loss") -> tuple[float, float]:
+    """An epoch's score for --monitor, lower is better: (value, tie-break loss)."""
+    loss = row["val_loss"] if row["val_loss"] is not None else row["train_loss"]
+    if monitor == "last":  # every epoch beats the one before
+        return -float(row["epoch"]), loss
+    if monitor == "val_acc" and row.get("val_acc") is not None:
+        return -float(row["val_acc"]), loss
+    return loss, loss
+
+
 class EarlyStopping(Callback):
-    """Tracks the best epoch (lowest validation loss, else train loss) and stops on patience."""
+    """Tracks the best epoch by --monitor (validation loss or accuracy; the training loss
+    without a validation split) and stops on --patience."""
 
     def on_epoch_end(self, trainer: Trainer, row: dict) -> None:
         """Update best epoch, bad epochs and the stop flag."""
         s, patience = trainer.state, trainer.cfg.patience
-        monitor = row["val_loss"] if row["val_loss"] is not None else row["train_loss"]
-        s.improved = monitor < s.best_val_loss - 1e-12
+        value, loss = monitored(row, getattr(trainer.cfg, "monitor", "val_loss"))
+        s.improved = value < s.best_val_loss - 1e-12 or (
+            abs(value - s.best_val_loss) <= 1e-12 and loss < s.best_tiebreak - 1e-12)
         if s.improved:
-            s.best_val_loss, s.best_epoch, s.bad_epochs = monitor, s.epoch, 0
+            s.best_val_loss, s.best_tiebreak, s.best_epoch, s.bad_epochs = \
+                value, loss, s.epoch, 0
         else:
             s.bad_epochs += 1
         if patience is not None and s.bad_epochs >= patience:

@@ -44,15 +44,47 @@ class LrParams:
     gamma: float = 0.1  # factor per drop
 
 
+ONECYCLE_UP = 0.3  # share of the steps spent climbing to the peak rate
+MOMENTUM_RANGE = (0.85, 0.95)  # one-cycle's momentum (SGD) or beta1 (Adam): low at peak rate
+
+
+def _cos_between(start: float, end: float, t: float) -> float:
+    return end + (start - end) * (1 + math.cos(math.pi * t)) / 2
+
+
 def _onecycle(step: int, total: int, p: LrParams) -> float:
     # fastai/torch one-cycle shape: cosine up from 1/25 of the rate over the first 30% of the
-    # steps, then cosine down to 1/25e4 of it (momentum is not cycled).
-    up = max(1, round(0.3 * total))
+    # steps, then cosine down to 1/25e4 of it.
+    up = max(1, round(ONECYCLE_UP * total))
     lo, end = 1 / 25, 1 / 25e4
     if step < up:
-        return lo + (1 - lo) * (1 - math.cos(math.pi * step / up)) / 2
-    t = min(step - up, total - up) / max(total - up, 1)
-    return end + (1 - end) * (1 + math.cos(math.pi * t)) / 2
+        return _cos_between(lo, 1.0, step / up)
+    return _cos_between(1.0, end, min(step - up, total - up) / max(total - up, 1))
+
+
+def onecycle_momentum(step: int, total: int, warmup: float = 0.0) -> float:
+    """One-cycle's momentum at optimization step `step`: the mirror image of its rate, cosine
+    from 0.95 down to 0.85 while the rate climbs, back to 0.95 while it falls (0.95 during
+    --warmup), as torch's OneCycleLR and fastai's fit_one_cycle do."""
+    lo, hi = MOMENTUM_RANGE
+    w = warmup_steps(warmup, total)
+    if step < w:
+        return hi
+    step, total = step - w, max(total - w, 1)
+    up = max(1, round(ONECYCLE_UP * total))
+    if step < up:
+        return _cos_between(hi, lo, step / up)
+    return _cos_between(lo, hi, min(step - up, total - up) / max(total - up, 1))
+
+
+def set_momentum(optimizer: torch.optim.Optimizer, momentum: float) -> None:
+    """Set SGD's momentum or Adam(W)'s beta1 in every group (optimizers without momentum, such
+    as RMSprop here, are left alone)."""
+    for g in optimizer.param_groups:
+        if "betas" in g:
+            g["betas"] = (momentum, g["betas"][1])
+        elif g.get("momentum"):
+            g["momentum"] = momentum
 
 
 def _step(step: int, total: int, p: LrParams) -> float:

@@ -247,7 +247,9 @@ def _milestones(text: str) -> list[float]:
 # fast: measured on bench/ (see bench/results.md "time to the textbook's accuracy").
 RECIPES: dict[str, dict[str, Any]] = {
     "plain": {},
-    "fast": {"schedule": "onecycle", "label_smoothing": 0.1, "ema": 0.99},
+    # one-cycle anneals to ~0, so its last epoch is the model it aims at; with label smoothing
+    # the validation loss rises while accuracy still improves, so it would pick too early.
+    "fast": {"schedule": "onecycle", "label_smoothing": 0.1, "ema": 0.99, "monitor": "last"},
 }
 DEFAULT_RECIPE = "plain"
 
@@ -317,8 +319,12 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in [
       lo=0.0, metavar="W"),
     S("schedule", "cosine", "optimization", "Learning-rate schedule, stepped every batch.",
       choices=tuple(SCHEDULES)),
-    S("patience", None, "optimization", "Stop after N epochs without a lower validation loss.",
+    S("patience", None, "optimization", "Stop after N epochs without a better --monitor value.",
       int, lo=1, nullable=True, metavar="N", resumable=True),
+    S("monitor", "val_loss", "optimization", "What makes an epoch the best (best.pt, the final "
+      "scores, --patience): val_loss (lowest; without a validation split the training loss), "
+      "val_acc (highest; ties go to the lower loss) or last (the latest epoch: for schedules "
+      "that anneal to zero, such as --recipe fast's).", choices=("val_loss", "val_acc", "last")),
     S("class_weights", None, "optimization", "Loss weights: auto (inverse frequency), 1,20 or "
       "CLASS=WEIGHT.", list, parse=parse_class_weights, nullable=True, metavar="WEIGHTS"),
     S("sampler", "none", "optimization", "balanced: oversample rare classes.",
@@ -331,6 +337,8 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in [
       choices=tuple(RECIPES), nullable=True, metavar="NAME"),
     S("warmup", 0.0, "optimization", "Linear learning-rate warmup before the schedule: N steps, "
       "or a fraction of all steps when < 1.", float, lo=0.0, metavar="STEPS"),
+    S("cycle_momentum", True, "optimization", "--schedule onecycle: cycle the momentum (SGD) or "
+      "beta1 (Adam) from 0.95 down to 0.85 and back, against the rate.", bool),
     S("lr_step", None, "optimization", "--schedule step: epochs between drops by --lr-gamma "
       "[default: a third of the epochs].", int, lo=1, nullable=True, metavar="EPOCHS"),
     S("lr_milestones", None, "optimization", "--schedule multistep: epochs at which the rate "
@@ -509,6 +517,18 @@ def without_recipe_defaults(values: Mapping[str, Any]) -> dict:
     name = values.get("recipe") or DEFAULT_RECIPE
     return {k: v for k, v in values.items()
             if not (k in RECIPES.get(name, {}) and k in SETTINGS and v == SETTINGS[k].default)}
+
+
+def with_recipe(cfg: Any, name: str) -> Any:
+    """cfg switched to recipe `name`: each setting still at its old recipe's value (or the plain
+    default) takes the new recipe's; values the user chose stay. For grids over --recipe."""
+    name = SETTINGS["recipe"].check(name) or DEFAULT_RECIPE
+    old, new = RECIPES[cfg.recipe or DEFAULT_RECIPE], RECIPES[name]
+    for k in {**old, **new}:
+        if getattr(cfg, k) == old.get(k, SETTINGS[k].default):
+            setattr(cfg, k, SETTINGS[k].check(new.get(k, SETTINGS[k].default)))
+    cfg.recipe = name
+    return cfg
 
 
 def defaults() -> dict:

@@ -32,7 +32,7 @@ from cnnlab.train import distributed
 from cnnlab.train.callbacks import Callback, default_callbacks
 from cnnlab.train.features import FeatureCache, should_cache
 from cnnlab.train.mixing import Mixed, Targets, batch_loss, build_mixer, hard_labels
-from cnnlab.train.optim import LrParams, lr_factor
+from cnnlab.train.optim import LrParams, lr_factor, onecycle_momentum, set_momentum
 from cnnlab.train.recipe import recipe_callbacks
 from cnnlab.train.sampling import SAMPLERS
 from cnnlab.train.settings import TrainConfig
@@ -58,7 +58,8 @@ class TrainState:
     epoch: int = 0  # completed epochs
     step_in_epoch: int = 0  # batches done in the current (incomplete) epoch
     global_step: int = 0
-    best_val_loss: float = math.inf
+    best_val_loss: float = math.inf  # the best --monitor value (lower is better: -acc for val_acc)
+    best_tiebreak: float = math.inf  # its loss, which breaks --monitor val_acc ties
     best_epoch: int = 0
     bad_epochs: int = 0
     history: list[dict] = field(default_factory=list)
@@ -336,6 +337,9 @@ class Trainer:
         factor *= self.lr_scale
         for g in self.optimizer.param_groups:
             g["lr"] = g["initial_lr"] * factor
+        if cfg.schedule == "onecycle" and cfg.cycle_momentum:
+            set_momentum(self.optimizer,
+                         onecycle_momentum(self.state.global_step, total, cfg.warmup))
 
     def current_lr(self) -> float:
         """The learning rate of the first parameter group."""
@@ -404,7 +408,8 @@ class Trainer:
                 "rng_state": torch.get_rng_state(),
                 "train_state": {"epoch": s.epoch, "step_in_epoch": s.step_in_epoch,
                                 "global_step": s.global_step, "best_val_loss": s.best_val_loss,
-                                "best_epoch": s.best_epoch, "bad_epochs": s.bad_epochs,
+                                "best_tiebreak": s.best_tiebreak, "best_epoch": s.best_epoch,
+                                "bad_epochs": s.bad_epochs,
                                 "history": s.history, "running": dict(s.running),
                                 "elapsed": s.elapsed, "stopped_early": s.stopped_early},
                 "callback_state": {cb.state_key: cb.state_dict() for cb in self.callbacks
