@@ -93,12 +93,13 @@ def variants_for(case: Case, prep, peers: dict, args: argparse.Namespace) -> lis
                                 channels_last=False))
     vs.append(Textbook(prep))
     if case.peers and not args.no_peers:
+        from bench.peer_process import ProcessPeer
         from bench.peers import LightningPeer, SkorchPeer
 
-        if peers.get("lightning"):
-            vs.append(LightningPeer(prep))
-        if peers.get("skorch"):
-            vs.append(SkorchPeer(prep))
+        # each in a process of its own (see bench/peer_process.py for why)
+        for key, cls in (("lightning", LightningPeer), ("skorch", SkorchPeer)):
+            if peers.get(key):
+                vs.append(ProcessPeer(case, key, cls.name, torch.get_num_threads()))
     return vs
 
 

@@ -1,7 +1,9 @@
 """Search benchmark: a 12-trial study on digits with 2 workers, with and without pruning, and
-the equivalent 12-point grid sweep (--jobs 2). Writes bench/results-search.md.
+the equivalent 12-point grid sweep (--jobs 2). Writes <out>/results.md (bench/results-search.md
+collects four such runs).
 
-    python bench/search.py [--epochs 10] [--image-size 16] [--out runs/bench-search]
+    python bench/search.py [--epochs 10] [--image-size 16] [--metric val_acc|val_loss]
+                           [--out runs/bench-search]
 
 Times are of one run each (the whole command, process start included): wall-clock time, and
 CPU time of the command and its worker processes (steadier than wall time on a shared machine).
@@ -120,7 +122,8 @@ def write(rows: list[dict], args: argparse.Namespace) -> None:
                      f"{r['pruned']} | "
                      f"{r['best_val_acc']:.4f} | {r['best_val_loss']:.4f} | {r['best']} |")
     lines += ["", "Commands:", ""] + [f"    {r['cmd']}" for r in rows] + [""]
-    path = ROOT / "bench" / f"results-search{'' if args.metric == 'val_acc' else '-loss'}.md"
+    # bench/results-search.md collects several of these runs (sizes, metrics) by hand
+    path = Path(args.out) / "results.md"
     path.write_text("\n".join(lines))
     print(path.read_text())
 

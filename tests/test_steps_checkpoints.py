@@ -33,9 +33,11 @@ def test_steps_stops_at_that_optimization_step(tmp_path: Path):
 
 
 def test_resume_from_epoch_2_equals_an_uninterrupted_run(tmp_path: Path):
-    kw = {**SMALL, "epochs": 3, "keep_every": 2, "deterministic": True, "device": "cpu"}
+    kw = {**SMALL, "epochs": 3, "keep_every": 2, "deterministic": True, "device": "cpu",
+          "log_every": 5}
     run = cnnlab.train(out=str(tmp_path / "r"), verbose=False, **kw)
     d = run.run_dir
+    full_steps = io.read_csv(d / "steps.csv")
     assert (d / "epoch_2.pt").is_file()
     assert not (d / "epoch_1.pt").exists() and not (d / "epoch_3.pt").exists()
     full_rows = io.read_csv(d / "metrics.csv")
@@ -51,6 +53,10 @@ def test_resume_from_epoch_2_equals_an_uninterrupted_run(tmp_path: Path):
     for name, ref in (("last.pt", full_w), ("best.pt", best_w)):
         w = _weights(d / name)
         assert all(torch.equal(w[k], ref[k]) for k in ref), name
+    # steps.csv: epoch 3's steps once each (not again after the first run's), same values
+    steps = io.read_csv(d / "steps.csv")
+    assert [r["step"] for r in steps] == list(range(5, 3 * 17 + 1, 5))
+    assert [r["loss"] for r in steps] == [r["loss"] for r in full_steps]
     # best.pt has no training state: the one-line error names the files that can resume
     with pytest.raises(CnnlabError, match=r"best.pt: holds weights only.*here epoch_2.pt, "
                        r"last.pt"):

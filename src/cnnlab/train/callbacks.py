@@ -148,12 +148,29 @@ class EvalEvery(Callback):
                           f"acc {vacc:.4f}", highlight=False)
 
 
+def _step_of(line: str) -> int | None:
+    head = line.split(",", 1)[0]
+    return int(head) if head.isdigit() else None
+
+
 class CsvLogger(Callback):
     """metrics.csv (one row per epoch) and steps.csv: a row every --log-every N steps and every
     --eval-every N steps (then with val_loss/val_acc columns)."""
 
     def __init__(self, every: int = 0, eval_every: int = 0) -> None:
         self.every, self.eval_every = every, eval_every
+
+    def on_fit_start(self, trainer: Trainer) -> None:
+        """Drop steps.csv rows past the step training starts from: a run resumed from an
+        earlier checkpoint (or after a crash mid-epoch) logs those steps again."""
+        path = trainer.run_dir / "steps.csv" if trainer.run_dir is not None else None
+        if path is None or not path.is_file() or not distributed.is_main():
+            return
+        lines = path.read_text().splitlines(keepends=True)
+        keep = lines[:1] + [ln for ln in lines[1:] if ln.endswith("\n") and
+                            _step_of(ln) is not None and _step_of(ln) <= trainer.state.global_step]
+        if len(keep) != len(lines):
+            io.write_text(path, "".join(keep))
 
     def on_step_end(self, trainer: Trainer, loss: float) -> None:
         """Append a steps.csv row when a logging or evaluation step is due."""
