@@ -156,9 +156,10 @@ class Child:
         """Reap it: (returncode, stdout, stderr); -9 means killed by SIGKILL."""
         if self.returncode is None:
             self.returncode = self.zygote._ask({"wait": self.pid})["rc"]
-        return subprocess.CompletedProcess(self.pid, self.returncode,
-                                           self.out.read_text(errors="replace"),
-                                           self.err.read_text(errors="replace"))
+        # a child killed right after the fork may not have created its output files yet
+        out, err = (p.read_text(errors="replace") if p.exists() else "" for p in (self.out,
+                                                                                 self.err))
+        return subprocess.CompletedProcess(self.pid, self.returncode, out, err)
 
 
 class Zygote:

@@ -43,6 +43,31 @@ def _real_trials(study) -> list:
     return [t for t in study.get_trials() if not t.user_attrs.get("surplus")]
 
 
+def test_startup_trials_fill_the_space_instead_of_drawing_at_random():
+    import math
+
+    import optuna
+
+    from cnnlab.experiments.search import make_sampler
+    from cnnlab.experiments.search_space import suggest
+
+    _, space = split_space({"lr": "1e-4:1e-1:log", "optimizer": "sgd,adamw"})
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    points = {}
+    for seed in (0, 1):
+        study = optuna.create_study(sampler=make_sampler(seed))
+        study.optimize(lambda t: suggest(t, space)["lr"], n_trials=4)
+        points[seed] = [(t.params["lr"], t.params["optimizer"]) for t in study.trials]
+        # the first 4 rates lie one in each quarter of the log range (random: 3 in 32 seeds)
+        quarters = {int(4 * (math.log10(lr) + 4) / 3) for lr, _ in points[seed]}
+        assert quarters == {0, 1, 2, 3}, points[seed]
+        assert {o for _, o in points[seed]} == {"sgd", "adamw"}  # both optimizers tried
+    assert points[0] != points[1]  # another seed, another design
+    again = optuna.create_study(sampler=make_sampler(0))
+    again.optimize(lambda t: suggest(t, space)["lr"], n_trials=4)
+    assert [(t.params["lr"], t.params["optimizer"]) for t in again.trials] == points[0]
+
+
 def test_space_ranges_lists_and_fixed_values_use_the_settings_checks():
     fixed, space = split_space({"lr": "1e-4:1e-1:log", "batch_size": "32,64",
                                 "optimizer": "sgd,adamw", "epochs": "3",

@@ -20,6 +20,7 @@ whole study: a rerun (or another machine) continues until the study holds N tria
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import socket
@@ -29,6 +30,8 @@ from copy import deepcopy
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from cnnlab import io
 from cnnlab.console import console
@@ -157,18 +160,85 @@ def _safe_url(url: str) -> str:
     return f"{scheme}://{cred.split(':')[0]}:***@{tail}" if ":" in cred else url
 
 
+PRIMES = (2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53, 59, 61, 67, 71)
+
+
+def radical_inverse(k: int, base: int) -> float:
+    """The k-th point (k >= 0) of van der Corput's sequence in `base`: 0, 1/2, 1/4, 3/4, ..."""
+    u, f = 0.0, 1.0 / base
+    while k:
+        k, digit = divmod(k, base)
+        u += digit * f
+        f /= base
+    return u
+
+
+class SpaceFillingStartup:
+    """The start-up trials of the search: trial n takes the n-th point of a Halton sequence
+    (one prime base per setting, shifted by the seed) instead of a random draw.
+
+    A small study spends most of its trials in start-up (5 of 12 here), and random points leave
+    gaps: in one benchmark run all random SGD trials had low rates, so the model never learnt
+    that SGD does well at high ones, where the equivalent grid found the best point. Halton's
+    first 2^k points in base 2 fall one in each 1/2^k of the range; the point of trial n depends
+    only on (seed, n), so workers on any number of machines draw distinct points.
+    """
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+        self.dims: dict[str, int] = {}  # setting -> dimension, in the order they are suggested
+
+    def _u(self, name: str, number: int) -> float:
+        d = self.dims.setdefault(name, len(self.dims))
+        shift = np.random.default_rng([self.seed, d]).random()
+        return (radical_inverse(number, PRIMES[d % len(PRIMES)]) + shift) % 1.0
+
+    def sample_independent(self, study: Any, trial: Any, name: str, dist: Any) -> Any:
+        """The value of setting `name` for this start-up trial."""
+        import optuna.distributions as od
+
+        u = self._u(name, trial.number)
+        if isinstance(dist, od.CategoricalDistribution):
+            return dist.choices[min(int(u * len(dist.choices)), len(dist.choices) - 1)]
+        lo, hi = float(dist.low), float(dist.high)
+        if dist.log:
+            x = math.exp(math.log(lo) + u * (math.log(hi) - math.log(lo)))
+        else:
+            x = lo + u * (hi - lo)
+        if isinstance(dist, od.IntDistribution):
+            step = dist.step or 1
+            return int(min(hi, lo + round((x - lo) / step) * step))
+        if getattr(dist, "step", None):
+            x = lo + round((x - lo) / dist.step) * dist.step
+        return min(hi, max(lo, x))
+
+    # the rest of what TPESampler asks of its start-up sampler
+    def before_trial(self, study: Any, trial: Any) -> None:
+        """Nothing to prepare."""
+
+    def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
+        """Nothing to record."""
+
+    def reseed_rng(self) -> None:
+        """Deterministic: nothing to reseed."""
+
+
 def make_sampler(seed: int) -> Any:
     """TPE whose randomness for trial n depends only on (seed, n): a one-worker study repeats
-    exactly, and parallel workers started with the same seed do not propose the same points."""
+    exactly, and parallel workers started with the same seed do not propose the same points.
+    Its start-up trials are space-filling (SpaceFillingStartup), not random."""
     import optuna
 
     class TrialSeededTPE(optuna.samplers.TPESampler):
+        def __init__(self, **kw: Any) -> None:
+            super().__init__(**kw)
+            self._random_sampler = SpaceFillingStartup(seed)  # private in Optuna 3-5
+
         def before_trial(self, study: Any, trial: Any) -> None:
             super().before_trial(study, trial)
             s = (seed * 1_000_003 + trial.number) % (2**32)
             try:  # private in Optuna; without it trials are still valid, just not repeatable
                 self._rng.rng.seed(s)
-                self._random_sampler._rng.rng.seed(s)
             except AttributeError:
                 pass
 
