@@ -15,8 +15,8 @@ import numpy as np
 from cnnlab.doctor.features import standardised
 from cnnlab.errors import CnnlabError
 
-MISSING_EXTRA = ("label checks need the cleanlab package: pip install 'cnnlab[doctor]' "
-                 "(or pip install cleanlab)")
+MISSING_EXTRA = ("label checks need the cleanlab package: pip install cleanlab (or pip "
+                 "install -e '.[doctor]' in the cnnlab clone)")
 
 
 def require_cleanlab() -> None:

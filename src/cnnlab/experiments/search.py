@@ -103,8 +103,8 @@ def require_optuna() -> None:
     try:
         import optuna  # noqa: F401
     except ImportError:
-        raise CnnlabError("cnnlab search needs Optuna: pip install 'cnnlab[search]' (or pip "
-                          "install optuna)") from None
+        raise CnnlabError("cnnlab search needs Optuna: pip install optuna (or pip install -e "
+                          "'.[search]' in the cnnlab clone)") from None
 
 
 # ---- storage and study --------------------------------------------------------------------
