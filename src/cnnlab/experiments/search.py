@@ -560,7 +560,7 @@ def print_leaderboard(rows: list[dict], metric: str, params: list[str], meta: di
     """The leaderboard as a console table (at most 30 rows)."""
     cols = ["trial", "state", metric, *params, "epochs", "time s"]
     body = [[r["trial"], r["state"], r[metric], *(r.get(p) for p in params), r["epochs_run"],
-             r["seconds"]] for r in rows[:30]]
+             None if r["seconds"] is None else f"{r['seconds']:.1f}"] for r in rows[:30]]
     c = meta.get("counts", {})
     caption = (f"{c.get('complete', 0)} complete, {c.get('pruned', 0)} pruned, "
                f"{c.get('fail', 0)} failed" + (f"; {meta['seconds']:.1f}s"
