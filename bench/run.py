@@ -400,7 +400,8 @@ def write_results(results: dict, path: Path) -> None:
                       f"interleaved epochs. cnnlab plain = the case's settings (constant rate, "
                       f"like the textbook); cnnlab fast = `--recipe fast --lr "
                       f"{case['lr'] * FAST_LR_MULT:g}` (one-cycle peaking at {FAST_LR_MULT:g}× "
-                      f"the case's rate, momentum cycled, label smoothing 0.1, EMA 0.99) over the case's "
+                      f"the case's rate, momentum cycled, label smoothing 0.1, EMA 0.99) over "
+                      f"the case's "
                       f"{case['epochs']} epochs; *2/3 of the epochs* = the same with `--epochs "
                       f"{-(-2 * case['epochs'] // 3)}` (one-cycle needs its length in advance: "
                       f"asking for fewer epochs is how a user trades accuracy for time).", ""]
