@@ -53,7 +53,7 @@ test: install-test browser postgres
 # The fast tier: lint and every test not marked slow (under 2 minutes on 2 cores).
 check: install-test
 	$(BIN)/ruff check src tests bench
-	$(BIN)/python -m pytest -m "not slow" -q
+	$(BIN)/python -m pytest -m "not slow"
 
 lint: install-test
 	$(BIN)/ruff check src tests bench

@@ -30,8 +30,9 @@ def safe_unpickle(path: Path) -> dict:
     try:
         with open(path, "rb") as fh:
             obj = _RestrictedUnpickler(io.BufferedReader(fh), encoding="bytes").load()
-    except pickle.UnpicklingError as exc:
-        raise DataError(f"{path}: unsafe or invalid pickle ({exc})") from None
+    except pickle.UnpicklingError as exc:  # some of its messages span two lines: one here
+        raise DataError(f"{path}: unsafe or invalid pickle ({' '.join(str(exc).split())})") \
+            from None
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
     except Exception as exc:  # noqa: BLE001 - damaged pickles make the unpickler raise anything
