@@ -24,24 +24,31 @@ def save_figure(fig: plt.Figure, path: Path, tight: bool = True, dpi: int = 110)
     return path
 
 
-def plot_curves(history: list[dict], path: Path, title: str = "Learning curves") -> Path:
-    """Loss and accuracy per epoch, train and val."""
+def plot_train_val(rows: list[dict], x: str, path: Path, title: str, xlabel: str,
+                   train_label: str = "train", train_style: str = "-o") -> Path:
+    """Loss and accuracy of train and val against column `x` (epoch or step); rows without a
+    value for a split are skipped, so val measured every N steps draws one line."""
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    ep = [r["epoch"] for r in history]
     for ax, key, label in ((axes[0], "loss", "Loss"), (axes[1], "acc", "Accuracy")):
-        for split, style in (("train", "-o"), ("val", "-s")):
-            ys = [r.get(f"{split}_{key}") for r in history]
-            if any(y is not None for y in ys):
-                ax.plot(ep, [np.nan if y is None else y for y in ys], style, ms=3,
-                        label=split)
-        ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
+        for split, style, name in (("train", train_style, train_label), ("val", "-s", "val")):
+            pts = [(r[x], r[f"{split}_{key}"]) for r in rows
+                   if r.get(f"{split}_{key}") is not None]
+            if pts:
+                xs, ys = np.array(pts, dtype=float).T
+                ax.plot(xs, ys, style, ms=3, label=name)
+        ax.set_xlabel(xlabel)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs and steps are whole
         ax.set_ylabel(label.lower())
         ax.set_title(label)
         ax.grid(alpha=0.3)
         ax.legend()
     fig.suptitle(title)
     return save_figure(fig, path)
+
+
+def plot_curves(history: list[dict], path: Path, title: str = "Learning curves") -> Path:
+    """Loss and accuracy per epoch, train and val."""
+    return plot_train_val(history, "epoch", path, title, "epoch")
 
 
 def plot_confusion(cm: list[list[int]], classes: list[str], path: Path,

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from cnnlab import io
-from cnnlab.report.plots import plt, save_figure
+from cnnlab.report.plots import plot_train_val
 
 
 def plot_step_curves(steps_csv: Path, path: Path, title: str = "Learning curves by step"
@@ -21,22 +19,6 @@ def plot_step_curves(steps_csv: Path, path: Path, title: str = "Learning curves 
     rows = io.read_csv(steps_csv)
     if not rows or "val_acc" not in rows[0]:
         return None
-    # A resumed run appends steps it had already logged: the latest row of a step wins.
-    by_step = {int(r["step"]): r for r in rows}
-    rows = [by_step[k] for k in sorted(by_step)]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    for ax, key, label in ((axes[0], "loss", "Loss"), (axes[1], "acc", "Accuracy")):
-        for split, style in (("train", "-"), ("val", "-s")):
-            pts = [(r["step"], r.get(f"{split}_{key}")) for r in rows]
-            pts = [(x, y) for x, y in pts if y is not None]
-            if pts:
-                xs, ys = np.array(pts, dtype=float).T
-                ax.plot(xs, ys, style, ms=3, label=split + (" (running)" if split == "train"
-                                                            else ""))
-        ax.set_xlabel("optimization step")
-        ax.set_ylabel(label.lower())
-        ax.set_title(label)
-        ax.grid(alpha=0.3)
-        ax.legend()
-    fig.suptitle(title)
-    return save_figure(fig, path)
+    # in step order: CsvLogger appends, and drops the steps a resumed run logs again
+    return plot_train_val(rows, "step", path, title, "optimization step",
+                          train_label="train (running)", train_style="-")
