@@ -58,6 +58,27 @@ def write_image_folder(root: Path, n_per_class: int = 12, size: int = 16, classe
     return root
 
 
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture):
+    """Run the real entry point (cnnlab.cli.main) in-process: (exit code, stdout, stderr).
+
+    In-process because every `cnnlab` process imports torch and scikit-learn (seconds of
+    CPU each); run_cli below runs a real process where the exit status itself is tested.
+    """
+    from cnnlab.cli import main
+
+    def run(*args: str) -> tuple[int, str, str]:
+        code = 0
+        try:
+            main([str(a) for a in args])
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    return run
+
+
 def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None,
             timeout: float = 300) -> subprocess.CompletedProcess:
     """Run the real `cnnlab` command in a subprocess."""

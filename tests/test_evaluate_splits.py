@@ -18,49 +18,37 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def _cli(capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str, str]:
-    from cnnlab.cli import main
-
-    code = 0
-    try:
-        main(list(args))
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
 @pytest.mark.slow
-def test_split_all_is_one_row_per_split(run_dir: Path, capsys: pytest.CaptureFixture):
-    code, out, err = _cli(capsys, "evaluate", "--weights", str(run_dir / "best.pt"), "--split",
+def test_split_all_is_one_row_per_split(run_dir: Path, cli):
+    code, out, err = cli("evaluate", "--weights", str(run_dir / "best.pt"), "--split",
                           "all", "--json")
     assert code == 0, err
     m = json.loads(out)
     assert list(m) == ["train", "val", "test"]
     assert sum(v["n"] for v in m.values()) == 1797  # the training run's own three splits
-    test_only = json.loads(_cli(capsys, "evaluate", "--weights", str(run_dir / "best.pt"),
+    test_only = json.loads(cli("evaluate", "--weights", str(run_dir / "best.pt"),
                                 "--json")[1])
     assert test_only["test"]["accuracy"] == m["test"]["accuracy"]
-    code, out, err = _cli(capsys, "evaluate", "--weights", str(run_dir / "best.pt"), "--split",
+    code, out, err = cli("evaluate", "--weights", str(run_dir / "best.pt"), "--split",
                           "all")
     table = [line.split("│")[1].strip() for line in (out + err).splitlines()
              if line.count("│") > 3]  # the console table (stderr)
     assert code == 0 and table[:3] == ["train", "val", "test"]
 
 
-def test_split_list(run_dir: Path, capsys: pytest.CaptureFixture):
-    code, out, err = _cli(capsys, "evaluate", "--weights", str(run_dir / "best.pt"), "--split",
+def test_split_list(run_dir: Path, cli):
+    code, out, err = cli("evaluate", "--weights", str(run_dir / "best.pt"), "--split",
                           "train,test", "--json")
     assert code == 0, err
     assert list(json.loads(out)) == ["train", "test"]
-    code, out, err = _cli(capsys, "evaluate", "--weights", str(run_dir / "best.pt"), "--split",
+    code, out, err = cli("evaluate", "--weights", str(run_dir / "best.pt"), "--split",
                           "train,tst")
     assert code == 2 and "'tst' is not train, val or test" in err
 
 
 def test_split_all_skips_an_unlabeled_split(run_dir: Path, digits_npy: Path,
-                                            capsys: pytest.CaptureFixture):
-    code, out, err = _cli(capsys, "evaluate", "--weights", str(run_dir / "best.pt"),
+                                            cli):
+    code, out, err = cli("evaluate", "--weights", str(run_dir / "best.pt"),
                           str(digits_npy), "--split", "all", "--json")
     assert code == 0, err
     m = json.loads(out)

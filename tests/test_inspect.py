@@ -11,27 +11,6 @@ from conftest import run_cli
 from PIL import Image
 
 
-@pytest.fixture
-def cli(capsys: pytest.CaptureFixture):
-    """Run the real entry point (cnnlab.cli.main) in-process: (exit code, stdout, stderr).
-
-    In-process because every `cnnlab` process imports torch and scikit-learn (seconds of
-    CPU each); one test below runs a real process to check the exit status end to end.
-    """
-    from cnnlab.cli import main
-
-    def run(*args: str) -> tuple[int, str, str]:
-        code = 0
-        try:
-            main(list(args))
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-        out = capsys.readouterr()
-        return code, out.out, out.err
-
-    return run
-
-
 def test_inspect_model_table_shows_the_hand_formulas(cli) -> None:
     code, out, err = cli("inspect", "model", "eecs553-cnn", "--num-classes", "5")
     assert code == 0, err

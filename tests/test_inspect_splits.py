@@ -5,31 +5,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-
-
-def _cli(capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str, str]:
-    from cnnlab.cli import main
-
-    code = 0
-    try:
-        main(list(args))
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
 
 def test_unlabeled_test_split_and_samples_of_every_split(digits_npy: Path, tmp_path: Path,
-                                                         capsys: pytest.CaptureFixture):
-    code, out, err = _cli(capsys, "inspect", "data", str(digits_npy))
+                                                         cli):
+    code, out, err = cli("inspect", "data", str(digits_npy))
     assert code == 0, err
     rows = {line.split("│")[1].strip(): line for line in out.splitlines() if line.count("│") > 3}
     assert "unlabeled 397" in rows["all"]  # digits 1400..1796 without labels, not 0
     cells = [c.strip() for c in rows["0"].split("│")[2:-1]]
     assert cells[-2] == "-"  # the test column of a class row: no false 0
     outdir = tmp_path / "inspect"
-    code, out, err = _cli(capsys, "inspect", "data", str(digits_npy), "--json", "--out",
+    code, out, err = cli("inspect", "data", str(digits_npy), "--json", "--out",
                           str(outdir))
     assert code == 0, err
     s = json.loads(out)
