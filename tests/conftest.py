@@ -46,6 +46,20 @@ def pattern_images(n_per_class: int, size: int = 16, classes: int = 3, seed: int
     return np.stack(xs), np.asarray(ys)
 
 
+def write_pattern_npy(folder: Path, n_per_class: int, test_every: int | None = 4) -> Path:
+    """Synthetic 8x8 grey images of 3 easy classes as <folder>/pat_*.npy; every
+    `test_every`-th image goes to the test split (none when None)."""
+    x, y = pattern_images(n_per_class, size=8, classes=3, rgb=False)
+    test = np.arange(len(y)) % test_every == 0 if test_every else np.zeros(len(y), bool)
+    folder.mkdir(parents=True)
+    np.save(folder / "pat_images.npy", x[~test])
+    np.save(folder / "pat_labels.npy", y[~test])
+    if test.any():
+        np.save(folder / "pat_test_images.npy", x[test])
+        np.save(folder / "pat_test_labels.npy", y[test])
+    return folder
+
+
 def write_image_folder(root: Path, n_per_class: int = 12, size: int = 16, classes: int = 3,
                        partitions: bool = False, fmt: str = "png") -> Path:
     """root/<class>/*.png (or root/{train,val}/<class>/...) with pattern images."""

@@ -9,9 +9,8 @@ import json
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-import numpy as np
 import pytest
-from conftest import ROOT, chromium_page, pattern_images
+from conftest import ROOT, chromium_page, write_pattern_npy
 
 from cnnlab.data.load import LoadOptions, load_data
 from cnnlab.experiments import compare_runs, run_cv, run_seeds, run_sweep
@@ -27,14 +26,7 @@ BASE = {"model": "mlp", "model_args": {"hidden": 16}, "epochs": 2, "batch_size":
 def pages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """One small experiment of each kind; {kind: experiment folder}."""
     root = tmp_path_factory.mktemp("pages")
-    x, y = pattern_images(30, size=8, classes=3, rgb=False)
-    test = np.arange(len(y)) % 4 == 0
-    data = root / "pat"
-    data.mkdir()
-    np.save(data / "pat_images.npy", x[~test])
-    np.save(data / "pat_labels.npy", y[~test])
-    np.save(data / "pat_test_images.npy", x[test])
-    np.save(data / "pat_test_labels.npy", y[test])
+    data = write_pattern_npy(root / "pat", 30)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("CNNLAB_CACHE", str(root / "cache"))
         splits = load_data(data, LoadOptions())

@@ -7,9 +7,8 @@ import json
 import statistics
 from pathlib import Path
 
-import numpy as np
 import pytest
-from conftest import pattern_images, run_cli
+from conftest import run_cli, write_pattern_npy
 
 from cnnlab.data.load import LoadOptions, load_data
 from cnnlab.errors import CnnlabError
@@ -30,15 +29,7 @@ def base_cfg(**kw: object) -> TrainConfig:
 @pytest.fixture
 def pattern_npy(tmp_path: Path) -> Path:
     """Synthetic 8x8 grayscale images of 3 easy classes: 90 to train on, 30 to test."""
-    x, y = pattern_images(40, size=8, classes=3, rgb=False)
-    test = np.arange(len(y)) % 4 == 0
-    d = tmp_path / "pat"
-    d.mkdir()
-    np.save(d / "pat_images.npy", x[~test])
-    np.save(d / "pat_labels.npy", y[~test])
-    np.save(d / "pat_test_images.npy", x[test])
-    np.save(d / "pat_test_labels.npy", y[test])
-    return d
+    return write_pattern_npy(tmp_path / "pat", 40)
 
 
 @pytest.fixture

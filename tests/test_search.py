@@ -9,10 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import yaml
-from conftest import pattern_images, run_cli
+from conftest import run_cli, write_pattern_npy
 from pgserver import pg_server
 
 from cnnlab.errors import CnnlabError
@@ -25,12 +24,7 @@ TINY = ["--model", "mlp", "--model-arg", "hidden=16", "--num-threads", "1", "--n
 @pytest.fixture
 def pattern_npy(tmp_path: Path) -> Path:
     """Synthetic 8x8 grayscale images of 3 easy classes."""
-    x, y = pattern_images(40, size=8, classes=3, rgb=False)
-    d = tmp_path / "pat"
-    d.mkdir()
-    np.save(d / "pat_images.npy", x)
-    np.save(d / "pat_labels.npy", y)
-    return d
+    return write_pattern_npy(tmp_path / "pat", 40, test_every=None)
 
 
 def _study(url: str, name: str):
