@@ -43,6 +43,11 @@ FAST_LR_MULT = 3.0  # the fast contender's --lr: the one-cycle peak, 3x the case
 # A one-cycle schedule needs its length in advance; a user racing for time asks for fewer
 # epochs. This contender runs the recipe over 2/3 of the case's epochs (rounded up).
 FAST_SHORT = "cnnlab --recipe fast, 2/3 of the epochs"
+
+
+def short_epochs(epochs: int) -> int:
+    """The FAST_SHORT contender's epochs: 2/3 of the case's, rounded up."""
+    return -(-2 * epochs // 3)
 # the contenders of the time-to-accuracy table, by variant name (the textbook is found by kind)
 CONTENDERS = {"PyTorch Lightning Trainer.fit": "Lightning", "skorch NeuralNetClassifier.fit":
               "skorch", "cnnlab (defaults)": "cnnlab plain", FAST: "cnnlab fast",
@@ -81,7 +86,7 @@ def variants_for(case: Case, prep, peers: dict, args: argparse.Namespace) -> lis
 
         vs.append(CnnlabVariant(case, prep, FAST, "fast", recipe="fast",
                                 **{**RECIPES["fast"], "lr": case.lr * FAST_LR_MULT}))
-        short = -(-2 * case.epochs // 3)
+        short = short_epochs(case.epochs)
         if short < case.epochs:
             v = CnnlabVariant(case, prep, FAST_SHORT, "fast-short", recipe="fast",
                               **{**RECIPES["fast"], "lr": case.lr * FAST_LR_MULT,
@@ -403,7 +408,7 @@ def write_results(results: dict, path: Path) -> None:
                       f"the case's rate, momentum cycled, label smoothing 0.1, EMA 0.99) over "
                       f"the case's "
                       f"{case['epochs']} epochs; *2/3 of the epochs* = the same with `--epochs "
-                      f"{-(-2 * case['epochs'] // 3)}` (one-cycle needs its length in advance: "
+                      f"{short_epochs(case['epochs'])}` (one-cycle needs its length in advance: "
                       f"asking for fewer epochs is how a user trades accuracy for time).", ""]
             lines += tta_rows + [""]
             lines += [f"- {t}" for t in tta_targets] + ([""] if tta_targets else [])

@@ -382,6 +382,7 @@ def test_monitor_val_acc_keeps_and_scores_the_most_accurate_epoch(tmp_path):
                  zip(by["val_loss"].history, h, strict=True)]  # the same training
     top = max(h, key=lambda r: (r["val_acc"], -r["val_loss"]))
     low = min(h, key=lambda r: r["val_loss"])
+    assert top["epoch"] != low["epoch"]  # the two rules disagree here, so the test can tell
     assert by["val_acc"].best_epoch == top["epoch"]
     assert by["val_loss"].best_epoch == low["epoch"]
     # the final scores are best.pt's, and best.pt holds that epoch's weights

@@ -67,7 +67,7 @@ class FrozenLayersEval(Callback):
             trainer.frozen.after_train()
 
 
-def monitored(row: dict, monitor: str = "val_loss") -> tuple[float, float]:
+def monitored(row: dict, monitor: str) -> tuple[float, float]:
     """An epoch's score for --monitor, lower is better: (value, tie-break loss)."""
     loss = row["val_loss"] if row["val_loss"] is not None else row["train_loss"]
     if monitor == "last":  # every epoch beats the one before
@@ -84,7 +84,7 @@ class EarlyStopping(Callback):
     def on_epoch_end(self, trainer: Trainer, row: dict) -> None:
         """Update best epoch, bad epochs and the stop flag."""
         s, patience = trainer.state, trainer.cfg.patience
-        value, loss = monitored(row, getattr(trainer.cfg, "monitor", "val_loss"))
+        value, loss = monitored(row, trainer.cfg.monitor)
         s.improved = value < s.best_val_loss - 1e-12 or (
             abs(value - s.best_val_loss) <= 1e-12 and loss < s.best_tiebreak - 1e-12)
         if s.improved:

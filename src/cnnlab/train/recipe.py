@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from cnnlab.train.callbacks import Callback
+from cnnlab.train.callbacks import Callback, monitored
 
 if TYPE_CHECKING:
     from cnnlab.train.trainer import Trainer
@@ -105,7 +105,7 @@ class ReduceOnPlateau(Callback):
 
     def on_epoch_end(self, trainer: Trainer, row: dict) -> None:
         """Count bad epochs; drop the rate when there were too many."""
-        monitor = row["val_loss"] if row["val_loss"] is not None else row["train_loss"]
+        monitor, _ = monitored(row, "val_loss")
         if monitor < self.best - 1e-12:
             self.best, self.bad = monitor, 0
             return
