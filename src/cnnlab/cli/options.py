@@ -33,10 +33,22 @@ def _default_text(s: Setting, mode: str) -> str:
     return f"[default: {s.default}]"
 
 
+def _metavar(s: Setting) -> str | None:
+    return s.metavar or ("|".join(map(str, s.choices)) if s.choices else None)
+
+
+def setting_option(name: str, help_text: str) -> Any:
+    """One setting as an option of a command with its own meaning of it (evaluate's --device
+    and --precision): flag and metavar from the definition, help and default from the caller."""
+    s = SETTINGS[name]
+    return typer.Option(None, s.flag, *s.aliases, metavar=_metavar(s), help=help_text,
+                        show_default=False)
+
+
 def _param(s: Setting, mode: str) -> inspect.Parameter:
     """One typer option for a setting; its default is None so only given values arrive."""
     names = [s.flag, *s.aliases] + ([s.short] if s.short else [])
-    metavar = s.metavar or ("|".join(map(str, s.choices)) if s.choices else None)
+    metavar = _metavar(s)
     grid = mode in ("grid", "search") and _gridable(s)
     varied = ("" if not grid else "Comma-separated values are swept." if mode == "grid" else
               "Searched: LO:HI[:log] (numbers) or V1,V2,...")

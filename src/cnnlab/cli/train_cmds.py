@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from cnnlab.cli.app import app, cell
-from cnnlab.cli.options import with_settings
+from cnnlab.cli.options import setting_option, with_settings
 from cnnlab.console import console, out
 from cnnlab.train.settings import GROUPS
 
@@ -49,13 +49,10 @@ def _predictor(weights: Path, device: str | None, precision: str | None):  # noq
 
 WEIGHTS_OPT = typer.Option(..., "--weights", "-w", metavar="CKPT|RUN",
                            help="Checkpoint (best.pt, last.pt, .onnx) or a run folder.")
-DEVICE_OPT = typer.Option(None, "--device", metavar="auto|cpu|cuda|mps",
-                          help="Where to run [default: auto].")
-PRECISION_OPT = typer.Option(None, "--precision", metavar="32|auto|bf16|16-mixed",
-                             help="Autocast precision [default: 32].")
-TTA_OPT = typer.Option(None, "--tta", metavar="VIEWS",
-                       help="Test-time augmentation: none, flip, flip,shift, vflip, shift=2 "
-                       "(probabilities averaged over the views) [default: the run's --tta].")
+DEVICE_OPT = setting_option("device", "Where to run [default: auto].")
+PRECISION_OPT = setting_option("precision", "Autocast precision [default: 32].")
+TTA_OPT = setting_option("tta", "Test-time augmentation: none, flip, flip,shift, vflip, shift=2 "
+                         "(probabilities averaged over the views) [default: the run's --tta].")
 
 
 def _with_tta(model, tta: str | None):  # noqa: ANN001, ANN202

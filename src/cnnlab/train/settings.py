@@ -16,6 +16,7 @@ from typing import Any
 
 from cnnlab.data.decode import RESIZE_MODES
 from cnnlab.data.load import FORMATS
+from cnnlab.device import PRECISIONS
 from cnnlab.errors import CnnlabError
 from cnnlab.train.loggers import LOGGERS
 from cnnlab.train.optim import OPTIMIZERS, SCHEDULES
@@ -383,7 +384,7 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in [
     S("device", "auto", "hardware", "Where to train.", choices=("auto", "cpu", "cuda", "mps"),
       resumable=True, affects_result=False),
     S("precision", "auto", "hardware", "auto: bf16 where the CPU/GPU has it natively.",
-      choices=("auto", "32", "bf16", "16-mixed"), affects_result=False),
+      choices=PRECISIONS, affects_result=False),
     S("channels_last", None, "hardware", "Memory layout [default: decided per device and "
       "model].", bool, nullable=True, affects_result=False),
     S("num_threads", None, "hardware", "CPU threads [default: every core].", int, lo=1,
