@@ -5,8 +5,10 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import os
 import pickle
 import struct
+import subprocess
 import tarfile
 import threading
 import zipfile
@@ -26,10 +28,18 @@ pytestmark = pytest.mark.slow  # real processes, browsers or full runs: `make te
 
 
 class Server:
-    """Serves {"/NAME/FILE": bytes}; honours Range unless told not to; logs every request."""
+    """Serves {"/NAME/FILE": bytes}; honours Range unless told not to; logs every request.
 
-    def __init__(self, files: dict[str, bytes], ranges: bool = True) -> None:
+    Faults: `drops[path]` lists, answer by answer, how many body bytes to send before closing
+    the connection (the headers still announce them all); `extra` is appended to every body;
+    `length=False` sends no Content-Length (the body then ends where the connection does).
+    """
+
+    def __init__(self, files: dict[str, bytes], ranges: bool = True,
+                 drops: dict[str, list[int]] | None = None, extra: bytes = b"",
+                 length: bool = True) -> None:
         self.files, self.ranges, self.log = files, ranges, []
+        self.drops, self.extra, self.length = drops or {}, extra, length
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -48,10 +58,13 @@ class Server:
                     self.send_response(416)
                     self.end_headers()
                     return
+                chunk = body[start:] + outer.extra
                 self.send_response(206 if start else 200)
-                self.send_header("Content-Length", str(len(body) - start))
+                if outer.length:
+                    self.send_header("Content-Length", str(len(chunk)))
                 self.end_headers()
-                self.wfile.write(body[start:])
+                cut = outer.drops.get(self.path)
+                self.wfile.write(chunk[:cut.pop(0)] if cut else chunk)  # HTTP/1.0: then closed
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
@@ -223,3 +236,120 @@ def test_unknown_name_lists_the_choices() -> None:
     with pytest.raises(DataError, match="choose one of hymenoptera, mnist, kmnist"):
         fetch.lookup("imagenet")
     assert fetch.lookup("Fashion_MNIST").name == "fashion-mnist"
+
+
+def _error_line(err: str) -> str:
+    """The one `error:` line of a failed command (notes about resuming may come before it)."""
+    errors = [ln for ln in err.strip().splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and err.strip().endswith(errors[0]), err
+    return errors[0]
+
+
+def _cifar_served(monkeypatch: pytest.MonkeyPatch, blob: bytes, **faults: object
+                  ) -> tuple[Server, str]:
+    """A fixture cifar10 (one file, known size) behind a Server with `faults`."""
+    path = "/cifar10/cifar-10-python.tar.gz"
+    server = Server({path: blob}, **faults)
+    monkeypatch.setenv(fetch.MIRROR_ENV, server.url)
+    monkeypatch.setattr(fetch, "RESUME_WAIT_S", 0.0, raising=False)
+    _register(monkeypatch, "cifar10", {"cifar-10-python.tar.gz": blob})
+    return server, path
+
+
+def test_a_dropped_connection_resumes_with_range_in_the_same_command(
+        monkeypatch: pytest.MonkeyPatch, cli) -> None:
+    files = _mnist_like()
+    name = "train-images-idx3-ubyte.gz"
+    cut = len(files[name]) // 3
+    server = Server({f"/mnist/{n}": b for n, b in files.items()}, drops={f"/mnist/{name}": [cut]})
+    monkeypatch.setenv(fetch.MIRROR_ENV, server.url)
+    monkeypatch.setattr(fetch, "RESUME_WAIT_S", 0.0, raising=False)
+    _register(monkeypatch, "mnist", files)
+    code, out, err = cli("data", "fetch", "mnist")
+    assert code == 0, err
+    asked = [rng for p, rng in server.log if p == f"/mnist/{name}"]
+    assert asked == [None, f"bytes={cut}-"]  # resumed where it stopped, not from byte 0
+    notes = [ln for ln in err.splitlines() if "resuming" in ln]
+    assert len(notes) == 1 and f"after {cut} of {len(files[name])} bytes" in notes[0], err
+    assert _sha((Path(out.strip()) / name).read_bytes()) == _sha(files[name])
+    assert len(load_data(Path(out.strip())).test) == 100
+
+
+@pytest.mark.parametrize("announced", [True, False])
+def test_a_body_longer_than_the_known_size_is_refused(
+        announced: bool, monkeypatch: pytest.MonkeyPatch, cli) -> None:
+    blob = _cifar_tar()
+    server, path = _cifar_served(monkeypatch, blob, extra=b"x" * 100_000, length=announced)
+    code, out, err = cli("data", "fetch", "cifar10")
+    line = _error_line(err)
+    assert code == 2 and out == ""
+    assert f"{server.url}{path} sends more than the {len(blob)} bytes" in line
+    down = fetch.downloads_dir("cifar10")
+    sizes = [p.stat().st_size for p in down.rglob("*") if p.is_file()]
+    assert all(n <= len(blob) for n in sizes), sizes  # nothing past the known size stays
+    assert not fetch.dataset_dir("cifar10").exists()
+
+
+@pytest.mark.parametrize("length", [True, False])
+def test_a_short_body_is_kept_and_the_next_run_resumes_it(
+        length: bool, monkeypatch: pytest.MonkeyPatch, cli) -> None:
+    blob = _cifar_tar()
+    step = len(blob) // 8
+    monkeypatch.setattr(fetch, "RESUMES", 2, raising=False)
+    tries = 3  # the first answer and two resumes
+    server, path = _cifar_served(monkeypatch, blob, drops={}, length=length)
+    server.drops[path] = [step] * tries  # every answer of this run ends early
+    code, _, err = cli("data", "fetch", "cifar10")
+    line = _error_line(err)
+    assert code == 2
+    assert f"connection closed after {tries * step} of {len(blob)} bytes" in line
+    assert "again to resume" in line
+    part = fetch.downloads_dir("cifar10") / "cifar-10-python.tar.gz.part"
+    assert part.read_bytes() == blob[:tries * step]  # kept, not deleted for its hash
+    assert [rng for _, rng in server.log] == [None] + [f"bytes={i * step}-"
+                                                       for i in range(1, tries)]
+    code, out, err = cli("data", "fetch", "cifar10")  # the next run, the link now fine
+    assert code == 0, err
+    assert server.log[-1] == (path, f"bytes={tries * step}-")
+    assert server.sent(path) - sum(len(blob) - i * step for i in range(tries)) == \
+        len(blob) - tries * step  # the last answer sent only the rest
+    assert (Path(out.strip()) / "data_batch_1").is_file()
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path, request: pytest.FixtureRequest):
+    """A cache folder whose writes fail past 64 KB: a real 64 KB tmpfs (ENOSPC) where we may
+    mount one (root), else the kernel's file size limit (EFBIG) on this process."""
+    import resource
+
+    cache = tmp_path / "small"
+    cache.mkdir()
+    if request.param == "tmpfs":
+        res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(cache)],
+                             capture_output=True, text=True)
+        if res.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs ({res.stderr.strip()[:80]}); fsize covers it")
+        try:
+            yield cache, "No space left on device"
+        finally:
+            subprocess.run(["umount", "-l", str(cache)], capture_output=True)
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (64 << 10, hard))  # Python ignores SIGXFSZ
+    try:
+        yield cache, "File too large"
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+
+
+@pytest.mark.parametrize("small_disk", ["tmpfs", "fsize"], indirect=True)
+def test_a_full_cache_disk_is_named_as_the_disk_not_the_network(
+        small_disk: tuple[Path, str], monkeypatch: pytest.MonkeyPatch, cli) -> None:
+    cache, reason = small_disk
+    monkeypatch.setenv("CNNLAB_CACHE", str(cache))
+    _cifar_served(monkeypatch, os.urandom(300_000))
+    code, _, err = cli("data", "fetch", "cifar10")
+    line = _error_line(err)
+    assert code == 2
+    assert f"cannot write to {cache}" in line and reason in line
+    assert "CNNLAB_CACHE" in line and "cannot download" not in line

@@ -4,16 +4,21 @@ Each set lands in <cache>/datasets/NAME in a layout `cnnlab train PATH` reads. D
 to <cache>/datasets/downloads/NAME/FILE.part first and resume from there (HTTP Range); a file
 only takes its final name once its SHA-256 matches, and the data set folder only appears once
 everything is unpacked, so an interrupted fetch never leaves something that looks finished.
+A body is checked against Content-Length and the known size: one that ends early is kept and
+resumed, one that runs long is refused with nothing past the known size kept; a failed write is
+reported as the disk's, not the network's.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import http.client
 import os
 import shutil
 import tarfile
 import tempfile
+import time
 import urllib.error
 import urllib.request
 import zipfile
@@ -21,12 +26,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from cnnlab.console import console
 from cnnlab.data.cache import cache_root
 from cnnlab.errors import DataError
+from cnnlab.io import write_error_reason
 
 MIRROR_ENV = "CNNLAB_DATA_MIRROR"  # a base URL serving NAME/FILE for every set (tests, mirrors)
 CHUNK = 1 << 16
 TIMEOUT_S = 30
+RESUMES = 3  # resumes of a dropped download within one command (the next command resumes too)
+RESUME_WAIT_S = 0.5  # times the retry number: a flapping link gets a moment to recover
 
 Progress = Callable[[str, int, int | None], None] | None  # (file name, bytes so far, total)
 
@@ -148,46 +157,142 @@ def sha256_of(path: Path) -> str:
 
 def _offline(ds: Dataset, f: Remote, url: str, reason: object) -> DataError:
     where = downloads_dir(ds.name) / f.name
+    part = where.with_name(f.name + ".part")
+    have = part.stat().st_size if part.is_file() else 0
+    if have:  # what arrived is kept: say that running again resumes rather than restarts
+        of = f" of {f.size}" if f.size else ""
+        return DataError(f"{ds.name}: cannot download {url} ({reason}); {have}{of} bytes are "
+                         f"kept: run `cnnlab data fetch {ds.name}` again to resume, or download "
+                         f"it by hand and put it at {where}")
     return DataError(f"{ds.name}: cannot download {url} ({reason}); download it by hand, put it "
                      f"at {where} and run `cnnlab data fetch {ds.name}` again")
 
 
-def _download(url: str, part: Path, progress: Progress, name: str, size: int | None) -> None:
-    """Append the rest of `url` to `part` (HTTP Range), or restart it when the server says no."""
+class _Dropped(ConnectionError):
+    """The body stopped before its announced or known length; what came is in the .part file."""
+
+    def __init__(self, done: int, total: int | None, why: object = "connection closed") -> None:
+        of = f" of {total}" if total is not None else ""
+        super().__init__(f"{why} after {done}{of} bytes")
+        self.done = done
+
+
+_DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM}
+
+
+def _cannot_write(path: Path, exc: OSError) -> DataError:
+    """A local disk error, told apart from a network one (a full cache is not being offline)."""
+    return DataError(f"cannot write to {path}: {write_error_reason(exc)}; make room there or set "
+                     f"CNNLAB_CACHE to a writable folder on a disk with room")
+
+
+def _disk(path: Path, op: Callable[..., object], *args: object) -> object:
+    """op(*args), a file operation on `path`; any OSError it raises is the local disk's."""
+    try:
+        return op(*args)
+    except OSError as exc:
+        raise _cannot_write(path, exc) from None
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _open_url(url: str, have: int) -> http.client.HTTPResponse | None:
+    """GET `url` from byte `have` on (HTTP Range); None when the server says nothing is left."""
     from cnnlab.version import __version__
 
-    have = part.stat().st_size if part.exists() else 0
     headers = {"User-Agent": f"cnnlab/{__version__}"}
     if have:
         headers["Range"] = f"bytes={have}-"
     req = urllib.request.Request(url, headers=headers)
     try:
-        resp = urllib.request.urlopen(req, timeout=TIMEOUT_S)  # noqa: S310 - http(s) only
+        return urllib.request.urlopen(req, timeout=TIMEOUT_S)  # noqa: S310 - http(s) only
     except urllib.error.HTTPError as exc:
         if exc.code == 416 and have:  # nothing left to send: the partial file is whole
-            return
+            return None
         raise
+
+
+def _too_long(url: str, name: str, size: int) -> DataError:
+    return DataError(f"{url} sends more than the {size} bytes {name} has; refused (nothing past "
+                     f"what was already here is kept), try another mirror ({MIRROR_ENV})")
+
+
+def _download(url: str, part: Path, progress: Progress, name: str, size: int | None) -> None:
+    """Append the rest of `url` to `part` (HTTP Range), or restart it when the server says no.
+
+    Never writes past the known size or Content-Length; a body that ends early raises _Dropped
+    with what came kept in `part`, so the next try resumes from there.
+    """
+    have = part.stat().st_size if part.exists() else 0
+    if size is not None and have >= size:
+        if have == size:
+            return  # all here already: the hash decides
+        _disk(part, part.unlink)  # longer than the file can be: not a prefix of it
+        have = 0
+    resp = _open_url(url, have)
+    if resp is None:
+        return
     with resp:
-        resumed = have and resp.status == 206
-        if not resumed:
-            have = 0  # a 200 answer is the whole file: start the partial file again
+        start = have if have and resp.status == 206 else 0  # a 200 is the whole file again
         length = resp.headers.get("Content-Length")
-        total = have + int(length) if length and length.isdigit() else size
-        with open(part, "ab" if resumed else "wb") as out:
-            done = have
-            for block in iter(lambda: resp.read(CHUNK), b""):
-                out.write(block)
-                done += len(block)
-                if progress:
-                    progress(name, done, total)
-            out.flush()
-            os.fsync(out.fileno())
+        announced = start + int(length) if length and length.isdigit() else None
+        if size is not None and announced is not None and announced > size:
+            raise _too_long(url, name, size)  # refused before a byte is written
+        total = size if size is not None else announced
+        flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if start else os.O_TRUNC)
+        fd = _disk(part, os.open, part, flags, 0o644)
+        try:
+            done = _copy_body(resp, fd, part, start, total, progress, name)
+            if total is not None and resp.read(1):  # more than the file has: drop this answer
+                _disk(part, os.ftruncate, fd, start)
+                raise _too_long(url, name, total)
+            _disk(part, os.fsync, fd)
+        finally:
+            os.close(fd)
+    if total is not None and done < total:  # read() at EOF returns b"": short, not finished
+        raise _Dropped(done, total)
+
+
+def _copy_body(resp: http.client.HTTPResponse, fd: int, part: Path, done: int,
+               total: int | None, progress: Progress, name: str) -> int:
+    """Body into `fd` until EOF or `total` bytes in the file; returns the bytes in the file."""
+    while total is None or done < total:
+        want = CHUNK if total is None else min(CHUNK, total - done)
+        try:
+            block = resp.read(want)
+        except (OSError, http.client.HTTPException) as exc:  # reset, timeout, IncompleteRead
+            raise _Dropped(done, total, type(exc).__name__) from exc
+        if not block:
+            break
+        _disk(part, _write_all, fd, block)
+        done += len(block)
+        if progress:
+            progress(name, done, total)
+    return done
+
+
+def _download_resuming(ds: Dataset, f: Remote, url: str, part: Path, progress: Progress) -> None:
+    """_download, resumed from where it stopped when the connection drops, a few times."""
+    for retry in range(1, RESUMES + 2):
+        try:
+            _download(url, part, progress, f.name, f.size)
+            return
+        except _Dropped as exc:
+            if retry > RESUMES:
+                raise
+            console.print(f"{ds.name}: {f.name}: {exc}; resuming from byte {exc.done} "
+                          f"(retry {retry} of {RESUMES})")
+            time.sleep(RESUME_WAIT_S * retry)
 
 
 def fetch_file(ds: Dataset, f: Remote, progress: Progress = None) -> Path:
     """downloads/NAME/FILE, downloaded or resumed and verified; a bad download is deleted."""
     folder = downloads_dir(ds.name)
-    folder.mkdir(parents=True, exist_ok=True)
+    _disk(folder, lambda: folder.mkdir(parents=True, exist_ok=True))
     final, part = folder / f.name, folder / (f.name + ".part")
     if final.is_file():  # finished earlier, or put there by hand: still checked
         got = sha256_of(final)
@@ -197,18 +302,15 @@ def fetch_file(ds: Dataset, f: Remote, progress: Progress = None) -> Path:
         raise DataError(f"{final}: SHA-256 {got} is not the expected {f.sha256}; the file was "
                         f"removed, run `cnnlab data fetch {ds.name}` again")
     last: Exception | None = None
-    tried = urls(ds, f)
-    for url in tried:
+    last_url = ""
+    for url in urls(ds, f):
         try:
-            _download(url, part, progress, f.name, f.size)
+            _download_resuming(ds, f, url, part, progress)
             break
         except (OSError, http.client.HTTPException) as exc:  # URLError, timeouts, resets
-            if isinstance(exc, OSError) and exc.filename:  # our disk, not the network
-                raise
-            last = exc
+            last, last_url = exc, url
     else:
-        reason = getattr(last, "reason", None) or last
-        raise _offline(ds, f, tried[0], reason)
+        raise _offline(ds, f, last_url, getattr(last, "reason", None) or last)
     got = sha256_of(part)
     if got != f.sha256:
         part.unlink(missing_ok=True)
@@ -255,13 +357,8 @@ def _unpack(ds: Dataset, files: list[Path], tmp: Path) -> Path:
     return top
 
 
-def fetch(name: str, progress: Progress = None, force: bool = False) -> Path:
-    """Download, verify and unpack data set `name`; return the folder to train on."""
-    ds = lookup(name)
-    target = dataset_dir(ds.name)
-    if target.is_dir() and not force:
-        return target
-    files = [fetch_file(ds, f, progress) for f in ds.files]
+def _install(ds: Dataset, files: list[Path], target: Path) -> None:
+    """Unpack the verified files beside `target`, then rename the result to it."""
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{ds.name}.", dir=target.parent))
     try:
@@ -271,6 +368,21 @@ def fetch(name: str, progress: Progress = None, force: bool = False) -> Path:
         os.replace(ready, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def fetch(name: str, progress: Progress = None, force: bool = False) -> Path:
+    """Download, verify and unpack data set `name`; return the folder to train on."""
+    ds = lookup(name)
+    target = dataset_dir(ds.name)
+    if target.is_dir() and not force:
+        return target
+    files = [fetch_file(ds, f, progress) for f in ds.files]
+    try:
+        _install(ds, files, target)
+    except OSError as exc:
+        if exc.errno not in _DISK_ERRNOS:
+            raise
+        raise _cannot_write(Path(exc.filename or target.parent), exc) from None
     if ds.unpack != "copy":  # the unpacked folder holds everything; keep no second copy
         for f in files:
             f.unlink(missing_ok=True)
