@@ -243,17 +243,24 @@ def test_custom_model_trains_and_reloads_everywhere(tmp_path: Path) -> None:
     res = run_cli("train", "--model", "tiny:build", "--model-arg", "hidden=8", "--epochs", "1",
                   "--out", run, "--no-report", cwd=tmp_path, **env)
     assert res.returncode == 0, res.stderr
+    # a custom model's checkpoint loads where the user names its builder again
     for args in (("evaluate", "--weights", run), ("predict", "--weights", run, "--out",
                                                    tmp_path / "p.csv"),
                  ("export", "--weights", run / "best.pt", "--format", "torchscript", "--out",
                   tmp_path / "m.pt")):
-        res = run_cli(*args, cwd=tmp_path, **env)
+        res = run_cli(*args, "--model", "tiny:build", cwd=tmp_path, **env)
         assert res.returncode == 0, (args, res.stderr)
-    code = f"import cnnlab; p = cnnlab.load({str(run)!r}); print(p.module.net[1].out_features)"
+    code = (f"import cnnlab; p = cnnlab.load({str(run)!r}, model='tiny:build'); "
+            "print(p.module.net[1].out_features)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env={**os.environ, **env}, timeout=120)
     assert out.stdout.strip() == "8", out.stderr
-    res = run_cli("evaluate", "--weights", run, cwd=tmp_path)  # module not importable here
+    res = run_cli("evaluate", "--weights", run, cwd=tmp_path, **env)  # not named: refused
+    assert_one_line_error(res, "'tiny:build'", "--trust-model-code")
+    res = run_cli("evaluate", "--weights", run, "--trust-model-code", cwd=tmp_path, **env)
+    assert res.returncode == 0, res.stderr
+    res = run_cli("evaluate", "--weights", run, "--model", "tiny:build",
+                  cwd=tmp_path)  # module not importable here
     assert_one_line_error(res, "cannot import 'tiny'")
 
 

@@ -15,7 +15,7 @@ from conftest import run_cli
 
 from cnnlab.checkpoint import save_checkpoint
 from cnnlab.export import export_model
-from cnnlab.train.setup import rebuild
+from cnnlab.models.record import rebuild
 
 # COMP 6721 A9 Q3's CNN as the seed writes it: a plain nn.Module, nothing from cnnlab.
 SEED_CNN = textwrap.dedent("""

@@ -16,9 +16,9 @@ from cnnlab.data.batches import to_float
 from cnnlab.errors import CnnlabError
 from cnnlab.evaluate.calibration import ece, fit_temperature, reliability
 from cnnlab.evaluate.predictor import Predictor
+from cnnlab.models.record import rebuild
 from cnnlab.models.tta import parse_tta, views
 from cnnlab.train.settings import SettingsError, resolve
-from cnnlab.train.setup import rebuild
 
 
 def _predictor(channels: int = 3) -> Predictor:

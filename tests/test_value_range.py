@@ -14,7 +14,7 @@ from cnnlab.data.load import LoadOptions, read_source
 from cnnlab.data.value_range import default_range, infer_range, parse_range
 from cnnlab.errors import DataError
 from cnnlab.evaluate.predictor import Predictor
-from cnnlab.train.setup import rebuild
+from cnnlab.models.record import rebuild
 
 
 def _predictor(config: dict | None = None) -> Predictor:

@@ -15,18 +15,21 @@ from cnnlab.train.settings import DATA_KEYS, SETTINGS, check_values, data_option
 
 def train(data: str | Path | DataSplits | None = None, *, resume: bool = False,
           resume_from: str | Path | None = None, force: bool = False, verbose: bool = True,
-          callbacks: list[Callback] | None = None, **settings: object) -> RunResult:
+          callbacks: list[Callback] | None = None, trust_code: bool = False,
+          **settings: object) -> RunResult:
     """Train a classifier on `data` (path, DataSplits or None for digits); returns the run.
 
     Every setting of `cnnlab train` is a keyword with the same name and default (lr=...,
     batch_size=..., out=...); an unknown name or invalid value raises the CLI's one-line error.
+    `trust_code=True`: on resume, import the custom model the run's config.yaml names without
+    naming it again with `model=`.
     """
     splits = data if isinstance(data, DataSplits) else None
     given = dict(settings)
     if data is not None and splits is None:
         given["data"] = str(data)
     return run_train(given, resume=resume, resume_from=resume_from, force=force, splits=splits,
-                     verbose=verbose, callbacks=callbacks)
+                     verbose=verbose, callbacks=callbacks, trust_code=trust_code)
 
 
 # help(cnnlab.train) and notebooks' completion show every setting with its default.
@@ -37,11 +40,15 @@ train.__signature__ = inspect.signature(train).replace(parameters=[  # type: ign
 
 
 def load(path: str | Path, device: str = "cpu", precision: str = "32",
-         value_range: tuple[float, float] | None = None) -> Predictor:
+         value_range: tuple[float, float] | None = None, model: str | None = None,
+         trust_code: bool = False) -> Predictor:
     """Load a trained model from a checkpoint, a run folder (its best.pt) or an exported .onnx.
 
     `value_range=(lo, hi)`: the pixel scale of the non-uint8 arrays you will predict on
     (default: the training data's recorded range, else floats 0..1, integers 0..255).
+    `model="package.module:function"`: the builder of a custom model's checkpoint; cnnlab
+    never imports code a file names, so such a checkpoint loads only when you name it here
+    (or pass `trust_code=True` to accept the name the file holds).
     """
     p = Path(path)
     if p.is_dir():
@@ -49,14 +56,14 @@ def load(path: str | Path, device: str = "cpu", precision: str = "32",
     if p.suffix.lower() == ".onnx":
         from cnnlab.evaluate.onnx_predictor import OnnxPredictor
 
-        model = OnnxPredictor.load(p, device, precision)
+        loaded = OnnxPredictor.load(p, device, precision)
     else:
-        model = Predictor.load(p, device, precision)
+        loaded = Predictor.load(p, device, precision, model=model, trust_code=trust_code)
     if value_range is not None:
         from cnnlab.data.value_range import parse_range
 
-        model.value_range = parse_range(value_range)
-    return model
+        loaded.value_range = parse_range(value_range)
+    return loaded
 
 
 def data(path: str | Path | None = None, seed: int = 0, **options: object) -> DataSplits:

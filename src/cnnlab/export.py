@@ -110,8 +110,10 @@ def onnx_logits(path: Path, x: np.ndarray) -> np.ndarray:
 
 
 def export_model(weights: str | Path, fmt: str = "onnx", out: str | Path | None = None,
-                 opset: int = 17, check: bool = True, samples: int = 8) -> ExportResult:
-    """Export a checkpoint; with `check`, compare the file's outputs with PyTorch's."""
+                 opset: int = 17, check: bool = True, samples: int = 8,
+                 model: str | None = None, trust_code: bool = False) -> ExportResult:
+    """Export a checkpoint; with `check`, compare the file's outputs with PyTorch's.
+    `model`/`trust_code`: a custom model's builder, as for Predictor.load."""
     fmt = fmt.lower()
     if fmt not in FORMATS:
         raise CnnlabError(f"--format {fmt!r}: choose {' or '.join(FORMATS)}")
@@ -122,7 +124,8 @@ def export_model(weights: str | Path, fmt: str = "onnx", out: str | Path | None 
         weights = weights / "best.pt"
     if weights.suffix.lower() == ".onnx":
         raise CnnlabError(f"{weights}: already an ONNX file; export needs a cnnlab checkpoint")
-    model = Predictor.load(weights)
+    loaded = Predictor.load(weights, model=model, trust_code=trust_code)
+    model = loaded
     module = model.module.float().eval().cpu()
     if fmt == "state_dict":
         return export_state_dict(model, weights, out, check, samples)
@@ -169,7 +172,7 @@ def export_state_dict(model: Predictor, weights: Path, out: str | Path | None = 
     import io
 
     from cnnlab.checkpoint import atomic_write_bytes
-    from cnnlab.train.setup import rebuild
+    from cnnlab.models.record import rebuild
 
     module = model.module.float().eval().cpu()
     net = getattr(module, "net", None)
@@ -193,7 +196,8 @@ def export_state_dict(model: Predictor, weights: Path, out: str | Path | None = 
     atomic_write_bytes(state_dict_sidecar(out), (json.dumps(info, indent=2) + "\n").encode())
     diff = None
     if check:  # reload strictly into a freshly built network, as a student's code would
-        fresh = rebuild(model.arch).net.float().eval()
+        # the record was checked (and a custom builder accepted) when the model was loaded
+        fresh = rebuild(model.arch, source=weights, trust=True).net.float().eval()
         fresh.load_state_dict(torch.load(out, map_location="cpu", weights_only=True), strict=True)
         x = sample_inputs(model, samples)
         with torch.inference_mode():

@@ -131,8 +131,24 @@ def read_csv(path: str | Path) -> list[dict]:
 
 
 def read_yaml(path: str | Path) -> dict:
-    """A YAML mapping (empty when the file is empty)."""
-    return yaml.safe_load(Path(path).read_text()) or {}
+    """A YAML mapping (empty when the file is empty); a damaged file is one line naming it."""
+    from cnnlab.errors import CnnlabError
+
+    try:
+        doc = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise CnnlabError(f"{path}: not a text file (damaged?)") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise CnnlabError(f"{path}: not valid YAML{where}") from None
+    except OSError as exc:
+        raise CnnlabError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if doc is None:
+        return {}
+    if not isinstance(doc, dict):
+        raise CnnlabError(f"{path}: expected KEY: VALUE lines, found {type(doc).__name__}")
+    return doc
 
 
 def remove_stale_temps(folder: str | Path) -> int:

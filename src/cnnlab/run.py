@@ -20,6 +20,7 @@ from cnnlab.errors import CnnlabError
 from cnnlab.evaluate.calibration import calibrate_run
 from cnnlab.evaluate.metrics import baselines, compute_metrics
 from cnnlab.evaluate.predictor import Predictor, write_predictions
+from cnnlab.models.registry import spec_named_by_file
 from cnnlab.models.tta import probs_and_loss
 from cnnlab.models.tta import views as tta_views
 from cnnlab.train import distributed, rundir, settings
@@ -45,7 +46,7 @@ class RunResult:
 
     def load(self, which: str = "best") -> Predictor:
         """The trained model (best.pt by default)."""
-        return Predictor.load(self.run_dir / f"{which}.pt")
+        return Predictor.load(self.run_dir / f"{which}.pt", model=self.config.model)
 
     @property
     def model(self) -> Predictor:
@@ -92,15 +93,16 @@ def load_splits(cfg: TrainConfig, verbose: bool = True) -> DataSplits:
 def train(given: Mapping[str, Any] | None = None, *, resume: bool = False,
           resume_from: str | Path | None = None, force: bool = False,
           splits: DataSplits | None = None, verbose: bool = True,
-          callbacks: list[Callback] | None = None) -> RunResult:
+          callbacks: list[Callback] | None = None, trust_code: bool = False) -> RunResult:
     """Validate the given settings, then train: what `cnnlab train`, `cnnlab.train` and the
     estimator all call. `given` holds only what the user set; the rest are the defaults (or,
-    when resuming, the run's saved settings)."""
+    when resuming, the run's saved settings; `trust_code` lets a custom model they name be
+    imported without naming it again)."""
     given = dict(given or {})
     if given.get("data") is not None:
         given["data"] = str(given["data"])
     if resume or resume_from:
-        cfg, changes = resume_settings(given, resume_from)
+        cfg, changes = resume_settings(given, resume_from, trust_code)
     else:
         cfg, changes = settings.resolve(given), {}
     return run_training(cfg, resume=resume_from or resume, force=force, splits=splits,
@@ -248,20 +250,31 @@ def write_config(run_dir: Path, cfg: TrainConfig, trainer: Trainer, resuming: bo
 
 def saved_settings(run_dir: Path) -> TrainConfig:
     """The settings a run is using now: config.yaml as first asked plus each resume's changes."""
-    doc = io.read_yaml(run_dir / "config.yaml")
-    for entry in doc.get("resumed") or []:
-        for k, (_, new) in (entry.get("changed") or {}).items():
-            doc[k] = new
-    cfg = TrainConfig.from_dict(doc)
+    path = run_dir / "config.yaml"
+    doc = io.read_yaml(path)
+    resumed = doc.get("resumed") or []
+    if not isinstance(resumed, list):
+        raise CnnlabError(f"{path}: resumed: {str(resumed)[:60]!r} is not a list of resumes")
+    for entry in resumed:
+        changed = entry.get("changed") if isinstance(entry, dict) else None
+        for k, pair in (changed or {}).items():
+            if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+                raise CnnlabError(f"{path}: resumed: {k}: {str(pair)[:60]!r} is not an "
+                                  "[old, new] pair")
+            doc[k] = pair[1]
+    cfg = TrainConfig.from_dict(settings.check_saved(doc, path))
     cfg.out = str(run_dir)  # the folder being resumed, even if it was moved or copied
     return cfg
 
 
-def resume_settings(given: dict, resume_from: str | Path | None) -> tuple[TrainConfig, dict]:
+def resume_settings(given: dict, resume_from: str | Path | None, trust_code: bool = False
+                    ) -> tuple[TrainConfig, dict]:
     """The saved settings of the run to continue, with the given ones checked against them.
 
     Settings that may change on resume (epochs, patience, threads, device, ...) are applied
-    and returned as changes {name: (old, new)}; any other one that differs is refused."""
+    and returned as changes {name: (old, new)}; any other one that differs is refused. A custom
+    model the saved settings name is imported only when the user names it again (--model) or
+    trusts the file (`trust_code`)."""
     if resume_from is not None:
         ckpt = Path(resume_from).expanduser()
         if not ckpt.is_file():
@@ -275,6 +288,9 @@ def resume_settings(given: dict, resume_from: str | Path | None) -> tuple[TrainC
     if not (run_dir / "config.yaml").is_file():
         raise CnnlabError(f"{run_dir}: nothing to resume (no config.yaml); start a new run")
     saved = saved_settings(run_dir)
+    if ":" in saved.model:  # a custom builder: imported only when named again or trusted
+        named = given.get("model") if given.get("model") == saved.model else None
+        spec_named_by_file(saved.model, run_dir / "config.yaml", named, trust_code)
     checked = settings.check_values({k: v for k, v in given.items() if v is not None})
     if checked.get("data") is not None:
         checked["data"] = str(Path(checked["data"]).expanduser().resolve())
@@ -348,7 +364,7 @@ def finalize(trainer: Trainer, verbose: bool = True) -> dict:
     # "auto" picks bf16 for training speed; the final figures are measured in float32, as
     # `cnnlab evaluate` measures them, so both report the same numbers.
     best = Predictor.load(run_dir / "best.pt", device=str(trainer.device),
-                          precision=trainer.eval_precision)
+                          precision=trainer.eval_precision, model=trainer.cfg.model)
     # Every split is scored once; predictions.csv and the report reuse these probabilities.
     # A frozen backbone's features are cached: the best head scores them (no second pass).
     with busy("scoring the best checkpoint on every split", verbose):

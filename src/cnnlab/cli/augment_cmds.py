@@ -65,12 +65,15 @@ def transfer(
     """
     from cnnlab.checkpoint import load_checkpoint
     from cnnlab.experiments.transfer import SPLITS, compare_transfer
+    from cnnlab.models.registry import spec_named_by_file
     from cnnlab.train.settings import resolve
 
     levels = parse_list(freeze_levels, int) or []
     given = dict(settings or {})
     if "model" not in given:  # the source's architecture unless another is asked for
-        given["model"] = (load_checkpoint(source).get("arch") or {}).get("name", "cnn")
+        arch = load_checkpoint(source).get("arch")
+        name = arch.get("name", "cnn") if isinstance(arch, dict) else "cnn"
+        given["model"] = spec_named_by_file(name, source).name  # never a module it names
     cfg = resolve({**given, "data": str(path), "report": False})
     rows = compare_transfer(source, cfg, levels, out, scratch=scratch)
     t = Table(title=f"transfer from {source}")

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from cnnlab.cli.app import app
-from cnnlab.cli.options import with_settings
+from cnnlab.cli.options import MODEL_CODE_OPT, TRUST_CODE_OPT, with_settings
 from cnnlab.console import console
 
 DATA_HELP = ("Image folder, CSV index, .npy/.npz, CIFAR folder or IDX file "
@@ -42,10 +42,17 @@ def doctor(
                                                          "page."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
     seed: int = typer.Option(0, "--seed", help="Seed of the splits and the checks."),
+    model_code: str | None = MODEL_CODE_OPT,
+    trust_code: bool = TRUST_CODE_OPT,
     settings: dict | None = None,
 ) -> None:
     """Check data before training: leaks, duplicates, label errors, outliers, shift."""
     import json
+
+    if weights is not None:  # loaded (and checked) before any data is read
+        from cnnlab.api import load
+
+        weights = load(weights, model=model_code, trust_code=trust_code)
 
     from cnnlab.doctor import run_doctor
     from cnnlab.train.settings import check_values, data_options

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from cnnlab.cli.app import app, cell
-from cnnlab.cli.options import with_settings
+from cnnlab.cli.options import MODEL_CODE_OPT, TRUST_CODE_OPT, with_settings
 from cnnlab.console import console
 from cnnlab.console import out as stdout
 from cnnlab.errors import CnnlabError, DataError
@@ -27,11 +27,11 @@ CLASS = typer.Option(None, "--class", help="Only images of this true class.")
 SEED = typer.Option(0, "--seed", help="Seed of the random picks and the noise.")
 
 
-def _load(weights: Path, path: Path | None, split: str | None, data_settings: dict | None
-          ):  # noqa: ANN202
+def _load(weights: Path, path: Path | None, split: str | None, data_settings: dict | None,
+          code: tuple[str | None, bool] = (None, False)):  # noqa: ANN202
     from cnnlab.api import load
 
-    model = load(weights)
+    model = load(weights, model=code[0], trust_code=code[1])
     data, name = model.split_of(path, split, **(data_settings or {}))
     if len(data) == 0:
         raise DataError(f"{path or 'the data'}: no images in the {name} split")
@@ -62,7 +62,8 @@ def gradcam_cmd(
                                      "the last convolution]; see --list-layers."),
     list_layers: bool = typer.Option(False, "--list-layers", help="Print the conv layers."),
     out: Path = typer.Option(Path("gradcam.png"), "--out", "-o", help="PNG to write."),
-    seed: int = SEED, settings: dict | None = None,
+    seed: int = SEED, model_code: str | None = MODEL_CODE_OPT,
+    trust_code: bool = TRUST_CODE_OPT, settings: dict | None = None,
 ) -> None:
     """Grad-CAM heatmaps over images, one PNG grid with true and predicted labels."""
     from cnnlab.api import load
@@ -70,13 +71,13 @@ def gradcam_cmd(
     from cnnlab.report.explain_figures import gradcam_figure
 
     if list_layers:
-        convs = conv_layers(load(weights).module)
+        convs = conv_layers(load(weights, model=model_code, trust_code=trust_code).module)
         if not convs:
             raise CnnlabError(f"{weights}: the model has no convolution layers")
         for name, mod in convs:
             print(f"{name}\t{mod}")
         return
-    model, data, name = _load(weights, path, split, settings)
+    model, data, name = _load(weights, path, split, settings, (model_code, trust_code))
     png, res, idx = gradcam_figure(model, data, out, n, cls, layer, seed)
     console.print(f"wrote {png} ({len(idx)} {name} images, layer {res.layer})")
 
@@ -89,7 +90,8 @@ def failures_cmd(
     cls: str | None = CLASS,
     out: Path = typer.Option(Path("failures.png"), "--out", "-o",
                              help="PNG to write; the table goes next to it as .csv."),
-    seed: int = SEED, settings: dict | None = None,
+    seed: int = SEED, model_code: str | None = MODEL_CODE_OPT,
+    trust_code: bool = TRUST_CODE_OPT, settings: dict | None = None,
 ) -> None:
     """n correctly and n wrongly classified images, and the top-loss images (PNG + CSV)."""
     from cnnlab.evaluate.failures import analyze
@@ -97,7 +99,7 @@ def failures_cmd(
     from cnnlab.io import write_csv
     from cnnlab.report.explain_figures import failures_figure
 
-    model, data, name = _load(weights, path, split, settings)
+    model, data, name = _load(weights, path, split, settings, (model_code, trust_code))
     f = analyze(model, data, n, seed, class_index(model.classes, cls))
     png = failures_figure(f, data, model.classes, out, f"Failure modes ({name} split)")
     rows = f.rows(data.ids, model.classes)
@@ -127,14 +129,15 @@ def robustness_cmd(
                                          help="Evaluate on a seeded sample of this many images."),
     out: Path = typer.Option(Path("robustness.png"), "--out", "-o",
                              help="PNG to write; the table goes next to it as .csv."),
-    seed: int = SEED, settings: dict | None = None,
+    seed: int = SEED, model_code: str | None = MODEL_CODE_OPT,
+    trust_code: bool = TRUST_CODE_OPT, settings: dict | None = None,
 ) -> None:
     """Accuracy under Gaussian noise (std = range/10 and others), flips and small rotations."""
     from cnnlab.evaluate.robustness import robustness_table
     from cnnlab.io import write_csv
     from cnnlab.report.explain_figures import examples_figure
 
-    model, data, name = _load(weights, path, split, settings)
+    model, data, name = _load(weights, path, split, settings, (model_code, trust_code))
     data = _only_class(model, data, cls)
     rows = robustness_table(model, data, seed=seed, max_items=max_items)
     png = examples_figure(model, data, out, n, seed,
@@ -157,11 +160,13 @@ def robustness_cmd(
 @app.command("report")
 def report_cmd(
     run_dir: Path = typer.Argument(..., help="A run folder (with config.yaml and best.pt)."),
+    model_code: str | None = MODEL_CODE_OPT,
+    trust_code: bool = TRUST_CODE_OPT,
 ) -> None:
     """(Re)build RUN_DIR/report.html: one self-contained page, readable offline."""
     from cnnlab.report.html import build_report
 
     if not run_dir.is_dir():
         raise CnnlabError(f"{run_dir}: no such run folder")
-    out = build_report(run_dir)
+    out = build_report(run_dir, model=model_code, trust_code=trust_code)
     console.print(f"wrote {out}")

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from cnnlab.cli.app import app
+from cnnlab.cli.options import MODEL_CODE_OPT, TRUST_CODE_OPT
 from cnnlab.console import console
 from cnnlab.errors import CnnlabError
 
@@ -24,11 +25,14 @@ def export(
                                help="Compare the export with PyTorch on sample inputs."),
     tolerance: float = typer.Option(1e-3, "--tolerance", min=0.0,
                                     help="Fail when the max abs logit difference exceeds this."),
+    model_code: str | None = MODEL_CODE_OPT,
+    trust_code: bool = TRUST_CODE_OPT,
 ) -> None:
     """Export a trained model (normalization included, any batch size) and verify it."""
     from cnnlab.export import export_model
 
-    res = export_model(weights, format, out, opset=opset, check=check)
+    res = export_model(weights, format, out, opset=opset, check=check, model=model_code,
+                       trust_code=trust_code)
     if res.format == "state_dict":
         from cnnlab.export import state_dict_sidecar
 

@@ -108,9 +108,23 @@ def with_settings(*groups: str, mode: str = "single", skip: tuple[str, ...] = ()
     return deco
 
 
+# A checkpoint or config.yaml names its model; cnnlab imports a custom builder
+# (`module:function`) only when the user names it again or says they trust the file.
+MODEL_CODE_OPT = typer.Option(
+    None, "--model", metavar="MODULE:FUNCTION",
+    help="The custom model builder the checkpoint was trained with. cnnlab never imports code "
+         "that a checkpoint names, so a custom model's checkpoint loads only when you name its "
+         "builder here (or pass --trust-model-code); built-in models need neither.")
+TRUST_CODE_OPT = typer.Option(
+    False, "--trust-model-code",
+    help="Import the custom model builder that the checkpoint or config.yaml names, without "
+         "naming it: that runs its module's code, so only for files you trust.")
+
+
 def path_or_none(p: Path | None) -> str | None:
     """A CLI path as the string the settings keep."""
     return None if p is None else str(p)
 
 
-__all__ = ["PANELS", "SETTINGS", "path_or_none", "with_settings"]
+__all__ = ["MODEL_CODE_OPT", "PANELS", "SETTINGS", "TRUST_CODE_OPT", "path_or_none",
+           "with_settings"]

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from cnnlab.cli.app import app, cell
-from cnnlab.cli.options import setting_option, with_settings
+from cnnlab.cli.options import MODEL_CODE_OPT, TRUST_CODE_OPT, setting_option, with_settings
 from cnnlab.console import console, out
 from cnnlab.train.settings import GROUPS
 
@@ -30,6 +30,10 @@ def train(
                                             rich_help_panel="Output"),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing run folder.",
                                rich_help_panel="Output"),
+    trust_code: bool = typer.Option(False, "--trust-model-code", help="On --resume, import the "
+                                    "custom model builder the run's config.yaml names without "
+                                    "naming it with --model (runs that module's code).",
+                                    rich_help_panel="Output"),
     settings: dict | None = None,
 ) -> None:
     """Train a classifier and write its run folder (checkpoints, metrics, plots, report)."""
@@ -38,13 +42,15 @@ def train(
     given = dict(settings or {})
     if path is not None:
         given["data"] = str(path)
-    run_train(given, resume=resume, resume_from=resume_from, force=force)
+    run_train(given, resume=resume, resume_from=resume_from, force=force, trust_code=trust_code)
 
 
-def _predictor(weights: Path, device: str | None, precision: str | None):  # noqa: ANN202
+def _predictor(weights: Path, device: str | None, precision: str | None,  # noqa: ANN202
+               model: str | None = None, trust_code: bool = False):
     from cnnlab.api import load
 
-    return load(weights, device or "auto", precision or "32")
+    return load(weights, device or "auto", precision or "32", model=model,
+                trust_code=trust_code)
 
 
 WEIGHTS_OPT = typer.Option(..., "--weights", "-w", metavar="CKPT|RUN",
@@ -77,10 +83,12 @@ def evaluate(
     device: str | None = DEVICE_OPT,
     precision: str | None = PRECISION_OPT,
     tta: str | None = TTA_OPT,
+    model_code: str | None = MODEL_CODE_OPT,
+    trust_code: bool = TRUST_CODE_OPT,
     settings: dict | None = None,
 ) -> None:
     """Measure a trained model: accuracy, per-class metrics, AUROC, confusion matrix."""
-    model = _with_tta(_predictor(weights, device, precision), tta)
+    model = _with_tta(_predictor(weights, device, precision, model_code, trust_code), tta)
     metrics = {name: model.evaluate(data, positive_class)
                for data, name in model.splits_for(path, split, **(settings or {}))}
     if as_json:
@@ -124,10 +132,12 @@ def predict(
     device: str | None = DEVICE_OPT,
     precision: str | None = PRECISION_OPT,
     tta: str | None = TTA_OPT,
+    model_code: str | None = MODEL_CODE_OPT,
+    trust_code: bool = TRUST_CODE_OPT,
     settings: dict | None = None,
 ) -> None:
     """Write predictions.csv: id, label, class and one probability column per class."""
-    model = _with_tta(_predictor(weights, device, precision), tta)
+    model = _with_tta(_predictor(weights, device, precision, model_code, trust_code), tta)
     data, name = model.split_of(path, split, **(settings or {}))
     rows = model.write_predictions(data, out)
     console.print(f"wrote {len(rows)} predictions ({name}) to {out}")

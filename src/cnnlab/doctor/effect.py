@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import torch
 
 from cnnlab.doctor.pool import Pool
 
 
-def leak_effect(weights: str | Path, pool: Pool, leaks: list[dict]) -> dict:
-    """{split: {n, accuracy, n_leaked, accuracy_leaked, accuracy_without_leaks}} for val/test."""
+def leak_effect(weights: object, pool: Pool, leaks: list[dict]) -> dict:
+    """{split: {n, accuracy, n_leaked, accuracy_leaked, accuracy_without_leaks}} for val/test.
+    `weights`: a checkpoint path or an already loaded Predictor."""
     from cnnlab.evaluate.predictor import Predictor
 
-    model = Predictor.load(weights)
+    model = weights if isinstance(weights, Predictor) else Predictor.load(weights)
+    weights = model.path or weights
     if list(model.classes) != list(pool.classes):
         return {"skipped": f"{weights}: the model's classes ({', '.join(model.classes[:6])}) "
                            f"differ from the data's ({', '.join(pool.classes[:6])})"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 from pathlib import Path
 
@@ -18,10 +19,10 @@ from cnnlab.errors import CnnlabError, DataError
 from cnnlab.evaluate.metrics import compute_metrics
 from cnnlab.io import write_csv
 from cnnlab.models.inference import predict_logits
+from cnnlab.models.record import check_arch, check_classes, rebuild
 from cnnlab.models.tta import average_probs, parse_tta, probs_and_loss
 from cnnlab.models.tta import view_logits as tta_view_logits
-from cnnlab.train.settings import data_options
-from cnnlab.train.setup import rebuild
+from cnnlab.train.settings import check_saved, data_options
 
 
 class Predictor:
@@ -54,21 +55,31 @@ class Predictor:
         self.tta = parse_tta(self.config.get("tta"))
 
     @classmethod
-    def load(cls, path: str | Path, device: str = "cpu", precision: str = "32") -> Predictor:
-        """Load a checkpoint written by cnnlab (weights only: no code in it can run)."""
+    def load(cls, path: str | Path, device: str = "cpu", precision: str = "32",
+             model: str | None = None, trust_code: bool = False) -> Predictor:
+        """Load a checkpoint written by cnnlab (weights only: no code in it can run).
+
+        Everything the file holds is checked first. A checkpoint of a custom model
+        (`module:function`) loads only when `model` names that builder or `trust_code` is set:
+        cnnlab never imports code that a file names."""
         ckpt = load_checkpoint(path)
         try:
-            model = rebuild(ckpt["arch"], ckpt["model_state"])
+            arch = check_arch(ckpt["arch"], path, model, trust_code)
+            classes = check_classes(ckpt.get("classes"), arch["num_classes"], path)
+            config = check_saved(ckpt.get("config") or {}, path)
+            net = rebuild(arch, ckpt["model_state"], path, trust=True)
         except (KeyError, TypeError) as exc:
             raise CnnlabError(f"{path}: incomplete checkpoint ({exc})") from None
         except CnnlabError as exc:
-            raise CnnlabError(f"{path}: {exc}") from None
-        config = dict(ckpt.get("config") or {})
+            text = str(exc)
+            raise CnnlabError(text if text.startswith(str(path)) else f"{path}: {text}") \
+                from None
         if config.get("value_range") is None:  # the range the training arrays were read on
-            config["value_range"] = (ckpt.get("resolved") or {}).get("value_range")
-        pred = cls(model, ckpt["arch"], list(ckpt["classes"]), config, Path(path), device,
-                   precision)
-        pred.temperature = float(ckpt.get("temperature") or 1.0)
+            resolved = ckpt.get("resolved") if isinstance(ckpt.get("resolved"), dict) else {}
+            config["value_range"] = check_saved(
+                {"value_range": resolved.get("value_range")}, f"{path} (resolved)")["value_range"]
+        pred = cls(net, arch, classes, config, Path(path), device, precision)
+        pred.temperature = _temperature(ckpt.get("temperature"), path)
         return pred
 
     def __repr__(self) -> str:
@@ -269,3 +280,13 @@ def write_predictions(out: str | Path, ids: list[str], probs: np.ndarray,
             for i, p, pr in zip(ids, pred, probs, strict=True)]
     write_csv(Path(out), rows)
     return rows
+
+
+def _temperature(value: object, source: object) -> float:
+    """The calibration temperature a checkpoint holds (1 when it has none)."""
+    if value is None:
+        return 1.0
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+            not math.isfinite(value) or value <= 0:
+        raise CnnlabError(f"{source}: temperature {value!r} is not a positive number")
+    return float(value)

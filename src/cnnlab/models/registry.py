@@ -21,6 +21,7 @@ Code that must also handle foreign modules should test `hasattr(net, "freeze_gro
 from __future__ import annotations
 
 import importlib
+import inspect
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -106,6 +107,58 @@ def get_spec(name: str) -> ModelSpec:
         raise CnnlabError(f"unknown model {name!r}; choose one of: {', '.join(sorted(_REGISTRY))}"
                           " (see `cnnlab models`)")
     return _REGISTRY[name]
+
+
+def spec_named_by_file(name: object, source: object, model: str | None = None,
+                       trust: bool = False) -> ModelSpec:
+    """The spec a file (checkpoint, config.yaml) names, never importing code the file alone
+    chooses: a registered model, or a custom `module:function` only when the user names the
+    same builder at load time (`model`) or trusts the file (`trust`)."""
+    if not isinstance(name, str) or not name.strip():
+        raise CnnlabError(f"{source}: its model name {name!r} is not a model name")
+    if model is not None and model != name:
+        raise CnnlabError(f"{source}: holds a {name!r} model, not {model!r}")
+    if ":" in name and model != name and not trust:
+        raise CnnlabError(f"{source}: its model {name!r} is code outside cnnlab, and cnnlab never "
+                          "imports code that a file names; if you trust that module, name it "
+                          f"yourself: --model {name} (model={name!r} in Python), or pass "
+                          "--trust-model-code (trust_code=True)")
+    return get_spec(name)
+
+
+# Keywords a file's model arguments may never set: the data shape comes from the record's own
+# fields, and weights come from the checkpoint, never from a path or download the file names.
+_RESERVED_ARGS = ("num_classes", "in_channels", "image_size", "pretrained", "weights_file")
+
+
+def _plain(value: object, depth: int = 0) -> bool:
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return True
+    if isinstance(value, (list, tuple)) and depth < 2 and len(value) <= 64:
+        return all(_plain(v, depth + 1) for v in value)
+    return False
+
+
+def check_file_args(spec: ModelSpec, args: object, source: object) -> dict:
+    """A file's model arguments, accepted only as plain values the builder's own signature
+    takes (never a dict routed into another function)."""
+    if args is None:
+        return {}
+    if not isinstance(args, dict):
+        raise CnnlabError(f"{source}: model arguments {args!r} are not KEY: VALUE pairs")
+    params = inspect.signature(spec.builder).parameters
+    any_kw = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    takes = [n for n, p in params.items() if n not in _RESERVED_ARGS and p.kind in (
+        inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+    for key, value in args.items():
+        if not isinstance(key, str) or not key.isidentifier() or key in _RESERVED_ARGS or \
+                (key not in takes and not any_kw):
+            raise CnnlabError(f"{source}: model {spec.name!r} takes no argument {key!r} (it "
+                              f"takes: {', '.join(takes) or 'none'})")
+        if not _plain(value):
+            raise CnnlabError(f"{source}: model argument {key}={str(value)[:80]!r} is not a "
+                              "plain number, string or list")
+    return dict(args)
 
 
 def check_input(spec: ModelSpec, in_channels: int, image_size: int) -> None:

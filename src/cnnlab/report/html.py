@@ -19,10 +19,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import yaml
-
 from cnnlab.errors import CnnlabError
-from cnnlab.io import atomic_write_bytes
+from cnnlab.io import atomic_write_bytes, read_yaml
+from cnnlab.train.settings import check_saved
 
 JPEG_ABOVE = 200_000  # bytes of PNG above which the page embeds a JPEG copy
 IMBALANCE_RATIO = 3.0  # largest / smallest training class at or above this: flagged
@@ -135,7 +134,8 @@ def _train_time(metrics: dict) -> str:
 
 
 def _reload(run_dir: Path, cfg: dict, splits: object, predictor: object,
-            notes: list[str]) -> tuple[object, object]:
+            notes: list[str], code: tuple[str | None, bool] = (None, False)
+            ) -> tuple[object, object]:
     """The run's best model and data, reloaded from best.pt and config.yaml when not given."""
     from cnnlab.evaluate.predictor import Predictor
 
@@ -145,7 +145,7 @@ def _reload(run_dir: Path, cfg: dict, splits: object, predictor: object,
             notes.append(f"{ckpt.name} not found: sections that need the model are skipped")
             return splits, None
         try:
-            predictor = Predictor.load(ckpt)
+            predictor = Predictor.load(ckpt, model=code[0], trust_code=code[1])
         except CnnlabError as exc:
             notes.append(f"could not load the model: {exc}")
             return splits, None
@@ -506,28 +506,32 @@ if(e.key==="Enter"||e.key===" "){e.preventDefault();go()}})})})})();"""
 
 def build_report(run_dir: str | Path, splits: object = None, predictor: object = None,
                  n_gallery: int = 10, n_cam: int = 8, max_robust: int = 100,
-                 seed: int = 0, probs: dict | None = None) -> Path:
+                 seed: int = 0, probs: dict | None = None, model: str | None = None,
+                 trust_code: bool = False) -> Path:
     """Write run_dir/report.html (self-contained) and return its path.
 
     `probs` ({split: probabilities}, as training's final scoring computed them) spares the
-    report another pass of the model over its split.
+    report another pass of the model over its split. `model`/`trust_code`: a custom model's
+    builder, named by the user (see Predictor.load); built-in models need neither.
     """
     t0 = time.perf_counter()
     run_dir = Path(run_dir)
     cfg_path = run_dir / "config.yaml"
     if not cfg_path.is_file():
         raise CnnlabError(f"{run_dir}: not a cnnlab run folder (no config.yaml)")
+    cfg = check_saved(read_yaml(cfg_path), cfg_path)
     try:
-        cfg = yaml.safe_load(cfg_path.read_text()) or {}
         metrics = json.loads((run_dir / "metrics.json").read_text()) \
             if (run_dir / "metrics.json").is_file() else {}
-    except (yaml.YAMLError, json.JSONDecodeError) as exc:
-        raise CnnlabError(f"{run_dir}: unreadable config.yaml or metrics.json ({exc})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CnnlabError(f"{run_dir / 'metrics.json'}: unreadable ({exc})") from None
+    if not isinstance(metrics, dict):
+        raise CnnlabError(f"{run_dir / 'metrics.json'}: not a JSON object")
     history = _read_history(run_dir / "metrics.csv")
     notes: list[str] = []
     if not metrics:
         notes.append("metrics.json is missing: the run did not finish")
-    splits, predictor = _reload(run_dir, cfg, splits, predictor, notes)
+    splits, predictor = _reload(run_dir, cfg, splits, predictor, notes, (model, trust_code))
     classes = list(predictor.classes) if predictor is not None else \
         list(next((m["per_class"] for m in metrics.values()
                    if isinstance(m, dict) and "per_class" in m), {}))

@@ -469,6 +469,32 @@ def check_values(values: Mapping[str, Any]) -> dict:
     return {k: (v if k in ("data", "extra") else SETTINGS[k].check(v)) for k, v in values.items()}
 
 
+def check_saved(doc: Mapping, source: object) -> dict:
+    """Saved settings (config.yaml, a checkpoint's config) checked again on load by each
+    setting's own rule: a bad value is one line naming the file, the key and the value.
+    Keys of other versions and the records beside the settings (resolved, resumed) pass."""
+    if not isinstance(doc, Mapping):
+        raise SettingsError(f"{source}: its settings are not KEY: VALUE pairs")
+    out = dict(doc)
+    for key, value in doc.items():
+        if key == "data":
+            ok = value is None or isinstance(value, str)
+        elif key == "extra":
+            ok = value is None or isinstance(value, Mapping)
+        elif key in SETTINGS:
+            try:
+                out[key] = SETTINGS[key].check(value)
+                continue
+            except (CnnlabError, TypeError, ValueError, AttributeError, OverflowError) as exc:
+                raise SettingsError(f"{source}: {key}: {str(value)[:60]!r} is not valid "
+                                    f"({str(exc) or type(exc).__name__})") from None
+        else:
+            continue
+        if not ok:
+            raise SettingsError(f"{source}: {key}: {str(value)[:60]!r} is not valid")
+    return out
+
+
 def check_combination(cfg: Any) -> None:
     """Checks that involve several settings (each value is already valid on its own)."""
     if cfg.val_split + cfg.test_split >= 0.95:

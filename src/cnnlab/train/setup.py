@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
-from torch import nn
 
 from cnnlab.data.imageset import ImageSet
 from cnnlab.data.normalize import parse_normalize
@@ -45,33 +44,6 @@ def build_classifier(cfg: TrainConfig, train: ImageSet) -> Built:
     spec = "train" if cfg.normalize == "auto" else cfg.normalize
     mean, std = parse_normalize(spec, train.channels, train.images)
     return Built(Classifier(net, mean, std), arch, [])
-
-
-def rebuild(arch: dict, state: dict | None = None) -> Classifier:
-    """Rebuild a classifier from an architecture record (and load `state` if given)."""
-    net = build_model(arch["name"], arch["num_classes"], arch["in_channels"],
-                      arch["image_size"], **arch.get("args", {}))
-    c = arch["in_channels"]
-    model = Classifier(net, [0.0] * c, [1.0] * c)
-    if state is not None:
-        load_state(model, state)
-    return model
-
-
-def load_state(model: nn.Module, state: dict) -> None:
-    """Load weights; a mismatch (another architecture) is one clear line."""
-    missing, unexpected = [], []
-    try:
-        result = model.load_state_dict(state, strict=False)
-        missing, unexpected = result.missing_keys, result.unexpected_keys
-    except RuntimeError as exc:
-        msg = str(exc).split("\n")
-        detail = next((m.strip() for m in msg if "size mismatch" in m), msg[0])
-        raise CnnlabError(f"checkpoint weights do not fit this model ({detail[:200]})") from None
-    if missing or unexpected:
-        raise CnnlabError(f"checkpoint weights do not fit this model ({len(missing)} missing, "
-                          f"{len(unexpected)} unexpected keys, e.g. "
-                          f"{(missing or unexpected)[0]})")
 
 
 def param_groups(model: Classifier, cfg: TrainConfig) -> list[dict]:

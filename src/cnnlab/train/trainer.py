@@ -28,6 +28,7 @@ from cnnlab.device import (
 )
 from cnnlab.errors import CnnlabError, TrainingError
 from cnnlab.models.inference import evaluate_logits, predict_logits
+from cnnlab.models.record import load_state
 from cnnlab.train import distributed
 from cnnlab.train.callbacks import Callback, default_callbacks
 from cnnlab.train.features import FeatureCache, should_cache
@@ -39,7 +40,6 @@ from cnnlab.train.settings import TrainConfig
 from cnnlab.train.setup import (
     build_classifier,
     class_weight_tensor,
-    load_state,
     make_optimizer,
     param_groups,
 )
