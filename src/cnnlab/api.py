@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import os
 from pathlib import Path
 
 from cnnlab.data import DataSplits, load_data
@@ -10,7 +11,14 @@ from cnnlab.evaluate.predictor import Predictor
 from cnnlab.run import RunResult
 from cnnlab.run import train as run_train
 from cnnlab.train.callbacks import Callback
-from cnnlab.train.settings import DATA_KEYS, SETTINGS, check_values, data_options, unknown_keys
+from cnnlab.train.settings import (
+    DATA_KEYS,
+    SETTINGS,
+    SettingsError,
+    check_values,
+    data_options,
+    unknown_keys,
+)
 
 
 def train(data: str | Path | DataSplits | None = None, *, resume: bool = False,
@@ -24,12 +32,24 @@ def train(data: str | Path | DataSplits | None = None, *, resume: bool = False,
     `trust_code=True`: on resume, import the custom model the run's config.yaml names without
     naming it again with `model=`.
     """
+    _check_data(data)
     splits = data if isinstance(data, DataSplits) else None
     given = dict(settings)
     if data is not None and splits is None:
         given["data"] = str(data)
     return run_train(given, resume=resume, resume_from=resume_from, force=force, splits=splits,
                      verbose=verbose, callbacks=callbacks, trust_code=trust_code)
+
+
+def _check_data(data: object) -> None:
+    """Refuse what is no data source (an array's text would otherwise be read as a path)."""
+    if data is None or isinstance(data, (str, os.PathLike, DataSplits)):
+        return
+    kind = f"{type(data).__module__}.{type(data).__qualname__}".removeprefix("builtins.")
+    raise SettingsError(f"cnnlab.train(data=...) got {kind}; data must be a path (image "
+                        "folder, CSV index, .npy/.npz, CIFAR folder or IDX file), None for the "
+                        "built-in digits, or cnnlab.data(path); to train on arrays use "
+                        "cnnlab.ImageClassifier().fit(X, y)")
 
 
 # help(cnnlab.train) and notebooks' completion show every setting with its default.

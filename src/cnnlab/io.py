@@ -16,12 +16,18 @@ import re
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from urllib.parse import quote, urlsplit
 
 import yaml
 
 from cnnlab.csvsafe import safe_cell, unescape_cell
 
 TEMP_SUFFIX = ".tmp"
+# A URL scheme (two letters or more: "C:" is a Windows drive, not a scheme).
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]+:")
+# Characters a path keeps in a link: RFC 3986 path characters except ":" (a first segment
+# holding one would be read as a scheme, "javascript:alert(1)/" among them).
+_PATH_SAFE = "/!$&'()*+,;=@~"
 
 
 def write_error_reason(exc: OSError) -> str:
@@ -161,3 +167,18 @@ def remove_stale_temps(folder: str | Path) -> int:
         except OSError:
             pass
     return removed
+
+
+def safe_href(target: str | Path) -> str | None:
+    """An href for a page: a path as a percent-encoded relative link, an http(s) URL as it
+    is; None for every other scheme (javascript:, data:, file:, vbscript:, ...).
+
+    A Path is always a file path (a folder may be named `javascript:alert(1)`); a str with a
+    scheme is a URL. The result still needs HTML escaping.
+    """
+    if isinstance(target, str) and _SCHEME.match(target):
+        url = urlsplit(target)
+        return target if url.scheme.lower() in ("http", "https") and url.netloc else None
+    href = quote(Path(target).as_posix(), safe=_PATH_SAFE)
+    # "//host/x" would be a link to another host; a path means the local folder "/host/x".
+    return "/" + href.lstrip("/") if href.startswith("//") else href

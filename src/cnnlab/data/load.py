@@ -282,6 +282,7 @@ def read_source(path: Path | None, opts: LoadOptions, progress: Progress = None)
         data.meta["format"] = "digits"
         if opts.image_size or opts.channels:  # built-in digits honour --image-size too
             size = (opts.image_size, opts.image_size) if opts.image_size else None
+            _check_resize_fits(len(data), opts.channels or 1, opts.image_size, "digits")
             data.images = adjust(data.images.numpy(), size, opts.channels)
         return data
     path = Path(path).expanduser()

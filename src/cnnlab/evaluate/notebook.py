@@ -11,6 +11,8 @@ import html
 import json
 from pathlib import Path
 
+from cnnlab.io import safe_href
+
 SPLITS = ("train", "val", "test")
 COLUMNS = (("n", "n"), ("accuracy", "accuracy"), ("balanced_accuracy", "balanced acc."),
            ("f1", "F1"), ("auroc", "AUROC"), ("loss", "loss"))
@@ -47,6 +49,12 @@ def read_metrics(run_dir: Path) -> dict:
         return {}
 
 
+def _link(path: Path, text: object) -> str:
+    """A link to a file (just the text where the path makes no safe link)."""
+    href = safe_href(path)
+    return _esc(text) if href is None else f'<a href="{_esc(href)}">{_esc(text)}</a>'
+
+
 def png_tag(path: Path, alt: str, width: int) -> str:
     """An <img> with the PNG inline as base64 (or '' when the file is absent or too big)."""
     try:
@@ -54,7 +62,7 @@ def png_tag(path: Path, alt: str, width: int) -> str:
     except OSError:
         return ""
     if len(raw) > MAX_PNG:
-        return f'<p><a href="{_esc(path)}">{_esc(alt)}</a> (large; not embedded)</p>'
+        return f"<p>{_link(Path(path), alt)} (large; not embedded)</p>"
     b64 = base64.b64encode(raw).decode("ascii")
     return (f'<img src="data:image/png;base64,{b64}" alt="{_esc(alt)}" '
             f'style="max-width:{width}px;width:100%;height:auto">')
@@ -84,8 +92,7 @@ def run_html(run_dir: Path, metrics: dict, title: str, facts: list[tuple[str, st
     figs = png_tag(plots / "curves.png", "learning curves", 720) + \
         png_tag(plots / "confusion_matrix.png", "confusion matrix", 420)
     report = run_dir / "report.html"
-    link = f'<p>Full report: <a href="{_esc(report)}">{_esc(report)}</a></p>' \
-        if report.is_file() else ""
+    link = f"<p>Full report: {_link(report, report)}</p>" if report.is_file() else ""
     return (f"<div class='cnnlab'><b>{_esc(title)}</b><table>{kv}</table>"
             f"{metrics_table(metrics)}<div>{figs}</div>{link}</div>")
 

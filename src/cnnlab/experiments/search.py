@@ -45,7 +45,7 @@ from cnnlab.experiments.common import (
     print_table,
 )
 from cnnlab.experiments.parallel import cpu_shares
-from cnnlab.experiments.search_space import describe, suggest
+from cnnlab.experiments.search_space import describe, space_problem, suggest
 from cnnlab.run import load_options, load_splits, resolve_data, run_training
 from cnnlab.train.callbacks import Callback
 from cnnlab.train.settings import TrainConfig
@@ -600,14 +600,78 @@ def write_search_page(folder: Path, rows: list[dict], cols: list[str], meta: dic
                                  table_file="leaderboard.csv")
 
 
+def _text(v: object) -> bool:
+    return isinstance(v, str) and bool(v)
+
+
+def _count(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
+def _seconds(v: object) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) \
+        and v >= 0
+
+
+# search.json's keys: a check of each value and what the check wants, for the message.
+_META_KEYS: dict[str, tuple[Any, str]] = {
+    "storage": (_text, "a storage URL"),
+    "study": (_text, "a study name"),
+    "metric": (lambda v: _text(v) and _is_metric(v), "a metric such as val_acc"),
+    "direction": (lambda v: v in ("minimize", "maximize"), "minimize or maximize"),
+    "pruner": (lambda v: v in PRUNERS, " or ".join(PRUNERS)),
+    "prune_after": (_count, "a whole number of epochs"),
+    "trials": (lambda v: v is None or _count(v), "a whole number of trials"),
+    "seconds": (lambda v: v is None or _seconds(v), "a number of seconds"),
+}
+_OPTIONAL = ("prune_after", "trials", "seconds")  # older search.json files may lack them
+
+
+def _is_metric(v: str) -> bool:
+    try:
+        metric_key(v)
+    except CnnlabError:
+        return False
+    return True
+
+
+def read_search_json(folder: Path) -> dict:
+    """A search folder's search.json, checked key by key; one line naming the file (and the
+    key and value) when it is unreadable, truncated or holds a wrong value."""
+    path = folder / "search.json"
+    if not path.is_file():
+        raise CnnlabError(f"{folder}: not a search folder (no search.json)")
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "nested too deeply" \
+            if isinstance(exc, RecursionError) else str(exc).splitlines()[0][:120]
+        raise CnnlabError(f"{path}: not a readable search.json ({reason}); the same "
+                          "`cnnlab search` command run again rewrites it") from None
+    if not isinstance(meta, dict):
+        raise CnnlabError(f"{path}: not a search.json (a {type(meta).__name__}, not a mapping)")
+    for key, (ok, what) in _META_KEYS.items():
+        if key not in meta and key not in _OPTIONAL:
+            raise CnnlabError(f"{path}: the key {key!r} is missing")
+        if key in meta and not ok(meta[key]):
+            raise CnnlabError(f"{path}: {key} = {_shown(meta[key])} is not {what}")
+    problem = space_problem(meta.get("space"))
+    if problem:
+        raise CnnlabError(f"{path}: space = {_shown(meta.get('space'))}: {problem}")
+    return meta
+
+
+def _shown(value: object) -> str:
+    """A value from a file, short enough for one line."""
+    text = json.dumps(value, ensure_ascii=True, default=str)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def show_search(folder: str | Path, storage: str | None = None) -> SearchResult:
     """Re-read a search's study (if reachable) and print its leaderboard."""
     require_optuna()
     folder = Path(folder).expanduser()
-    meta_path = folder / "search.json"
-    if not meta_path.is_file():
-        raise CnnlabError(f"{folder}: not a search folder (no search.json)")
-    meta = json.loads(meta_path.read_text())
+    meta = read_search_json(folder)
     url = storage or meta["storage"]
     if "***" in url:
         raise CnnlabError(f"{folder}: its storage has a password; pass --storage URL")

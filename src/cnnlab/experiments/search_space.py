@@ -13,6 +13,7 @@ reaches model arguments (no setting checks them: values are parsed as numbers or
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -30,12 +31,37 @@ def _range(flag: str, text: str, check: Any, integer: bool) -> dict:
     if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2].strip().lower() != "log"):
         raise CnnlabError(f"{flag} {text!r}: expected LO:HI or LO:HI:log")
     lo, hi = check(parts[0].strip()), check(parts[1].strip())
+    for v in (lo, hi):
+        _require_finite(flag, text, v)
     log = len(parts) == 3
     if not lo < hi:
         raise CnnlabError(f"{flag} {text!r}: the range needs LO < HI")
     if log and lo <= 0:
         raise CnnlabError(f"{flag} {text!r}: a log range needs LO > 0")
     return {"type": "int" if integer else "float", "low": lo, "high": hi, "log": log}
+
+
+# Optuna samples in float64 and its SQLite storage holds 64-bit integers: larger bounds overflow.
+INT_LIMIT = 2**63 - 1
+
+
+def _require_finite(flag: str, text: str, value: object) -> None:
+    """Refuse inf, nan and integers past 64 bits as a bound or value: every trial would fail."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise CnnlabError(f"{flag} {text!r}: bounds and values must be finite numbers "
+                          f"(at most about 1.8e308), not {value}")
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > INT_LIMIT:
+        raise CnnlabError(f"{flag} {text!r}: {value:.3g} is too large (the limit is "
+                          f"±{INT_LIMIT})")
+
+
+def _model_arg(flag: str, text: str) -> Any:
+    """A check for model_args values: parse_value, with finite numbers only."""
+    def check(t: str) -> object:
+        v = parse_value(t)
+        _require_finite(flag, text, v)
+        return v
+    return check
 
 
 def _choices(flag: str, text: str, check: Any) -> dict | None:
@@ -78,11 +104,12 @@ def parse_param(item: str) -> tuple[str, dict | None, Any]:
         integer = isinstance(lo, int) and isinstance(hi, int)
         return key, _range(flag, spec, lambda t: parse_value(t) if integer else float(t),
                            integer), None
+    check = _model_arg(flag, spec)
     if "," in spec:
-        entry = _choices(flag, spec, parse_value)
+        entry = _choices(flag, spec, check)
         if entry:
             return key, entry, None
-    return key, None, parse_value(spec.split(",")[0].strip())
+    return key, None, check(spec.split(",")[0].strip())
 
 
 def split_space(given: Mapping[str, Any], params: list[str] = ()) -> tuple[dict, dict]:
@@ -136,3 +163,27 @@ def describe(space: Mapping[str, dict]) -> str:
         else:
             parts.append(f"{name} {e['low']:g}..{e['high']:g}{' (log)' if e['log'] else ''}")
     return ", ".join(parts)
+
+
+def _number(v: object) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def space_problem(space: object) -> str | None:
+    """What is wrong with a saved space (search.json's "space"), or None when it is valid."""
+    if not isinstance(space, dict) or not space:
+        return "must be a non-empty mapping of setting -> range or choices"
+    for name, e in space.items():
+        kind = e.get("type") if isinstance(e, dict) else None
+        if kind == "categorical":
+            if not isinstance(e.get("choices"), list) or not e["choices"]:
+                return f"{name}: choices must be a non-empty list"
+        elif kind in ("int", "float"):
+            lo, hi = e.get("low"), e.get("high")
+            if not (_number(lo) and _number(hi) and lo < hi):
+                return f"{name}: low and high must be finite numbers with low < high"
+            if not isinstance(e.get("log"), bool):
+                return f"{name}: log must be true or false"
+        else:
+            return f"{name}: type must be int, float or categorical"
+    return None

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from torch import nn
 
 from cnnlab.errors import CnnlabError
+from cnnlab.models.classifier import check_output
 
 Builder = Callable[..., nn.Module]
 
@@ -205,4 +206,6 @@ def build_model(name: str, num_classes: int, in_channels: int, image_size: int,
     if any(p.numel() == 0 for p in net.parameters()):
         raise CnnlabError(f"model {name!r} with {args} has a layer of size 0; check the "
                           "--model-arg values")
+    if spec.family == "custom":  # the built-in models are tested; a user's builder is not
+        check_output(net, name, num_classes, in_channels, image_size)
     return net

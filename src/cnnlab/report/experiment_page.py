@@ -13,7 +13,7 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from cnnlab.io import atomic_write_bytes
+from cnnlab.io import atomic_write_bytes, safe_href
 from cnnlab.report.html import CSS, SORT_JS, esc, figure, fmt
 
 PAGE = "experiment.html"
@@ -39,23 +39,26 @@ def _num(v: float) -> str:
     return fmt(v)
 
 
-def _href(target: Path, folder: Path) -> str:
-    """A link from the page to `target`, relative when both live on one file system tree."""
+def _href(target: Path, folder: Path) -> str | None:
+    """A relative link from the page to `target` (None where no safe relative link exists:
+    another drive on Windows)."""
     try:
         rel = os.path.relpath(target.resolve(), folder.resolve())
-    except ValueError:  # another drive (Windows)
-        return target.resolve().as_uri()
-    return Path(rel).as_posix() + ("/" if target.is_dir() else "")
+    except ValueError:  # another drive (Windows): pages link no file: URLs
+        return None
+    href = safe_href(Path(rel))
+    return href + "/" if href is not None and target.is_dir() else href
 
 
 def _links(run: Path | None, folder: Path) -> str:
     if run is None:
         return "<td></td>"
-    parts = []
+    links = []
     if (run / "report.html").is_file():
-        parts.append(f'<a href="{esc(_href(run / "report.html", folder))}">report</a>')
+        links.append(("report", _href(run / "report.html", folder)))
     if run.is_dir():
-        parts.append(f'<a href="{esc(_href(run, folder))}">folder</a>')
+        links.append(("folder", _href(run, folder)))
+    parts = [f'<a href="{esc(href)}">{text}</a>' for text, href in links if href is not None]
     return f"<td>{' &middot; '.join(parts) or esc(run.name)}</td>"
 
 
