@@ -210,3 +210,4 @@ def test_a_trial_of_a_dead_process_of_this_host_is_failed_and_queued_again(tmp_p
     assert retry.user_attrs["resume_run_dir"] == trials[1].user_attrs["run_dir"]
     # the failed trial is replaced, the queued retry not started: neither counts
     assert counted(study) == 2
+
