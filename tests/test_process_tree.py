@@ -88,6 +88,21 @@ def assert_tree_gone_and_quiet(workers: list[int], folder: Path) -> None:
     assert files(folder) == before
 
 
+def finish(proc: subprocess.Popen, workers: list[int],
+           timeout: float = 60) -> tuple[str, list[int]]:
+    """Wait for `proc`; its stderr and the workers still running then (killed: never left
+    behind). Orphaned workers keep its pipes open, so this waits on the process, not them."""
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    left = [w for w in workers if alive(w)]
+    for w in left:
+        os.kill(w, signal.SIGKILL)
+    return proc.stderr.read(), left  # the pipes close once every holder is gone
+
+
 def _member_training(folder: Path) -> bool:
     return any(folder.glob("members/*/last.pt"))
 
@@ -100,6 +115,7 @@ def test_sweep_workers_die_with_a_killed_or_interrupted_parent(data, tmp_path):
     procs = {name: popen_cli("sweep", data, "--lr", "1e-3,1e-2", "--epochs", "300",
                              "--jobs", "2", "--out", tmp_path / name, *SLOW_MLP)
              for name in cases}
+    trees: dict[str, list[int]] = {}
     try:
         # the sweeps run side by side: all started at once, each signalled once it trains
         wait_for(lambda: all(_member_training(tmp_path / n) for n in cases), 300,
@@ -110,20 +126,19 @@ def test_sweep_workers_die_with_a_killed_or_interrupted_parent(data, tmp_path):
                 if i:
                     time.sleep(0.5)
                 procs[name].send_signal(sig)
-        results = {n: p.communicate(timeout=60) for n, p in procs.items()}
+        # stderr only once every worker has had its few seconds to end
+        time.sleep(5)
     finally:
-        for p in procs.values():
-            if p.poll() is None:
-                p.kill()
-                p.communicate()
+        results = {n: finish(p, trees.get(n, [])) for n, p in procs.items()}
     expect = {"kill": -9, "term": -15, "int": 130, "int3": 130}
-    for name, (_, err) in results.items():
+    for name, (err, left) in results.items():
+        assert not left, f"{name}: workers still running after their parent ended: {left}"
         assert procs[name].returncode == expect[name], (name, err)
         assert "Traceback" not in err and "leaked" not in err, (name, err)
         assert len(trees[name]) >= 2, trees  # the two workers (and mp's resource tracker)
         assert_tree_gone_and_quiet(trees[name], tmp_path / name)
     for name in ("int", "int3"):
-        assert "interrupted" in results[name][1].splitlines()[-1]
+        assert "interrupted" in results[name][0].splitlines()[-1]
     # one Ctrl-C: the workers saved their members' checkpoints, so a rerun resumes them
     assert all((m / "last.pt").is_file() or (m / "metrics.json").is_file()
                for m in (tmp_path / "int" / "members").iterdir())
@@ -143,15 +158,15 @@ def test_killed_search_leaves_no_workers_and_a_rerun_resumes_the_orphaned_trials
     args = ["search", data, "--lr", "1e-3:1e-2:log", "--epochs", "4", "--pruner", "none",
             "--trials", "2", "--out", out, *SLOW_MLP]
     proc = popen_cli(*args, "--workers", "2")
+    workers: list[int] = []
     try:
         wait_for(lambda: any(out.glob("trials/*/last.pt")), 300, "a trial to train")
         workers = descendants(proc.pid)
         proc.send_signal(signal.SIGKILL)
-        _, err = proc.communicate(timeout=30)
+        time.sleep(5)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+        err, left = finish(proc, workers)
+    assert not left, f"workers still running after their parent was killed: {left}"
     assert "Traceback" not in err, err
     assert len(workers) >= 2, workers
     assert_tree_gone_and_quiet(workers, out)
