@@ -36,9 +36,12 @@ def main(argv: list[str] | None = None) -> None:
     except CnnlabError as exc:
         if STATE["debug"]:
             traceback.print_exc()
+        if exc.exit_code == 130:  # Ctrl-C, handled
+            _ignore_further_interrupts()
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
+        _ignore_further_interrupts()
         print("interrupted", file=sys.stderr)
         sys.exit(130)
     except OSError as exc:  # disk full, permissions, ...: the environment, not a bug
@@ -69,3 +72,14 @@ def main(argv: list[str] | None = None) -> None:
         print(f"error: unexpected {type(exc).__name__}: {msg[:300]} (run with --debug for the "
               "traceback)", file=sys.stderr)
         sys.exit(1)
+
+
+def _ignore_further_interrupts() -> None:
+    """After a Ctrl-C has been handled, another one must not break the exit: it would land in
+    an atexit handler (joining worker threads, flushing) and print its traceback."""
+    import signal
+
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:  # not the main thread (cnnlab.cli.main called from a thread)
+        pass

@@ -31,7 +31,7 @@ from cnnlab import io
 from cnnlab.console import console, out
 from cnnlab.data.imageset import DataSplits, ImageSet
 from cnnlab.errors import CheckpointError, CnnlabError
-from cnnlab.run import read_run, run_training
+from cnnlab.run import RunResult, read_run, run_training
 from cnnlab.train import rundir
 from cnnlab.train.settings import (
     SETTINGS,
@@ -150,6 +150,20 @@ def _norm(v: object) -> object:
     return v
 
 
+def train_or_resume(cfg: TrainConfig, splits: DataSplits, resume: bool, verbose: bool = True,
+                    callbacks: list | None = None, tag: str | None = None) -> RunResult:
+    """Train cfg into cfg.out: resume its last.pt if `resume`, else (or when that checkpoint
+    was cut short by a crash) start the run anew."""
+    if resume:
+        try:
+            return run_training(cfg, resume=True, splits=splits, verbose=verbose,
+                                callbacks=callbacks)
+        except CheckpointError as exc:
+            console.print(f"[yellow]{tag or cfg.out}: {exc}; starting it again[/]")
+            shutil.rmtree(cfg.out, ignore_errors=True)
+    return run_training(cfg, force=True, splits=splits, verbose=verbose, callbacks=callbacks)
+
+
 def run_member(member: Member, folder: Path, verbose: bool = True, index: int = 0,
                total: int = 0) -> Member:
     """Train one member unless its run folder already has metrics.json (then just read it)."""
@@ -163,16 +177,7 @@ def run_member(member: Member, folder: Path, verbose: bool = True, index: int = 
         if verbose:
             console.print(f"[bold]{tag}[/]: {'resuming' if resume else 'training'}")
         try:
-            if resume:
-                try:
-                    run_training(cfg, resume=True, splits=member.splits, verbose=verbose)
-                except CheckpointError as exc:
-                    # A checkpoint cut short by a crash: start this member again.
-                    console.print(f"[yellow]{tag}: {exc}; starting it again[/]")
-                    shutil.rmtree(run_dir, ignore_errors=True)
-                    run_training(cfg, force=True, splits=member.splits, verbose=verbose)
-            else:
-                run_training(cfg, force=True, splits=member.splits, verbose=verbose)
+            train_or_resume(cfg, member.splits, resume, verbose, tag=tag)
         except Interrupted:
             raise ExperimentInterrupted(
                 f"interrupted in member {member.name}; its checkpoint is saved. Run the same "

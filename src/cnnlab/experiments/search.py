@@ -15,10 +15,17 @@ joins the same --storage/--study) asks the study for the next trial, trains it w
 run_training as `cnnlab train` and reports its metric back. Optuna numbers trials atomically in
 the storage, so no trial is run twice and the trial folders never clash. `--trials N` counts the
 whole study: a rerun (or another machine) continues until the study holds N trials.
+
+A trial whose worker died (killed, machine lost) is marked failed and queued again with the
+same point: at once by the next worker of the same host (the trial records its pid), after
+GRACE_S without a heartbeat by any other. The retry moves the dead trial's folder to its own
+and resumes its last.pt, as does the retry of a trial stopped by Ctrl-C.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import math
 import os
@@ -43,10 +50,11 @@ from cnnlab.experiments.common import (
     fmt,
     plot_overlay,
     print_table,
+    train_or_resume,
 )
-from cnnlab.experiments.parallel import cpu_shares
+from cnnlab.experiments.parallel import cpu_shares, interruptible, worker_pool
 from cnnlab.experiments.search_space import describe, space_problem, suggest
-from cnnlab.run import load_options, load_splits, resolve_data, run_training
+from cnnlab.run import load_options, load_splits, resolve_data
 from cnnlab.train.callbacks import Callback
 from cnnlab.train.settings import TrainConfig
 from cnnlab.train.trainer import Interrupted
@@ -55,6 +63,10 @@ from cnnlab.train.trainer import Interrupted
 METRIC_KEYS = {"acc": "accuracy", "accuracy": "accuracy", "loss": "loss", "f1": "f1",
                "auroc": "auroc"}
 PRUNERS = ("median", "halving", "none")
+# A running trial's worker writes a heartbeat every HEARTBEAT_S; one silent for GRACE_S is
+# taken for dead by any worker of the study (those of its own host see a dead pid at once).
+HEARTBEAT_S = 30
+GRACE_S = 120
 
 
 def metric_key(metric: str) -> tuple[str, str, str]:
@@ -124,8 +136,7 @@ def make_storage(url: str) -> Any:
         try:
             with warnings.catch_warnings():  # the heartbeat is marked experimental in Optuna
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                return optuna.storages.RDBStorage(url, heartbeat_interval=30, grace_period=120,
-                                                  **kw)
+                return _storage_class()(url, **kw, **_heartbeat_kw())
         except ImportError as exc:
             raise CnnlabError(f"--storage {_safe_url(url)}: {exc} (pip install psycopg2-binary "
                               "for PostgreSQL, pymysql for MySQL)") from None
@@ -158,6 +169,97 @@ def _safe_url(url: str) -> str:
         return url
     scheme, _, cred = head.partition("://")
     return f"{scheme}://{cred.split(':')[0]}:***@{tail}" if ":" in cred else url
+
+
+@functools.cache
+def _storage_class() -> type:
+    """RDBStorage whose heartbeat thread fails quietly (a full disk, a lost server): the
+    trial's own next write meets the same error and reports it in one line, where Optuna's
+    thread would print a 50-line traceback."""
+    import optuna
+
+    class QuietHeartbeatStorage(optuna.storages.RDBStorage):
+        def record_heartbeat(self, trial_id: int) -> None:
+            with contextlib.suppress(Exception):
+                super().record_heartbeat(trial_id)
+
+    return QuietHeartbeatStorage
+
+
+def _heartbeat_kw() -> dict:
+    """The heartbeat arguments of RDBStorage; a trial found stale is queued again."""
+    import inspect
+
+    import optuna
+
+    params = inspect.signature(optuna.storages.RDBStorage).parameters
+    # renamed in Optuna 4.9 (the old name still works there, with a warning)
+    callback = ("heartbeat_stale_trial_callback" if "heartbeat_stale_trial_callback" in params
+                else "failed_trial_callback")
+    return {"heartbeat_interval": HEARTBEAT_S, "grace_period": GRACE_S, callback: retry_trial}
+
+
+def retry_trial(study: Any, trial: Any) -> None:
+    """Queue a trial that did not finish (worker died, Ctrl-C) again: the same point, the
+    epochs it reported (for the pruner), and where its run folder is, to resume it."""
+    import optuna
+
+    study.add_trial(optuna.trial.create_trial(
+        state=optuna.trial.TrialState.WAITING, params=trial.params,
+        distributions=trial.distributions, intermediate_values=trial.intermediate_values,
+        user_attrs={"retry_of": trial.number,
+                    **{f"resume_{k}": trial.user_attrs[k] for k in ("run_dir", "host")
+                       if k in trial.user_attrs}}))
+
+
+def _alive(pid: int) -> bool:
+    """Whether process `pid` of this machine runs (a zombie does not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def fail_orphans(study: Any) -> list[int]:
+    """Mark failed, and queue again, the running trials whose worker is gone: those of this
+    host whose process is dead (at once), and any whose heartbeat is older than GRACE_S.
+    The numbers of the trials failed here."""
+    import optuna
+
+    host, failed = socket.gethostname(), []
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        pid = t.user_attrs.get("pid")
+        if t.user_attrs.get("host") != host or not isinstance(pid, int) or _alive(pid):
+            continue
+        try:  # exactly one process wins this, so the trial is queued again only once
+            study.tell(t.number, state=optuna.trial.TrialState.FAIL)
+        except (ValueError, RuntimeError):  # finished meanwhile (UpdateFinishedTrialError)
+            continue
+        retry_trial(study, t)
+        failed.append(t.number)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)  # other hosts: their stale callback retries
+    return failed
+
+
+def _take_over(trial: Any, run_dir: Path) -> bool:
+    """A retried trial takes the dead one's folder (same host only: another machine's paths
+    mean nothing here) to resume its last.pt; False when there is nothing to resume."""
+    old = trial.user_attrs.get("resume_run_dir")
+    if (not old or trial.user_attrs.get("resume_host") != socket.gethostname()
+            or not (Path(old) / "last.pt").is_file() or run_dir.exists()):
+        return False
+    os.replace(old, run_dir)
+    return True
 
 
 PRIMES = (2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53, 59, 61, 67, 71)
@@ -324,9 +426,13 @@ class _Surplus(Exception):
 
 
 def counted(study: Any, below: int | None = None) -> int:
-    """Trials of the study that count towards --trials (all but surplus ones)."""
-    return sum(1 for t in study.get_trials(deepcopy=False)
-               if not t.user_attrs.get("surplus") and (below is None or t.number < below))
+    """Trials of the study that count towards --trials: all but surplus ones, those queued and
+    not yet started, and those that did not finish and were queued again."""
+    trials = study.get_trials(deepcopy=False)
+    retried = {t.user_attrs.get("retry_of") for t in trials}
+    return sum(1 for t in trials
+               if not t.user_attrs.get("surplus") and t.number not in retried
+               and t.state.name != "WAITING" and (below is None or t.number < below))
 
 
 def run_worker(spec: SearchSpec) -> int:
@@ -350,20 +456,29 @@ def run_worker(spec: SearchSpec) -> int:
         run_dir = folder / "trials" / str(trial.number)
         trial.set_user_attr("run_dir", str(run_dir.resolve()))
         trial.set_user_attr("host", socket.gethostname())
-        trial.set_user_attr("pid", os.getpid())  # which process ran it (tests: none twice)
+        # which process runs it: a dead one's trial is failed at once (and tests: none twice)
+        trial.set_user_attr("pid", os.getpid())
         try:
             cfg = apply_point(base, point)
             cfg.out = str(run_dir)
             key = repr(load_options(cfg))
             if key not in splits_cache:
                 splits_cache[key] = load_splits(cfg, verbose=False)
-            res = run_training(cfg, force=True, splits=splits_cache[key], verbose=False,
-                               callbacks=[TrialPruning(trial, spec.direction)])
+            resume = _take_over(trial, run_dir)
+            if resume and spec.verbose:
+                console.print(f"{tag}trial {trial.number}: resuming trial "
+                              f"{trial.user_attrs['retry_of']} from its checkpoint")
+            res = train_or_resume(cfg, splits_cache[key], resume, verbose=False,
+                                  callbacks=[TrialPruning(trial, spec.direction)])
         except optuna.TrialPruned as exc:
             if spec.verbose:
                 console.print(f"{tag}trial {trial.number} {_point_text(point)}: [yellow]{exc}[/]")
             raise
-        except Interrupted:
+        except (Interrupted, KeyboardInterrupt):
+            # its checkpoint is saved: the next run resumes it instead of starting anew
+            trial.set_user_attr("error", "interrupted")
+            retry_trial(study, next(t for t in study.get_trials(deepcopy=False)
+                                    if t.number == trial.number))
             raise
         except CnnlabError as exc:
             trial.set_user_attr("error", str(exc))
@@ -384,6 +499,7 @@ def run_worker(spec: SearchSpec) -> int:
         return float(value)
 
     while True:
+        fail_orphans(study)
         if spec.deadline is not None and time.time() >= spec.deadline:
             break
         if spec.trials is not None and counted(study) >= spec.trials:
@@ -404,7 +520,8 @@ def _point_text(point: dict) -> str:
 
 def _worker_entry(spec_dict: dict) -> int:
     """Process entry point of a local worker (spawned: a fresh interpreter)."""
-    return run_worker(SearchSpec(**spec_dict))
+    with interruptible():
+        return run_worker(SearchSpec(**spec_dict))
 
 
 # ---- the whole search ----------------------------------------------------------------------
@@ -451,6 +568,10 @@ def run_search(base: TrainConfig, space: dict, out: str | Path | None = None,
     if force and storage:
         _delete_study(spec)
     the_study = open_study(spec)  # checks the space against a study being continued
+    orphans = fail_orphans(the_study)
+    if orphans and verbose:
+        console.print(f"[yellow]trial(s) {', '.join(map(str, orphans))}: their worker died; "
+                      "marked failed and queued again to resume[/]")
     io.write_json(folder / "search.json", _meta(spec, None))
     if verbose:
         have = counted(the_study)
@@ -470,13 +591,9 @@ def run_search(base: TrainConfig, space: dict, out: str | Path | None = None,
 
 def _run_local_workers(spec: SearchSpec, workers: int) -> None:
     """N processes of run_worker on this machine, each on its own share of the CPUs."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
     shares = cpu_shares(workers)
     threads = spec.base.get("num_threads")
-    ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+    with worker_pool(workers) as pool:  # its processes die with this one
         futures = []
         for i in range(workers):
             base = dict(spec.base)
@@ -507,7 +624,9 @@ def _meta(spec: SearchSpec, best: dict | None) -> dict:
 def leaderboard_rows(study: Any, metric: str, direction: str) -> list[dict]:
     """One row per trial (surplus ones left out): finished best first, then pruned, failed."""
     rows = []
-    for t in study.get_trials(deepcopy=False):
+    trials = study.get_trials(deepcopy=False)
+    retried = {t.user_attrs["retry_of"]: t.number for t in trials if "retry_of" in t.user_attrs}
+    for t in trials:
         if t.user_attrs.get("surplus"):
             continue
         state = t.state.name.lower()
@@ -520,7 +639,9 @@ def leaderboard_rows(study: Any, metric: str, direction: str) -> list[dict]:
                "train_seconds": t.user_attrs.get("train_seconds"),
                "seconds": round(t.duration.total_seconds(), 2) if t.duration else None,
                "pruned_at_epoch": last if state == "pruned" else None,
-               "error": t.user_attrs.get("error"),
+               "error": t.user_attrs.get("error", "its worker died")
+               + f"; continued as trial {retried[t.number]}" if t.number in retried
+               else t.user_attrs.get("error"),
                "host": t.user_attrs.get("host"), "run_dir": t.user_attrs.get("run_dir")}
         rows.append(row)
     sign = -1.0 if direction == "maximize" else 1.0
