@@ -28,7 +28,9 @@ def train(
                                             help="Continue from this checkpoint (last.pt or "
                                             "epoch_K.pt) in its run folder.",
                                             rich_help_panel="Output"),
-    force: bool = typer.Option(False, "--force", help="Overwrite an existing run folder.",
+    force: bool = typer.Option(False, "--force", help="Start the run in --out again: removes "
+                               "the files of that run (its manifest's) and nothing else; a "
+                               "folder that holds no cnnlab run is refused.",
                                rich_help_panel="Output"),
     settings: dict | None = None,
 ) -> None:
