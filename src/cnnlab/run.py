@@ -151,6 +151,7 @@ def run_training(cfg: TrainConfig, resume: bool | str | Path = False, force: boo
     def record() -> None:
         if distributed.is_main():
             rundir.record_outputs(run_dir, taken_at)
+
     if verbose:
         sizes = ", ".join(f"{n} {len(s)}" for n, s in splits.items())
         c, (h, w) = splits.train.channels, splits.train.image_size
