@@ -41,8 +41,8 @@ def test_train_then_predict_as_the_homework_says(homework: Path):
                "--epochs", "30", "--evalEvery", "10"])
     assert rc == 0
     models = os.listdir(homework / "model_files")
-    assert len(models) == 1 and re.fullmatch(r"\d{12}_convnet\.pt", models[0])
-    stamp = models[0][:12]
+    assert len(models) == 1 and re.fullmatch(r"\d{14}_convnet\.pt", models[0])
+    stamp = models[0][:14]
     log = (homework / "log_files" / f"{stamp}_convnet.log").read_text().splitlines()
     rows = [r.split(",") for r in log if r and r[0].isdigit()]
     assert [r[0] for r in rows] == ["10", "20", "30"]  # --epochs counts optimization steps
@@ -89,3 +89,25 @@ def test_set_passes_cnnlab_settings(homework: Path):
     assert (cfg["model"], cfg["model_args"], cfg["optimizer"]) == ("mlp", {"hidden": 32}, "sgd")
     assert main(["--model", "bestmodel", "--mode", "train", "--LR", "0.003", "--bs", "64",
                  "--epochs", "12", "--set", "optimiser=sgd"]) == 2
+
+
+@pytest.mark.slow
+def test_two_trainings_in_the_same_second_overwrite_nothing(homework: Path,
+                                                             monkeypatch: pytest.MonkeyPatch):
+    import cnnlab.compat.cs475 as cs475
+
+    monkeypatch.setattr(cs475, "stamp", lambda: "20260102030405")  # both runs: one clock tick
+    args = ["--model", "convnet", "--mode", "train", "--LR", "0.01", "--bs", "50",
+            "--epochs", "3", "--evalEvery", "0"]
+    assert main(args) == 0
+    first = (homework / "model_files" / "20260102030405_convnet.pt").read_bytes()
+    first_log = (homework / "log_files" / "20260102030405_convnet.log").read_text()
+    assert main([*args, "--set", "seed=7"]) == 0
+    assert sorted(os.listdir(homework / "model_files")) == ["20260102030405-2_convnet.pt",
+                                                            "20260102030405_convnet.pt"]
+    assert (homework / "model_files" / "20260102030405_convnet.pt").read_bytes() == first
+    assert (homework / "log_files" / "20260102030405_convnet.log").read_text() == first_log
+    second = load_checkpoint(homework / "model_files" / "20260102030405-2_convnet.pt")
+    assert second["config"]["seed"] == 7
+    assert (homework / "log_files" / "20260102030405-2_convnet" / "best.pt").is_file()
+    assert (homework / "log_files" / "20260102030405-2_convnet.log").is_file()

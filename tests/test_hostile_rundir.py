@@ -10,6 +10,7 @@ import pytest
 from clitools import Zygote, shared_zygote
 from conftest import write_image_folder
 
+from cnnlab.errors import CnnlabError
 from cnnlab.train.rundir import choose_run_dir
 
 
@@ -20,9 +21,12 @@ def zygote() -> Zygote:
 
 def _race(barrier, runs: str, out: str | None, queue) -> None:  # noqa: ANN001
     barrier.wait()
-    # what run_training does: choose, create, write the config
-    chosen = choose_run_dir(out, runs, "race", resume=False)
-    chosen.mkdir(parents=True, exist_ok=True)
+    # what run_training does: choose (and claim), write the config
+    try:
+        chosen = choose_run_dir(out, runs, "race", resume=False)
+    except CnnlabError as exc:  # an explicit --out another process claimed first
+        queue.put(f"refused: {exc}")
+        return
     (chosen / "config.yaml").write_text("x: 1\n")
     queue.put(str(chosen))
 
@@ -30,6 +34,8 @@ def _race(barrier, runs: str, out: str | None, queue) -> None:  # noqa: ANN001
 @pytest.mark.slow
 @pytest.mark.parametrize("explicit_out", [False, True])
 def test_racing_processes_never_share_a_run_folder(tmp_path: Path, explicit_out: bool):
+    """Auto-named: each process its own folder; one explicit --out: one wins, the rest are
+    refused (none is diverted to OUT-2)."""
     ctx = mp.get_context("fork")
     procs_per_trial, trials = 4, 12
     for t in range(trials):
@@ -44,7 +50,13 @@ def test_racing_processes_never_share_a_run_folder(tmp_path: Path, explicit_out:
         for p in procs:
             p.join(timeout=60)
             assert p.exitcode == 0
-        assert len(set(got)) == procs_per_trial, f"trial {t}: two runs shared a folder: {got}"
+        if explicit_out:
+            assert sorted(got)[0] == out, got
+            assert all(g.startswith(f"refused: --out {out}: already holds a run") for g in
+                       sorted(got)[1:]), got
+            assert sorted(p.name for p in runs.iterdir()) == ["mine"]
+        else:
+            assert len(set(got)) == procs_per_trial, f"trial {t}: two runs shared a folder: {got}"
 
 
 def test_existing_run_is_never_reused_without_force(tmp_path: Path):
@@ -55,14 +67,17 @@ def test_existing_run_is_never_reused_without_force(tmp_path: Path):
     user = tmp_path / "mine"
     user.mkdir()
     assert choose_run_dir(str(user), str(tmp_path), "x", resume=False) == user  # empty: ours
-    assert choose_run_dir(str(user), str(tmp_path), "x", resume=False).name == "mine-2"
+    with pytest.raises(CnnlabError, match="already holds a run"):  # explicit: never mine-2
+        choose_run_dir(str(user), str(tmp_path), "x", resume=False)
+    assert not (tmp_path / "mine-2").exists()
 
 
 def test_clear_run_outputs_removes_only_cnnlabs_files(tmp_path: Path):
     from cnnlab.train.rundir import clear_run_outputs
 
-    run = tmp_path / "run"
+    run = choose_run_dir(str(tmp_path / "run"), str(tmp_path), "x", resume=False)
     (run / "plots").mkdir(parents=True)
+    # a killed run may not have listed these in its manifest yet: they are cnnlab's names
     ours = ["config.yaml", "metrics.csv", "metrics.json", "steps.csv", "predictions.csv",
             "report.html", "best.pt", "last.pt", "plots/curves.png", "plots/gradcam.png",
             ".last.pt.abc.tmp"]
@@ -72,7 +87,7 @@ def test_clear_run_outputs_removes_only_cnnlabs_files(tmp_path: Path):
         (run / name).write_text("x")
     clear_run_outputs(run)
     left = sorted(str(p.relative_to(run)) for p in run.rglob("*") if p.is_file())
-    assert left == sorted(theirs)
+    assert left == sorted([".cnnlab-run", *theirs])
 
 
 @pytest.mark.slow

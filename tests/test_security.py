@@ -147,13 +147,13 @@ def test_run_folders_are_never_overwritten_without_force(zygote, trained, tmp_pa
     assert (tmp_path / "runs" / "exp-2" / "last.pt").is_file()
     assert (tmp_path / "runs" / "exp" / "last.pt").read_bytes() == original
     assert "runs/exp-2" in second.stdout + second.stderr
-    # --out names a folder that holds a run: a suffixed sibling is used instead
+    # --out names a folder that holds a run: refused, nothing written (no silent exp-3)
     third = zygote.run(*args, "--out", tmp_path / "runs" / "exp", "--seed", "8")
-    assert third.returncode == 0, third.stderr
-    assert (tmp_path / "runs" / "exp-3" / "last.pt").is_file()
+    assert third.returncode == 2 and "already holds a run" in third.stderr, third.stderr
+    assert not (tmp_path / "runs" / "exp-3").exists()
     assert (tmp_path / "runs" / "exp" / "last.pt").read_bytes() == original
     # --force overwrites in place
     forced = zygote.run(*args, "--out", tmp_path / "runs" / "exp", "--seed", "9", "--force")
     assert forced.returncode == 0, forced.stderr
     assert (tmp_path / "runs" / "exp" / "last.pt").read_bytes() != original
-    assert not (tmp_path / "runs" / "exp-4").exists()
+    assert not (tmp_path / "runs" / "exp-3").exists()

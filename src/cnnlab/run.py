@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Mapping
@@ -23,7 +24,7 @@ from cnnlab.evaluate.predictor import Predictor, write_predictions
 from cnnlab.models.registry import spec_named_by_file
 from cnnlab.models.tta import probs_and_loss
 from cnnlab.models.tta import views as tta_views
-from cnnlab.train import distributed, rundir, settings
+from cnnlab.train import distributed, fingerprint, rundir, settings
 from cnnlab.train.callbacks import Callback
 from cnnlab.train.loggers import tracking_callbacks
 from cnnlab.train.settings import TrainConfig
@@ -132,17 +133,27 @@ def run_training(cfg: TrainConfig, resume: bool | str | Path = False, force: boo
         ckpt = Path(cfg.out) / "last.pt" if resume is True else Path(resume)
     resuming = ckpt is not None and ckpt.is_file()
 
+    taken_at = time.time()  # files changed since then are this run's (its manifest)
+
     def make_run_dir() -> tuple[Path, bool]:
         if resume and cfg.out is not None:  # the folder being resumed (or restarted)
             run_dir = Path(cfg.out)
             rundir.remove_stale_temps(run_dir)
+            rundir.adopt(run_dir)
             return run_dir, False
         run_dir = rundir.choose_run_dir(cfg.out, cfg.runs_dir, base, False, force)
-        run_dir.mkdir(parents=True, exist_ok=True)
         return run_dir, True
 
+    # A resume on other data is refused before anything is printed or written.
+    old_note = fingerprint.check_resume(ckpt, splits) if resuming and distributed.is_main() \
+        else None
     run_dir, created = distributed.on_main(make_run_dir)  # chosen once, by rank 0
     cfg.out = str(run_dir)
+
+    def record() -> None:
+        if distributed.is_main():
+            rundir.record_outputs(run_dir, taken_at)
+
     if verbose:
         sizes = ", ".join(f"{n} {len(s)}" for n, s in splits.items())
         c, (h, w) = splits.train.channels, splits.train.image_size
@@ -151,6 +162,8 @@ def run_training(cfg: TrainConfig, resume: bool | str | Path = False, force: boo
                       f"{splits.train.num_classes} classes; loaded in {load_s:.1f}s) -> {run_dir}")
         if splits.split_note:
             console.print(f"  splits: {splits.split_note}", highlight=False)
+        if old_note:
+            console.print(f"[yellow]  {old_note}[/]", highlight=False)
     stats = train_stats(splits) if distributed.is_main() else {}
     if verbose and stats:
         console.print(f"  train mean {_fmt(stats['mean'])} std {_fmt(stats['std'])} (0..1) = mean "
@@ -169,6 +182,7 @@ def run_training(cfg: TrainConfig, resume: bool | str | Path = False, force: boo
         write_config(run_dir, cfg, trainer, resuming, changes or {})
         if cfg.doctor and not resuming:
             run_data_doctor(cfg, splits, run_dir, verbose)
+        record()
     if verbose:
         for note in trainer.notes:  # transfer learning: what was loaded, re-initialised, frozen
             console.print(f"  [dim]{note}[/]", highlight=False)
@@ -177,8 +191,11 @@ def run_training(cfg: TrainConfig, resume: bool | str | Path = False, force: boo
         metrics = finalize(trainer, verbose) if distributed.is_main() else {}
     except BaseException as exc:
         trainer.emit("on_run_end", None, exc)  # trackers mark their run failed or killed
+        with contextlib.suppress(OSError):  # never hide the error with one of the manifest
+            record()
         raise
     trainer.emit("on_run_end", metrics, None)  # the folder is complete: trackers upload it
+    record()
     distributed.barrier()  # every rank returns once the run folder is complete
     return RunResult(run_dir, cfg, metrics, state.history, state.best_epoch, state.stopped_early,
                      state.elapsed, dict(trainer.resolved))

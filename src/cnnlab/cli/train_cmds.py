@@ -28,7 +28,9 @@ def train(
                                             help="Continue from this checkpoint (last.pt or "
                                             "epoch_K.pt) in its run folder.",
                                             rich_help_panel="Output"),
-    force: bool = typer.Option(False, "--force", help="Overwrite an existing run folder.",
+    force: bool = typer.Option(False, "--force", help="Start the run in --out again: removes "
+                               "the files of that run (its manifest's) and nothing else; a "
+                               "folder that holds no cnnlab run is refused.",
                                rich_help_panel="Output"),
     trust_code: bool = typer.Option(False, "--trust-model-code", help="On --resume, import the "
                                     "custom model builder the run's config.yaml names without "

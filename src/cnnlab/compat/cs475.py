@@ -6,10 +6,11 @@
 
 As the homework specifies: --epochs counts optimization steps; --dataDir (default datasets)
 holds any <prefix>_images.npy / <prefix>_labels.npy, <prefix>_dev_* and <prefix>_test_* set;
-training writes <modelSaveDir>/<YYYYmmddHHMM>_<model>.pt and <logDir>/<YYYYmmddHHMM>_<model>.log;
-predict mode writes one predicted label per line. Training is cnnlab's (cnnlab.run.train with
-settings); the full cnnlab run folder (steps.csv, plots/curves_steps.png, metrics.json) is kept
-as <logDir>/<YYYYmmddHHMM>_<model>/.
+training writes <modelSaveDir>/<STAMP>_<model>.pt and <logDir>/<STAMP>_<model>.log, STAMP being
+YYYYmmddHHMMSS (the homework's YYYYmmddHHMM plus seconds; -2, -3 ... added when that name is
+taken, so a second run never overwrites a first); predict mode writes one predicted label per
+line. Training is cnnlab's (cnnlab.run.train with settings); the full cnnlab run folder
+(steps.csv, plots/curves_steps.png, metrics.json) is kept as <logDir>/<STAMP>_<model>/.
 """
 
 from __future__ import annotations
@@ -77,8 +78,27 @@ def extra_settings(items: list[str]) -> dict:
 
 
 def stamp() -> str:
-    """The homework's date prefix: YYYYmmddHHMM."""
-    return time.strftime("%Y%m%d%H%M")
+    """The homework's date prefix YYYYmmddHHMM, plus the seconds."""
+    return time.strftime("%Y%m%d%H%M%S")
+
+
+def claim_prefix(model_dir: Path, log_dir: Path, model: str) -> tuple[str, Path]:
+    """A free file prefix STAMP_<model> (STAMP-2_<model>, ... when taken) and its model file,
+    created empty here with O_EXCL: of two runs started in the same second each gets its own
+    names, and nothing an earlier run wrote is overwritten."""
+    model_dir.mkdir(parents=True, exist_ok=True)
+    when, i = stamp(), 0
+    while True:
+        i += 1
+        prefix = f"{when}{'' if i == 1 else f'-{i}'}_{model}"
+        if (log_dir / prefix).exists() or (log_dir / f"{prefix}.log").exists():
+            continue
+        path = model_dir / f"{prefix}.pt"
+        try:
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+        except FileExistsError:
+            continue
+        return prefix, path
 
 
 def train_mode(a: argparse.Namespace) -> tuple[Path, Path]:
@@ -88,22 +108,23 @@ def train_mode(a: argparse.Namespace) -> tuple[Path, Path]:
     missing = [f"--{n}" for n in ("LR", "bs", "epochs") if getattr(a, n) is None]
     if missing:
         raise CnnlabError(f"--mode train needs {', '.join(missing)}")
-    prefix = f"{stamp()}_{a.model}"
     log_dir, model_dir = Path(a.logDir), Path(a.modelSaveDir)
     given = {"data": a.dataDir, "model": MODELS[a.model], "lr": a.LR, "batch_size": a.bs,
              "steps": a.epochs, "optimizer": "adam", "schedule": "none", "report": False,
-             "eval_every": a.evalEvery,
-             "out": str(log_dir / prefix)}
+             "eval_every": a.evalEvery}
     # The homework's plain loop: Adam at a constant learning rate; --set changes anything.
     given.update(extra_settings(a.set))
     if not Path(a.dataDir).exists():
         raise CnnlabError(f"--dataDir {a.dataDir}: no such folder (the homework's default is "
                           "datasets/ in the current folder)")
-    result = train(given)
-    model_dir.mkdir(parents=True, exist_ok=True)
-    model_path = model_dir / f"{prefix}.pt"
-    with io.atomic_path(model_path) as tmp:
-        shutil.copyfile(result.run_dir / "best.pt", tmp)
+    prefix, model_path = claim_prefix(model_dir, log_dir, a.model)
+    try:
+        result = train({"out": str(log_dir / prefix), **given})  # --set out=DIR wins
+        with io.atomic_path(model_path) as tmp:
+            shutil.copyfile(result.run_dir / "best.pt", tmp)
+    except BaseException:
+        model_path.unlink(missing_ok=True)  # the empty file that claimed the name
+        raise
     log_path = log_dir / f"{prefix}.log"
     io.write_text(log_path, log_text(a, result))
     print(f"model: {model_path}\nlog: {log_path}")

@@ -32,6 +32,7 @@ from cnnlab.models.record import load_state
 from cnnlab.train import distributed
 from cnnlab.train.callbacks import Callback, default_callbacks
 from cnnlab.train.features import FeatureCache, should_cache
+from cnnlab.train.fingerprint import data_fingerprint
 from cnnlab.train.mixing import Mixed, Targets, batch_loss, build_mixer, hard_labels
 from cnnlab.train.optim import LrParams, lr_factor, onecycle_momentum, set_momentum
 from cnnlab.train.recipe import recipe_callbacks
@@ -157,6 +158,7 @@ class Trainer:
             else cfg.epochs
         self._resume_rng = None
         self._callback_state: dict = {}
+        self._fingerprint: dict | None = None
         if resume:
             ckpt_path = self.run_dir / "last.pt" if resume is True else Path(resume)
             # Rank 0 reads the checkpoint and hands it to the others (no shared disk needed).
@@ -422,7 +424,15 @@ class Trainer:
                 "sizes": {n: len(s) for n, s in self.splits.items()},
                 "image_size": list(self.splits.train.image_size),
                 "channels": self.splits.train.channels,
-                "skipped_bad_images": int(self.splits.train.meta.get("skipped_bad_images", 0))}
+                "skipped_bad_images": int(self.splits.train.meta.get("skipped_bad_images", 0)),
+                "fingerprint": self.fingerprint}
+
+    @property
+    def fingerprint(self) -> dict:
+        """The data's fingerprint (train/fingerprint.py), computed once."""
+        if self._fingerprint is None:
+            self._fingerprint = data_fingerprint(self.splits)
+        return self._fingerprint
 
     def save(self, name: str = "last.pt", include_training: bool | None = None) -> None:
         """Atomically write a checkpoint into the run folder (rank 0 only under torchrun);
