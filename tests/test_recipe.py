@@ -390,3 +390,24 @@ def test_monitor_val_acc_keeps_and_scores_the_most_accurate_epoch(tmp_path):
         assert by[m].metrics["best_epoch"] == row["epoch"]
         assert by[m].metrics["val"]["accuracy"] == pytest.approx(row["val_acc"], abs=1e-6)
         assert by[m].metrics["val"]["loss"] == pytest.approx(row["val_loss"], rel=1e-5)
+
+
+def test_step_validation_scores_the_averaged_weights_like_the_epoch_line(digits, tmp_path):
+    """--ema with --eval-every: the step curve ends where the epoch line does (both score the
+    averaged weights), and training still continues from the trained weights."""
+    import csv
+
+    from cnnlab.run import run_training
+
+    n_train = len(load_data(None).train)
+    per_epoch = -(-n_train // 128)
+    cfg = _cfg(tmp_path / "r", epochs=2, batch_size=128, lr=0.01, ema=0.9,
+               eval_every=per_epoch, report=False)
+    run_training(cfg, splits=digits, verbose=False)
+    steps = {int(r["step"]): r for r in csv.DictReader(open(tmp_path / "r" / "steps.csv"))
+             if r.get("val_acc")}
+    epochs = list(csv.DictReader(open(tmp_path / "r" / "metrics.csv")))
+    for i, row in enumerate(epochs, start=1):
+        at = steps[i * per_epoch]
+        assert float(at["val_acc"]) == pytest.approx(float(row["val_acc"]), abs=1e-9)
+        assert float(at["val_loss"]) == pytest.approx(float(row["val_loss"]), rel=1e-5)

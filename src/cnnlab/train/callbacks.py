@@ -19,6 +19,7 @@ callback, not an edit of the loop. A callback with state that --resume must rest
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import TYPE_CHECKING
 
@@ -122,7 +123,9 @@ class KeepEvery(Callback):
 
 class EvalEvery(Callback):
     """--eval-every N: score the validation split every N steps and print one line; the numbers
-    are left in `trainer.step_val` for CsvLogger's steps.csv (USI 1.3.1, CS 475's dev curve)."""
+    are left in `trainer.step_val` for CsvLogger's steps.csv (USI 1.3.1, CS 475's dev curve).
+    A callback with an `averaged(trainer)` context (--ema) lends its weights for the scoring,
+    so the curve ends at the epoch line's number."""
 
     def __init__(self, every: int, verbose: bool = True) -> None:
         self.every, self.verbose = every, verbose
@@ -132,11 +135,15 @@ class EvalEvery(Callback):
         s, val = trainer.state, trainer.splits.val
         if not self.every or s.global_step % self.every or val is None or not len(val):
             return
-        if distributed.is_distributed():
-            vloss, vacc = trainer._sharded_val()
-        else:
-            probs, vloss = trainer.evaluate_split("val")
-            vacc = float((probs.argmax(1) == val.labels.numpy()).mean())
+        # the weights the epoch line scores: the averaged ones when --ema is on
+        weights = next((cb.averaged(trainer) for cb in trainer.callbacks
+                        if hasattr(cb, "averaged")), contextlib.nullcontext())
+        with weights:
+            if distributed.is_distributed():
+                vloss, vacc = trainer._sharded_val()
+            else:
+                probs, vloss = trainer.evaluate_split("val")
+                vacc = float((probs.argmax(1) == val.labels.numpy()).mean())
         if trainer.frozen is not None:  # evaluation put the whole model back in train mode
             trainer.frozen.after_train()
         trainer.step_val = {"step": s.global_step, "val_loss": vloss, "val_acc": vacc}

@@ -6,6 +6,8 @@ in last.pt under its `state_key` and hands it back through `load_state_dict`.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import torch
@@ -79,6 +81,20 @@ class WeightAveraging(Callback):
         if self.raw is not None:
             trainer.model.load_state_dict(self.raw)
             self.raw = None
+
+    @contextlib.contextmanager
+    def averaged(self, trainer: Trainer) -> Iterator[None]:
+        """The averaged weights in the model for a mid-epoch evaluation (--eval-every), so step
+        and epoch validation score the same weights; the trained ones are put back after."""
+        if self.avg is None or self.raw is not None:  # nothing averaged yet, or already in
+            yield
+            return
+        raw = {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
+        trainer.model.load_state_dict(self.avg)
+        try:
+            yield
+        finally:
+            trainer.model.load_state_dict(raw)
 
     def state_dict(self) -> dict:
         """The average, its update count and (at an epoch end) the trained weights."""
