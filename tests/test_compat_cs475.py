@@ -67,6 +67,17 @@ def test_train_then_predict_as_the_homework_says(homework: Path):
         np.load(homework / "datasets" / "fruit_test_images.npy"))
     assert [int(v) for v in lines] == expected.tolist()
 
+    # convnet weights under another --model are refused, not silently used
+    before = (homework / "convnet_predictions.csv").read_bytes()
+    r = subprocess.run([sys.executable, "-m", "cnnlab.compat.cs475", "--model", "densenet",
+                        "--mode", "predict", "--weights", "convnet.pt", "--predictionsFile",
+                        "convnet_predictions.csv"], capture_output=True, text=True,
+                       cwd=homework, timeout=300)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.count("\n") == 1 and "'cs475-convnet' model, not 'cs475-densenet'" in \
+        r.stderr and "--model" in r.stderr, r.stderr
+    assert (homework / "convnet_predictions.csv").read_bytes() == before
+
 
 def test_missing_arguments_are_one_line_errors(homework: Path, capsys: pytest.CaptureFixture):
     assert main(["--model", "densenet", "--mode", "train", "--LR", "1e-4"]) == 2

@@ -165,7 +165,15 @@ def predict_mode(a: argparse.Namespace) -> Path:
     missing = [f"--{n}" for n in ("weights", "predictionsFile") if getattr(a, n) is None]
     if missing:
         raise CnnlabError(f"--mode predict needs {', '.join(missing)}")
-    model = Predictor.load(a.weights)
+    # the weights must be of the model --model names (bestmodel: cnn, or --set model=NAME)
+    expected = extra_settings(a.set).get("model", MODELS[a.model])
+    try:
+        model = Predictor.load(a.weights, model=expected)
+    except CnnlabError as exc:
+        if "model, not" not in str(exc):
+            raise
+        raise CnnlabError(f"{exc}: --model {a.model} predicts with {expected} weights; pass "
+                          "the --model the weights were trained with") from None
     data, _ = model.split_of(a.dataDir, SPLITS[a.predictSplit])
     out = Path(a.predictionsFile)
     if a.predictionsFormat == "cnnlab":
