@@ -15,6 +15,17 @@ WORK = Path(os.environ.get("CNNLAB_BENCH_WORK") or ROOT / "bench" / ".work")
 SHARED_DATA = Path(os.environ.get("CNNLAB_SHARED_DATA") or ROOT.parent / "shared" / "data")
 
 
+def real_data(shared_name: str, fetched_name: str) -> Path:
+    """A real data set: the project's copy under SHARED_DATA, else what `cnnlab data fetch
+    FETCHED_NAME` put in the cache (so anyone can run the bench)."""
+    shared = SHARED_DATA / shared_name
+    if shared.is_dir():
+        return shared
+    from cnnlab.data.fetch import dataset_dir
+
+    return dataset_dir(fetched_name)
+
+
 @dataclass
 class Case:
     """One model + data + training recipe, run identically by every variant."""
@@ -115,8 +126,8 @@ def build_cases(quick: bool, only: str = "abcd", images: int | None = None,
         cases.append(Case("a", f"USI myNet, {n_train // 1000}k synthetic CIFAR-format 32x32 RGB, "
                                "hflip,crop=4", "usi-mynet", folder, 32, 32,
                           1 if quick else 3, augment="hflip,crop=4"))
-    hym = SHARED_DATA / "hymenoptera_data"
-    mnist = SHARED_DATA / "mnist10k"
+    hym = real_data("hymenoptera_data", "hymenoptera")
+    mnist = real_data("mnist10k", "mnist10k")
     if "b" in only and mnist.is_dir():
         cases.append(Case("b", "CS 475 conv net, mnist10k (6k train, 28x28 grey)",
                           "cs475-convnet", mnist, 28, 100, 1 if quick else 5, lr=3e-3))

@@ -353,3 +353,24 @@ def test_a_full_cache_disk_is_named_as_the_disk_not_the_network(
     assert code == 2
     assert f"cannot write to {cache}" in line and reason in line
     assert "CNNLAB_CACHE" in line and "cannot download" not in line
+
+
+def test_mnist10k_is_mnists_test_digits_in_cs475_npy_layout(tmp_path, monkeypatch):
+    """`cnnlab data fetch mnist10k`: MNIST's t10k files split 60/20/20 in file order into the
+    .npy files the docs' commands train on."""
+    files = {k: v for k, v in _mnist_like().items() if k.startswith("t10k")}
+    server = Server({f"/mnist10k/{k}": v for k, v in files.items()})
+    monkeypatch.setenv(fetch.MIRROR_ENV, server.url)
+    monkeypatch.setenv("CNNLAB_CACHE", str(tmp_path / "cache"))
+    _register(monkeypatch, "mnist10k", files)
+    folder = fetch.fetch("mnist10k")
+    x, y = digits_arrays(400)
+    x, y = x[300:], y[300:]  # the "t10k" part of the fixture: 100 images
+    got = {p.name: np.load(p) for p in folder.glob("*.npy")}
+    assert sorted(got) == sorted(f"mnist_{s}{k}.npy" for s in ("", "dev_", "test_")
+                                 for k in ("images", "labels"))
+    assert (got["mnist_images.npy"] == x[:60]).all() and (got["mnist_labels.npy"] == y[:60]).all()
+    assert (got["mnist_dev_images.npy"] == x[60:80]).all()
+    assert (got["mnist_test_labels.npy"] == y[80:]).all()
+    splits = load_data(str(folder))
+    assert (len(splits.train), len(splits.val), len(splits.test)) == (60, 20, 20)
