@@ -28,7 +28,7 @@ class _Argument(TyperArgument):
 def _placeholder(param: Any) -> str:
     """PATH, N, NUMBER or TEXT from the parameter's type; an argument's own name."""
     if isinstance(param, TyperArgument):
-        return param.name.upper() + ("..." if param.nargs != 1 else "")
+        return param.name.upper()  # the usage line adds "..." to one that takes several
     desc = param.type_descriptor
     if desc.is_path:
         return "PATH"
