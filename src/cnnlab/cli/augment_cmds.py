@@ -16,21 +16,25 @@ from cnnlab.console import out as stdout
 @app.command()
 def augment(
     path: Path = typer.Argument(..., help="Image folder, CSV index or array source."),
-    ops: str = typer.Option(..., "--ops", help="Augmentations applied in order, e.g. "
-                            "rotate=20,grayscale (hflip vflip rotate grayscale jitter rrc crop "
-                            "blur noise)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Folder for images/ and the CSV index."),
+    ops: str = typer.Option(..., "--ops", metavar="OPS",
+                            help="Augmentations applied in order, e.g. rotate=20,grayscale (hflip "
+                            "vflip rotate grayscale jitter rrc crop blur noise)."),
+    out: Path = typer.Option(..., "--out", "-o", metavar="DIR",
+                             help="Folder for images/ and the CSV index."),
     copies: int = typer.Option(1, "--copies", min=0, help="Augmented copies per training image."),
     keep_original: bool = typer.Option(True, "--keep-original/--discard-original",
                                        help="Keep the original training images too."),
-    format: str = typer.Option("auto", "--format"),
-    task: str | None = typer.Option(None, "--task", help="CSV: only rows of this task "
-                                    "[default: all tasks]."),
-    image_dir: Path | None = typer.Option(None, "--image-dir"),
-    seed: int = typer.Option(0, "--seed"),
-    val_split: float = typer.Option(0.2, "--val-split", min=0.0, max=0.9,
+    format: str = typer.Option("auto", "--format", metavar="FORMAT",
+                               help="Source format, as `cnnlab train --format`."),
+    task: str | None = typer.Option(None, "--task", metavar="NAME",
+                                    help="CSV: only rows of this task [default: all tasks]."),
+    image_dir: Path | None = typer.Option(None, "--image-dir", metavar="DIR",
+                                          help="CSV: folder the image paths are relative to "
+                                               "[default: the CSV's folder]."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the split and the augmentations."),
+    val_split: float = typer.Option(0.2, "--val-split", min=0.0, max=0.9, metavar="FRACTION",
                                     help="Unpartitioned sources: validation fraction."),
-    test_split: float = typer.Option(0.2, "--test-split", min=0.0, max=0.9,
+    test_split: float = typer.Option(0.2, "--test-split", min=0.0, max=0.9, metavar="FRACTION",
                                      help="Unpartitioned sources: test fraction."),
     force: bool = typer.Option(False, "--force", help="Replace earlier output in --out."),
 ) -> None:

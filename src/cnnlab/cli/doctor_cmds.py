@@ -7,37 +7,35 @@ from pathlib import Path
 import typer
 
 from cnnlab.cli.app import app
-from cnnlab.cli.options import MODEL_CODE_OPT, TRUST_CODE_OPT, with_settings
+from cnnlab.cli.options import DATA_ARG_HELP, MODEL_CODE_OPT, TRUST_CODE_OPT, with_settings
 from cnnlab.console import console
-
-DATA_HELP = ("Image folder, CSV index, .npy/.npz, CIFAR folder or IDX file "
-             "(default: built-in digits).")
 
 
 @app.command(no_args_is_help=False)
 @with_settings("data")
 def doctor(
-    path: Path | None = typer.Argument(None, help=DATA_HELP, show_default=False),
-    out: Path = typer.Option(Path("doctor"), "--out", "-o",
+    path: Path | None = typer.Argument(None, help=DATA_ARG_HELP, show_default=False),
+    out: Path = typer.Option(Path("doctor"), "--out", "-o", metavar="DIR",
                              help="Folder for doctor.html and doctor.json."),
-    distance: int = typer.Option(6, "--distance", min=0, max=32,
+    distance: int = typer.Option(6, "--distance", min=0, max=32, metavar="BITS",
                                  help="Near duplicates: largest pHash Hamming distance (bits "
                                       "of 64); 0 = same hash."),
-    min_similarity: float = typer.Option(0.99, "--min-similarity",
+    min_similarity: float = typer.Option(0.99, "--min-similarity", metavar="R",
                                          help="Near duplicates must also correlate this much "
                                               "(32x32 grayscale); 1 = exact copies only."),
-    folds: int = typer.Option(5, "--folds", min=2, help="Folds for the out-of-sample label "
-                                                        "check."),
-    features: str = typer.Option("pixels", "--features",
+    folds: int = typer.Option(5, "--folds", min=2, metavar="K",
+                              help="Folds for the out-of-sample label check."),
+    features: str = typer.Option("pixels", "--features", metavar="pixels|backbone",
                                  help="pixels (fast) | backbone (pretrained EfficientNet-Lite0 "
                                       "features; better for photos)"),
-    weights: Path | None = typer.Option(None, "--weights", "-w",
+    weights: Path | None = typer.Option(None, "--weights", "-w", metavar="CKPT|RUN",
                                         help="A trained checkpoint: estimate test accuracy "
                                              "with and without the leaked images."),
     fix: bool = typer.Option(False, "--fix", help="Write a cleaned index (leaks removed from "
                                                   "train, suspect labels marked for review)."),
-    skip: list[str] = typer.Option([], "--skip", help="Leave out a check (repeatable): "
-                                                      "duplicates|labels|outliers|shift."),
+    skip: list[str] = typer.Option([], "--skip", metavar="CHECK",
+                                   help="Leave out a check (repeatable): "
+                                        "duplicates|labels|outliers|shift."),
     limit: int = typer.Option(50, "--limit", min=1, help="Items shown per section of the "
                                                          "page."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),

@@ -7,18 +7,16 @@ from pathlib import Path
 import typer
 
 from cnnlab.cli.app import app, parse_list
-from cnnlab.cli.options import with_settings
+from cnnlab.cli.options import DATA_ARG_HELP, with_settings
 from cnnlab.errors import CnnlabError
 from cnnlab.train import settings as settings_model
 from cnnlab.train.settings import TrainConfig, parse_value
 
-DATA_HELP = ("Image folder, CSV index, .npy/.npz, CIFAR folder or IDX file "
-             "(default: built-in digits).")
 RERUN = "Re-running the same command skips finished members and resumes an interrupted one."
 
 
 def _path() -> Path | None:
-    return typer.Argument(None, help=DATA_HELP, show_default=False)
+    return typer.Argument(None, help=DATA_ARG_HELP, show_default=False)
 
 
 def _opt(default: object, *names: str, **kw: object) -> object:
@@ -84,8 +82,8 @@ def sweep(
     grid: list[str] = _opt([], "--grid", metavar="KEY=V1,V2",
                            help="Any setting KEY=V1,V2 (repeatable), e.g. "
                            "model_args.width=8,16 or momentum=0.5,0.9."),
-    select: str = _opt("val_acc", "--select", help="Pick the best by val_acc (ties: lower val "
-                       "loss) or val_loss."),
+    select: str = _opt("val_acc", "--select", metavar="val_acc|val_loss",
+                       help="Pick the best by val_acc (ties: lower val loss) or val_loss."),
     prune: bool = _opt(False, "--prune", help="Delete the checkpoints of all but the best member."),
     out: Path | None = _opt(None, "--out", "-o", metavar="DIR",
                             help="Experiment folder [default: runs/sweep-DATA-MODEL]"),
@@ -148,7 +146,8 @@ def seeds(
 @app.command()
 def compare(
     runs: list[Path] = typer.Argument(..., help="Run folders (or experiment folders)."),
-    out: Path = _opt(Path("runs/compare"), "--out", "-o", help="Folder for the summary."),
+    out: Path = _opt(Path("runs/compare"), "--out", "-o", metavar="DIR",
+                     help="Folder for the summary."),
 ) -> None:
     """Side by side: settings that differ, final metrics and overlaid validation curves."""
     from cnnlab.experiments.compare import compare_runs
@@ -160,8 +159,10 @@ def compare(
 @with_settings(*LEARN, skip=("epochs", "schedule", "patience"))
 def lr_find_cmd(
     path: Path | None = _path(),
-    start_lr: float = _opt(1e-7, "--start-lr", min=0.0, metavar="RATE"),
-    end_lr: float = _opt(10.0, "--end-lr", min=0.0, metavar="RATE"),
+    start_lr: float = _opt(1e-7, "--start-lr", min=0.0, metavar="RATE",
+                           help="The first learning rate."),
+    end_lr: float = _opt(10.0, "--end-lr", min=0.0, metavar="RATE",
+                         help="The last learning rate."),
     steps: int = _opt(100, "--steps", min=5, metavar="N",
                       help="Batches to train (one learning rate each)."),
     out: Path | None = _opt(None, "--out", "-o", metavar="DIR",
@@ -185,7 +186,7 @@ SEARCH_EPILOG = ("Re-running the same command continues the study (--trials coun
 @with_settings(*LEARN, mode="search")
 def search(
     path: Path | None = _path(),
-    show_dir: Path | None = typer.Argument(None, hidden=True),
+    show_dir: Path | None = typer.Argument(None, hidden=True, metavar="DIR"),
     param: list[str] = _opt([], "--param", metavar="KEY=SPEC",
                             help="Any setting or model_args.NAME: KEY=LO:HI[:log], KEY=V1,V2 or "
                                  "KEY=V (repeatable), e.g. model_args.width=8,16,32."),
@@ -208,11 +209,11 @@ def search(
     storage: str | None = _opt(None, "--storage", metavar="URL",
                                help="Optuna storage shared by workers on any machine, e.g. "
                                     "postgresql://user:pw@host/db [default: "
-                                    "sqlite:///<out>/study.db]."),
+                                    "study.db, an SQLite file in the --out folder]."),
     study: str | None = _opt(None, "--study", metavar="NAME",
                              help="Study name in the storage [default: the --out folder's name]."),
     out: Path | None = _opt(None, "--out", "-o", metavar="DIR",
-                            help="Search folder [default: runs/search-<data>-<model>]"),
+                            help="Search folder [default: runs/search-DATA-MODEL]"),
     force: bool = _opt(False, "--force", help="Delete the study and its trials and start again.",
                        rich_help_panel="Output"),
     report: bool = REPORT, member_plots: bool = MEMBER_PLOTS,

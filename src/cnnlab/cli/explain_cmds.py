@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import typer
 from rich.table import Table
 
@@ -18,12 +17,13 @@ explain_app = typer.Typer(help="Explain a trained model: Grad-CAM, failure cases
                           no_args_is_help=True)
 app.add_typer(explain_app, name="explain")
 
-WEIGHTS = typer.Option(..., "--weights", "-w", help="Checkpoint (best.pt) or a run folder.")
+WEIGHTS = typer.Option(..., "--weights", "-w", metavar="CKPT|RUN",
+                       help="Checkpoint (best.pt) or a run folder.")
 PATH = typer.Argument(None, help="Images [default: the data it was trained on].",
                       show_default=False)
-SPLIT = typer.Option(None, "--split", help="train|val|test|all [default: test, or all of an "
-                     "unpartitioned PATH]")
-CLASS = typer.Option(None, "--class", help="Only images of this true class.")
+SPLIT = typer.Option(None, "--split", metavar="SPLIT",
+                     help="train|val|test|all [default: test, or all of an unpartitioned PATH]")
+CLASS = typer.Option(None, "--class", metavar="CLASS", help="Only images of this true class.")
 SEED = typer.Option(0, "--seed", help="Seed of the random picks and the noise.")
 
 
@@ -39,6 +39,8 @@ def _load(weights: Path, path: Path | None, split: str | None, data_settings: di
 
 
 def _only_class(model, data, cls: str | None):  # noqa: ANN001, ANN202
+    import numpy as np
+
     from cnnlab.evaluate.gradcam import class_index
 
     ci = class_index(model.classes, cls)
@@ -56,12 +58,15 @@ def _only_class(model, data, cls: str | None):  # noqa: ANN001, ANN202
 def gradcam_cmd(
     weights: Path = WEIGHTS, path: Path | None = PATH, split: str | None = SPLIT,
     n: int = typer.Option(8, "--n", min=1, max=64, help="Number of images."),
-    cls: str | None = typer.Option(None, "--class", help="Explain this class's score on images "
-                                   "of this class [default: the predicted class]."),
-    layer: str | None = typer.Option(None, "--layer", help="Module name to explain [default: "
-                                     "the last convolution]; see --list-layers."),
+    cls: str | None = typer.Option(None, "--class", metavar="CLASS",
+                                   help="Explain this class's score on images of this class "
+                                   "[default: the predicted class]."),
+    layer: str | None = typer.Option(None, "--layer", metavar="NAME",
+                                     help="Module name to explain [default: the last "
+                                     "convolution]; see --list-layers."),
     list_layers: bool = typer.Option(False, "--list-layers", help="Print the conv layers."),
-    out: Path = typer.Option(Path("gradcam.png"), "--out", "-o", help="PNG to write."),
+    out: Path = typer.Option(Path("gradcam.png"), "--out", "-o", metavar="PNG",
+                             help="PNG to write."),
     seed: int = SEED, model_code: str | None = MODEL_CODE_OPT,
     trust_code: bool = TRUST_CODE_OPT, settings: dict | None = None,
 ) -> None:
@@ -88,7 +93,7 @@ def failures_cmd(
     weights: Path = WEIGHTS, path: Path | None = PATH, split: str | None = SPLIT,
     n: int = typer.Option(10, "--n", min=1, max=50, help="Images per group."),
     cls: str | None = CLASS,
-    out: Path = typer.Option(Path("failures.png"), "--out", "-o",
+    out: Path = typer.Option(Path("failures.png"), "--out", "-o", metavar="PNG",
                              help="PNG to write; the table goes next to it as .csv."),
     seed: int = SEED, model_code: str | None = MODEL_CODE_OPT,
     trust_code: bool = TRUST_CODE_OPT, settings: dict | None = None,
@@ -127,7 +132,7 @@ def robustness_cmd(
     cls: str | None = CLASS,
     max_items: int | None = typer.Option(None, "--max-items", min=1,
                                          help="Evaluate on a seeded sample of this many images."),
-    out: Path = typer.Option(Path("robustness.png"), "--out", "-o",
+    out: Path = typer.Option(Path("robustness.png"), "--out", "-o", metavar="PNG",
                              help="PNG to write; the table goes next to it as .csv."),
     seed: int = SEED, model_code: str | None = MODEL_CODE_OPT,
     trust_code: bool = TRUST_CODE_OPT, settings: dict | None = None,

@@ -14,16 +14,17 @@ from cnnlab.errors import CnnlabError
 
 @app.command()
 def export(
-    weights: Path = typer.Option(..., "--weights", "-w",
+    weights: Path = typer.Option(..., "--weights", "-w", metavar="CKPT|RUN",
                                  help="Checkpoint (best.pt / last.pt) or a run folder."),
-    format: str = typer.Option("onnx", "--format", "-f", help="onnx|torchscript|state_dict "
-                                "(the bare network for model.load_state_dict)"),
-    out: Path | None = typer.Option(None, "--out", "-o",
+    format: str = typer.Option("onnx", "--format", "-f", metavar="onnx|torchscript|state_dict",
+                                help="state_dict: the bare network for "
+                                "model.load_state_dict."),
+    out: Path | None = typer.Option(None, "--out", "-o", metavar="FILE",
                                     help="File to write [default: next to the weights]."),
     opset: int = typer.Option(17, "--opset", min=9, help="ONNX opset version."),
     check: bool = typer.Option(True, "--check/--no-check",
                                help="Compare the export with PyTorch on sample inputs."),
-    tolerance: float = typer.Option(1e-3, "--tolerance", min=0.0,
+    tolerance: float = typer.Option(1e-3, "--tolerance", min=0.0, metavar="DIFF",
                                     help="Fail when the max abs logit difference exceeds this."),
     model_code: str | None = MODEL_CODE_OPT,
     trust_code: bool = TRUST_CODE_OPT,

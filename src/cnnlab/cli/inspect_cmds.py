@@ -42,8 +42,9 @@ def inspect_model_cmd(
     image_size: int | None = typer.Option(None, "--image-size", min=1,
                                           help="Input N x N [default: the model's size]."),
     channels: int | None = typer.Option(None, "--channels", help="1 or 3 [default: 3]."),
-    model_arg: list[str] = typer.Option([], "--model-arg", help="KEY=VALUE (repeatable)."),
-    max_size: str | None = typer.Option(None, "--max-size",
+    model_arg: list[str] = typer.Option([], "--model-arg", metavar="KEY=VALUE",
+                                        help="A model argument (repeatable)."),
+    max_size: str | None = typer.Option(None, "--max-size", metavar="SIZE",
                                         help="Fail (exit 1) when the saved weights are larger, "
                                              "e.g. 1MB (10^6 bytes) or 1MiB."),
     as_json: bool = typer.Option(False, "--json", help="Print the same data as JSON."),
@@ -93,18 +94,20 @@ def inspect_model_cmd(
 
 @inspect_app.command("conv")
 def inspect_conv_cmd(
-    stack: str | None = typer.Option(None, "--stack", help="Layers, e.g. "
+    stack: str | None = typer.Option(None, "--stack", metavar="LAYERS", help="Layers, e.g. "
                                      "'conv:16:5:2:2,pool:2,fc:64' (conv:OUT:K[:STRIDE[:PAD]], "
                                      "pool:K[:S], avgpool:K[:S], fc:OUT)."),
     input_size: int = typer.Option(32, "--input-size", min=1, help="Stack: input width/height."),
     in_channels: int = typer.Option(3, "--channels", min=1, help="Stack: input channels."),
     no_bias: bool = typer.Option(False, "--no-bias", help="Stack: layers without biases."),
-    matrix: str | None = typer.Option(None, "--matrix", help="Input, e.g. '-1 0 1; 2 3 4'."),
-    kernel: str | None = typer.Option(None, "--kernel", help="Kernel, e.g. '2 1; 0 -1'."),
+    matrix: str | None = typer.Option(None, "--matrix", metavar="ROWS",
+                                      help="Input, e.g. '-1 0 1; 2 3 4'."),
+    kernel: str | None = typer.Option(None, "--kernel", metavar="ROWS",
+                                      help="Kernel, e.g. '2 1; 0 -1'."),
     padding: int = typer.Option(0, "--padding", min=0, help="Zero padding on every side."),
     stride: int = typer.Option(1, "--stride", min=1),
-    activation: str = typer.Option("relu", "--activation", help="relu|none"),
-    pool: str = typer.Option("max", "--pool", help="max|avg|none"),
+    activation: str = typer.Option("relu", "--activation", metavar="relu|none"),
+    pool: str = typer.Option("max", "--pool", metavar="max|avg|none"),
     pool_size: int = typer.Option(2, "--pool-size", min=1),
     pool_stride: int | None = typer.Option(None, "--pool-stride", min=1,
                                            help="[default: the pool size (non-overlapping)]"),
@@ -165,8 +168,9 @@ def inspect_conv_cmd(
 def inspect_data_cmd(
     path: Path | None = typer.Argument(None, help="Data source [default: built-in digits]."),
     seed: int = typer.Option(0, "--seed", help="Seed of the train/val/test split."),
-    out: Path | None = typer.Option(None, "--out", "-o", help="Folder for class_counts.png, "
-                                    "samples.png and summary.json [default: no files]."),
+    out: Path | None = typer.Option(None, "--out", "-o", metavar="DIR",
+                                    help="Folder for class_counts.png, samples.png and "
+                                    "summary.json [default: no files]."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
     settings: dict | None = None,
 ) -> None:

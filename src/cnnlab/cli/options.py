@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,11 +24,16 @@ PANELS = {"data": "Data", "model": "Model", "optimization": "Optimization",
           "tracking": "Tracking"}
 
 
+DATA_ARG_HELP = ("Image folder, CSV index, .npy/.npz, CIFAR folder or IDX file "
+                 "[default: the built-in digits].")
+_DEFAULT = re.compile(r"\s*\[default: [^\]]*\]")  # a default written into a setting's help
+
+
 def _default_text(s: Setting, mode: str) -> str:
     if mode == "saved":
         return "[default: the run's own]"
-    if s.default is None or s.default in ({}, []):
-        return ""
+    if s.default is None or s.default in ({}, []) or "[default:" in s.help:
+        return ""  # none, or the help already says it (and what it means)
     if s.kind is bool:
         return f"[default: {'on' if s.default else 'off'}]"
     return f"[default: {s.default}]"
@@ -50,9 +56,12 @@ def _param(s: Setting, mode: str) -> inspect.Parameter:
     names = [s.flag, *s.aliases] + ([s.short] if s.short else [])
     metavar = _metavar(s)
     grid = mode in ("grid", "search") and _gridable(s)
-    varied = ("" if not grid else "Comma-separated values are swept." if mode == "grid" else
+    varied = ("" if not grid or s.kind is bool else  # a flag takes no list of values
+              "Comma-separated values are swept." if mode == "grid" else
               "Searched: LO:HI[:log] (numbers) or V1,V2,...")
-    help_text = " ".join(t for t in (s.help, varied, _default_text(s, mode)) if t)
+    # With the run's own values as defaults, the setting's usual default is not the default.
+    own = _DEFAULT.sub("", s.help) if mode == "saved" else s.help
+    help_text = " ".join(t for t in (own, varied, _default_text(s, mode)) if t)
     kw: dict[str, Any] = {"help": help_text, "show_default": False,
                           "rich_help_panel": PANELS[s.group]}
     if s.kind is bool:
@@ -62,8 +71,9 @@ def _param(s: Setting, mode: str) -> inspect.Parameter:
         annotation = list[str] | None
         kw["metavar"] = metavar
     else:
-        annotation = str | None if grid or s.kind in (str, list) else \
-            (int | None if s.kind is int else float | None)
+        # Numbers arrive as text and go through Setting.check (see with_settings), so a bad
+        # value is the same one line as in the Python API, not typer's usage block.
+        annotation = str | None
         if metavar:
             kw["metavar"] = metavar
     return inspect.Parameter(s.name, inspect.Parameter.KEYWORD_ONLY,
@@ -94,11 +104,17 @@ def with_settings(*groups: str, mode: str = "single", skip: tuple[str, ...] = ()
         @functools.wraps(fn)
         def wrapper(**kwargs: Any) -> Any:
             given = {}
-            for s in extra:
-                v = kwargs.pop(s.name, None)
+            for p in extra:
+                v = kwargs.pop(p.name, None)
                 if v is None or v == [] or v == ():
                     continue
-                given[s.name] = list(v) if isinstance(v, (list, tuple)) else v
+                v = list(v) if isinstance(v, (list, tuple)) else v
+                if mode not in ("grid", "search"):  # lists and ranges are checked per value
+                    # A bad value: Setting.check's one line naming the option and the value
+                    # (exit 2), the API's text; numbers arrive as text and go on converted.
+                    checked = SETTINGS[p.name].check(v)
+                    v = checked if SETTINGS[p.name].kind in (int, float) else v
+                given[p.name] = v
             return fn(**kwargs, settings=given)
 
         wrapper.__signature__ = sig.replace(parameters=own + extra)  # type: ignore[attr-defined]
@@ -126,5 +142,5 @@ def path_or_none(p: Path | None) -> str | None:
     return None if p is None else str(p)
 
 
-__all__ = ["MODEL_CODE_OPT", "PANELS", "SETTINGS", "TRUST_CODE_OPT", "path_or_none",
-           "with_settings"]
+__all__ = ["DATA_ARG_HELP", "MODEL_CODE_OPT", "PANELS", "SETTINGS", "TRUST_CODE_OPT",
+           "path_or_none", "with_settings"]

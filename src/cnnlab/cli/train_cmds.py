@@ -9,18 +9,21 @@ import typer
 from rich.table import Table
 
 from cnnlab.cli.app import app, cell
-from cnnlab.cli.options import MODEL_CODE_OPT, TRUST_CODE_OPT, setting_option, with_settings
+from cnnlab.cli.options import (
+    DATA_ARG_HELP,
+    MODEL_CODE_OPT,
+    TRUST_CODE_OPT,
+    setting_option,
+    with_settings,
+)
 from cnnlab.console import console, out
 from cnnlab.train.settings import GROUPS
-
-DATA_HELP = ("Image folder, CSV index, .npy/.npz, CIFAR folder or IDX file "
-             "(default: built-in digits).")
 
 
 @app.command(no_args_is_help=False)
 @with_settings(*GROUPS)
 def train(
-    path: Path | None = typer.Argument(None, help=DATA_HELP, show_default=False),
+    path: Path | None = typer.Argument(None, help=DATA_ARG_HELP, show_default=False),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out (or the "
                                 "newest one of this data and model) with its saved settings.",
                                 rich_help_panel="Output"),
@@ -77,7 +80,8 @@ def _with_tta(model, tta: str | None):  # noqa: ANN001, ANN202
 def evaluate(
     weights: Path = WEIGHTS_OPT,
     path: Path | None = typer.Argument(None, help="Data [default: the data it was trained on]."),
-    split: str | None = typer.Option(None, "--split", help="train|val|test, a list like "
+    split: str | None = typer.Option(None, "--split", metavar="SPLIT",
+                                     help="train|val|test, a list like "
                                      "train,val,test, or all (one row per split) [default: "
                                      "test, or all of an unpartitioned PATH]"),
     positive_class: str | None = typer.Option(None, "--positive-class", metavar="CLASS"),
@@ -127,10 +131,13 @@ def print_metrics(metrics: dict, classes: list[str]) -> None:
 @with_settings("data", mode="saved")
 def predict(
     weights: Path = WEIGHTS_OPT,
-    path: Path | None = typer.Argument(None, help="Images to classify [default: training data]."),
-    split: str | None = typer.Option(None, "--split", help="train|val|test|all"),
+    path: Path | None = typer.Argument(None, help="Images to classify [default: the test split "
+                                       "of the data it was trained on]."),
+    split: str | None = typer.Option(None, "--split", metavar="SPLIT",
+                                     help="train|val|test|all [default: test, or all of an "
+                                     "unpartitioned PATH]"),
     out: Path = typer.Option(Path("predictions.csv"), "--out", "-o", "--output",
-                             metavar="CSV", help="CSV to write [default: predictions.csv]."),
+                             metavar="CSV", help="CSV to write."),
     device: str | None = DEVICE_OPT,
     precision: str | None = PRECISION_OPT,
     tta: str | None = TTA_OPT,

@@ -14,13 +14,19 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field, fields, make_dataclass
 from typing import Any
 
-from cnnlab.data.decode import RESIZE_MODES
-from cnnlab.data.load import FORMATS
-from cnnlab.device import PRECISIONS
 from cnnlab.errors import CnnlabError
-from cnnlab.train.loggers import LOGGERS
-from cnnlab.train.optim import OPTIMIZERS, SCHEDULES
-from cnnlab.train.sampling import SAMPLERS
+
+# Only the names of the registries, not their code: importing the settings (as the CLI does for
+# every --help and option error) must not import torch.
+from cnnlab.train.choices import (
+    FORMATS,
+    LOGGERS,
+    OPTIMIZER_LRS,
+    PRECISIONS,
+    RESIZE_MODES,
+    SAMPLERS,
+    SCHEDULES,
+)
 
 GROUPS = ("data", "model", "optimization", "augmentation", "hardware", "output", "tracking")
 
@@ -314,7 +320,7 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in [
       metavar="N", short="-b"),
     S("lr", None, "optimization", "Learning rate [default: 0.01 sgd, 0.003 adam/adamw, 0.001 "
       "rmsprop].", float, lo=0.0, above=True, nullable=True, metavar="RATE"),
-    S("optimizer", "adamw", "optimization", "Optimizer.", choices=tuple(OPTIMIZERS)),
+    S("optimizer", "adamw", "optimization", "Optimizer.", choices=tuple(OPTIMIZER_LRS)),
     S("momentum", 0.9, "optimization", "SGD momentum.", float, lo=0.0, hi=1.0, metavar="M"),
     S("weight_decay", 0.0, "optimization", "Weight decay (not on biases and norms).", float,
       lo=0.0, metavar="W"),
@@ -442,7 +448,7 @@ def _from_dict(cls: type, d: Mapping) -> Any:
 
 def _resolved_lr(self: Any) -> float:
     """The learning rate to use: the given one or the optimizer's usual default."""
-    return self.lr if self.lr is not None else OPTIMIZERS[self.optimizer].default_lr
+    return self.lr if self.lr is not None else OPTIMIZER_LRS[self.optimizer]
 
 
 TrainConfig = make_dataclass(

@@ -1,0 +1,19 @@
+"""The names the settings choose from, without the code behind them.
+
+train/settings.py builds its allowed values from these tuples, so the settings model (and with
+it the CLI's options, --help and option errors) loads without torch, Pillow or NumPy. The
+registries keep the code: data/load.py, data/decode.py, device.py, train/optim.py,
+train/sampling.py and train/loggers.py; tests/test_startup.py checks that each agrees with
+its tuple here, so a new entry goes into both.
+"""
+
+from __future__ import annotations
+
+FORMATS = ("auto", "folder", "csv", "npy", "cifar", "idx", "digits")  # data/load.py
+RESIZE_MODES = ("crop", "stretch", "shorter")  # data/decode.py
+PRECISIONS = ("auto", "32", "bf16", "16-mixed")  # device.py
+# train/optim.py's OPTIMIZERS: each optimizer's usual learning rate (what --lr defaults to)
+OPTIMIZER_LRS = {"sgd": 0.01, "adam": 3e-3, "adamw": 3e-3, "rmsprop": 1e-3}
+SCHEDULES = ("none", "cosine", "onecycle", "step", "multistep", "plateau")  # train/optim.py
+SAMPLERS = ("none", "balanced")  # train/sampling.py
+LOGGERS = ("tensorboard", "mlflow")  # train/loggers.py
