@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from cnnlab import io
+from cnnlab import io, urls
 from cnnlab.console import console
 from cnnlab.errors import CnnlabError
 from cnnlab.experiments.common import (
@@ -50,6 +50,7 @@ from cnnlab.run import load_options, load_splits, resolve_data, run_training
 from cnnlab.train.callbacks import Callback
 from cnnlab.train.settings import TrainConfig
 from cnnlab.train.trainer import Interrupted
+from cnnlab.urls import mask_url
 
 # --metric NAME -> (split, key in metrics.json); loss is minimised, the others maximised.
 METRIC_KEYS = {"acc": "accuracy", "accuracy": "accuracy", "loss": "loss", "f1": "f1",
@@ -120,20 +121,30 @@ def make_storage(url: str) -> Any:
     kw: dict = {}
     if url.startswith("sqlite:///") and ":memory:" not in url:
         kw["engine_kwargs"] = {"creator": _sqlite_connect(url[len("sqlite:///"):])}
+    engine_url = storage_url(url)
     for attempt in range(6):
         try:
             with warnings.catch_warnings():  # the heartbeat is marked experimental in Optuna
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                return optuna.storages.RDBStorage(url, heartbeat_interval=30, grace_period=120,
-                                                  **kw)
+                return optuna.storages.RDBStorage(engine_url, heartbeat_interval=30,
+                                                  grace_period=120, **kw)
         except ImportError as exc:
-            raise CnnlabError(f"--storage {_safe_url(url)}: {exc} (pip install psycopg2-binary "
-                              "for PostgreSQL, pymysql for MySQL)") from None
+            plain = engine_url.partition("://")[0].partition("+")[0].lower()
+            hint = urls.driver_hint(plain) or "pip install the database's driver"
+            raise CnnlabError(f"--storage {mask_url(url)}: {urls.mask_text(str(exc))}; run "
+                              f"{hint}") from None
         except Exception as exc:  # noqa: BLE001 - first processes race to create the tables
             if attempt == 5:
-                raise CnnlabError(f"--storage {_safe_url(url)}: cannot open it ({exc})") from None
+                raise CnnlabError(f"--storage {mask_url(url)}: cannot open it "
+                                  f"({urls.mask_text(str(exc))})") from None
             time.sleep(0.5 + attempt)
     raise AssertionError("unreachable")
+
+
+def storage_url(url: str) -> str:
+    """The URL SQLAlchemy gets: a raw "@" in the password encoded, and a plain postgresql://
+    (or mysql://) pointed at the driver that is installed (SQLAlchemy's default may not be)."""
+    return urls.with_installed_driver(urls.encode_password(url), "--storage")
 
 
 def _sqlite_connect(path: str) -> Any:
@@ -151,13 +162,8 @@ def _sqlite_connect(path: str) -> Any:
     return connect
 
 
-def _safe_url(url: str) -> str:
-    """The storage URL without its password, for messages."""
-    head, sep, tail = url.partition("@")
-    if not sep or "://" not in head:
-        return url
-    scheme, _, cred = head.partition("://")
-    return f"{scheme}://{cred.split(':')[0]}:***@{tail}" if ":" in cred else url
+# The one masking rule (cnnlab.urls), under the name `search show` uses.
+_safe_url = mask_url
 
 
 PRIMES = (2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53, 59, 61, 67, 71)
@@ -279,7 +285,7 @@ def open_study(spec: SearchSpec, storage: Any = None) -> Any:
         study.set_user_attr("cnnlab", mine)
     elif old != mine:
         diff = [k for k in mine if old.get(k) != mine[k]]
-        raise CnnlabError(f"study {spec.study!r} in {_safe_url(spec.storage)} was made with "
+        raise CnnlabError(f"study {spec.study!r} in {mask_url(spec.storage)} was made with "
                           f"another {', '.join(diff)}; pass --force to start it again or "
                           "another --study/--out")
     if study.direction.name.lower() != spec.direction:
@@ -497,7 +503,7 @@ def _delete_study(spec: SearchSpec) -> None:
 
 
 def _meta(spec: SearchSpec, best: dict | None) -> dict:
-    return {"kind": "search", "storage": _safe_url(spec.storage), "study": spec.study,
+    return {"kind": "search", "storage": mask_url(spec.storage), "study": spec.study,
             "space": spec.space, "metric": spec.metric, "direction": spec.direction,
             "pruner": spec.pruner, "prune_after": spec.prune_after, "trials": spec.trials,
             "data": spec.base.get("data"), "best": best}
