@@ -146,15 +146,25 @@ def _closed_port() -> int:
 
 
 def test_a_refused_tracking_server_is_one_warning_and_the_run_goes_on(
-        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+        tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cnnlab.train import loggers
+
+    uri = f"http://127.0.0.1:{_closed_port()}"
     t0 = time.perf_counter()
-    res = cnnlab.train(**TINY, track="mlflow", track_uri=f"http://127.0.0.1:{_closed_port()}",
-                       out=str(tmp_path / "run"))
+    res = cnnlab.train(**TINY, track="mlflow", track_uri=uri, out=str(tmp_path / "run"))
     elapsed = time.perf_counter() - t0
     (line,) = _warnings(capsys.readouterr().err)
     assert "is off: cannot connect to http://127.0.0.1:" in line
     assert elapsed < FAST, elapsed  # MLflow alone: 7 retries with back-off, about 250 s
     assert (res.run_dir / "best.pt").is_file()
+    # the next run of this process reuses the verdict: not said again, but recorded
+    res = cnnlab.train(**TINY, track="mlflow", track_uri=uri, out=str(tmp_path / "run2"))
+    assert _warnings(capsys.readouterr().err) == []
+    assert any("cannot connect" in n for n in res.metrics["notes"])
+    # an old verdict is not trusted: the server is asked (and the warning shown) again
+    monkeypatch.setattr(loggers, "VERDICT_SECONDS", 0.0)
+    cnnlab.train(**TINY, track="mlflow", track_uri=uri, out=str(tmp_path / "run3"))
+    assert len(_warnings(capsys.readouterr().err)) == 1
 
 
 @pytest.mark.slow  # the probe waits its 5 s for an answer that never comes

@@ -209,19 +209,27 @@ class TrackerUnavailable(Exception):
         self.repeat = repeat
 
 
-_UNUSABLE: dict[str, str] = {}  # store URI -> why it cannot be used (this process's verdict)
+# Store URI -> (time.monotonic() of the verdict, why it cannot be used), for this process.
+_UNUSABLE: dict[str, tuple[float, str]] = {}
+# How long a verdict holds: the members of an experiment reuse it (no wait, no second warning),
+# while a notebook that retries minutes later, after the server was started, probes again.
+VERDICT_SECONDS = 300.0
 
 
 def check_store(uri: str) -> None:
     """Raise TrackerUnavailable, within a few seconds, when the MLflow store cannot be used; the
     verdict is kept, so the next member of the experiment does not probe (and wait) again."""
-    if uri in _UNUSABLE:
-        raise TrackerUnavailable(_UNUSABLE[uri], repeat=True)
+    import time
+
+    found = _UNUSABLE.get(uri)
+    if found is not None and time.monotonic() - found[0] < VERDICT_SECONDS:
+        raise TrackerUnavailable(found[1], repeat=True)
     try:
         _probe(uri)
     except TrackerUnavailable as exc:
-        _UNUSABLE[uri] = str(exc)
+        _UNUSABLE[uri] = (time.monotonic(), str(exc))
         raise
+    _UNUSABLE.pop(uri, None)
 
 
 def _probe(uri: str) -> None:
