@@ -11,9 +11,10 @@ uploaded), or with `error` set when the run failed or was interrupted.
 
 A tracker never holds a run up either: before the MLflow store is opened it is checked with
 one short probe (an HTTP request, a TCP connect or the SQLite file's folder, a few seconds at
-most), an unusable store is one warning, and the verdict is kept for the process, so the members
-of a sweep or search do not each wait for it again. MLflow's own HTTP retries (7 tries of up to
-120 s each by default) are cut to one retry of 15 s while cnnlab calls it.
+most), an unusable store is one warning, and the verdict is kept for a few minutes, so the
+members of a sweep or search do not each wait for it (or say it) again. MLflow's own HTTP
+retries (7 tries of up to 120 s each by default) are cut to one retry of 15 s while cnnlab
+calls it.
 
 The packages are an extra (`pip install -e '.[track]'`) and are imported only when asked for.
 """
