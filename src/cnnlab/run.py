@@ -30,6 +30,7 @@ from cnnlab.train.loggers import tracking_callbacks
 from cnnlab.train.settings import TrainConfig
 from cnnlab.train.setup import model_image_size
 from cnnlab.train.trainer import Trainer
+from cnnlab.urls import mask_values
 
 
 @dataclass
@@ -262,7 +263,8 @@ def write_config(run_dir: Path, cfg: TrainConfig, trainer: Trainer, resuming: bo
             "resolved": dict(trainer.resolved)})
     else:
         doc = {**cfg.to_dict(), "resolved": dict(trainer.resolved)}
-    io.write_yaml(path, doc)
+    # No secrets in the run folder: a --track-uri password becomes *** (give it again on resume).
+    io.write_yaml(path, mask_values(doc))
 
 
 def saved_settings(run_dir: Path) -> TrainConfig:

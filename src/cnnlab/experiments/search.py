@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from cnnlab import io
+from cnnlab import io, urls
 from cnnlab.console import console
 from cnnlab.errors import CnnlabError
 from cnnlab.experiments.common import (
@@ -58,6 +58,7 @@ from cnnlab.run import load_options, load_splits, resolve_data
 from cnnlab.train.callbacks import Callback
 from cnnlab.train.settings import TrainConfig
 from cnnlab.train.trainer import Interrupted
+from cnnlab.urls import mask_url
 
 # --metric NAME -> (split, key in metrics.json); loss is minimised, the others maximised.
 METRIC_KEYS = {"acc": "accuracy", "accuracy": "accuracy", "loss": "loss", "f1": "f1",
@@ -132,19 +133,29 @@ def make_storage(url: str) -> Any:
     kw: dict = {}
     if url.startswith("sqlite:///") and ":memory:" not in url:
         kw["engine_kwargs"] = {"creator": _sqlite_connect(url[len("sqlite:///"):])}
+    engine_url = storage_url(url)
     for attempt in range(6):
         try:
             with warnings.catch_warnings():  # the heartbeat is marked experimental in Optuna
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                return _storage_class()(url, **kw, **_heartbeat_kw())
+                return _storage_class()(engine_url, **kw, **_heartbeat_kw())
         except ImportError as exc:
-            raise CnnlabError(f"--storage {_safe_url(url)}: {exc} (pip install psycopg2-binary "
-                              "for PostgreSQL, pymysql for MySQL)") from None
+            plain = engine_url.partition("://")[0].partition("+")[0].lower()
+            hint = urls.driver_hint(plain) or "pip install the database's driver"
+            raise CnnlabError(f"--storage {mask_url(url)}: {urls.mask_text(str(exc))}; run "
+                              f"{hint}") from None
         except Exception as exc:  # noqa: BLE001 - first processes race to create the tables
             if attempt == 5:
-                raise CnnlabError(f"--storage {_safe_url(url)}: cannot open it ({exc})") from None
+                raise CnnlabError(f"--storage {mask_url(url)}: cannot open it "
+                                  f"({urls.mask_text(str(exc))})") from None
             time.sleep(0.5 + attempt)
     raise AssertionError("unreachable")
+
+
+def storage_url(url: str) -> str:
+    """The URL SQLAlchemy gets: a raw "@" in the password encoded, and a plain postgresql://
+    (or mysql://) pointed at the driver that is installed (SQLAlchemy's default may not be)."""
+    return urls.with_installed_driver(urls.encode_password(url), "--storage")
 
 
 def _sqlite_connect(path: str) -> Any:
@@ -160,15 +171,6 @@ def _sqlite_connect(path: str) -> Any:
         con.execute("PRAGMA synchronous=NORMAL")
         return con
     return connect
-
-
-def _safe_url(url: str) -> str:
-    """The storage URL without its password, for messages."""
-    head, sep, tail = url.partition("@")
-    if not sep or "://" not in head:
-        return url
-    scheme, _, cred = head.partition("://")
-    return f"{scheme}://{cred.split(':')[0]}:***@{tail}" if ":" in cred else url
 
 
 @functools.cache
@@ -381,7 +383,7 @@ def open_study(spec: SearchSpec, storage: Any = None) -> Any:
         study.set_user_attr("cnnlab", mine)
     elif old != mine:
         diff = [k for k in mine if old.get(k) != mine[k]]
-        raise CnnlabError(f"study {spec.study!r} in {_safe_url(spec.storage)} was made with "
+        raise CnnlabError(f"study {spec.study!r} in {mask_url(spec.storage)} was made with "
                           f"another {', '.join(diff)}; pass --force to start it again or "
                           "another --study/--out")
     if study.direction.name.lower() != spec.direction:
@@ -614,7 +616,7 @@ def _delete_study(spec: SearchSpec) -> None:
 
 
 def _meta(spec: SearchSpec, best: dict | None) -> dict:
-    return {"kind": "search", "storage": _safe_url(spec.storage), "study": spec.study,
+    return {"kind": "search", "storage": mask_url(spec.storage), "study": spec.study,
             "space": spec.space, "metric": spec.metric, "direction": spec.direction,
             "pruner": spec.pruner, "prune_after": spec.prune_after, "trials": spec.trials,
             "data": spec.base.get("data"), "best": best}
@@ -806,6 +808,6 @@ def show_search(folder: str | Path, storage: str | None = None) -> SearchResult:
     try:
         study = optuna.load_study(study_name=spec.study, storage=make_storage(url))
     except KeyError:
-        raise CnnlabError(f"{folder}: study {spec.study!r} not found in {_safe_url(url)}") \
+        raise CnnlabError(f"{folder}: study {spec.study!r} not found in {mask_url(url)}") \
             from None
     return write_leaderboard(folder, spec, study, meta.get("seconds") or 0.0)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from cnnlab.io import atomic_write_bytes, safe_href
 from cnnlab.report.html import CSS, SORT_JS, esc, figure, fmt
+from cnnlab.urls import mask_text
 
 PAGE = "experiment.html"
 # Summary entries that are tables of their own (shown as rows) or too long for the facts list.
@@ -99,7 +100,8 @@ def build_experiment_page(folder: str | Path, title: str, rows: Sequence[Mapping
 
     folder = Path(folder)
     run_paths = [Path(r) if r is not None else None for r in runs]
-    facts = [(k, _fact(v)) for k, v in (summary or {}).items()
+    # Masked: a setup fact may be a storage URL (search), and the page is meant to be shared.
+    facts = [(k, mask_text(_fact(v))) for k, v in (summary or {}).items()
              if k not in SKIPPED and v not in (None, "", [], {})]
     sections = []
     if facts:

@@ -9,17 +9,28 @@ Trackers see one event more than the loop's callbacks: on_run_end(trainer, metri
 sent by run.py after finalize() wrote metrics.json, plots/ and report.html (so they can be
 uploaded), or with `error` set when the run failed or was interrupted.
 
+A tracker never holds a run up either: before the MLflow store is opened it is checked with
+one short probe (an HTTP request, a TCP connect or the SQLite file's folder, a few seconds at
+most), an unusable store is one warning, and the verdict is kept for a few minutes, so the
+members of a sweep or search do not each wait for it (or say it) again. MLflow's own HTTP
+retries (7 tries of up to 120 s each by default) are cut to one retry of 15 s while cnnlab
+calls it.
+
 The packages are an extra (`pip install -e '.[track]'`) and are imported only when asked for.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-from collections.abc import Callable
+import socket
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
+from cnnlab import urls
 from cnnlab.console import console
 from cnnlab.errors import CnnlabError
 from cnnlab.train import distributed
@@ -33,6 +44,11 @@ SPLITS = ("train", "val", "test")
 FINAL_KEYS = ("accuracy", "balanced_accuracy", "loss", "precision", "recall", "f1", "auroc")
 MLFLOW_ID_FILE = "mlflow.json"  # the run folder's MLflow run, so a resume continues it
 STEP_BATCH = 1000  # MLflow accepts at most 1000 metrics per log_batch call
+PROBE_SECONDS = 5.0  # a tracking server that has not answered by then is unreachable
+# While cnnlab calls MLflow (variables the user set win): a server that goes away mid-run costs
+# one retry of 15 s, once, not MLflow's 7 retries of up to 120 s on every call.
+HTTP_LIMITS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "15"}
+DEFAULT_PORTS = {"postgresql": 5432, "postgres": 5432, "mysql": 3306, "mssql": 1433}
 
 
 def _require(module: str, tracker: str) -> None:
@@ -169,11 +185,11 @@ def _read_png(path: Path) -> Any:
 
 # ---- MLflow --------------------------------------------------------------------------------
 def default_mlflow_uri(cfg: Any) -> str:
-    """sqlite:///<runs_dir>/mlflow.db (absolute), or --track-uri."""
+    """sqlite:///<runs_dir>/mlflow.db (absolute), or --track-uri (the folder is made by the
+    store check, inside the guard: a read-only runs folder costs the tracker, not the run)."""
     if cfg.track_uri:
         return cfg.track_uri
     runs = Path(cfg.runs_dir or "runs").expanduser().resolve()
-    runs.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{runs / 'mlflow.db'}"
 
 
@@ -184,6 +200,130 @@ def artifact_root(uri: str) -> str | None:
         return None
     db = Path(uri[len("sqlite:///"):])
     return (db.parent / "mlartifacts").resolve().as_uri()
+
+
+class TrackerUnavailable(Exception):
+    """The tracker's store cannot be used; `repeat`: this process already said so once."""
+
+    def __init__(self, reason: str, repeat: bool = False) -> None:
+        super().__init__(reason)
+        self.repeat = repeat
+
+
+# Store URI -> (time.monotonic() of the verdict, why it cannot be used), for this process.
+_UNUSABLE: dict[str, tuple[float, str]] = {}
+# How long a verdict holds: the members of an experiment reuse it (no wait, no second warning),
+# while a notebook that retries minutes later, after the server was started, probes again.
+VERDICT_SECONDS = 300.0
+
+
+def check_store(uri: str) -> None:
+    """Raise TrackerUnavailable, within a few seconds, when the MLflow store cannot be used; the
+    verdict is kept, so the next member of the experiment does not probe (and wait) again."""
+    import time
+
+    found = _UNUSABLE.get(uri)
+    if found is not None and time.monotonic() - found[0] < VERDICT_SECONDS:
+        raise TrackerUnavailable(found[1], repeat=True)
+    try:
+        _probe(uri)
+    except TrackerUnavailable as exc:
+        _UNUSABLE[uri] = (time.monotonic(), str(exc))
+        raise
+    _UNUSABLE.pop(uri, None)
+
+
+def _probe(uri: str) -> None:
+    if urls.is_masked(uri):
+        raise TrackerUnavailable(f"{uri} has its password masked (saved settings keep no "
+                                 "secrets); give --track-uri again")
+    scheme, sep, rest = uri.partition("://")
+    scheme = scheme.lower().partition("+")[0]
+    if not sep or scheme == "file":
+        _probe_folder(Path(rest if sep else uri).expanduser())
+    elif scheme == "sqlite":
+        if rest.startswith("/") and ":memory:" not in rest:
+            _probe_sqlite(Path(rest[1:]).expanduser())
+    elif scheme in ("http", "https"):
+        _probe_http(uri)
+    else:
+        _probe_tcp(uri, DEFAULT_PORTS.get(scheme))
+
+
+def _probe_folder(folder: Path) -> None:
+    """The folder exists (or is made) and can be written."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise TrackerUnavailable(f"cannot create {folder} ({exc.strerror or exc})") from None
+    # os.access, unlike the mode bits, sees read-only mounts and immutable folders, also as root.
+    if not os.access(folder, os.W_OK):
+        raise TrackerUnavailable(f"{folder} is read-only")
+
+
+def _probe_sqlite(db: Path) -> None:
+    """The database's folder and file can be written and the file is a database: MLflow itself
+    retries a store it cannot open for about 100 s, with a warning per try."""
+    import sqlite3
+
+    _probe_folder(db.parent)
+    if not db.exists():
+        return
+    if not os.access(db, os.R_OK | os.W_OK):
+        raise TrackerUnavailable(f"{db} is read-only")
+    try:
+        con = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True, timeout=10)
+        try:
+            con.execute("PRAGMA schema_version").fetchone()
+        finally:
+            con.close()
+    except sqlite3.Error as exc:
+        raise TrackerUnavailable(f"{db}: {exc}") from None
+
+
+def _probe_http(uri: str) -> None:
+    """One request with a short timeout; any HTTP answer (even 404) means a server is there."""
+    import requests
+
+    parts = urlsplit(uri)
+    plain = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path or '/'}"
+    try:
+        requests.get(plain, timeout=(PROBE_SECONDS, PROBE_SECONDS), allow_redirects=False)
+    except requests.exceptions.SSLError:
+        return  # it answered; certificates are MLflow's business (its own TLS settings)
+    except requests.exceptions.Timeout:
+        raise TrackerUnavailable(f"{urls.mask_url(uri)} did not answer within "
+                                 f"{PROBE_SECONDS:g} s") from None
+    except (requests.exceptions.RequestException, ValueError):
+        raise TrackerUnavailable(f"cannot connect to {urls.mask_url(uri)}") from None
+
+
+def _probe_tcp(uri: str, default_port: int | None) -> None:
+    """A database server: its port accepts a connection within the probe time."""
+    try:
+        parts = urlsplit(uri)
+        host, port = parts.hostname, parts.port or default_port
+    except ValueError:
+        raise TrackerUnavailable(f"{urls.mask_url(uri)} is not a valid URI") from None
+    if not host or not port:
+        return  # e.g. databricks: a profile, not a host; MLflow knows what to do
+    try:
+        socket.create_connection((host, port), timeout=PROBE_SECONDS).close()
+    except OSError as exc:
+        raise TrackerUnavailable(f"cannot connect to {urls.mask_url(uri)} "
+                                 f"({exc.strerror or 'timed out'})") from None
+
+
+@contextlib.contextmanager
+def http_limits() -> Iterator[None]:
+    """HTTP_LIMITS in the environment for the duration of one tracker call."""
+    added = {k: v for k, v in HTTP_LIMITS.items() if k not in os.environ}
+    os.environ.update(added)
+    try:
+        yield
+    finally:
+        for key in added:
+            os.environ.pop(key, None)
 
 
 def experiment_name(run_dir: Path) -> str:
@@ -212,6 +352,7 @@ class MlflowLogger(Callback):
 
     def on_fit_start(self, trainer: Trainer) -> None:
         """Create the MLflow run (or reopen the one of the run being resumed)."""
+        check_store(self.uri)  # first: an unusable store costs neither MLflow's import nor waits
         import logging
 
         from mlflow.entities import Param
@@ -221,10 +362,12 @@ class MlflowLogger(Callback):
         # the progress bar's.
         for name in ("mlflow", "alembic"):
             logging.getLogger(name).setLevel(logging.WARNING)
-        self.client = MlflowClient(tracking_uri=self.uri)
+        self.client = MlflowClient(tracking_uri=urls.with_installed_driver(
+            urls.encode_password(self.uri), "--track-uri"))
         saved = trainer.run_dir / MLFLOW_ID_FILE
         old = json.loads(saved.read_text()) if saved.is_file() else {}
-        if trainer.state.global_step and old.get("uri") == self.uri and old.get("run_id"):
+        shown = urls.mask_url(self.uri)  # mlflow.json is a file of the run folder: no secrets
+        if trainer.state.global_step and old.get("uri") == shown and old.get("run_id"):
             self.run_id = old["run_id"]
             self.client.update_run(self.run_id, status="RUNNING")
             self.client.set_tag(self.run_id, "cnnlab.resumed_at_step",
@@ -233,7 +376,8 @@ class MlflowLogger(Callback):
         exp_id = self._experiment(experiment_name(trainer.run_dir))
         run = self.client.create_run(exp_id, run_name=trainer.run_dir.name, tags={
             "cnnlab.run_dir": str(trainer.run_dir.resolve()), "mlflow.source.name": "cnnlab",
-            "cnnlab.data": str(trainer.cfg.data or "digits"), "cnnlab.model": trainer.cfg.model})
+            "cnnlab.data": _param_text(trainer.cfg.data or "digits"),
+            "cnnlab.model": trainer.cfg.model})
         self.run_id = run.info.run_id
         params = [Param(k, _param_text(v))
                   for k, v in flat_params(trainer.cfg, trainer.resolved).items()]
@@ -241,8 +385,11 @@ class MlflowLogger(Callback):
             self.client.log_batch(self.run_id, params=params[i:i + 100])
         from cnnlab import io
 
-        io.write_json(saved, {"uri": self.uri, "run_id": self.run_id,
-                              "experiment_id": exp_id})
+        io.write_json(saved, {"uri": shown, "run_id": self.run_id, "experiment_id": exp_id})
+
+    def limits(self) -> contextlib.AbstractContextManager:
+        """The context the guard runs each call of this tracker in (short HTTP retries)."""
+        return http_limits()
 
     def _experiment(self, name: str) -> str:
         exp = self.client.get_experiment_by_name(name)
@@ -323,7 +470,7 @@ def _millis() -> int:
 
 
 def _param_text(v: object) -> str:
-    text = "none" if v is None else str(v)
+    text = "none" if v is None else urls.mask_text(str(v))
     return text if len(text) <= 6000 else text[:5997] + "..."  # MLflow's limit on a value
 
 
@@ -343,22 +490,30 @@ class Guard(Callback):
             return
         try:
             fn = getattr(self.inner, event, None)
-            if fn is not None and trainer is not None:
-                fn(trainer, *args)
-            elif fn is not None:
-                fn(*args)
+            with getattr(self.inner, "limits", contextlib.nullcontext)():
+                if fn is not None and trainer is not None:
+                    fn(trainer, *args)
+                elif fn is not None:
+                    fn(*args)
         except Exception as exc:  # noqa: BLE001 - any tracker failure must not stop training
             self.failed = True
-            first = (str(exc).strip().splitlines() or [""])[0][:200]
-            msg = (f"--track {self.name} stopped logging ({type(exc).__name__}: {first}); "
-                   "the run goes on and its folder is complete")
-            console.print(f"[yellow]warning: {msg}[/]", highlight=False)
+            msg = self._message(exc)
+            if not getattr(exc, "repeat", False):  # said once per process is enough
+                console.print(f"[yellow]warning: {msg}[/]", highlight=False)
             if trainer is not None:
                 trainer.notes.append(msg)
             try:
                 getattr(self.inner, "abort", lambda: None)()
             except Exception:  # noqa: BLE001, S110 - already warned once
                 pass
+
+    def _message(self, exc: Exception) -> str:
+        """One line, its URLs masked (a store's error text may quote its password)."""
+        first = urls.mask_text((str(exc).strip().splitlines() or [""])[0][:200])
+        if isinstance(exc, TrackerUnavailable):
+            return f"--track {self.name} is off: {first}; the run goes on without it"
+        return (f"--track {self.name} stopped logging ({type(exc).__name__}: {first}); "
+                "the run goes on and its folder is complete")
 
     def on_fit_start(self, trainer: Trainer) -> None:
         """Forwarded."""

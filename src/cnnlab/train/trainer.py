@@ -44,6 +44,7 @@ from cnnlab.train.setup import (
     make_optimizer,
     param_groups,
 )
+from cnnlab.urls import mask_values
 
 
 class Interrupted(CnnlabError):
@@ -399,7 +400,8 @@ class Trainer:
             "arch": self.arch, "classes": list(self.splits.classes),
             "model_state": {k: v.detach().cpu().contiguous()
                             for k, v in self.model.state_dict().items()},
-            "config": self.cfg.to_dict(), "resolved": dict(self.resolved),
+            # masked: checkpoints are shared and uploaded (as MLflow artifacts, too)
+            "config": mask_values(self.cfg.to_dict()), "resolved": dict(self.resolved),
             "data": self._data_summary(),
         }
         if include_training:
