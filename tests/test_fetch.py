@@ -215,6 +215,12 @@ def test_offline_is_one_line_saying_where_to_put_the_file(tmp_path: Path) -> Non
     want = cache / "datasets" / "downloads" / "fashion-mnist" / "train-images-idx3-ubyte.gz"
     assert len(lines) == 1 and "cannot download" in lines[0], res.stderr
     assert f"put it at {want}" in lines[0] and "cnnlab data fetch fashion-mnist" in lines[0]
+    # a mirror with credentials: the message names it without its secret
+    res = run_cli("data", "fetch", "fashion-mnist", env={
+        fetch.MIRROR_ENV: f"http://me:s3cret@127.0.0.1:{port}/?token=t0ken",
+        "CNNLAB_CACHE": str(cache)})
+    assert res.returncode == 2 and "cannot download" in res.stderr, res.stderr
+    assert "s3cret" not in res.stderr and "t0ken" not in res.stderr and "***" in res.stderr
 
 
 def test_a_file_put_there_by_hand_is_checked_and_used(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -32,6 +32,7 @@ from cnnlab.console import console
 from cnnlab.data.cache import cache_root
 from cnnlab.errors import DataError
 from cnnlab.io import write_error_reason
+from cnnlab.urls import mask_text, mask_url
 
 MIRROR_ENV = "CNNLAB_DATA_MIRROR"  # a base URL serving NAME/FILE for every set (tests, mirrors)
 CHUNK = 1 << 16
@@ -171,13 +172,14 @@ def _offline(ds: Dataset, f: Remote, url: str, reason: object) -> DataError:
     where = downloads_dir(ds.name) / f.name
     part = where.with_name(f.name + ".part")
     have = part.stat().st_size if part.is_file() else 0
+    failed = f"{ds.name}: cannot download {mask_url(url)} ({mask_text(str(reason))})"
     if have:  # what arrived is kept: say that running again resumes rather than restarts
         of = f" of {f.size}" if f.size else ""
-        return DataError(f"{ds.name}: cannot download {url} ({reason}); {have}{of} bytes are "
-                         f"kept: run `cnnlab data fetch {ds.name}` again to resume, or download "
-                         f"it by hand and put it at {where}")
-    return DataError(f"{ds.name}: cannot download {url} ({reason}); download it by hand, put it "
-                     f"at {where} and run `cnnlab data fetch {ds.name}` again")
+        return DataError(f"{failed}; {have}{of} bytes are kept: run `cnnlab data fetch "
+                         f"{ds.name}` again to resume, or download it by hand and put it at "
+                         f"{where}")
+    return DataError(f"{failed}; download it by hand, put it at {where} and run `cnnlab data "
+                     f"fetch {ds.name}` again")
 
 
 class _Dropped(ConnectionError):
@@ -229,8 +231,9 @@ def _open_url(url: str, have: int) -> http.client.HTTPResponse | None:
 
 
 def _too_long(url: str, name: str, size: int) -> DataError:
-    return DataError(f"{url} sends more than the {size} bytes {name} has; refused (nothing past "
-                     f"what was already here is kept), try another mirror ({MIRROR_ENV})")
+    return DataError(f"{mask_url(url)} sends more than the {size} bytes {name} has; refused "
+                     f"(nothing past what was already here is kept), try another mirror "
+                     f"({MIRROR_ENV})")
 
 
 def _download(url: str, part: Path, progress: Progress, name: str, size: int | None) -> None:
@@ -326,7 +329,7 @@ def fetch_file(ds: Dataset, f: Remote, progress: Progress = None) -> Path:
     got = sha256_of(part)
     if got != f.sha256:
         part.unlink(missing_ok=True)
-        raise DataError(f"{ds.name}: {f.name} from {url} has SHA-256 {got}, expected "
+        raise DataError(f"{ds.name}: {f.name} from {mask_url(url)} has SHA-256 {got}, expected "
                         f"{f.sha256}; the download was removed, try again or use another "
                         f"mirror ({MIRROR_ENV})")
     os.replace(part, final)
