@@ -7,7 +7,8 @@ An experiment folder looks like this:
     <out>/summary.csv         one row per member (and aggregate rows where they make sense)
     <out>/summary.json        the same, plus aggregates, the best member and notes
     <out>/curves.png          the members' learning curves overlaid
-    <out>/experiment.html     all of it on one self-contained page, linking each member's report
+    <out>/experiment.html     all of it on one self-contained page, linking each member's
+                              folder (and its report.html, where it wrote one)
 
 A member is finished when its run folder has metrics.json; re-running the same command skips
 finished members, resumes a member that has last.pt and restarts one that has neither.
@@ -265,48 +266,19 @@ def write_page(folder: Path, title: str, runs: Sequence[Path | str | None]) -> P
 
 
 def plot_overlay(curves: dict[str, list[dict]], path: Path, title: str,
-                 highlight: str | None = None, mean: bool = False) -> Path:
+                 highlight: str | None = None, mean: bool = False,
+                 ranked: Sequence[str] | None = None,
+                 states: dict[str, str] | None = None) -> Path:
     """Validation loss and accuracy per epoch of every member on one figure.
 
     Members without a validation split show their training curves (dashed). `mean` adds the
-    epoch-wise mean over members; `highlight` draws one member bold.
+    epoch-wise mean over members; `highlight` draws one member bold in a colour of its own;
+    `ranked` (best first) decides which members are coloured and `states` which are dotted
+    (pruned, failed); see report.plots.overlay_figure.
     """
-    from matplotlib.ticker import MaxNLocator
+    from cnnlab.report.plots import overlay_figure, save_figure
 
-    from cnnlab.report.plots import plt, save_figure
-
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    many = len(curves) > 12
-    for ax, key, label in ((axes[0], "loss", "loss"), (axes[1], "acc", "accuracy")):
-        stacked: dict[int, list[float]] = {}
-        for name, hist in curves.items():
-            split = "val" if any(r.get(f"val_{key}") is not None for r in hist) else "train"
-            pts = [(r["epoch"], r.get(f"{split}_{key}")) for r in hist
-                   if r.get(f"{split}_{key}") is not None]
-            if not pts:
-                continue
-            ep, ys = zip(*pts, strict=True)
-            bold = name == highlight
-            ax.plot(ep, ys, "--" if split == "train" else "-", lw=2.6 if bold else 1.2,
-                    alpha=1.0 if bold or not mean else 0.45, marker="o" if len(ep) < 30 else None,
-                    ms=3, label=None if many and not bold else
-                    f"{name}{' (best)' if bold else ''}{' [train]' if split == 'train' else ''}",
-                    zorder=3 if bold else 2)
-            for e, y in pts:
-                stacked.setdefault(e, []).append(y)
-        if mean and stacked:
-            ep = sorted(stacked)
-            ax.plot(ep, [float(np.mean(stacked[e])) for e in ep], "k-", lw=2.6,
-                    label=f"mean of {len(curves)}", zorder=4)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(f"validation {label}")
-        ax.set_title(f"Validation {label}")
-        ax.grid(alpha=0.3)
-        if ax.lines:
-            ax.legend(fontsize=7, loc="best")
-    fig.suptitle(title)
-    return save_figure(fig, path)
+    return save_figure(overlay_figure(curves, title, highlight, mean, ranked, states), path)
 
 
 def concat_sets(a: ImageSet, b: ImageSet | None) -> ImageSet:

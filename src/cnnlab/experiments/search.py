@@ -7,7 +7,7 @@ A search folder looks like this:
     <out>/leaderboard.csv     one row per trial, best first
     <out>/curves.png          every trial's validation curves overlaid (the best one bold)
     <out>/experiment.html     the leaderboard and the curves on the page every experiment
-                              writes, linking each trial's report
+                              writes, linking each trial's folder (and report, if written)
     <out>/search.json         storage, study, space, metric and the best trial's run folder
 
 Every worker (the --workers processes of this machine, and any process on another machine that
@@ -688,7 +688,7 @@ def print_leaderboard(rows: list[dict], metric: str, params: list[str], meta: di
     caption = (f"{c.get('complete', 0)} complete, {c.get('pruned', 0)} pruned, "
                f"{c.get('fail', 0)} failed" + (f"; {meta['seconds']:.1f}s"
                                                  if meta.get("seconds") else ""))
-    print_table(f"search {meta['study']}: {meta['direction']} {metric}", cols, body,
+    print_table(f"Search '{meta['study']}': {meta['direction']} {metric}", cols, body,
                 0 if rows and rows[0].get("best") else None, caption)
     if meta.get("best"):
         b = meta["best"]
@@ -706,8 +706,10 @@ def write_search_page(folder: Path, rows: list[dict], cols: list[str], meta: dic
     best = f"trial {rows[0]['trial']}" if rows and rows[0].get("best") else None
     title = f"Search '{meta['study']}': {meta['direction']} {meta['metric']}"
     if curves:
+        # rows are best first, then pruned and failed: the order decides who is coloured
         plot_overlay(curves, folder / "curves.png", title + " (validation curves)",
-                     highlight=best)
+                     highlight=best, ranked=[f"trial {r['trial']}" for r in rows],
+                     states={f"trial {r['trial']}": r["state"] for r in rows})
     table = [{c: r.get(c) for c in cols if c not in ("run_dir", "host", "best")}
              | {"best": bool(r.get("best"))} for r in rows]
     c = meta.get("counts", {})

@@ -125,7 +125,8 @@ def run_sweep(base: TrainConfig, grid: dict[str, list], splits: DataSplits | Non
     write_summary(folder, rows, summary)
     plot_overlay({m.name: m.history for m in members}, folder / "curves.png",
                  f"Sweep on {splits.source or 'data'} ({base.model}): validation curves",
-                 highlight=best.name if best else None)
+                 highlight=best.name if best else None,
+                 ranked=[m.name for _, m in sorted(scored, key=lambda t: t[0], reverse=True)])
     write_page(folder, f"Sweep of {len(members)} settings on {splits.source or 'data'} "
                f"({base.model})", [m.run_dir for m in members])
     if verbose:

@@ -9,6 +9,7 @@ relative, so the experiment folder can be moved or zipped as a whole.
 from __future__ import annotations
 
 import datetime as _dt
+import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -33,8 +34,19 @@ def _fact(value: object) -> str:
     return fmt(value)
 
 
-def _num(v: float) -> str:
-    """Learning rates like 1e-05 keep their digits; other numbers as in report.html."""
+def _fact_line(key: str, value: object) -> str:
+    """A summary entry as one line, seconds with one decimal."""
+    if key.endswith("seconds") and isinstance(value, (int, float)) and \
+            not isinstance(value, bool):
+        return _num(value, key)
+    return _fact(value)
+
+
+def _num(v: float, column: str = "") -> str:
+    """Seconds with one decimal; learning rates like 1e-05 keep their digits; other numbers as
+    in report.html."""
+    if column.endswith("seconds") and isinstance(v, (int, float)) and math.isfinite(v):
+        return f"{v:.1f}"
     if isinstance(v, float) and v != 0 and abs(v) < 1e-3:
         return f"{v:.3g}"
     return fmt(v)
@@ -75,13 +87,20 @@ def _table(rows: Sequence[Mapping], runs: Sequence[Path | None], folder: Path) -
         for c in columns:
             v = row.get(c)
             num = isinstance(v, (int, float)) and not isinstance(v, bool)
-            cells.append(f'<td class="num" data-value="{esc(v)}">{esc(_num(v))}</td>' if num
+            cells.append(f'<td class="num" data-value="{esc(v)}">{esc(_num(v, c))}</td>' if num
                          else f"<td>{esc(fmt(v) if v is not None else '')}</td>")
         run = runs[i] if i < len(runs) else None
         best = ' class="best"' if has_best and row.get("best") is True else ""
         body.append(f"<tr{best}>{''.join(cells)}{_links(run, folder)}</tr>")
     caption = '<p class="muted">Click a column head to sort.' + \
-        (" The highlighted row is the selected best member.</p>" if has_best else "</p>")
+        (" The highlighted row is the selected best member." if has_best else "")
+    bare = [r for r in runs if r is not None and r.is_dir() and not (r / "report.html").is_file()]
+    if bare:  # members write reports only when asked (--report): say how to get one
+        many = len(bare) > 1
+        caption += (f" {len(bare)} member{'s' * many} without a report.html link "
+                    f"{'their' if many else 'its'} folder; <code>cnnlab report FOLDER</code> "
+                    "writes one, or run the experiment with <code>--report</code>.")
+    caption += "</p>"
     return (f'{caption}<table class="grid sortable"><thead><tr>{head}</tr></thead>'
             f"<tbody>{''.join(body)}</tbody></table>")
 
@@ -101,7 +120,7 @@ def build_experiment_page(folder: str | Path, title: str, rows: Sequence[Mapping
     folder = Path(folder)
     run_paths = [Path(r) if r is not None else None for r in runs]
     # Masked: a setup fact may be a storage URL (search), and the page is meant to be shared.
-    facts = [(k, mask_text(_fact(v))) for k, v in (summary or {}).items()
+    facts = [(k, mask_text(_fact_line(k, v))) for k, v in (summary or {}).items()
              if k not in SKIPPED and v not in (None, "", [], {})]
     sections = []
     if facts:
@@ -112,7 +131,11 @@ def build_experiment_page(folder: str | Path, title: str, rows: Sequence[Mapping
     if png is not None and png.is_file():
         sections.append(("curves", "Curves", figure(
             png, "learning curves of every member", "Validation loss and accuracy per epoch of "
-            "every member (dashed: training curves, where a member has no validation split).")))
+            "every member: the selected best one bold in red, the next ones in colour, the rest "
+            "thin grey; "
+            "dashed: training curves, where a member has no validation split; dotted and faded: "
+            "pruned or failed trials. Values far outside the other curves' range are left off "
+            "the chart, and the axis label says how many.")))
     sections.append(("members", f"Members ({sum(r is not None for r in run_paths)})",
                      _table(rows, run_paths, folder)))
     now = _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
