@@ -91,6 +91,22 @@ def write_yaml(path: str | Path, data: dict) -> None:
     write_text(path, yaml.safe_dump(data, sort_keys=False))
 
 
+def read_json(path: str | Path, what: str = "JSON file", hint: str = "") -> dict:
+    """A JSON object from a file cnnlab wrote; one line naming the file when it is unreadable,
+    truncated, damaged or not an object (`hint`: how to get a good one back)."""
+    from cnnlab.errors import CnnlabError
+
+    try:
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "nested too deeply" \
+            if isinstance(exc, RecursionError) else str(exc).splitlines()[0][:120]
+        raise CnnlabError(f"{path}: not a readable {what} ({reason}){hint}") from None
+    if not isinstance(doc, dict):
+        raise CnnlabError(f"{path}: not a {what} (a {type(doc).__name__}, not a mapping)")
+    return doc
+
+
 def write_json(path: str | Path, data: object) -> None:
     """Write JSON atomically."""
     write_text(path, json.dumps(data, indent=2) + "\n")

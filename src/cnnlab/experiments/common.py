@@ -257,11 +257,11 @@ def write_summary(folder: Path, rows: list[dict], summary: dict) -> None:
 def write_page(folder: Path, title: str, runs: Sequence[Path | str | None]) -> Path:
     """experiment.html from the folder's summary.json and curves.png; runs[i] is the run folder
     of summary row i (aggregate rows have none)."""
-    import json
 
     from cnnlab.report.experiment_page import build_experiment_page
 
-    summary = json.loads((folder / "summary.json").read_text())
+    summary = io.read_json(folder / "summary.json", "summary.json",
+                           "; run the experiment again to rewrite it")
     return build_experiment_page(folder, title, summary.get("rows", []), runs, summary)
 
 

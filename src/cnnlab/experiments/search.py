@@ -766,15 +766,8 @@ def read_search_json(folder: Path) -> dict:
     path = folder / "search.json"
     if not path.is_file():
         raise CnnlabError(f"{folder}: not a search folder (no search.json)")
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else "nested too deeply" \
-            if isinstance(exc, RecursionError) else str(exc).splitlines()[0][:120]
-        raise CnnlabError(f"{path}: not a readable search.json ({reason}); the same "
-                          "`cnnlab search` command run again rewrites it") from None
-    if not isinstance(meta, dict):
-        raise CnnlabError(f"{path}: not a search.json (a {type(meta).__name__}, not a mapping)")
+    meta = io.read_json(path, "search.json",
+                        "; the same `cnnlab search` command run again rewrites it")
     for key, (ok, what) in _META_KEYS.items():
         if key not in meta and key not in _OPTIONAL:
             raise CnnlabError(f"{path}: the key {key!r} is missing")
