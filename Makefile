@@ -12,8 +12,9 @@ $(BIN)/python:
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q $(TORCH)
 
+# The doctor extra (cleanlab) too: the README's `cnnlab doctor` example runs after `make demo`.
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q $(TORCH) -e .
+	$(BIN)/python -m pip install -q $(TORCH) -e '.[doctor]'
 	@touch $@
 
 $(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
