@@ -239,7 +239,7 @@ def test_a_file_put_there_by_hand_is_checked_and_used(monkeypatch: pytest.Monkey
 
 
 def test_unknown_name_lists_the_choices() -> None:
-    with pytest.raises(DataError, match="choose one of hymenoptera, mnist, kmnist"):
+    with pytest.raises(DataError, match="choose one of hymenoptera, mnist, mnist10k, kmnist"):
         fetch.lookup("imagenet")
     assert fetch.lookup("Fashion_MNIST").name == "fashion-mnist"
 
