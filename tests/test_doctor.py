@@ -315,7 +315,7 @@ def test_unlabeled_folder_odd_files_and_copies(tmp_path: Path) -> None:
     Image.fromarray(rng.integers(0, 255, (200, 30, 3)).astype(np.uint8)).save(data / "tall.png")
     Image.fromarray(rng.integers(0, 255, (20, 30)).astype(np.uint8)).save(data / "gray.png")
     r = run_doctor(data, LoadOptions(image_size=16), out=tmp_path / "o", verbose=False)
-    odd = {o["id"]: o["why"] for o in r["outliers"]["items"] if o["kind"] == "file"}
+    odd = {o["id"]: o["why"] for o in r["unusual_files"]["items"]}
     assert set(odd) == {"tall.png", "gray.png"}
     assert "aspect ratio" in odd["tall.png"] and "mode L" in odd["gray.png"]
     groups = [{i["id"] for i in g["items"]} for g in r["duplicates"]["groups"]]
