@@ -25,9 +25,8 @@ PCA_DIMS = 64
 BLANK_STD = 2.0  # pixel std (0-255, at <= 64 px) below which an image is nearly constant
 FEATURES = ("auto", "pixels", "backbone")
 BACKBONE_MIN, BACKBONE_MAX = 64, 224  # side the backbone sees when --image-size chose it
-# Default side of the backbone's input: its training size. Measured (docs/doctor.md): 300
-# synthetic textures separate as well at 128 px (accuracy 0.837 vs 0.840, a third of the time),
-# but real photos did not (0.78 at 128 px vs 0.84 at 224, 400 photos of two insects).
+# Default side of the backbone's input: its training size. 300 synthetic textures separate as
+# well at 128 px (accuracy 0.837 vs 0.840, a third of the time), photos did not (docs/doctor.md).
 BACKBONE_SIDE = 224
 AUTO_MIN_SIDE = 32  # auto: colour images at least this big (native size) get the backbone
 

@@ -312,7 +312,7 @@ def build_page(report: dict, pool: Pool, out: Path, limit: int = 50) -> Path:
     sections = [("summary", "Summary", _summary(report)),
                 ("leaks", "Leaks between splits", _leaks(report, pool, limit)),
                 ("duplicates", "Duplicates", _duplicates(report, pool, limit)),
-                ("labels", "Likely label errors", _labels(report, pool, limit)),
+                ("labels", "Label check", _labels(report, pool, limit)),
                 ("outliers", "Outliers", _outliers(report, pool, limit)),
                 ("files", "Unusual files", _files(report, pool, limit)),
                 ("balance", "Class balance per split", _balance(report)),
