@@ -136,10 +136,12 @@ def test_every_planted_leak_and_exact_duplicate_is_found(planted: tuple) -> None
 
 def test_flipped_labels_rank_near_the_top(planted: tuple) -> None:
     _, truth, report = planted
+    assert report["label_issues"]["reliable"] is True
     ranked = [r["id"] for r in report["label_issues"]["items"]]
-    top = set(ranked[:40])
-    found = [f for f in truth["flipped"] if f in top]
-    assert len(found) >= 15, (len(found), len(ranked))
+    found = [f for f in truth["flipped"] if f in set(ranked)]
+    # The target of issue #22: at most 3x the planted flips flagged, at least half of them found.
+    assert len(ranked) <= 3 * len(truth["flipped"]), len(ranked)
+    assert len(found) >= len(truth["flipped"]) / 2, (len(found), len(ranked))
     first = next(r for r in report["label_issues"]["items"] if r["id"] in truth["flipped"])
     assert first["given"] != first["suggested"]
 
@@ -315,7 +317,7 @@ def test_unlabeled_folder_odd_files_and_copies(tmp_path: Path) -> None:
     Image.fromarray(rng.integers(0, 255, (200, 30, 3)).astype(np.uint8)).save(data / "tall.png")
     Image.fromarray(rng.integers(0, 255, (20, 30)).astype(np.uint8)).save(data / "gray.png")
     r = run_doctor(data, LoadOptions(image_size=16), out=tmp_path / "o", verbose=False)
-    odd = {o["id"]: o["why"] for o in r["outliers"]["items"] if o["kind"] == "file"}
+    odd = {o["id"]: o["why"] for o in r["unusual_files"]["items"]}
     assert set(odd) == {"tall.png", "gray.png"}
     assert "aspect ratio" in odd["tall.png"] and "mode L" in odd["gray.png"]
     groups = [{i["id"] for i in g["items"]} for g in r["duplicates"]["groups"]]

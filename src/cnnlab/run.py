@@ -221,7 +221,7 @@ def _fmt(values: list[float], digits: int = 4) -> str:
 
 def run_data_doctor(cfg: TrainConfig, splits: DataSplits, run_dir: Path, verbose: bool) -> None:
     """`train --doctor`: the data checks of `cnnlab doctor`, written into the run folder."""
-    from cnnlab.doctor import run_doctor
+    from cnnlab.doctor import run_doctor, summary_line
     from cnnlab.doctor.pool import source_root
 
     opts = load_options(cfg)
@@ -230,10 +230,8 @@ def run_data_doctor(cfg: TrainConfig, splits: DataSplits, run_dir: Path, verbose
     report = run_doctor(splits, opts, out=run_dir / "doctor", seed=cfg.seed, root=root,
                         verbose=verbose)
     if verbose:
-        s = report["summary"]
-        console.print(f"doctor: {s['leaks']} leaked held-out images, {s['duplicate_groups']} "
-                      f"duplicate groups, {s['label_issues']} likely label errors, "
-                      f"{s['outliers']} outliers -> {run_dir / 'doctor' / 'doctor.html'}")
+        console.print(f"{summary_line(report['summary'])} -> "
+                      f"{run_dir / 'doctor' / 'doctor.html'}", markup=False, highlight=False)
 
 
 def check_against_data(cfg: TrainConfig, splits: DataSplits) -> None:

@@ -25,9 +25,10 @@ def doctor(
                                               "(32x32 grayscale); 1 = exact copies only."),
     folds: int = typer.Option(5, "--folds", min=2, metavar="K",
                               help="Folds for the out-of-sample label check."),
-    features: str = typer.Option("pixels", "--features", metavar="pixels|backbone",
-                                 help="pixels (fast) | backbone (pretrained EfficientNet-Lite0 "
-                                      "features; better for photos)"),
+    features: str = typer.Option("auto", "--features", metavar="auto|pixels|backbone",
+                                 help="auto (backbone for colour images of 32 px or more, else "
+                                      "pixels) | pixels (fast) | backbone (pretrained "
+                                      "EfficientNet-Lite0 features; needed for photos)"),
     weights: Path | None = typer.Option(None, "--weights", "-w", metavar="CKPT|RUN",
                                         help="A trained checkpoint: estimate test accuracy "
                                              "with and without the leaked images."),
@@ -52,7 +53,7 @@ def doctor(
 
         weights = load(weights, model=model_code, trust_code=trust_code)
 
-    from cnnlab.doctor import run_doctor
+    from cnnlab.doctor import run_doctor, summary_line
     from cnnlab.train.settings import check_values, data_options
 
     opts = data_options({**check_values(settings or {}), "seed": seed})
@@ -63,9 +64,7 @@ def doctor(
         print(json.dumps(report["summary"], indent=2))
     else:
         s = report["summary"]
-        console.print(f"[bold]doctor[/bold]: {s['leaks']} leaked held-out images, "
-                      f"{s['duplicate_groups']} duplicate groups, {s['label_issues']} likely "
-                      f"label errors, {s['outliers']} outliers")
+        console.print(summary_line(s), markup=False, highlight=False)
         for f in s["findings"]:
             console.print(f"  - {f}")
         if report.get("fix"):

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from cnnlab.doctor.run import CHECKS, run_doctor
+from cnnlab.doctor.run import CHECKS, run_doctor, summary_line
 
-__all__ = ["CHECKS", "run_doctor"]
+__all__ = ["CHECKS", "run_doctor", "summary_line"]

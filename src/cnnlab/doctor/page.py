@@ -64,12 +64,32 @@ def _label(pool: Pool, k: int) -> str:
     return pool.classes[k] if 0 <= k < len(pool.classes) else "unlabeled"
 
 
+NOT_CHECKED = "not checked"
+
+
+def _count(n: int | None) -> int | str:
+    return NOT_CHECKED if n is None else n
+
+
+def _label_card(s: dict) -> tuple[str, object, str]:
+    lab = s["labels"]
+    if lab["status"] == "unreliable":
+        try_ = f"; try {lab['suggest']}" if lab.get("suggest") else ""
+        return ("label check", "unreliable", f"accuracy {fmt(lab['accuracy'], 2)}, needs "
+                                             f"{fmt(lab['needed_accuracy'], 2)}{try_}")
+    if lab["status"] == "not checked":
+        return ("likely label errors", NOT_CHECKED, lab.get("reason") or "")
+    return ("likely label errors", s["label_issues"], "ranked below")
+
+
 def _cards(report: dict) -> str:
     s = report["summary"]
-    cards = [("leaked held-out images", s["leaks"], "val/test images also in train"),
-             ("duplicate groups", s["duplicate_groups"], f"{s['duplicate_items']} images"),
-             ("likely label errors", s["label_issues"], "ranked below"),
-             ("outliers", s["outliers"], "blank, odd files, far from classes")]
+    dup_sub = "" if s["duplicate_items"] is None else f"{s['duplicate_items']} images"
+    cards = [("leaked held-out images", _count(s["leaks"]), "val/test images also in train"),
+             ("duplicate groups", _count(s["duplicate_groups"]), dup_sub),
+             _label_card(s),
+             ("outliers", _count(s["outliers"]), "blank or far from every class"),
+             ("unusual files", _count(s["unusual_files"]), "pixel size, aspect ratio, mode")]
     auc = (report["shift"].get("train_vs_test") or {}).get("auroc")
     cards.append(("train-vs-test shift", fmt(auc, 3), "AUROC, 0.5 = none"))
     return '<div class="cards">' + "".join(
@@ -84,7 +104,7 @@ def _summary(report: dict) -> str:
             ("images", ", ".join(f"{k} {v}" for k, v in d["sizes"].items())),
             ("decoded as", d["shape"]), ("classes", len(d["classes"])),
             ("splits", d.get("split_note") or "from the source"),
-            ("features", report["settings"]["features"])]
+            ("features", _features_row(report["settings"]))]
     table = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in rows)
     found = "".join(f"<li>{esc(f)}</li>" for f in report["summary"]["findings"]) or \
         "<li>No problems found.</li>"
@@ -92,7 +112,23 @@ def _summary(report: dict) -> str:
             f'<div class="findings"><h3>Findings</h3><ul>{found}</ul></div></div>')
 
 
+def _features_row(settings: dict) -> str:
+    side = f" at {settings['backbone_side']} px" if settings.get("backbone_side") else ""
+    asked = settings.get("features_asked")
+    chosen = f" (asked: {asked})" if asked and asked != settings["features"] else ""
+    note_ = f"; {settings['features_note']}" if settings.get("features_note") else ""
+    return f"{settings['features']}{side}{chosen}{note_}"
+
+
+def _skipped(section: dict) -> str:
+    """The note of a check that did not run: it found nothing because it looked at nothing."""
+    return note(f"Not checked ({section.get('skipped') or 'left out'}): nothing here says the "
+                "data is clean.", "skip")
+
+
 def _leaks(report: dict, pool: Pool, limit: int) -> str:
+    if not report["leaks"]["checked"]:
+        return _skipped(report["leaks"])
     leaks = report["leaks"]["items"]
     eff = report["leaks"].get("effect")
     out = []
@@ -132,6 +168,8 @@ def _leaks(report: dict, pool: Pool, limit: int) -> str:
 
 
 def _duplicates(report: dict, pool: Pool, limit: int) -> str:
+    if not report["duplicates"]["checked"]:
+        return _skipped(report["duplicates"])
     groups = report["duplicates"]["groups"]
     if not groups:
         return note("No duplicate images.")
@@ -160,13 +198,19 @@ def _duplicates(report: dict, pool: Pool, limit: int) -> str:
 
 def _labels(report: dict, pool: Pool, limit: int) -> str:
     sec = report["label_issues"]
-    if sec.get("skipped"):
-        return note(f"skipped: {sec['skipped']}", "skip")
+    if not sec["checked"]:
+        return _skipped(sec)
     items, s = sec["items"], sec["summary"]
-    head = (f'<p class="muted">{s.get("checked", 0)} labeled images checked with a '
-            f"{esc(s.get('model', ''))} (out-of-sample accuracy "
-            f"{fmt(s.get('out_of_sample_accuracy'), 3)}); confident learning (cleanlab) flags "
-            f"{len(items)}, worst first. Nothing is relabelled: review them.</p>")
+    model = (f'<p class="muted">{s.get("checked", 0)} labeled images checked with a '
+             f"{esc(s.get('model', ''))} on {esc(_features_row(report['settings']))} features: "
+             f"out-of-sample accuracy {fmt(s.get('out_of_sample_accuracy'), 3)}, against "
+             f"{fmt(s.get('majority_rate'), 3)} for always guessing the largest class.")
+    if sec["status"] == "unreliable":
+        try_ = f" Try {sec['suggest']}." if sec.get("suggest") else ""
+        return (model + "</p>" + note(f"Unreliable: {sec['reason']}. No label is called wrong "
+                                      f"and none is listed.{try_}", "warn"))
+    head = (model + f" Confident learning (cleanlab) flags {len(items)}, worst first. Nothing "
+            "is relabelled: review them.</p>")
     if not items:
         return head + note("No likely label errors.")
     tiles = "".join(
@@ -182,26 +226,39 @@ def _labels(report: dict, pool: Pool, limit: int) -> str:
 
 
 def _outliers(report: dict, pool: Pool, limit: int) -> str:
+    if not report["outliers"]["checked"]:
+        return _skipped(report["outliers"])
     items = report["outliers"]["items"]
-    files = report["outliers"].get("files") or {}
-    head = ""
-    if files.get("files"):
-        head = (f'<p class="muted">{files["files"]} file headers read: typical size '
-                f"{files['median_size'][0]}x{files['median_size'][1]}, modes "
-                f"{esc(', '.join(f'{k} {v}' for k, v in files['modes'].items()))}.</p>")
     if not items:
-        return head + note("No outliers.")
+        return note("No nearly blank image and none far from every class.")
     by_kind: dict[str, list[dict]] = {}
     for r in items:
         by_kind.setdefault(r["kind"], []).append(r)
-    names = {"blank": "Nearly blank or constant", "file": "Unusual files",
-             "far": "Far from every class (in feature space)"}
-    out = [head]
+    names = {"blank": "Nearly blank or constant", "far": "Far from every class (in feature space)"}
+    out = []
     for kind, rows in by_kind.items():
         tiles = "".join(tile(pool, r["index"], esc(r["why"])) for r in rows[:limit])
         out.append(f'<h3>{esc(names.get(kind, kind))} ({len(rows)})</h3>'
                    f'<div data-outliers="{esc(kind)}">{tiles}</div>')
     return "".join(out)
+
+
+def _files(report: dict, pool: Pool, limit: int) -> str:
+    sec = report["unusual_files"]
+    if not sec["checked"]:
+        return _skipped(sec)
+    head, h = "", sec.get("headers") or {}
+    if h.get("files"):
+        head = (f'<p class="muted">{h["files"]} file headers read: typical size '
+                f"{h['median_size'][0]}x{h['median_size'][1]}, modes "
+                f"{esc(', '.join(f'{k} {v}' for k, v in h['modes'].items()))}. Facts about "
+                "the files, not about what they show: every image is resized to the same size "
+                "on load.</p>")
+    if not sec["items"]:
+        return head + note("No file of unusual pixel size, aspect ratio or mode.")
+    tiles = "".join(tile(pool, r["index"], esc(r["why"])) for r in sec["items"][:limit])
+    more = note(f"{sec['n'] - limit} more in doctor.json", "skip") if sec["n"] > limit else ""
+    return head + f'<div data-files="unusual">{tiles}</div>' + more
 
 
 def _balance(report: dict) -> str:
@@ -255,8 +312,9 @@ def build_page(report: dict, pool: Pool, out: Path, limit: int = 50) -> Path:
     sections = [("summary", "Summary", _summary(report)),
                 ("leaks", "Leaks between splits", _leaks(report, pool, limit)),
                 ("duplicates", "Duplicates", _duplicates(report, pool, limit)),
-                ("labels", "Likely label errors", _labels(report, pool, limit)),
-                ("outliers", "Outliers and oddities", _outliers(report, pool, limit)),
+                ("labels", "Label check", _labels(report, pool, limit)),
+                ("outliers", "Outliers", _outliers(report, pool, limit)),
+                ("files", "Unusual files", _files(report, pool, limit)),
                 ("balance", "Class balance per split", _balance(report)),
                 ("shift", "Train vs test shift", _shift(report)),
                 ("fix", "Cleaned index", _fix(report))]

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
+from cnnlab.console import console
 from cnnlab.data.imageset import DataSplits
 from cnnlab.data.load import LoadOptions, load_data
 from cnnlab.doctor import balance, duplicates, features, labels, outliers
@@ -22,7 +24,7 @@ CHECKS = ("duplicates", "labels", "outliers", "balance", "shift")
 def run_doctor(data: str | Path | DataSplits | None = None, options: LoadOptions | None = None,
                *, out: str | Path = "doctor", distance: int = duplicates.DEFAULT_DISTANCE,
                min_similarity: float = duplicates.DEFAULT_SIMILARITY, folds: int = 5,
-               feature_kind: str = "pixels", weights: str | Path | None = None,
+               feature_kind: str = "auto", weights: str | Path | None = None,
                fix: bool = False, skip: tuple[str, ...] | list[str] = (), limit: int = 50,
                seed: int = 0, root: str | Path | None = None, verbose: bool = True) -> dict:
     """Check `data` (a path, None = digits, or loaded DataSplits); write out/doctor.{json,html}.
@@ -35,6 +37,7 @@ def run_doctor(data: str | Path | DataSplits | None = None, options: LoadOptions
     if "labels" not in skip:
         labels.require_cleanlab()
     opts = options or LoadOptions()
+    skip = tuple(dict.fromkeys(skip))
     phases = Phases(verbose)
     if isinstance(data, DataSplits):
         splits, src_root = data, Path(root) if root else None
@@ -51,54 +54,63 @@ def run_doctor(data: str | Path | DataSplits | None = None, options: LoadOptions
         raise CnnlabError(f"{source}: no images to check")
     with phases.phase("scan", "hashing and downscaling", len(pool)) as tick:
         scan = features.scan(pool.parts(), tick=tick)
-    with phases.phase("features", f"features ({feature_kind})",
-                      len(pool) if feature_kind == "backbone" else None) as tick:
-        raw = features.backbone_features(pool.parts(), tick=tick) \
-            if feature_kind == "backbone" else scan.pixels
+    # Only the label check, the far-from-class outliers and the shift score use features.
+    wanted = any(c not in skip for c in ("labels", "outliers", "shift"))
+    kind, side, feature_note = _pick_features(feature_kind if wanted else "pixels", pool, opts)
+    if feature_note and verbose:
+        console.print(f"  note: {feature_note}")
+    with phases.phase("features", f"features ({kind}{f', {side} px' if side else ''})",
+                      len(pool) if kind == "backbone" else None) as tick:
+        raw = _backbone(pool, side, opts, tick) if kind == "backbone" else scan.pixels
         feats = features.reduce(raw, seed=seed)
 
     report: dict = {"data": _data_info(pool, splits, source, fmt_name),
                     "settings": {"distance": distance, "min_similarity": min_similarity,
-                                 "folds": folds, "features": feature_kind, "seed": seed,
+                                 "folds": folds, "features": kind,
+                                 "features_asked": feature_kind, "features_note": feature_note,
+                                 "backbone_side": side, "seed": seed,
                                  "skipped_checks": list(skip)}}
     groups, leak_items = [], []
-    if "duplicates" not in skip:
+    if "duplicates" in skip:
+        report["duplicates"] = report["leaks"] = _not_checked("duplicates")
+    else:
         with phases.phase("duplicates", "duplicates and leaks"):
             groups, leak_items = duplicates.find_duplicates(pool, scan, distance, min_similarity)
-    report["duplicates"] = {"groups": groups, "n_groups": len(groups),
-                            "n_exact_groups": sum(g["kind"] == "exact" for g in groups),
-                            "n_items": sum(g["size"] for g in groups)}
-    report["leaks"] = {"items": leak_items, "n": len(leak_items),
-                       "by_split": {n: sum(x["split"] == n for x in leak_items)
-                                    for n in ("val", "test")}, "effect": None}
-    if weights is not None and "duplicates" not in skip:
-        from cnnlab.doctor.effect import leak_effect
+        report["duplicates"] = {"checked": True, "groups": groups, "n_groups": len(groups),
+                                "n_exact_groups": sum(g["kind"] == "exact" for g in groups),
+                                "n_items": sum(g["size"] for g in groups)}
+        report["leaks"] = {"checked": True, "items": leak_items, "n": len(leak_items),
+                           "by_split": {n: sum(x["split"] == n for x in leak_items)
+                                        for n in ("val", "test")}, "effect": None}
+        if weights is not None:
+            from cnnlab.doctor.effect import leak_effect
 
-        with phases.phase("effect", "accuracy with and without leaks"):
-            report["leaks"]["effect"] = leak_effect(weights, pool, leak_items)
+            with phases.phase("effect", "accuracy with and without leaks"):
+                report["leaks"]["effect"] = leak_effect(weights, pool, leak_items)
 
     issues: list[dict] = []
     if "labels" in skip:
-        report["label_issues"] = {"items": [], "summary": {}, "skipped": "--skip labels"}
+        report["label_issues"] = {**_not_checked("labels"), "summary": {}}
     else:
         with phases.phase("labels", f"label check ({folds}-fold)", folds) as tick:
             issues, summary = labels.find_label_issues(feats, pool.labels, len(pool.classes),
                                                        folds, seed, tick)
-        report["label_issues"] = {"items": [_issue_record(pool, r) for r in issues],
-                                  "summary": summary, "skipped": summary.get("skipped")}
+        report["label_issues"] = _label_section(pool, issues, summary, kind, side)
 
-    odd: list[dict] = []
-    file_summary: dict = {}
-    if "outliers" not in skip:
-        with phases.phase("outliers", "outliers",
+    if "outliers" in skip:
+        report["outliers"] = report["unusual_files"] = _not_checked("outliers")
+    else:
+        with phases.phase("outliers", "outliers and unusual files",
                           sum(p is not None for p in pool.paths) or None) as tick:
-            found, file_summary = outliers.file_oddities(pool, tick)
+            odd_files, headers = outliers.file_oddities(pool, tick)
             blank = outliers.blank_images(pool, scan)
             far = outliers.far_from_classes(pool, feats, scan.std < features.BLANK_STD, limit)
-            odd = blank + found + far
-    report["outliers"] = {"items": odd, "n": len(odd), "files": file_summary,
-                          "by_kind": {k: sum(o["kind"] == k for o in odd)
-                                      for k in ("blank", "file", "far")}}
+        # What a file is (pixel size, aspect, mode) is a fact about it, not about what it
+        # shows: photos come in all sizes and are resized on load. Kept apart from content.
+        report["outliers"] = {"checked": True, "items": blank + far, "n": len(blank) + len(far),
+                              "by_kind": {"blank": len(blank), "far": len(far)}}
+        report["unusual_files"] = {"checked": True, "items": odd_files, "n": len(odd_files),
+                                   "headers": headers}
     report["balance"] = balance.class_balance(pool)
     if "shift" in skip:
         report["shift"] = {"skipped": "--skip shift"}
@@ -150,16 +162,104 @@ def _data_info(pool: Pool, splits: DataSplits, source: str, fmt_name: str) -> di
             "root": str(pool.root) if pool.root else None}
 
 
+def _pick_features(asked: str, pool: Pool, opts: LoadOptions) -> tuple[str, int | None,
+                                                                        str | None]:
+    """(features used, side the backbone sees or None, note when backbone fell back)."""
+    c, h, w = next(iter(pool.sets.values())).images.shape[1:]
+    if asked == "pixels":
+        return "pixels", None, None
+    native = features.native_side(pool.paths, (h, w))
+    kind, note = features.choose(asked, c, native)
+    side = features.backbone_side(native, opts.image_size) if kind == "backbone" else None
+    return kind, side, note
+
+
+def _backbone(pool: Pool, side: int, opts: LoadOptions, tick: Callable[[int], None]
+              ) -> np.ndarray:
+    """Backbone features; files decoded smaller than `side` (the 64-px default) are read again."""
+    decoded = int(next(iter(pool.sets.values())).images.shape[-1])
+    files = [p for p in pool.paths if p is not None]
+    if opts.image_size is None and decoded < side and len(files) == len(pool):
+        return features.backbone_features(features.file_chunks(files, side, opts.resize), side,
+                                          tick=tick)
+    return features.backbone_features(pool.parts(), side, tick=tick)
+
+
+def _not_checked(check: str) -> dict:
+    """A section for a check left out with --skip: no count, so nothing reads as clean."""
+    return {"checked": False, "status": "not checked", "skipped": f"--skip {check}",
+            "items": [], "n": None}
+
+
+def _label_section(pool: Pool, issues: list[dict], summary: dict, kind: str,
+                   side: int | None) -> dict:
+    """label_issues of doctor.json: the flags, or why the check does not trust itself."""
+    reliable = summary.get("reliable")
+    suggest = None
+    if reliable is False:
+        suggest = "--features backbone" if kind == "pixels" else \
+            "--image-size 224" if (side or 0) < features.BACKBONE_MAX else None
+    status = "not checked" if summary.get("skipped") else \
+        "checked" if reliable else "unreliable"
+    return {"checked": status != "not checked", "status": status, "reliable": reliable,
+            "reason": summary.get("reason") or summary.get("skipped"), "suggest": suggest,
+            "items": [_issue_record(pool, r) for r in issues], "summary": summary,
+            "skipped": summary.get("skipped")}
+
+
 def _issue_record(pool: Pool, r: dict) -> dict:
     return {**pool.describe(r["index"]), "index": r["index"],
             "given": pool.classes[r["given"]], "suggested": pool.classes[r["suggested"]],
             "p_given": r["p_given"], "p_suggested": r["p_suggested"], "quality": r["quality"]}
 
 
+def _label_status(lab: dict) -> dict:
+    """The label check in a few words for the summary: status, accuracy, what to try."""
+    s = lab.get("summary") or {}
+    return {"status": lab.get("status", "not checked"), "reliable": lab.get("reliable"),
+            "reason": lab.get("reason"), "suggest": lab.get("suggest"),
+            "accuracy": s.get("out_of_sample_accuracy"), "needed_accuracy":
+                s.get("needed_accuracy")}
+
+
 def _summary(report: dict) -> dict:
-    """Counts for the cards and plain-language findings."""
+    """Counts for the cards and plain-language findings; None = not checked (never 0)."""
     leaks, dup, lab = report["leaks"], report["duplicates"], report["label_issues"]
-    sizes = report["data"]["sizes"]
+    out, files = report["outliers"], report["unusual_files"]
+    findings = _leak_findings(report) if leaks["checked"] else []
+    if dup["checked"]:
+        exact_within = sum(1 for g in dup["groups"]
+                           if g["kind"] == "exact" and not g["cross_split"])
+        if exact_within:
+            findings.append(f"{exact_within} group{'s' if exact_within > 1 else ''} of "
+                            "pixel-identical images within one split.")
+    findings += _label_findings(lab)
+    if out["checked"]:
+        if out["by_kind"]["blank"]:
+            findings.append(f"{out['by_kind']['blank']} images are nearly blank or constant.")
+        if out["by_kind"]["far"]:
+            findings.append(f"{out['by_kind']['far']} images are far from every class in "
+                            "feature space: look for images that do not belong in the data "
+                            "set.")
+    if files["checked"] and files["n"]:
+        findings.append(f"{files['n']} files have an unusual pixel size, aspect ratio or mode "
+                        "(a fact about the files, not their content: images are resized on "
+                        "load).")
+    findings += _balance_findings(report)
+    skipped = report["settings"]["skipped_checks"]
+    not_checked = [k for k in CHECKS if k in skipped or (k == "labels" and not lab["checked"])]
+    if not_checked:
+        findings.append(f"Not checked: {', '.join(not_checked)}.")
+    labels_ok = lab["checked"] and lab["reliable"]
+    return {"leaks": leaks["n"], "duplicate_groups": dup.get("n_groups"),
+            "duplicate_items": dup.get("n_items"),
+            "label_issues": len(lab["items"]) if labels_ok else None,
+            "labels": _label_status(lab), "outliers": out["n"], "unusual_files": files["n"],
+            "not_checked": not_checked, "findings": findings}
+
+
+def _leak_findings(report: dict) -> list[str]:
+    leaks, sizes = report["leaks"], report["data"]["sizes"]
     findings = []
     for split, n in leaks["by_split"].items():
         if n:
@@ -173,22 +273,23 @@ def _summary(report: dict) -> dict:
                 is not None:
             findings.append(f"Model accuracy on {split}: {e['accuracy']:.3f} with the leaked "
                             f"images, {e['accuracy_without_leaks']:.3f} without them.")
-    exact_within = sum(1 for g in dup["groups"] if g["kind"] == "exact" and not g["cross_split"])
-    if exact_within:
-        findings.append(f"{exact_within} group{'s' if exact_within > 1 else ''} of "
-                        "pixel-identical images within one split.")
-    if lab["items"]:
+    return findings
+
+
+def _label_findings(lab: dict) -> list[str]:
+    if lab["status"] == "unreliable":
+        try_ = f" Try {lab['suggest']}." if lab.get("suggest") else ""
+        return [f"The label check is unreliable: {lab['reason']}. No label is called wrong."
+                + try_]
+    if lab["status"] == "checked" and lab["items"]:
         checked = lab["summary"].get("checked", 0)
-        findings.append(f"{len(lab['items'])} of {checked} labels look wrong to a model that "
-                        "never saw them: review the ranked list.")
-    by_kind = report["outliers"]["by_kind"]
-    if by_kind["blank"]:
-        findings.append(f"{by_kind['blank']} images are nearly blank or constant.")
-    if by_kind["far"]:
-        findings.append(f"{by_kind['far']} images are far from every class in feature space: "
-                        "look for images that do not belong in the data set.")
-    if by_kind["file"]:
-        findings.append(f"{by_kind['file']} files have an unusual size, aspect ratio or mode.")
+        return [f"{len(lab['items'])} of {checked} labels look wrong to a model that never saw "
+                "them: review the ranked list."]
+    return []
+
+
+def _balance_findings(report: dict) -> list[str]:
+    findings = []
     for split, missing in report["balance"]["missing"].items():
         findings.append(f"The {split} split has no images of {len(missing)} class(es): "
                         f"{', '.join(missing[:5])}.")
@@ -201,9 +302,29 @@ def _summary(report: dict) -> dict:
             findings.append(f"{v['verdict'].capitalize()} between train and "
                             f"{k[len('train_vs_'):]} (AUROC {v['auroc']:.2f}): the held-out "
                             "images differ from the training ones.")
-    return {"leaks": leaks["n"], "duplicate_groups": dup["n_groups"],
-            "duplicate_items": dup["n_items"], "label_issues": len(lab["items"]),
-            "outliers": report["outliers"]["n"], "findings": findings}
+    return findings
+
+
+def summary_line(summary: dict) -> str:
+    """One line of counts; a skipped check reads "not checked", an untrusted one "unreliable"."""
+    def count(n: int | None, what: str, name: str) -> str:
+        return f"{name} not checked" if n is None else f"{n} {what}"
+
+    lab = summary["labels"]
+    if lab["status"] == "unreliable":
+        try_ = f"; try {lab['suggest']}" if lab.get("suggest") else ""
+        labels_part = (f"label check unreliable (out-of-sample accuracy {lab['accuracy']:.2f}, "
+                       f"needs {lab['needed_accuracy']:.2f}{try_})")
+    elif lab["status"] == "not checked":
+        why = lab.get("reason") or ""
+        labels_part = "labels not checked" + (f" ({why})" if why and "--skip" not in why
+                                              else "")
+    else:
+        labels_part = f"{summary['label_issues']} likely label errors"
+    return (f"doctor: {count(summary['leaks'], 'leaked held-out images', 'leaks')}, "
+            f"{count(summary['duplicate_groups'], 'duplicate groups', 'duplicates')}, "
+            f"{labels_part}, {count(summary['outliers'], 'outliers', 'outliers')}, "
+            f"{count(summary['unusual_files'], 'unusual files', 'unusual files')}")
 
 
 def _json_default(o: object) -> object:
