@@ -16,7 +16,7 @@ from cnnlab.console import busy, console, data_progress
 from cnnlab.data.imageset import DataSplits
 from cnnlab.data.load import LoadOptions, load_data
 from cnnlab.device import resolve_device
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import CnnlabError, name_list
 from cnnlab.evaluate.calibration import calibrate_run
 from cnnlab.evaluate.metrics import baselines, compute_metrics
 from cnnlab.evaluate.predictor import Predictor, write_predictions
@@ -243,7 +243,7 @@ def check_against_data(cfg: TrainConfig, splits: DataSplits) -> None:
         return
     if pos not in classes:
         raise settings.SettingsError(f"--positive-class {pos!r}: not a class of the data "
-                                     f"({', '.join(classes[:10])})")
+                                     f"({name_list(classes)})")
     if len(classes) != 2:
         raise settings.SettingsError(f"--positive-class {pos!r}: applies to 2-class data; this "
                                      f"data has {len(classes)} classes (per-class precision, "

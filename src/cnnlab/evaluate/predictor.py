@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -25,7 +26,7 @@ from cnnlab.models.tta import average_probs, parse_tta, probs_and_loss
 from cnnlab.models.tta import view_logits as tta_view_logits
 from cnnlab.train.settings import check_saved, data_options
 
-_PACKAGE = str(Path(__file__).parents[1])  # cnnlab's own folder: warnings point outside it
+_PACKAGE = str(Path(__file__).parents[1]) + os.sep  # cnnlab's folder: warnings point outside
 
 
 class Predictor:
