@@ -59,10 +59,11 @@ train.__signature__ = inspect.signature(train).replace(parameters=[  # type: ign
       for s in SETTINGS.values()]])
 
 
-def load(path: str | Path, device: str = "cpu", precision: str = "32",
+def load(path: str | Path | RunResult, device: str = "cpu", precision: str = "32",
          value_range: tuple[float, float] | None = None, model: str | None = None,
          trust_code: bool = False) -> Predictor:
-    """Load a trained model from a checkpoint, a run folder (its best.pt) or an exported .onnx.
+    """Load a trained model from a checkpoint, a run folder (its best.pt), the RunResult
+    `cnnlab.train` returned (its best.pt, with the model it was trained with) or an .onnx.
 
     `value_range=(lo, hi)`: the pixel scale of the non-uint8 arrays you will predict on
     (default: the training data's recorded range, else floats 0..1, integers 0..255).
@@ -70,6 +71,9 @@ def load(path: str | Path, device: str = "cpu", precision: str = "32",
     never imports code a file names, so such a checkpoint loads only when you name it here
     (or pass `trust_code=True` to accept the name the file holds).
     """
+    if isinstance(path, RunResult):
+        model = model if model is not None else path.config.model  # named in this session
+        path = path.run_dir
     p = Path(path)
     if p.is_dir():
         p = p / "best.pt"

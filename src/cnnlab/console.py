@@ -56,6 +56,10 @@ def busy(what: str, verbose: bool = True) -> Iterator[None]:
         yield
         return
     t0 = time.perf_counter()
-    with console.status(what + " ..."):
+    # Only a terminal animates: in Jupyter rich's spinner needs ipywidgets (without it every
+    # refresh warns "install ipywidgets"), and in a log file it would be noise.
+    spinner = console.status(what + " ...") if console.is_terminal and not console.is_jupyter \
+        else contextlib.nullcontext()
+    with spinner:
         yield
     console.print(f"  [dim]{what}: {time.perf_counter() - t0:.1f}s[/]")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 
 class CnnlabError(Exception):
     """A problem with the user's input or environment, reported as one line (exit code 2)."""
@@ -19,3 +21,12 @@ class CheckpointError(CnnlabError):
 
 class TrainingError(CnnlabError):
     """Training cannot continue (NaN loss, out of memory, ...)."""
+
+
+def name_list(names: Iterable[object], limit: int = 20) -> str:
+    """Names joined by commas, all of them up to `limit`; beyond it the first `limit` and
+    "... and N more" (a list in a message is never cut without saying so)."""
+    items = [str(n) for n in names]
+    if len(items) <= limit:
+        return ", ".join(items)
+    return ", ".join(items[:limit]) + f" ... and {len(items) - limit} more"

@@ -17,7 +17,7 @@ from cnnlab.console import busy, console, data_progress
 from cnnlab.data.imageset import DataSplits
 from cnnlab.data.load import LoadOptions, load_data
 from cnnlab.device import resolve_device
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import CnnlabError, name_list
 from cnnlab.evaluate.calibration import calibrate_run
 from cnnlab.evaluate.metrics import baselines, compute_metrics
 from cnnlab.evaluate.predictor import Predictor, write_predictions
@@ -179,6 +179,8 @@ def run_training(cfg: TrainConfig, resume: bool | str | Path = False, force: boo
             rundir.release_if_unused(run_dir)
         raise
     trainer.data_stats = stats  # recorded in metrics.json by finalize
+    if verbose:
+        console.print(f"  {normalization_line(cfg, trainer.model, stats)}", highlight=False)
     if distributed.is_main():
         write_config(run_dir, cfg, trainer, resuming, changes or {})
         if cfg.doctor and not resuming:
@@ -215,6 +217,22 @@ def train_stats(splits: DataSplits) -> dict:
             "std_255": [round(v * 255, 3) for v in std]}
 
 
+def normalization_line(cfg: TrainConfig, model: torch.nn.Module, stats: dict) -> str:
+    """The input normalization the model applies (its own mean/std buffers), and why."""
+    mean, std = (getattr(model, k, None) for k in ("mean", "std"))
+    if mean is None or std is None:
+        return "normalize: none (the model takes 0..1 inputs as they are)"
+    mean, std = mean.flatten().tolist(), std.flatten().tolist()
+    same = bool(stats) and all(abs(a - b) < 1e-5 for a, b in zip(
+        mean + std, stats["mean"] + stats["std"], strict=False))
+    if cfg.normalize == "auto" and same:
+        return "normalize: with the training split's mean and std above"
+    why = f"--normalize {cfg.normalize}" if cfg.normalize != "auto" else \
+        "ImageNet's, for the pretrained weights" if cfg.pretrained or cfg.weights_file else \
+        "from the --init-from checkpoint"
+    return f"normalize: mean {_fmt(mean)} std {_fmt(std)} (0..1; {why})"
+
+
 def _fmt(values: list[float], digits: int = 4) -> str:
     return "[" + " ".join(f"{v:.{digits}f}" for v in values) + "]"
 
@@ -241,7 +259,7 @@ def check_against_data(cfg: TrainConfig, splits: DataSplits) -> None:
         return
     if pos not in classes:
         raise settings.SettingsError(f"--positive-class {pos!r}: not a class of the data "
-                                     f"({', '.join(classes[:10])})")
+                                     f"({name_list(classes)})")
     if len(classes) != 2:
         raise settings.SettingsError(f"--positive-class {pos!r}: applies to 2-class data; this "
                                      f"data has {len(classes)} classes (per-class precision, "
@@ -314,14 +332,17 @@ def resume_settings(given: dict, resume_from: str | Path | None, trust_code: boo
     changes = {}
     for key, value in checked.items():
         old = getattr(saved, key, None)
-        if key in ("out", "extra") or _same(old, value):
+        ran = _ran_value(run_dir, key) if old is None else old  # None saved: the default ran
+        if key in ("out", "extra") or _same(old, value) or _same(ran, value):
             continue
         if key not in settings.RESUMABLE:
             flag = "PATH" if key == "data" else settings.SETTINGS[key].flag
             may = ", ".join(settings.SETTINGS[k].flag for k in sorted(settings.RESUMABLE)
                             if k in settings.SETTINGS and settings.SETTINGS[k].cli)
+            was = repr(old) if old is not None else \
+                f"{ran!r} (its default)" if ran is not None else "default"
             raise settings.SettingsError(
-                f"--resume: {flag} {value!r} differs from the run's {old!r}; a resumed run keeps "
+                f"--resume: {flag} {value!r} differs from the run's {was}; a resumed run keeps "
                 f"its settings (only {may} may change): drop the option or start a new run")
         changes[key] = (old, value)
         setattr(saved, key, value)
@@ -330,6 +351,19 @@ def resume_settings(given: dict, resume_from: str | Path | None, trust_code: boo
         console.print(f"[yellow]{run_dir}: no checkpoint was saved before it stopped; starting "
                       "it again from epoch 1 with its saved settings[/]")
     return saved, changes
+
+
+def _ran_value(run_dir: Path, key: str) -> object:
+    """The value a setting saved as None (its default) resolved to when the run last ran:
+    config.yaml's latest `resolved:` (lr, device, precision, value_range, ...), else None."""
+    doc = io.read_yaml(run_dir / "config.yaml")
+    resumed = doc.get("resumed") if isinstance(doc.get("resumed"), list) else []
+    name = {"threads": "num_threads"}.get(key, key)
+    for entry in [*reversed(resumed), doc]:
+        got = entry.get("resolved") if isinstance(entry, dict) else None
+        if isinstance(got, dict) and got.get(name) is not None:
+            return got[name]
+    return None
 
 
 def _same(a: object, b: object) -> bool:

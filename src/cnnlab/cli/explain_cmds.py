@@ -138,7 +138,7 @@ def robustness_cmd(
     trust_code: bool = TRUST_CODE_OPT, settings: dict | None = None,
 ) -> None:
     """Accuracy under Gaussian noise (std = range/10 and others), flips and small rotations."""
-    from cnnlab.evaluate.robustness import robustness_table
+    from cnnlab.evaluate.robustness import NOISE_DEFINITION, robustness_table
     from cnnlab.io import write_csv
     from cnnlab.report.explain_figures import examples_figure
 
@@ -156,9 +156,9 @@ def robustness_cmd(
         t.add_row(r["perturbation"], cell(r["accuracy"]), f"{r['change']:+.4f}",
                   cell(r["unchanged"]))
     stdout.print(t)
-    console.print("noise F: Gaussian noise, std = F x each image's range (max - min; CS 475 uses "
-                  "0.1); rotate D: D degrees, black corners; unchanged: share of predictions "
-                  "equal to the clean ones")
+    console.print(f"{NOISE_DEFINITION.replace('SEED', str(seed))} (CS 475 uses F = 0.1); "
+                  "rotate D: D degrees, black corners; unchanged: share of predictions equal "
+                  "to the clean ones", highlight=False)
     console.print(f"wrote {png} and {table_path}")
 
 

@@ -147,7 +147,9 @@ def predict(
 ) -> None:
     """Write predictions.csv: id, label, class and one probability column per class."""
     model = _with_tta(_predictor(weights, device, precision, model_code, trust_code), tta)
-    data, name = model.split_of(path, split, **(settings or {}))
+    data, name = model.split_of(path, split, need_labels=False, **(settings or {}))
+    if data.meta.get("predict_note"):  # e.g. sub-folders that are not the model's classes
+        console.print(f"note: {data.meta['predict_note']}", highlight=False)
     rows = model.write_predictions(data, out)
     console.print(f"wrote {len(rows)} predictions ({name}) to {out}")
 

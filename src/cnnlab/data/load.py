@@ -23,10 +23,10 @@ from cnnlab.data.sources.common import (
     to_uint8_nchw,
 )
 from cnnlab.data.sources.csvindex import CsvColumns, read_csv_index
-from cnnlab.data.sources.folder import ids_for, read_folder
+from cnnlab.data.sources.folder import FolderListing, ids_for, read_all_images, read_folder
 from cnnlab.data.splits import stratified_split
 from cnnlab.data.value_range import infer_range, parse_range
-from cnnlab.errors import DataError
+from cnnlab.errors import DataError, name_list
 
 FORMATS = ("auto", "folder", "csv", "npy", "cifar", "idx", "digits")
 DEFAULT_FILE_IMAGE_SIZE = 64
@@ -267,6 +267,61 @@ def _from_parts(parts: dict[str, tuple[np.ndarray, np.ndarray | None]], names: l
                     np.asarray(partition, dtype=str), meta)
 
 
+def _folder_set(path: Path, opts: LoadOptions, progress: Progress,
+                listing: FolderListing | None = None) -> ImageSet:
+    """Decode an image file or a folder tree (`listing`: how the tree was read, else by layout)."""
+    data_notes: list[str] = []
+    if path.is_file():
+        files, parts, classes, labels = [path], [""], [], [-1]
+        ids, notes = [path.name], None
+    else:
+        listing = listing or read_folder(path, opts.layout)
+        files, parts, classes, labels = (listing.files, listing.parts, listing.classes,
+                                         listing.labels)
+        if listing.skipped_links:
+            shown = ", ".join(listing.skipped_links[:5])
+            data_notes.append(f"{path}: skipped {len(listing.skipped_links)} folder "
+                              f"symlink(s) pointing back into the data folder ({shown})")
+        ids = ids_for(files, path)
+        notes = {"layout_note": listing.note} if listing.note else None
+    return _decode_files(files, parts, classes, labels, ids, opts,
+                         {"fmt": "folder", "root": str(path.resolve()), "layout": opts.layout},
+                         progress, {**(notes or {}), **({"data_notes": data_notes} if data_notes
+                                                        else {})} or None)
+
+
+def read_to_predict(path: Path | None, opts: LoadOptions, classes: list[str],
+                    progress: Progress = None) -> ImageSet:
+    """Images to predict on, which need no labels.
+
+    A folder that is not a tree of class folders (one sub-folder, empty ones, loose images
+    beside them, ...) is read whole, every image unlabeled. Labels are kept only when the
+    source's classes are `classes` (the model's); otherwise they are unknown (-1) and
+    meta["predict_note"] says why."""
+    path = Path(path).expanduser() if path is not None else None
+    note = None
+    if path is not None and path.is_dir() and (opts.format == "folder" or (
+            opts.format == "auto" and detect_format(path) == "folder")):
+        try:
+            listing = read_folder(path, opts.layout)
+        except DataError as exc:  # no class folders to read labels from: every image
+            listing = read_all_images(path)
+            why = str(exc).removeprefix(f"{path}: ")
+            note = f"read every image under it, unlabeled ({why})"
+        data = _folder_set(path, opts, progress, listing)
+        data.meta.update(name=path.name, format="folder", path=str(path))
+    else:
+        data = read_source(path, opts, progress)
+    if data.classes and list(data.classes) != list(classes) and (data.labels >= 0).any():
+        note = (f"its classes ({name_list(data.classes)}) are not the model's "
+                f"({name_list(classes)}): labels unknown (-1)")
+        data.labels = torch.full_like(data.labels, -1)
+        data.classes = list(classes)
+    if note:
+        data.meta["predict_note"] = f"{data.meta.get('path') or path}: {note}"
+    return data
+
+
 def read_source(path: Path | None, opts: LoadOptions, progress: Progress = None) -> ImageSet:
     """Read a source into one ImageSet whose `partition` marks train/val/test items."""
     fmt = opts.format
@@ -292,25 +347,7 @@ def read_source(path: Path | None, opts: LoadOptions, progress: Progress = None)
         raise DataError(f"{path}: no such file or folder")
     name = path.stem if path.is_file() else path.name
     if fmt == "folder":
-        data_notes: list[str] = []
-        if path.is_file():
-            files, parts, classes, labels = [path], [""], [], [-1]
-            ids, notes = [path.name], None
-        else:
-            listing = read_folder(path, opts.layout)
-            files, parts, classes, labels = (listing.files, listing.parts, listing.classes,
-                                             listing.labels)
-            if listing.skipped_links:
-                shown = ", ".join(listing.skipped_links[:5])
-                data_notes.append(f"{path}: skipped {len(listing.skipped_links)} folder "
-                                  f"symlink(s) pointing back into the data folder ({shown})")
-            ids = ids_for(files, path)
-            notes = {"layout_note": listing.note} if listing.note else None
-        data = _decode_files(files, parts, classes, labels, ids, opts,
-                             {"fmt": "folder", "root": str(path.resolve()),
-                              "layout": opts.layout}, progress,
-                             {**(notes or {}), **({"data_notes": data_notes} if data_notes
-                                                  else {})} or None)
+        data = _folder_set(path, opts, progress)
     elif fmt == "csv":
         csv_path = path if path.is_file() else _single_csv(path)
         image_dir = Path(opts.image_dir).expanduser() if opts.image_dir else None

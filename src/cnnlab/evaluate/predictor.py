@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import os
+import sys
 import warnings
 from pathlib import Path
 
@@ -11,11 +13,11 @@ import torch
 
 from cnnlab.checkpoint import load_checkpoint
 from cnnlab.data.imageset import ImageSet
-from cnnlab.data.load import LoadOptions, make_splits, read_source
+from cnnlab.data.load import LoadOptions, make_splits, read_source, read_to_predict
 from cnnlab.data.sources.common import adjust, to_uint8_nchw
-from cnnlab.data.value_range import clip_message, default_range, parse_range
+from cnnlab.data.value_range import default_range, infer_range, parse_range
 from cnnlab.device import autocast, resolve_device
-from cnnlab.errors import CnnlabError, DataError
+from cnnlab.errors import CnnlabError, DataError, name_list
 from cnnlab.evaluate.metrics import compute_metrics
 from cnnlab.io import write_csv
 from cnnlab.models.inference import predict_logits
@@ -23,6 +25,8 @@ from cnnlab.models.record import check_arch, check_classes, rebuild
 from cnnlab.models.tta import average_probs, parse_tta, probs_and_loss
 from cnnlab.models.tta import view_logits as tta_view_logits
 from cnnlab.train.settings import check_saved, data_options
+
+_PACKAGE = str(Path(__file__).parents[1]) + os.sep  # cnnlab's folder: warnings point outside
 
 
 class Predictor:
@@ -32,7 +36,8 @@ class Predictor:
     predictor's `value_range` (cnnlab.load(..., value_range=...)), else the range the training
     data was read on (checkpoint config `value_range`), else by dtype: uint8 0..255, floats
     0..1, other integers 0..255. Never from the batch's own values. Values outside the range
-    are clipped, with one warning per predictor giving the count.
+    are clipped; every batch that does not fit its range (values clipped, or floats that look
+    like another scale: 0..255 read on 0..1 or the reverse) gets a one-line UserWarning.
 
     Probabilities are softmax(logits), averaged over the test-time views of `tta` (the run's
     --tta setting unless changed) and tempered by the checkpoint's `temperature` (fitted by
@@ -42,7 +47,6 @@ class Predictor:
     value_range: tuple[float, float] | None = None  # set by cnnlab.load(value_range=...)
     temperature: float = 1.0
     tta: str = "none"
-    _clip_warned: bool = False
 
     def __init__(self, model: torch.nn.Module, arch: dict, classes: list[str],
                  config: dict | None = None, path: Path | None = None,
@@ -94,8 +98,7 @@ class Predictor:
         from cnnlab.evaluate.notebook import model_html
 
         facts = [("model", str(self.arch.get("name"))),
-                 ("classes", f"{len(self.classes)}: {', '.join(self.classes[:20])}"
-                  + (" ..." if len(self.classes) > 20 else "")),
+                 ("classes", f"{len(self.classes)}: {name_list(self.classes)}"),
                  ("input", f"{self.channels} x {self.image_size} x {self.image_size}"),
                  ("device", f"{self.device}, precision {self.precision}")]
         if self.module is not None:
@@ -155,14 +158,36 @@ class Predictor:
         rng = self.input_range(arr, value_range)
         if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
             raise DataError("input: images contain NaN or infinite values")
-        clipped = 0 if arr.dtype == np.uint8 and rng == (0.0, 255.0) else \
-            int(np.count_nonzero((arr < rng[0]) | (arr > rng[1])))
-        if clipped and not self._clip_warned:
-            self._clip_warned = True
-            warnings.warn(clip_message("input", clipped, arr.size, rng) +
-                          "; shown once per model", UserWarning, stacklevel=3)
+        if (note := self._range_note(arr, rng, value_range is not None)) is not None:
+            _warn_each_time(note)
         arr = to_uint8_nchw(arr, "input", rng)
         return adjust(arr, (self.image_size, self.image_size), self.channels)
+
+    def _range_note(self, arr: np.ndarray, rng: tuple[float, float], explicit: bool
+                    ) -> str | None:
+        """The one-line note for a batch read on a scale it does not fit: values clipped, or
+        floats that look like another scale (0..1 read on 0..255); None when it fits."""
+        if arr.dtype == np.uint8 or arr.size == 0:
+            return None
+        lo, hi = rng
+        clipped = int(np.count_nonzero((arr < lo) | (arr > hi)))
+        floats = np.issubdtype(arr.dtype, np.floating)
+        looks = infer_range(arr) if floats and not explicit else rng
+        other = looks if looks != rng and looks in ((0.0, 1.0), (0.0, 255.0)) else None
+        if not clipped and other is None:
+            return None
+        text = (f"input: {clipped} of {arr.size} pixel values outside the value range "
+                f"{lo:g}..{hi:g} were clipped" if clipped else
+                f"input: pixel values read on {lo:g}..{hi:g}")
+        if not explicit:
+            why = ("the value_range given to cnnlab.load" if self.value_range is not None else
+                   "the scale of the model's training data" if self.config.get("value_range")
+                   is not None else f"the default for {arr.dtype} arrays")
+            text += f" ({why}; this batch spans {float(arr.min()):.4g}..{float(arr.max()):.4g})"
+        if other is not None:
+            return text + (f"; if it is on {other[0]:g}..{other[1]:g}, pass "
+                           f"value_range=({other[0]:g}, {other[1]:g})")
+        return text + " (pass value_range=(lo, hi) to read the input on another scale)"
 
     def logits(self, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
         """Raw scores for uint8 NCHW images."""
@@ -194,16 +219,22 @@ class Predictor:
         """Predicted class names."""
         return [self.classes[i] for i in self.predict(x, value_range)]
 
-    def split_of(self, path: str | Path | None, split: str | None, **overrides: object
-                 ) -> tuple[ImageSet, str]:
+    def split_of(self, path: str | Path | None, split: str | None, need_labels: bool = True,
+                 **overrides: object) -> tuple[ImageSet, str]:
         """The items to evaluate or predict on; without PATH, the training data's test split.
 
+        `need_labels=False` (predicting): a folder that is not a tree of the model's class
+        folders is read all the same, its labels unknown (-1; data/load.py read_to_predict).
         `overrides` are data settings (format, task, image_dir, CSV columns, ...) given on the
         command line; the rest are the run's own."""
         options = self.load_options(**overrides)
         data_path = path if path is not None else self.config.get("data")
-        raw = read_source(Path(data_path) if data_path is not None else None, options)
-        self._check_classes(raw)
+        source = Path(data_path) if data_path is not None else None
+        if need_labels:
+            raw = read_source(source, options)
+            self._check_classes(raw)
+        else:
+            raw = read_to_predict(source, options, self.classes)
         has_parts = raw.partition is not None and bool((raw.partition != "").any())
         if split == "all" or (split is None and path is not None and not has_parts):
             return raw, "all"
@@ -252,9 +283,8 @@ class Predictor:
     def _check_classes(self, data: ImageSet) -> None:
         if data.classes and (data.labels >= 0).any() and list(data.classes) != self.classes:
             where = data.meta.get("path") or data.meta.get("name") or "the data"
-            raise DataError(f"{where}: the data's classes ({', '.join(data.classes[:6])}) differ "
-                            "from the "
-                            f"model's ({', '.join(self.classes[:6])})")
+            raise DataError(f"{where}: the data's classes ({name_list(data.classes)}) differ "
+                            f"from the model's ({name_list(self.classes)})")
 
     def evaluate(self, data: ImageSet, positive_class: str | None = None) -> dict:
         """All metrics on a labeled ImageSet."""
@@ -280,6 +310,18 @@ def write_predictions(out: str | Path, ids: list[str], probs: np.ndarray,
             for i, p, pr in zip(ids, pred, probs, strict=True)]
     write_csv(Path(out), rows)
     return rows
+
+
+def _warn_each_time(message: str) -> None:
+    """A UserWarning on every call, pointing at the caller's line outside cnnlab: warnings.warn
+    shows a repeated text once per line (the default filter), and a batch read on the wrong
+    scale must never pass silently. An "ignore" filter still silences it."""
+    frame = sys._getframe(1)
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+        frame = frame.f_back
+    warnings.warn_explicit(message, UserWarning, frame.f_code.co_filename, frame.f_lineno,
+                           module=frame.f_globals.get("__name__"), registry=None,
+                           module_globals=frame.f_globals)
 
 
 def _temperature(value: object, source: object) -> float:

@@ -1,4 +1,11 @@
-"""Robustness probes (CS 475 1.8.5-1.8.11): accuracy under Gaussian noise, flips and rotations."""
+"""Robustness probes (CS 475 1.8.5-1.8.11): accuracy under Gaussian noise, flips and rotations.
+
+Every perturbed image is what `predict` would see if given the perturbed float array: the
+change is made on the 0..1 scale in float64, then clipped to 0..1 and rounded to 8 bits
+(data/value_range.py scale_to_uint8, as predict reads floats), and scored by the predictor
+itself (its test-time views and temperature). So adding NOISE_DEFINITION's noise by hand and
+calling `predict` gives the same accuracy as the table.
+"""
 
 from __future__ import annotations
 
@@ -10,21 +17,27 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from cnnlab.data.batches import batch_slices, to_float
+from cnnlab.data.batches import batch_slices
 from cnnlab.data.imageset import ImageSet
+from cnnlab.data.value_range import scale_to_uint8
 from cnnlab.errors import DataError
 
 # Noise std as a fraction of each image's range; 0.1 is CS 475's "one tenth of the range".
 NOISE_FRACTIONS = (0.05, 0.1, 0.2)
 ROTATIONS = (5, 15)
 EXAMPLE_ROWS = ("clean", "noise 0.1", "hflip", "vflip", "rotate 15")
+NOISE_DEFINITION = (
+    "noise F: each image x (pixels on 0..1) becomes x + z * (F * (max(x) - min(x))), z = "
+    "numpy.random.default_rng(SEED).standard_normal(shape) for the [N, C, H, W] images scored "
+    "(the split's labeled images, in order; the same z for every F), then clipped to 0..1 and "
+    "rounded to 8 bits: what predict does with that float array")
 
-Perturb = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
+Perturb = Callable[[torch.Tensor, np.random.Generator], torch.Tensor]
 
 
 @dataclass
 class Perturbation:
-    """A named change of the model input (float images [B,C,H,W] on the 0-1 scale)."""
+    """A named change of the model input (float64 images [B,C,H,W] on the 0-1 scale)."""
 
     name: str
     description: str
@@ -37,10 +50,19 @@ def image_range(x: torch.Tensor) -> torch.Tensor:
     return (flat.amax(1) - flat.amin(1)).view(-1, 1, 1, 1)
 
 
-def add_noise(x: torch.Tensor, fraction: float, gen: torch.Generator) -> torch.Tensor:
-    """Gaussian noise with std = fraction x the image's range, not clipped (as in CS 475)."""
-    noise = torch.randn(x.shape, generator=gen, dtype=torch.float32).to(x.device)
-    return x + noise * (fraction * image_range(x))
+def add_noise(x: torch.Tensor, fraction: float, rng: np.random.Generator) -> torch.Tensor:
+    """Gaussian noise with std = fraction x the image's range (NOISE_DEFINITION, before the
+    clipping and rounding that `perturb` applies)."""
+    z = torch.from_numpy(rng.standard_normal(tuple(x.shape))).to(x.dtype)
+    return x + z * (fraction * image_range(x))
+
+
+def perturb(images: torch.Tensor, p: Perturbation, rng: np.random.Generator) -> torch.Tensor:
+    """uint8 [B,C,H,W] images after `p`, as predict would read the perturbed floats: clipped to
+    0..1 and rounded to 8 bits."""
+    x = images.cpu().to(torch.float64) / 255.0
+    out, _ = scale_to_uint8(p.fn(x, rng).numpy(), (0.0, 1.0))
+    return torch.from_numpy(np.ascontiguousarray(out))
 
 
 def rotate(x: torch.Tensor, degrees: float) -> torch.Tensor:
@@ -58,7 +80,8 @@ def default_perturbations(noise: tuple[float, ...] = NOISE_FRACTIONS,
     out = [Perturbation("clean", "unchanged images", lambda x, g: x)]
     for f in noise:
         cs = " (CS 475: range/10)" if abs(f - 0.1) < 1e-9 else ""
-        out.append(Perturbation(f"noise {f:g}", f"Gaussian noise, std = {f:g} x image range{cs}",
+        out.append(Perturbation(f"noise {f:g}", f"Gaussian noise, std = {f:g} x image range{cs}"
+                                ", clipped to 0..1",
                                 lambda x, g, f=f: add_noise(x, f, g)))
     out.append(Perturbation("hflip", "horizontal flip (mirror left-right)",
                             lambda x, g: torch.flip(x, dims=[3])))
@@ -70,21 +93,13 @@ def default_perturbations(noise: tuple[float, ...] = NOISE_FRACTIONS,
     return out
 
 
-@torch.inference_mode()
-def perturbed_probs(model: torch.nn.Module, images: torch.Tensor, p: Perturbation,
-                    device: torch.device | str = "cpu", seed: int = 0,
+def perturbed_probs(predictor: object, images: torch.Tensor, p: Perturbation, seed: int = 0,
                     batch_size: int = 256) -> np.ndarray:
-    """Class probabilities of uint8 [N,C,H,W] images after perturbation `p` (seeded noise)."""
-    gen = torch.Generator().manual_seed(seed)
-    was_training = model.training
-    model.eval()
-    out = []
-    try:
-        for sl in batch_slices(images.shape[0], batch_size):
-            x = p.fn(to_float(images[sl], device), gen)
-            out.append(torch.softmax(model(x).float(), 1).cpu())
-    finally:
-        model.train(was_training)
+    """The predictor's class probabilities of uint8 [N,C,H,W] images after perturbation `p`
+    (noise drawn from numpy.random.default_rng(seed), batch after batch)."""
+    rng = np.random.default_rng(seed)
+    out = [predictor.probabilities(perturb(images[sl], p, rng))  # type: ignore[attr-defined]
+           for sl in batch_slices(images.shape[0], batch_size)]
     return torch.cat(out).numpy() if out else np.zeros((0, 0))
 
 
@@ -107,7 +122,7 @@ def robustness_table(predictor: object, data: ImageSet,
     images, y = data.images[torch.as_tensor(keep)], labels[keep]
     rows, clean_pred, clean_acc = [], None, None
     for p in perturbations or default_perturbations():
-        pred = perturbed_probs(predictor.module, images, p, predictor.device, seed).argmax(1)
+        pred = perturbed_probs(predictor, images, p, seed).argmax(1)
         acc = float((pred == y).mean())
         if clean_pred is None:
             clean_pred, clean_acc = pred, acc

@@ -7,12 +7,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cnnlab.data.batches import to_float
 from cnnlab.data.imageset import ImageSet
 from cnnlab.errors import CnnlabError, DataError
 from cnnlab.evaluate.failures import Failures
 from cnnlab.evaluate.gradcam import CamResult, class_index, gradcam, pick_items
-from cnnlab.evaluate.robustness import EXAMPLE_ROWS, default_perturbations
+from cnnlab.evaluate.robustness import EXAMPLE_ROWS, default_perturbations, perturb
 from cnnlab.report.gallery import Tile, image_grid, short
 
 
@@ -96,13 +95,12 @@ def examples_figure(predictor: object, data: ImageSet, out: str | Path, n: int =
     images = data.images[torch.as_tensor(pick)]
     by_name = {p.name: p for p in default_perturbations()}
     blocks = []
-    gen = torch.Generator().manual_seed(seed)
+    rng = np.random.default_rng(seed)
     for name in rows:
-        p = by_name[name]
-        with torch.inference_mode():
-            x = p.fn(to_float(images, predictor.device), gen)
-            pr = torch.softmax(predictor.module.eval()(x).float(), 1).cpu().numpy()
-        shown = x.clamp(0, 1).cpu().numpy()
+        # The images as the robustness table scores them (clipped, 8-bit, the predictor's views)
+        x = perturb(images, by_name[name], rng)
+        pr = predictor.probabilities(x).numpy()
+        shown = x.numpy() / 255.0
         tiles = [Tile(shown[j], f"pred {short(classes[int(pr[j].argmax())])}"
                                 f" ({pr[j].max():.2f})", int(pr[j].argmax()) == int(labels[i]))
                  for j, i in enumerate(pick)]

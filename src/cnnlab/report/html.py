@@ -410,7 +410,9 @@ def _threshold_section(labels: object, probs: object, classes: list[str], split:
             + "</tbody></table>")
 
 
-def _robust_table(rows: list[dict], split: str, total: int) -> str:
+def _robust_table(rows: list[dict], split: str, total: int, seed: int = 0) -> str:
+    from cnnlab.evaluate.robustness import NOISE_DEFINITION
+
     body = []
     for r in rows:
         cls = "neg" if r["change"] < -0.05 else ""
@@ -421,8 +423,8 @@ def _robust_table(rows: list[dict], split: str, total: int) -> str:
     n = rows[0]["n"]
     which = f"all {n}" if n >= total else f"a seeded sample of {n} of the {total}"
     return (f'<p class="muted">Accuracy on {which} labeled {esc(split)} images (<code>cnnlab '
-            "explain robustness</code> runs on all). Noise std is a fraction of each image's "
-            "range (max - min of its pixels, CS 475), seeded; "
+            f"explain robustness</code> runs on all). "
+            f"{esc(NOISE_DEFINITION.replace('SEED', str(seed)))}; "
             "&ldquo;unchanged&rdquo; = share of predictions equal to those on the clean images."
             '</p><table class="sortable grid"><thead><tr><th>perturbation</th><th>what</th>'
             "<th>accuracy</th><th>change</th><th>unchanged</th></tr></thead><tbody>"
@@ -632,7 +634,7 @@ def build_report(run_dir: str | Path, splits: object = None, predictor: object =
                               seed, title=f"Perturbed {split_name} images with predictions",
                               probs=clean_probs())
         total = int((eval_set.labels >= 0).sum())
-        return _robust_table(rows, split_name, total) + figure(png, "perturbed examples")
+        return _robust_table(rows, split_name, total, seed) + figure(png, "perturbed examples")
 
     def roc() -> str:
         if not ready:

@@ -8,7 +8,7 @@ import torch
 
 from cnnlab.data.imageset import ImageSet
 from cnnlab.data.normalize import parse_normalize
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import CnnlabError, name_list
 from cnnlab.models import Classifier, build_model, get_spec
 from cnnlab.train.optim import OPTIMIZERS
 from cnnlab.train.settings import TrainConfig
@@ -110,7 +110,7 @@ def parse_class_weights(text: str, classes: list[str]) -> list[float]:
                               "or one number per class")
         if name not in weights:
             raise CnnlabError(f"--class-weights: no class {name!r} (classes: "
-                              f"{', '.join(classes[:20])})")
+                              f"{name_list(classes)})")
         try:
             weights[name] = float(value)
         except ValueError:

@@ -166,6 +166,21 @@ def read_folder(root: Path, layout: str = "auto") -> FolderListing:
     return got
 
 
+def read_all_images(root: Path) -> FolderListing:
+    """Every image under `root`, unlabeled: what predicting reads from a folder that is not a
+    tree of class folders (it needs no labels)."""
+    skipped: list[str] = []
+    _SCAN.update(root=root, skipped=skipped)
+    try:
+        files = _images_in(root)
+    finally:
+        _SCAN.update(root=None, skipped=None)
+    if not files:
+        raise DataError(f"{root}: no image files found")
+    return FolderListing(files, [""] * len(files), [], [-1] * len(files),
+                         skipped_links=sorted(set(skipped)))
+
+
 def _read_folder(root: Path, layout: str) -> FolderListing:
     subs = _subdirs(root)
     if not subs:
