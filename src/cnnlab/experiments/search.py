@@ -389,7 +389,33 @@ def open_study(spec: SearchSpec, storage: Any = None) -> Any:
     if study.direction.name.lower() != spec.direction:
         raise CnnlabError(f"study {spec.study!r} {study.direction.name.lower()}s its metric, "
                           f"not {spec.direction}")
+    name_values(study, spec.metric)
     return study
+
+
+def name_values(study: Any, metric: str) -> None:
+    """Name the objective (Optuna's plots and dashboard say val_acc, not "Objective Value") and
+    record which per-epoch column its intermediate values are (see TrialPruning)."""
+    import warnings
+
+    if study.metric_names != [metric]:
+        with warnings.catch_warnings():  # experimental in some Optuna versions: no warning
+            warnings.simplefilter("ignore")
+            study.set_metric_names([metric])
+    column = epoch_column(metric)
+    if study.user_attrs.get("intermediate_values") != column:
+        study.set_user_attr("intermediate_values", column)
+
+
+def epoch_column(metric: str) -> str:
+    """The metrics.csv column reported after each epoch for --metric: the metric itself where
+    it is measured every epoch (val_acc, val_loss, train_*), else the validation accuracy or
+    loss, whichever rises or falls with it."""
+    split, key, _ = metric_key(metric)
+    short = "loss" if key == "loss" else "acc"
+    if split in ("train", "val") and key in ("accuracy", "loss"):
+        return f"{split}_{short}"
+    return f"val_{short}"
 
 
 def _identity(spec: SearchSpec) -> dict:
@@ -402,20 +428,24 @@ def _identity(spec: SearchSpec) -> dict:
 
 # ---- one worker ----------------------------------------------------------------------------
 class TrialPruning(Callback):
-    """Reports each epoch's validation loss to the trial and stops the run when the pruner says
-    so; the run folder stays (config, metrics.csv, checkpoints) with pruned.json added."""
+    """Reports each epoch's value of the objective (epoch_column: val_acc for a val_acc study,
+    with its own sign) to the trial and stops the run when the pruner says so; the run folder
+    stays (config, metrics.csv, checkpoints) with pruned.json added."""
 
-    def __init__(self, trial: Any, direction: str) -> None:
+    def __init__(self, trial: Any, metric: str) -> None:
         self.trial = trial
-        self.sign = -1.0 if direction == "maximize" else 1.0
+        self.column = epoch_column(metric)
 
     def on_epoch_end(self, trainer: Any, row: dict) -> None:
         """Report, then raise optuna.TrialPruned if this trial is worse than its peers."""
         import optuna
 
-        loss = row["val_loss"] if row.get("val_loss") is not None else row["train_loss"]
-        # The pruner compares values in the study's direction: a maximised study sees -loss.
-        self.trial.report(self.sign * float(loss), row["epoch"])
+        value = row.get(self.column)
+        if value is None:  # no validation split: the training side of the same measure
+            value = row["train_" + self.column.partition("_")[2]]
+        # As the objective: the pruner compares it with the other trials' values of the same
+        # epoch in the study's direction (a maximised val_acc study prunes the lowest).
+        self.trial.report(float(value), row["epoch"])
         if self.trial.should_prune():
             io.write_json(trainer.run_dir / "pruned.json", {
                 "trial": self.trial.number, "epoch": row["epoch"], "val_loss": row["val_loss"],
@@ -471,7 +501,7 @@ def run_worker(spec: SearchSpec) -> int:
                 console.print(f"{tag}trial {trial.number}: resuming trial "
                               f"{trial.user_attrs['retry_of']} from its checkpoint")
             res = train_or_resume(cfg, splits_cache[key], resume, verbose=False,
-                                  callbacks=[TrialPruning(trial, spec.direction)])
+                                  callbacks=[TrialPruning(trial, spec.metric)])
         except optuna.TrialPruned as exc:
             if spec.verbose:
                 console.print(f"{tag}trial {trial.number} {_point_text(point)}: [yellow]{exc}[/]")

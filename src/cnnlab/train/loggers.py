@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
 import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -42,6 +43,9 @@ if TYPE_CHECKING:
 INSTALL_HINT = "pip install -e '.[track]'"
 SPLITS = ("train", "val", "test")
 FINAL_KEYS = ("accuracy", "balanced_accuracy", "loss", "precision", "recall", "f1", "auroc")
+# Shown first (HParams) and flagged as what to compare runs by: what a reader asks first.
+KEY_SETTINGS = ("model", "lr", "optimizer", "batch_size", "epochs", "schedule", "augment",
+                "weight_decay", "recipe")
 MLFLOW_ID_FILE = "mlflow.json"  # the run folder's MLflow run, so a resume continues it
 STEP_BATCH = 1000  # MLflow accepts at most 1000 metrics per log_batch call
 PROBE_SECONDS = 5.0  # a tracking server that has not answered by then is unreachable
@@ -49,6 +53,11 @@ PROBE_SECONDS = 5.0  # a tracking server that has not answered by then is unreac
 # one retry of 15 s, once, not MLflow's 7 retries of up to 120 s on every call.
 HTTP_LIMITS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "15"}
 DEFAULT_PORTS = {"postgresql": 5432, "postgres": 5432, "mysql": 3306, "mssql": 1433}
+# MLflow 3 opens an experiment in the view its kind tag names; without it, in the GenAI one.
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+# The few final scores logged as metrics, to sort and compare runs by (e.g. the members of a
+# sweep); a single point each, named like the per-epoch curves (val_acc, val_loss).
+SUMMARY_METRICS = {"accuracy": "acc", "loss": "loss"}
 
 
 def _require(module: str, tracker: str) -> None:
@@ -61,17 +70,30 @@ def _require(module: str, tracker: str) -> None:
 
 
 def flat_params(cfg: Any, resolved: dict) -> dict[str, Any]:
-    """The run's settings as flat name -> value pairs (model_args.width, resolved.lr, ...)."""
+    """The run's settings as flat name -> value pairs (model_args.width, ...), each the value
+    that ran: a setting resolved when the run started shows what it resolved to (lr: the
+    optimizer's default, not none; device: cpu, not auto)."""
     out: dict[str, Any] = {}
-    for key, value in cfg.to_dict().items():
+    for key, value in {**cfg.to_dict(), **resolved}.items():
         if key in ("extra", "track", "track_uri"):
             continue
         if isinstance(value, dict):
             out.update({f"{key}.{k}": v for k, v in value.items()})
         else:
             out[key] = value
-    out.update({f"resolved.{k}": v for k, v in resolved.items()})
     return out
+
+
+def leading_params(cfg: Any, params: dict[str, Any]) -> list[str]:
+    """The names of `params` a tracker shows first: the key settings (KEY_SETTINGS, the
+    model's arguments), then those set away from their default that change what is learnt."""
+    from cnnlab.train.settings import SETTINGS
+
+    given = cfg.to_dict()
+    changed = [k for k, s in SETTINGS.items() if s.affects_result and k != "model_args"
+               and given.get(k) != s.default]
+    names = [*KEY_SETTINGS, *sorted(k for k in params if k.startswith("model_args.")), *changed]
+    return [k for k in dict.fromkeys(names) if k in params]
 
 
 def final_metrics(metrics: dict) -> dict[str, float]:
@@ -89,6 +111,24 @@ def final_metrics(metrics: dict) -> dict[str, float]:
         if isinstance(metrics.get(key), (int, float)):
             out[f"final.{key}"] = float(metrics[key])
     return out
+
+
+def summary_markdown(metrics: dict) -> str:
+    """The best checkpoint's scores as one Markdown table (split x score), and its epoch."""
+    scores = final_metrics(metrics)
+    cols = [k for k in FINAL_KEYS if any(f"final.{s}.{k}" in scores for s in SPLITS)]
+    lines = ["| split | " + " | ".join(c.replace("_", " ") for c in cols) + " |",
+             "|---" * (len(cols) + 1) + "|"]
+    for split in SPLITS:
+        if any(f"final.{split}.{c}" in scores for c in cols):
+            cells = [f"{scores[k]:.4f}" if (k := f"final.{split}.{c}") in scores else ""
+                     for c in cols]
+            lines.append(f"| {split} | " + " | ".join(cells) + " |")
+    tail = [f"best epoch {metrics['best_epoch']}" if metrics.get("best_epoch") else "",
+            f"{metrics['train_seconds']:.1f} s of training"
+            if isinstance(metrics.get("train_seconds"), (int, float)) else "",
+            "every score: metrics.json"]
+    return "\n".join(lines) + "\n\n" + "; ".join(t for t in tail if t) + "\n"
 
 
 def epoch_scalars(row: dict) -> dict[str, float]:
@@ -144,19 +184,15 @@ class TensorBoardLogger(Callback):
         if self.writer is None:
             return
         if metrics is not None:
-            from torch.utils.tensorboard.summary import hparams
-
             step = trainer.state.global_step
             # final.test.accuracy -> final/test_accuracy: TensorBoard groups charts by "/".
             final = {"final/" + k[len("final."):].replace(".", "_"): v
                      for k, v in final_metrics(metrics).items()}
             for tag, value in final.items():
                 self.writer.add_scalar(tag, value, step)
-            hp = {k: v if isinstance(v, (int, float, str, bool)) else str(v)
-                  for k, v in flat_params(trainer.cfg, trainer.resolved).items()}
             # Written into this run's own event file: SummaryWriter.add_hparams would make a
             # second, timestamped run folder for every run.
-            for summary in hparams(hp, final):
+            for summary in hparam_summaries(trainer.cfg, trainer.resolved, final):
                 self.writer.file_writer.add_summary(summary)
             for png in sorted((trainer.run_dir / "plots").glob("*.png")):
                 self.writer.add_image(f"plots/{png.stem}", _read_png(png), step,
@@ -173,6 +209,29 @@ class TensorBoardLogger(Callback):
         if self.writer is not None:
             self.writer.close()
             self.writer = None
+
+
+def hparam_summaries(cfg: Any, resolved: dict, final: dict[str, float]) -> list[Any]:
+    """The HParams tab's summaries: the settings that ran, leading ones flagged.
+
+    TensorBoard lists the hyperparameters flagged `differs` first, each group by name, and
+    shows the first five: flagging the key settings and those changed from their default puts
+    model, lr, batch_size... there instead of accumulate, augment, backbone_lr_mult...
+    """
+    from tensorboard.plugins.hparams import plugin_data_pb2
+    from torch.utils.tensorboard.summary import hparams
+
+    params = flat_params(cfg, resolved)
+    lead = leading_params(cfg, params)
+    hp = {k: v if isinstance(v := params[k], (int, float, bool)) else _param_text(v)
+          for k in [*lead, *(k for k in params if k not in lead)]}
+    experiment, *rest = hparams(hp, final)
+    plugin = experiment.value[0].metadata.plugin_data
+    data = plugin_data_pb2.HParamsPluginData.FromString(plugin.content)
+    for info in data.experiment.hparam_infos:
+        info.differs = info.name in lead
+    plugin.content = data.SerializeToString()
+    return [experiment, *rest]
 
 
 def _read_png(path: Path) -> Any:
@@ -337,9 +396,12 @@ def experiment_name(run_dir: Path) -> str:
 
 
 class MlflowLogger(Callback):
-    """One MLflow run per run folder: settings as params, metrics per step and epoch, the final
-    scores, and report.html, metrics.json, best.pt, config.yaml, metrics.csv and plots/ as
-    artifacts. A resumed run continues the same MLflow run (its id is kept in mlflow.json)."""
+    """One MLflow run per run folder, in an experiment of model training: the settings that
+    ran as params; curves per epoch (train_loss, val_acc, ..., x: the epoch) and per step
+    (step_loss, step_lr, x: the global step); the final scores as the run's description (a
+    table) and test_acc/test_loss; and report.html, metrics.json, best.pt, config.yaml,
+    metrics.csv and plots/ as artifacts. A resumed run continues the same MLflow run (its id
+    is kept in mlflow.json). The end of a run prints where it went."""
 
     name = "mlflow"
 
@@ -348,6 +410,7 @@ class MlflowLogger(Callback):
         self.uri = default_mlflow_uri(cfg)
         self.client: Any = None
         self.run_id: str | None = None
+        self.experiment_id: str | None = None
         self.steps: list[Any] = []
 
     def on_fit_start(self, trainer: Trainer) -> None:
@@ -369,11 +432,12 @@ class MlflowLogger(Callback):
         shown = urls.mask_url(self.uri)  # mlflow.json is a file of the run folder: no secrets
         if trainer.state.global_step and old.get("uri") == shown and old.get("run_id"):
             self.run_id = old["run_id"]
+            self.experiment_id = old.get("experiment_id")
             self.client.update_run(self.run_id, status="RUNNING")
             self.client.set_tag(self.run_id, "cnnlab.resumed_at_step",
                                 str(trainer.state.global_step))
             return
-        exp_id = self._experiment(experiment_name(trainer.run_dir))
+        exp_id = self.experiment_id = self._experiment(experiment_name(trainer.run_dir))
         run = self.client.create_run(exp_id, run_name=trainer.run_dir.name, tags={
             "cnnlab.run_dir": str(trainer.run_dir.resolve()), "mlflow.source.name": "cnnlab",
             "cnnlab.data": _param_text(trainer.cfg.data or "digits"),
@@ -392,16 +456,21 @@ class MlflowLogger(Callback):
         return http_limits()
 
     def _experiment(self, name: str) -> str:
+        """The experiment's id, created (or, made before cnnlab tagged them, tagged) as one of
+        model training; a kind someone else set is theirs to keep."""
         exp = self.client.get_experiment_by_name(name)
-        if exp is not None:
-            return exp.experiment_id
-        try:
-            return self.client.create_experiment(name, artifact_location=artifact_root(self.uri))
-        except Exception:  # another process created it a moment ago
-            exp = self.client.get_experiment_by_name(name)
-            if exp is None:
-                raise
-            return exp.experiment_id
+        if exp is None:
+            try:
+                return self.client.create_experiment(
+                    name, artifact_location=artifact_root(self.uri), tags=EXPERIMENT_KIND)
+            except Exception:  # another process created it a moment ago
+                exp = self.client.get_experiment_by_name(name)
+                if exp is None:
+                    raise
+        for key, value in EXPERIMENT_KIND.items():
+            if key not in exp.tags:
+                self.client.set_experiment_tag(exp.experiment_id, key, value)
+        return exp.experiment_id
 
     def on_step_end(self, trainer: Trainer, loss: float) -> None:
         """Buffer the step's loss and lr; sent with the epoch (one database write per epoch)."""
@@ -436,8 +505,13 @@ class MlflowLogger(Callback):
             self._send(self.steps)
             self.steps = []
         if metrics is not None:
-            now, step = _millis(), trainer.state.global_step
-            self._send([Metric(k, v, now, step) for k, v in final_metrics(metrics).items()])
+            now, epoch = _millis(), trainer.state.epoch
+            test = metrics.get("test") if isinstance(metrics.get("test"), dict) else {}
+            self._send([Metric(f"test_{short}", float(test[key]), now, epoch)
+                        for key, short in SUMMARY_METRICS.items()
+                        if isinstance(test.get(key), (int, float))])
+            # The run page opens on its description: the scores at a glance, not 21 charts.
+            self.client.set_tag(self.run_id, "mlflow.note.content", summary_markdown(metrics))
             run_dir = trainer.run_dir
             for name in ("report.html", "metrics.json", "best.pt", "config.yaml",
                          "metrics.csv", "predictions.csv", "steps.csv"):
@@ -447,7 +521,19 @@ class MlflowLogger(Callback):
                 self.client.log_artifacts(self.run_id, str(run_dir / "plots"), "plots")
         status = "FINISHED" if error is None else "KILLED" if _interrupted(error) else "FAILED"
         self.client.set_terminated(self.run_id, status)
+        if trainer.verbose:
+            console.print(self.where(status), highlight=False, soft_wrap=True)
         self.run_id = None
+
+    def where(self, status: str = "FINISHED") -> str:
+        """One line: the run's id and store (masked), and how to look at it."""
+        shown = urls.mask_url(self.uri)
+        state = "" if status == "FINISHED" else f" ({status.lower()})"
+        head = f"mlflow: logged run {self.run_id}{state} to {shown}"
+        if shown.lower().startswith(("http://", "https://")) and self.experiment_id:
+            return f"{head}; open {shown.rstrip('/')}/#/experiments/{self.experiment_id}" \
+                   f"/runs/{self.run_id}"
+        return f"{head}; see it with: mlflow ui --backend-store-uri {shlex.quote(shown)}"
 
     def abort(self) -> None:
         """Mark the run FAILED after a failure of this logger (best effort)."""
