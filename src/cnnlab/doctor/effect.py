@@ -6,6 +6,7 @@ import numpy as np
 import torch
 
 from cnnlab.doctor.pool import Pool
+from cnnlab.errors import name_list
 
 
 def leak_effect(weights: object, pool: Pool, leaks: list[dict]) -> dict:
@@ -16,8 +17,8 @@ def leak_effect(weights: object, pool: Pool, leaks: list[dict]) -> dict:
     model = weights if isinstance(weights, Predictor) else Predictor.load(weights)
     weights = model.path or weights
     if list(model.classes) != list(pool.classes):
-        return {"skipped": f"{weights}: the model's classes ({', '.join(model.classes[:6])}) "
-                           f"differ from the data's ({', '.join(pool.classes[:6])})"}
+        return {"skipped": f"{weights}: the model's classes ({name_list(model.classes)}) "
+                           f"differ from the data's ({name_list(pool.classes)})"}
     leaked = {leak["index"] for leak in leaks}
     out: dict = {"weights": str(weights)}
     for name in ("val", "test"):

@@ -15,7 +15,7 @@ from cnnlab.data.load import LoadOptions, load_data
 from cnnlab.doctor import balance, duplicates, features, labels, outliers
 from cnnlab.doctor.pool import Pool, build_pool, source_root
 from cnnlab.doctor.progress import Phases
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import CnnlabError, name_list
 from cnnlab.io import atomic_write_bytes
 
 CHECKS = ("duplicates", "labels", "outliers", "balance", "shift")
@@ -292,7 +292,7 @@ def _balance_findings(report: dict) -> list[str]:
     findings = []
     for split, missing in report["balance"]["missing"].items():
         findings.append(f"The {split} split has no images of {len(missing)} class(es): "
-                        f"{', '.join(missing[:5])}.")
+                        f"{name_list(missing, 5)}.")
     if report["balance"].get("imbalance"):
         f = report["balance"]["imbalance"]
         findings.append(f"Training classes are imbalanced: {f['largest']} {f['largest_n']} vs "
