@@ -172,3 +172,11 @@ def chromium_page(width: int = 1200, height: int = 900):  # noqa: ANN201
             yield browser.new_page(viewport={"width": width, "height": height})
         finally:
             browser.close()
+
+
+@pytest.fixture(scope="session")
+def zygote():  # noqa: ANN201 - clitools.Zygote
+    """Real `cnnlab` processes forked from one pre-imported interpreter (clitools.Zygote)."""
+    from clitools import shared_zygote
+
+    return shared_zygote()

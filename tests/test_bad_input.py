@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from clitools import Zygote, assert_one_line_error, run_cli, shared_zygote
+from clitools import assert_one_line_error, run_cli
 from conftest import write_image_folder
 from PIL import Image
 
@@ -83,10 +83,6 @@ def npy_set(root: Path, x: np.ndarray, y: np.ndarray) -> Path:
     np.save(root / "d_labels.npy", y)
     return root
 
-
-@pytest.fixture(scope="module")
-def zygote() -> Zygote:
-    return shared_zygote()
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from clitools import Zygote, assert_one_line_error, shared_zygote
+from clitools import assert_one_line_error
 from conftest import digits_arrays
 
 from cnnlab.checkpoint import load_checkpoint
@@ -25,10 +25,6 @@ from cnnlab.train.trainer import Trainer
 
 pytestmark = pytest.mark.slow  # real processes, browsers or full runs: `make test` only
 
-
-@pytest.fixture(scope="module")
-def zygote() -> Zygote:
-    return shared_zygote()
 
 
 @pytest.fixture(scope="module")

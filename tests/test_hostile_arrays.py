@@ -9,17 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from clitools import Zygote, assert_one_line_error, shared_zygote
+from clitools import Zygote, assert_one_line_error
 from conftest import digits_arrays
 
 from cnnlab.data import cache
 from cnnlab.data.load import LoadOptions, load_data, read_source
 from cnnlab.errors import DataError
-
-
-@pytest.fixture(scope="module")
-def zygote() -> Zygote:
-    return shared_zygote()
 
 
 def npy_set(root: Path, x: np.ndarray, y: np.ndarray) -> Path:

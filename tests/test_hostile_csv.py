@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from clitools import Zygote, assert_one_line_error, shared_zygote
+from clitools import Zygote, assert_one_line_error
 from PIL import Image
 
 from cnnlab.data.load import LoadOptions, load_data, read_source
@@ -46,10 +46,6 @@ def with_row(line: int, row: list, n: int = 12) -> list[list]:
     rows[line - 2] = row
     return rows
 
-
-@pytest.fixture(scope="module")
-def zygote() -> Zygote:
-    return shared_zygote()
 
 
 @pytest.mark.parametrize("bad, needles", [

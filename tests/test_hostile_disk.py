@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from clitools import Zygote, assert_one_line_error, shared_zygote
+from clitools import Zygote, assert_one_line_error
 from conftest import write_image_folder
 
 from cnnlab.data import cache
@@ -23,10 +23,6 @@ from cnnlab.errors import DataError
 
 pytestmark = pytest.mark.slow  # real processes, browsers or full runs: `make test` only
 
-
-@pytest.fixture(scope="module")
-def zygote() -> Zygote:
-    return shared_zygote()
 
 
 @pytest.fixture

@@ -7,16 +7,11 @@ import os
 from pathlib import Path
 
 import pytest
-from clitools import Zygote, assert_one_line_error, shared_zygote
+from clitools import Zygote, assert_one_line_error
 from conftest import write_image_folder
 
 from cnnlab.data.load import LoadOptions, load_data, read_source
 from cnnlab.errors import DataError
-
-
-@pytest.fixture(scope="module")
-def zygote() -> Zygote:
-    return shared_zygote()
 
 
 def folder(root: Path, partitions: bool = False) -> Path:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from clitools import Zygote, assert_one_line_error, shared_zygote
+from clitools import Zygote, assert_one_line_error
 from conftest import write_image_folder
 from PIL import Image
 
@@ -23,10 +23,6 @@ from cnnlab.io import read_csv, write_csv
 
 DANGEROUS = ["=1+2", "+cmd", "-2+3", "@SUM(A1)"]
 
-
-@pytest.fixture(scope="module")
-def zygote() -> Zygote:
-    return shared_zygote()
 
 
 @pytest.fixture(scope="module")

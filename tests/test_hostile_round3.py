@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from clitools import Zygote, assert_one_line_error, shared_zygote
+from clitools import Zygote, assert_one_line_error
 from torch import nn
 
 import cnnlab
@@ -23,10 +23,6 @@ from cnnlab.report.experiment_page import build_experiment_page
 
 EVIL = "javascript:alert(1)"
 
-
-@pytest.fixture(scope="module")
-def zygote() -> Zygote:
-    return shared_zygote()
 
 
 @pytest.fixture(scope="module")

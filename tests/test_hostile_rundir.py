@@ -7,16 +7,11 @@ import multiprocessing as mp
 from pathlib import Path
 
 import pytest
-from clitools import Zygote, shared_zygote
+from clitools import Zygote
 from conftest import write_image_folder
 
 from cnnlab.errors import CnnlabError
 from cnnlab.train.rundir import choose_run_dir
-
-
-@pytest.fixture(scope="module")
-def zygote() -> Zygote:
-    return shared_zygote()
 
 
 def _race(barrier, runs: str, out: str | None, queue) -> None:  # noqa: ANN001

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from clitools import Zygote, popen_cli, shared_zygote
+from clitools import popen_cli
 from conftest import digits_arrays
 
 from cnnlab.checkpoint import load_checkpoint
@@ -52,10 +52,6 @@ def reference(tmp_path_factory: pytest.TempPathFactory):
         proc.kill()
         proc.communicate()
 
-
-@pytest.fixture(scope="module")
-def zygote() -> Zygote:
-    return shared_zygote()
 
 
 def wait_until(pred, proc, timeout: float = 120, poll: float = 0.001) -> bool:

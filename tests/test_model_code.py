@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from clitools import assert_one_line_error, shared_zygote
+from clitools import assert_one_line_error
 from conftest import write_image_folder
 
 import cnnlab
@@ -34,10 +34,6 @@ def build(num_classes, in_channels, image_size, hidden=16):
                          nn.ReLU(), nn.Linear(hidden, num_classes))
 '''
 
-
-@pytest.fixture(scope="module")
-def zygote():
-    return shared_zygote()
 
 
 @pytest.fixture(scope="module")

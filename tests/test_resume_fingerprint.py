@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from clitools import Zygote, assert_one_line_error, shared_zygote
+from clitools import Zygote, assert_one_line_error
 from conftest import write_image_folder
 
 from cnnlab.data.imageset import DataSplits, ImageSet
@@ -16,10 +16,6 @@ from cnnlab.train.fingerprint import data_fingerprint, describe_change
 
 TINY = ["--model-arg", "width=4", "--image-size", "8", "--no-report", "--num-threads", "1"]
 
-
-@pytest.fixture(scope="module")
-def zygote() -> Zygote:
-    return shared_zygote()
 
 
 def _splits(train: list[tuple[str, int]], test: list[tuple[str, int]]) -> DataSplits:

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
-from clitools import Zygote, assert_one_line_error, shared_zygote
+from clitools import Zygote, assert_one_line_error
 from conftest import write_image_folder
 
 import cnnlab
@@ -18,10 +18,6 @@ from cnnlab.train.rundir import MANIFEST, choose_run_dir, clear_run_outputs
 TINY = ["--model-arg", "width=4", "--image-size", "8", "--epochs", "1", "--no-report",
         "--num-threads", "1"]
 
-
-@pytest.fixture(scope="module")
-def zygote() -> Zygote:
-    return shared_zygote()
 
 
 @pytest.fixture(scope="module")

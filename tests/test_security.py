@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from clitools import Zygote, assert_one_line_error, shared_zygote
+from clitools import assert_one_line_error
 from conftest import write_image_folder
 
 import cnnlab
@@ -31,10 +31,6 @@ class Evil:
     def __reduce__(self):  # noqa: ANN204
         return (exec, (f"open({self.marker!r}, 'w').close()",))
 
-
-@pytest.fixture(scope="module")
-def zygote() -> Zygote:
-    return shared_zygote()
 
 
 @pytest.fixture(scope="module")
