@@ -60,7 +60,7 @@ def test_cli_imports_light_and_the_api_names_still_mean_the_functions() -> None:
 import sys
 import cnnlab.cli
 assert "torch" not in sys.modules, "import cnnlab.cli imported torch"
-import cnnlab, cnnlab.train.settings, cnnlab.train.choices, cnnlab.data.decode
+import cnnlab, cnnlab.train.settings, cnnlab.choices, cnnlab.data.decode
 from cnnlab import api
 assert cnnlab.train is api.train and cnnlab.data is api.data and cnnlab.load is api.load
 assert "torch" in sys.modules  # the API itself did load it, when it was asked for
@@ -73,11 +73,11 @@ print("ok")
 
 
 def test_choice_lists_agree_with_the_registries() -> None:
-    # settings.py takes its allowed values from train/choices.py; the code lives in the
+    # settings.py takes its allowed values from cnnlab/choices.py; the code lives in the
     # registries, which must offer exactly those names.
-    from cnnlab import device
+    from cnnlab import choices, device
     from cnnlab.data import decode, load
-    from cnnlab.train import choices, loggers, optim, sampling
+    from cnnlab.train import loggers, optim, sampling
 
     assert choices.FORMATS == load.FORMATS
     assert choices.RESIZE_MODES == decode.RESIZE_MODES

@@ -7,9 +7,8 @@ import os
 
 import torch
 
+from cnnlab.choices import PRECISIONS
 from cnnlab.errors import CnnlabError
-
-PRECISIONS = ("auto", "32", "bf16", "16-mixed")
 
 
 def cpu_has_fast_bf16() -> bool:

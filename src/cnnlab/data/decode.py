@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
+from cnnlab.choices import RESIZE_MODES  # noqa: F401 - the modes decode() takes, named once
 from cnnlab.errors import DataError
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm",
@@ -18,7 +19,6 @@ IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".
 # crop: keep the aspect ratio, centre-crop to the square; stretch: squash to the square;
 # shorter: torchvision's Resize(N) (shorter side to N, bilinear, antialiased as Pillow does)
 # then CenterCrop (crop_size, else N), pixel for pixel as torchvision computes it on PIL images.
-RESIZE_MODES = ("crop", "stretch", "shorter")
 
 # Refuse decompression bombs outright rather than only warning about them.
 Image.MAX_IMAGE_PIXELS = 64_000_000

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from cnnlab.choices import FORMATS
 from cnnlab.data import cache
 from cnnlab.data.decode import decode_many, image_info, is_image_file
 from cnnlab.data.imageset import DataSplits, ImageSet
@@ -28,7 +29,6 @@ from cnnlab.data.splits import stratified_split
 from cnnlab.data.value_range import infer_range, parse_range
 from cnnlab.errors import DataError, name_list
 
-FORMATS = ("auto", "folder", "csv", "npy", "cifar", "idx", "digits")
 DEFAULT_FILE_IMAGE_SIZE = 64
 
 

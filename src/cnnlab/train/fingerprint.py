@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from cnnlab.data.imageset import DataSplits, ImageSet
-from cnnlab.errors import DataError
+from cnnlab.errors import DataError, name_list
 
 VERSION = 1
 
@@ -43,8 +43,8 @@ def data_fingerprint(splits: DataSplits) -> dict:
 def _class_change(old: list[str], new: list[str]) -> str:
     added = [c for c in new if c not in old]
     gone = [c for c in old if c not in new]
-    said = [f"class {', '.join(added[:5])} added"] * bool(added) + \
-        [f"class {', '.join(gone[:5])} removed"] * bool(gone)
+    said = [f"class {name_list(added, 5)} added"] * bool(added) + \
+        [f"class {name_list(gone, 5)} removed"] * bool(gone)
     return ", ".join(said) or "the class order changed"
 
 

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 import torch
 
+from cnnlab.choices import OPTIMIZER_LRS
+
 
 @dataclass(frozen=True)
 class OptimizerSpec:
@@ -28,10 +30,13 @@ def _fused(groups: list[dict]) -> dict:
 
 OPTIMIZERS: dict[str, OptimizerSpec] = {
     "sgd": OptimizerSpec(lambda g, lr, s: torch.optim.SGD(g, lr=lr, momentum=s["momentum"]),
-                         0.01),
-    "adam": OptimizerSpec(lambda g, lr, s: torch.optim.Adam(g, lr=lr, **_fused(g)), 3e-3),
-    "adamw": OptimizerSpec(lambda g, lr, s: torch.optim.AdamW(g, lr=lr, **_fused(g)), 3e-3),
-    "rmsprop": OptimizerSpec(lambda g, lr, s: torch.optim.RMSprop(g, lr=lr, momentum=0.0), 1e-3),
+                         OPTIMIZER_LRS["sgd"]),
+    "adam": OptimizerSpec(lambda g, lr, s: torch.optim.Adam(g, lr=lr, **_fused(g)),
+                          OPTIMIZER_LRS["adam"]),
+    "adamw": OptimizerSpec(lambda g, lr, s: torch.optim.AdamW(g, lr=lr, **_fused(g)),
+                           OPTIMIZER_LRS["adamw"]),
+    "rmsprop": OptimizerSpec(lambda g, lr, s: torch.optim.RMSprop(g, lr=lr, momentum=0.0),
+                             OPTIMIZER_LRS["rmsprop"]),
 }
 
 @dataclass(frozen=True)

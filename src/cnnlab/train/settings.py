@@ -14,11 +14,9 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field, fields, make_dataclass
 from typing import Any
 
-from cnnlab.errors import CnnlabError
-
 # Only the names of the registries, not their code: importing the settings (as the CLI does for
 # every --help and option error) must not import torch.
-from cnnlab.train.choices import (
+from cnnlab.choices import (
     FORMATS,
     LOGGERS,
     OPTIMIZER_LRS,
@@ -27,6 +25,7 @@ from cnnlab.train.choices import (
     SAMPLERS,
     SCHEDULES,
 )
+from cnnlab.errors import CnnlabError
 
 GROUPS = ("data", "model", "optimization", "augmentation", "hardware", "output", "tracking")
 

@@ -1,10 +1,11 @@
 """The names the settings choose from, without the code behind them.
 
-train/settings.py builds its allowed values from these tuples, so the settings model (and with
-it the CLI's options, --help and option errors) loads without torch, Pillow or NumPy. The
-registries keep the code: data/load.py, data/decode.py, device.py, train/optim.py,
-train/sampling.py and train/loggers.py; tests/test_startup.py checks that each agrees with
-its tuple here, so a new entry goes into both.
+The one place these names are written. train/settings.py builds its allowed values from them,
+so the settings model (and with it the CLI's options, --help and option errors) loads without
+torch, Pillow or NumPy. data/load.py, data/decode.py and device.py use the plain tuples as they
+are; train/optim.py takes each optimizer's usual learning rate from here. The registries with
+code (optim's OPTIMIZERS and SCHEDULES, sampling's SAMPLERS, loggers' LOGGERS) are keyed by the
+same names; tests/test_startup.py checks that they agree.
 """
 
 from __future__ import annotations
