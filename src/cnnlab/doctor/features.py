@@ -140,7 +140,7 @@ def backbone_features(parts: Iterable[torch.Tensor], size: int | None = None, ba
     # where the CPU has it natively. Features for a ranking need no more precision than that.
     if size is None:
         parts = list(parts)
-        side = max(int(p.shape[-1]) for p in parts) if parts else 224
+        side = max(int(p.shape[-1]) for p in parts) if parts else BACKBONE_SIDE
         size = min(BACKBONE_MAX, max(BACKBONE_MIN, side))
     net = efficientnet_lite0(1000, 3, size, pretrained=True).eval()
     net = net.to(memory_format=torch.channels_last)
