@@ -51,7 +51,7 @@ postgres:
 test: install-test browser postgres
 	$(BIN)/python -m pytest
 
-# The fast tier: lint and every test not marked slow (under 2 minutes on 2 cores).
+# The fast tier: lint and every test not marked slow (about 4 minutes on 2 quiet cores).
 check: install-test
 	$(BIN)/ruff check src tests bench
 	$(BIN)/python -m pytest -m "not slow"
