@@ -47,7 +47,7 @@ postgres:
 	    || { echo "warning: could not install postgresql; its tests will be skipped"; \
 	         [ "$${CI:-}" != true ] || exit 1; }; }
 
-# Everything (CI runs this): about 17 minutes on 2 quiet cores, plus the installs on a fresh machine.
+# Everything (CI runs this): 17-22 minutes on 2 quiet cores, plus the installs on a fresh machine.
 test: install-test browser postgres
 	$(BIN)/python -m pytest
 
