@@ -16,6 +16,32 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def _pin_xdist_worker() -> None:
+    """Under `pytest -n N` (pytest-xdist) give worker k CPU k of this process's CPUs.
+
+    The suite is mostly single-threaded Python and process start-up (about one core busy on
+    average), so two workers nearly halve its time on two cores; but cnnlab and torch use one
+    intra-op thread per CPU of the affinity mask, and two workers each spinning two OpenMP
+    threads on two cores would be slower than one. Pinning makes every test, and every
+    process it starts (they inherit the mask), use its worker's core alone.
+    """
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if not worker.startswith("gw") or not hasattr(os, "sched_setaffinity"):
+        return
+    cpus = sorted(os.sched_getaffinity(0))
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+    if len(cpus) < 2 or count < 2:
+        return
+    share = max(1, len(cpus) // count)
+    k = int(worker[2:]) % count
+    mine = cpus[(k * share) % len(cpus):][:share] or cpus[:share]
+    os.sched_setaffinity(0, set(mine))
+    os.environ["OMP_NUM_THREADS"] = str(len(mine))
+
+
+_pin_xdist_worker()
+
+
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
     """Every test gets its own decode cache, so tests never see each other's files."""
