@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import inspect
 import os
+import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cnnlab.data import DataSplits, load_data
 from cnnlab.evaluate.predictor import Predictor
-from cnnlab.run import RunResult
-from cnnlab.run import train as run_train
-from cnnlab.train.callbacks import Callback
-from cnnlab.train.settings import (
+from cnnlab.settings import (
     DATA_KEYS,
     SETTINGS,
     SettingsError,
@@ -19,6 +18,12 @@ from cnnlab.train.settings import (
     data_options,
     unknown_keys,
 )
+
+# The training code (run.py, train/) is imported by train() alone: cnnlab.load and predicting
+# never import it (tests/test_layers.py checks sys.modules after a predict).
+if TYPE_CHECKING:
+    from cnnlab.run import RunResult
+    from cnnlab.train.callbacks import Callback
 
 
 def train(data: str | Path | DataSplits | None = None, *, resume: bool = False,
@@ -32,6 +37,8 @@ def train(data: str | Path | DataSplits | None = None, *, resume: bool = False,
     `trust_code=True`: on resume, import the custom model the run's config.yaml names without
     naming it again with `model=`.
     """
+    from cnnlab.run import train as run_train
+
     _check_data(data)
     splits = data if isinstance(data, DataSplits) else None
     given = dict(settings)
@@ -71,7 +78,8 @@ def load(path: str | Path | RunResult, device: str = "cpu", precision: str = "32
     never imports code a file names, so such a checkpoint loads only when you name it here
     (or pass `trust_code=True` to accept the name the file holds).
     """
-    if isinstance(path, RunResult):
+    run = sys.modules.get("cnnlab.run")  # a RunResult exists only once run.py is imported
+    if run is not None and isinstance(path, run.RunResult):
         model = model if model is not None else path.config.model  # named in this session
         path = path.run_dir
     p = Path(path)

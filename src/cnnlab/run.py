@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from cnnlab import io
+from cnnlab import io, settings
 from cnnlab.console import busy, console, data_progress
 from cnnlab.data.imageset import DataSplits
 from cnnlab.data.load import LoadOptions, load_data
@@ -24,10 +24,10 @@ from cnnlab.evaluate.predictor import Predictor, write_predictions
 from cnnlab.models.registry import spec_named_by_file
 from cnnlab.models.tta import probs_and_loss
 from cnnlab.models.tta import views as tta_views
-from cnnlab.train import distributed, fingerprint, rundir, settings
+from cnnlab.settings import TrainConfig
+from cnnlab.train import distributed, fingerprint, rundir
 from cnnlab.train.callbacks import Callback
 from cnnlab.train.loggers import tracking_callbacks
-from cnnlab.train.settings import TrainConfig
 from cnnlab.train.setup import model_image_size
 from cnnlab.train.trainer import Trainer
 from cnnlab.urls import mask_values

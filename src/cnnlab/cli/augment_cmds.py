@@ -70,7 +70,7 @@ def transfer(
     from cnnlab.checkpoint import load_checkpoint
     from cnnlab.experiments.transfer import SPLITS, compare_transfer
     from cnnlab.models.registry import spec_named_by_file
-    from cnnlab.train.settings import resolve
+    from cnnlab.settings import resolve
 
     levels = parse_list(freeze_levels, int) or []
     given = dict(settings or {})

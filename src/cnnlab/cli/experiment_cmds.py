@@ -6,11 +6,11 @@ from pathlib import Path
 
 import typer
 
+from cnnlab import settings as settings_model
 from cnnlab.cli.app import app, parse_list
 from cnnlab.cli.options import DATA_ARG_HELP, with_settings
 from cnnlab.errors import CnnlabError
-from cnnlab.train import settings as settings_model
-from cnnlab.train.settings import TrainConfig, parse_value
+from cnnlab.settings import TrainConfig, parse_value
 
 RERUN = "Re-running the same command skips finished members and resumes an interrupted one."
 

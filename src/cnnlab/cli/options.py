@@ -1,4 +1,4 @@
-"""Command-line options derived from the settings model (train/settings.py).
+"""Command-line options derived from the settings model (settings.py).
 
 `@with_settings("data", "model", ...)` adds one option per setting of those groups to a typer
 command, grouped in --help by setting group, and hands the command a dict of only the options
@@ -17,7 +17,7 @@ from typing import Any
 
 import typer
 
-from cnnlab.train.settings import SETTINGS, Setting, in_groups
+from cnnlab.settings import SETTINGS, Setting, in_groups
 
 PANELS = {"data": "Data", "model": "Model", "optimization": "Optimization",
           "augmentation": "Augmentation", "hardware": "Hardware", "output": "Output",

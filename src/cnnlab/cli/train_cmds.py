@@ -17,7 +17,7 @@ from cnnlab.cli.options import (
     with_settings,
 )
 from cnnlab.console import console, out
-from cnnlab.train.settings import GROUPS
+from cnnlab.settings import GROUPS
 
 
 @app.command(no_args_is_help=False)
