@@ -20,7 +20,7 @@ LAYERS = {
     "urls": 0, "choices": 0,
     "data": 1,
     "models": 2,
-    "settings": 3,
+    "settings": 3, "settings_file": 3,
     "train": 4,
     "evaluate": 5,
     "report": 6,

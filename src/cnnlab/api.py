@@ -29,13 +29,15 @@ if TYPE_CHECKING:
 def train(data: str | Path | DataSplits | None = None, *, resume: bool = False,
           resume_from: str | Path | None = None, force: bool = False, verbose: bool = True,
           callbacks: list[Callback] | None = None, trust_code: bool = False,
-          **settings: object) -> RunResult:
+          config: str | Path | None = None, **settings: object) -> RunResult:
     """Train a classifier on `data` (path, DataSplits or None for digits); returns the run.
 
     Every setting of `cnnlab train` is a keyword with the same name and default (lr=...,
     batch_size=..., out=...); an unknown name or invalid value raises the CLI's one-line error.
-    `trust_code=True`: on resume, import the custom model the run's config.yaml names without
-    naming it again with `model=`.
+    `config="runs/X/config.yaml"`: start from the settings of that file (any run's config.yaml
+    or one written by hand; its data when `data` is None); the keywords given win.
+    `trust_code=True`: on resume or with `config=`, import the custom model the config.yaml
+    names without naming it again with `model=`.
     """
     from cnnlab.run import train as run_train
 
@@ -44,6 +46,15 @@ def train(data: str | Path | DataSplits | None = None, *, resume: bool = False,
     given = dict(settings)
     if data is not None and splits is None:
         given["data"] = str(data)
+    if config is not None:
+        from cnnlab.settings_file import read_config
+
+        if resume or resume_from is not None:
+            raise SettingsError("config= starts a new run from a file's settings and resume= "
+                                "continues a run with its own: give one of them")
+        given = read_config(config, given, trust_code=trust_code)
+        if splits is not None:
+            given.pop("data", None)
     return run_train(given, resume=resume, resume_from=resume_from, force=force, splits=splits,
                      verbose=verbose, callbacks=callbacks, trust_code=trust_code)
 

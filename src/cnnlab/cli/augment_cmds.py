@@ -51,7 +51,7 @@ def augment(
 
 @app.command()
 @with_settings("data", "model", "optimization", "augmentation", "hardware", "tracking",
-               skip=("freeze", "init_from", "pretrained", "weights_file"))
+               skip=("freeze", "init_from", "pretrained", "weights_file"), config=True)
 def transfer(
     source: Path = typer.Argument(..., help="Source checkpoint (e.g. runs/source/best.pt)."),
     path: Path = typer.Argument(..., help="Target data."),
