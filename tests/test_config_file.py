@@ -20,6 +20,7 @@ from clitools import assert_one_line_error
 from conftest import digits_arrays
 
 import cnnlab
+from cnnlab.errors import CnnlabError
 from cnnlab.settings import SettingsError, resolve
 from cnnlab.settings_file import read_config
 
@@ -182,3 +183,12 @@ def test_another_recipe_replaces_the_files_recipe_values(tmp_path: Path) -> None
     chosen = write(tmp_path / "step.yaml", {**plain, "schedule": "step"})
     assert resolve(read_config(chosen, {"recipe": "fast"})).schedule == "step"
     assert resolve(read_config(cfg, {})).schedule == "cosine"
+
+
+def test_another_model_does_not_take_the_files_model_arguments(tmp_path: Path) -> None:
+    cfg = write(tmp_path / "cnn.yaml", {"model": "cnn", "model_args": {"width": 8}})
+    assert read_config(cfg, {})["model_args"] == {"width": 8}
+    assert "model_args" not in read_config(cfg, {"model": "mlp"})
+    assert read_config(cfg, {"model": "cnn"})["model_args"] == {"width": 8}
+    with pytest.raises(CnnlabError, match="not a plain"):
+        read_config(write(tmp_path / "deep.yaml", {"model_args": {"width": {"a": 1}}}), {})

@@ -63,6 +63,8 @@ def read_config(path: str | Path, given: Mapping[str, Any], *, trust_code: bool 
         offered = set(takes)
         values = {k: v for k, v in values.items() if k == "data" or k in offered}
     values = _recipe_switched(values, given)
+    if given.get("model") is not None and given["model"] != values.get("model", given["model"]):
+        values.pop("model_args", None)  # the file's model arguments are its model's, not yours
     _check_model_code(values, given, p, trust_code)
     return {**values, **given}
 
