@@ -157,6 +157,7 @@ CONFIG_OPT = typer.Option(
     None, "--config", metavar="FILE", rich_help_panel="Output",
     help="Start from the settings in this YAML file (any run's config.yaml, or one written by "
          "hand); options given with it win.")
+
 # A checkpoint or config.yaml names its model; cnnlab imports a custom builder
 # (`module:function`) only when the user names it again or says they trust the file.
 MODEL_CODE_OPT = typer.Option(
