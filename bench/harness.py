@@ -22,7 +22,7 @@ from cnnlab.data.load import LoadOptions, load_data
 from cnnlab.data.stats import IMAGENET_MEAN, IMAGENET_STD, channel_mean_std
 from cnnlab.device import use_channels_last
 from cnnlab.models import build_model
-from cnnlab.train.settings import TrainConfig
+from cnnlab.settings import TrainConfig
 
 
 @dataclass

@@ -82,7 +82,7 @@ def variants_for(case: Case, prep, peers: dict, args: argparse.Namespace) -> lis
         # `--recipe fast --lr 3x`: the recipe's values replace the case's constant schedule,
         # and its one-cycle peak is 3x the case's constant rate (one-cycle spends most steps
         # well below its peak); network, batch size, epochs and augmentation stay the case's
-        from cnnlab.train.settings import RECIPES
+        from cnnlab.settings import RECIPES
 
         vs.append(CnnlabVariant(case, prep, FAST, "fast", recipe="fast",
                                 **{**RECIPES["fast"], "lr": case.lr * FAST_LR_MULT}))

@@ -143,7 +143,7 @@ def test_ours_draw_ops_per_image_kornias_per_batch() -> None:
 
 
 def test_a_bad_augment_setting_fails_before_any_data_is_read() -> None:
-    from cnnlab.train.settings import SettingsError, resolve
+    from cnnlab.settings import SettingsError, resolve
 
     with pytest.raises(SettingsError, match="M must be a whole number from 0 to 30"):
         resolve({"augment": "hflip,randaugment=2:40"})

@@ -9,8 +9,8 @@ from test_imbalance import _train, imbalanced  # noqa: F401  (the 10:1 data set 
 
 from cnnlab.data.imageset import DataSplits
 from cnnlab.errors import CnnlabError
-from cnnlab.train.settings import TrainConfig
-from cnnlab.train.settings import parse_class_weights as _class_weights
+from cnnlab.settings import TrainConfig
+from cnnlab.settings import parse_class_weights as _class_weights
 from cnnlab.train.setup import class_weight_tensor, parse_class_weights
 
 

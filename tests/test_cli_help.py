@@ -13,7 +13,7 @@ from typer.core import TyperArgument, TyperGroup
 from typer.testing import CliRunner
 
 from cnnlab.cli import app
-from cnnlab.train.settings import SETTINGS, SettingsError, resolve
+from cnnlab.settings import SETTINGS, SettingsError, resolve
 
 WIDE = {"COLUMNS": "2000", "NO_COLOR": "1", "TERM": "dumb"}  # one table row per line
 DEFAULT = re.compile(r"\[default: ([^\]]*)\]")

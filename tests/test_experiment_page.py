@@ -15,7 +15,7 @@ from conftest import ROOT, chromium_page, write_pattern_npy
 from cnnlab.data.load import LoadOptions, load_data
 from cnnlab.experiments import compare_runs, run_cv, run_seeds, run_sweep
 from cnnlab.experiments.transfer import compare_transfer
-from cnnlab.train.settings import TrainConfig
+from cnnlab.settings import TrainConfig
 
 ARTIFACTS = ROOT / "test-artifacts"
 BASE = {"model": "mlp", "model_args": {"hidden": 16}, "epochs": 2, "batch_size": 32,

@@ -13,7 +13,7 @@ from conftest import run_cli, write_pattern_npy
 from cnnlab.data.load import LoadOptions, load_data
 from cnnlab.errors import CnnlabError
 from cnnlab.experiments import compare_runs, lr_find, run_cv, run_seeds, run_sweep
-from cnnlab.train.settings import TrainConfig
+from cnnlab.settings import TrainConfig
 
 pytestmark = pytest.mark.slow  # real processes, browsers or full runs: `make test` only
 

@@ -20,7 +20,7 @@ from cnnlab.checkpoint import load_checkpoint
 from cnnlab.data import load_data
 from cnnlab.errors import TrainingError
 from cnnlab.io import write_error_reason
-from cnnlab.train.settings import TrainConfig
+from cnnlab.settings import TrainConfig
 from cnnlab.train.trainer import Trainer
 
 pytestmark = pytest.mark.slow  # real processes, browsers or full runs: `make test` only

@@ -14,7 +14,7 @@ from PIL import Image
 import cnnlab
 from cnnlab.data.imageset import DataSplits, ImageSet
 from cnnlab.errors import CnnlabError
-from cnnlab.train.settings import TrainConfig
+from cnnlab.settings import TrainConfig
 from cnnlab.train.setup import class_weight_tensor
 
 pytestmark = pytest.mark.slow  # full training runs: `make test` only

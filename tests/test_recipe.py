@@ -15,10 +15,10 @@ import yaml
 import cnnlab
 from cnnlab.checkpoint import load_checkpoint
 from cnnlab.data import load_data
+from cnnlab.settings import SettingsError, TrainConfig, resolve
 from cnnlab.train.callbacks import Callback
 from cnnlab.train.mixing import BatchMixer, Mixed, batch_loss
 from cnnlab.train.recipe import ema_decay
-from cnnlab.train.settings import SettingsError, TrainConfig, resolve
 from cnnlab.train.trainer import Trainer
 
 MLP = {"model": "mlp", "model_args": {"hidden": 32, "layers": 1}, "report": False,

@@ -122,7 +122,7 @@ def test_search_trials_are_run_folders_and_a_rerun_continues_the_study(pattern_n
 @pytest.mark.slow
 def test_pruning_stops_the_obviously_bad_trials_early(pattern_npy, tmp_path):
     from cnnlab.experiments.search import run_search
-    from cnnlab.train.settings import TrainConfig
+    from cnnlab.settings import TrainConfig
 
     base = TrainConfig(data=str(pattern_npy), model="mlp", model_args={"hidden": 16}, epochs=5,
                        num_threads=1, report=False, optimizer="adamw", lr=1e-2,
@@ -204,7 +204,7 @@ def test_workers_option_runs_trials_in_several_processes(pattern_npy, tmp_path):
 @pytest.mark.slow
 def test_sweep_jobs_2_equals_jobs_1_in_deterministic_mode(pattern_npy, tmp_path):
     from cnnlab.experiments import run_sweep
-    from cnnlab.train.settings import TrainConfig
+    from cnnlab.settings import TrainConfig
 
     base = TrainConfig(data=str(pattern_npy), model="cnn", epochs=2, batch_size=16,
                        num_threads=1, deterministic=True, report=False, extra={"plots": False})

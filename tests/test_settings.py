@@ -20,8 +20,8 @@ from conftest import digits_arrays, pattern_images
 import cnnlab
 from cnnlab.cli.app import app
 from cnnlab.estimator import ImageClassifier
+from cnnlab.settings import SETTINGS, SettingsError, in_groups
 from cnnlab.train.callbacks import Callback
-from cnnlab.train.settings import SETTINGS, SettingsError, in_groups
 
 BAD = [  # (python keyword, value, CLI flag, CLI value, words the one-line message holds)
     ("schedule", "cosin", "--schedule", "cosin", "--schedule 'cosin': choose"),
@@ -175,7 +175,7 @@ def test_resume_refuses_a_conflicting_option_and_records_allowed_changes(tmp_pat
 
 def test_lr_find_at_a_fixed_rate_reproduces_trains_first_losses(tmp_path: Path) -> None:
     from cnnlab.experiments.lrfind import lr_find
-    from cnnlab.train.settings import resolve
+    from cnnlab.settings import resolve
 
     x, y = digits_arrays(300)
     data = tmp_path / "d.npz"

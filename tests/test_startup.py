@@ -60,7 +60,7 @@ def test_cli_imports_light_and_the_api_names_still_mean_the_functions() -> None:
 import sys
 import cnnlab.cli
 assert "torch" not in sys.modules, "import cnnlab.cli imported torch"
-import cnnlab, cnnlab.train.settings, cnnlab.choices, cnnlab.data.decode
+import cnnlab, cnnlab.settings, cnnlab.choices, cnnlab.data.decode
 from cnnlab import api
 assert cnnlab.train is api.train and cnnlab.data is api.data and cnnlab.load is api.load
 assert "torch" in sys.modules  # the API itself did load it, when it was asked for
@@ -87,7 +87,7 @@ def test_choice_lists_agree_with_the_registries() -> None:
     assert choices.SAMPLERS == tuple(sampling.SAMPLERS)
     assert choices.LOGGERS == tuple(loggers.LOGGERS)
 
-    from cnnlab.train.settings import SETTINGS, TrainConfig
+    from cnnlab.settings import SETTINGS, TrainConfig
 
     assert SETTINGS["optimizer"].choices == tuple(optim.OPTIMIZERS)
     assert TrainConfig(optimizer="sgd").resolved_lr() == optim.OPTIMIZERS["sgd"].default_lr

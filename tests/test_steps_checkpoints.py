@@ -14,7 +14,7 @@ from cnnlab import io
 from cnnlab.checkpoint import load_checkpoint
 from cnnlab.data import load_data
 from cnnlab.errors import CnnlabError
-from cnnlab.train.settings import data_options
+from cnnlab.settings import data_options
 
 SMALL = {"model_args": {"width": 8}, "batch_size": 64, "report": False}
 

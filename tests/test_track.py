@@ -182,7 +182,7 @@ def test_a_resumed_run_continues_its_mlflow_run(tmp_path: Path) -> None:
 
 
 def test_track_names_are_checked() -> None:
-    from cnnlab.train.settings import SettingsError, resolve
+    from cnnlab.settings import SettingsError, resolve
 
     assert resolve({"track": "TensorBoard, mlflow,mlflow"}).track == ["tensorboard", "mlflow"]
     with pytest.raises(SettingsError, match="did you mean 'tensorboard'"):
@@ -192,7 +192,7 @@ def test_track_names_are_checked() -> None:
 @pytest.mark.slow  # two runs and a new MLflow database
 def test_sweep_members_log_to_one_mlflow_experiment_named_after_the_sweep(tmp_path: Path) -> None:
     from cnnlab.experiments import run_sweep
-    from cnnlab.train.settings import resolve
+    from cnnlab.settings import resolve
 
     runs = tmp_path / "runs"
     base = resolve({k: v for k, v in TINY.items() if k != "verbose"} |

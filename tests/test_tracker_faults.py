@@ -171,7 +171,7 @@ def test_a_refused_tracking_server_is_one_warning_and_the_run_goes_on(
 def test_a_hung_tracking_server_costs_one_probe_for_the_whole_sweep(
         tmp_path: Path, silent_server: SilentServer, capsys: pytest.CaptureFixture) -> None:
     from cnnlab.experiments import run_sweep
-    from cnnlab.train.settings import resolve
+    from cnnlab.settings import resolve
 
     base = resolve({k: v for k, v in TINY.items() if k != "verbose"} | {
         "track": "mlflow", "track_uri": f"http://127.0.0.1:{silent_server.port}"})

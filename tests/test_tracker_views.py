@@ -64,7 +64,7 @@ def test_mlflow_experiment_is_one_of_model_training_not_genai(run: dict) -> None
 
 
 def _cfg(runs: Path) -> object:
-    from cnnlab.train.settings import resolve
+    from cnnlab.settings import resolve
 
     return resolve({"track": "mlflow", "runs_dir": str(runs)})
 
@@ -112,7 +112,7 @@ def test_the_run_prints_where_mlflow_logged_it(run: dict) -> None:
 
 
 def test_a_tracking_server_is_printed_as_its_run_page_with_the_password_masked() -> None:
-    from cnnlab.train.settings import resolve
+    from cnnlab.settings import resolve
 
     cfg = resolve({"track": "mlflow", "track_uri": "http://ann:s3cret@127.0.0.1:5000"})
     logger = loggers.MlflowLogger(cfg)  # nothing is opened before the run starts
@@ -215,7 +215,7 @@ def test_search_names_its_objective_and_its_intermediate_values_are_the_metric(
     import optuna
 
     from cnnlab.experiments.search import run_search
-    from cnnlab.train.settings import TrainConfig
+    from cnnlab.settings import TrainConfig
 
     data = write_pattern_npy(tmp_path / "pat", 40, test_every=None)
     base = TrainConfig(data=str(data), model="mlp", model_args={"hidden": 16}, epochs=2,

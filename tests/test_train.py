@@ -17,7 +17,7 @@ import cnnlab
 from cnnlab.checkpoint import load_checkpoint, save_checkpoint
 from cnnlab.data import load_data
 from cnnlab.errors import CheckpointError
-from cnnlab.train.settings import TrainConfig
+from cnnlab.settings import TrainConfig
 from cnnlab.train.trainer import Trainer
 
 pytestmark = pytest.mark.slow  # full training runs: `make test` only

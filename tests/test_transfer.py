@@ -14,7 +14,7 @@ from conftest import pattern_images, run_cli
 import cnnlab
 from cnnlab.data.imageset import DataSplits, ImageSet
 from cnnlab.errors import CnnlabError
-from cnnlab.train.settings import TrainConfig
+from cnnlab.settings import TrainConfig
 from cnnlab.train.transfer import apply_freeze, freeze_groups_of, head_of, init_from
 
 pytestmark = pytest.mark.slow  # real processes, browsers or full runs: `make test` only

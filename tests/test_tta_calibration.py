@@ -18,7 +18,7 @@ from cnnlab.evaluate.calibration import ece, fit_temperature, reliability
 from cnnlab.evaluate.predictor import Predictor
 from cnnlab.models.record import rebuild
 from cnnlab.models.tta import parse_tta, views
-from cnnlab.train.settings import SettingsError, resolve
+from cnnlab.settings import SettingsError, resolve
 
 
 def _predictor(channels: int = 3) -> Predictor:

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import inspect
 import os
+import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cnnlab.data import DataSplits, load_data
 from cnnlab.evaluate.predictor import Predictor
-from cnnlab.run import RunResult
-from cnnlab.run import train as run_train
-from cnnlab.train.callbacks import Callback
-from cnnlab.train.settings import (
+from cnnlab.settings import (
     DATA_KEYS,
     SETTINGS,
     SettingsError,
@@ -20,23 +19,42 @@ from cnnlab.train.settings import (
     unknown_keys,
 )
 
+# The training code (run.py, train/) is imported by train() alone: cnnlab.load and predicting
+# never import it (tests/test_layers.py checks sys.modules after a predict).
+if TYPE_CHECKING:
+    from cnnlab.run import RunResult
+    from cnnlab.train.callbacks import Callback
+
 
 def train(data: str | Path | DataSplits | None = None, *, resume: bool = False,
           resume_from: str | Path | None = None, force: bool = False, verbose: bool = True,
           callbacks: list[Callback] | None = None, trust_code: bool = False,
-          **settings: object) -> RunResult:
+          config: str | Path | None = None, **settings: object) -> RunResult:
     """Train a classifier on `data` (path, DataSplits or None for digits); returns the run.
 
     Every setting of `cnnlab train` is a keyword with the same name and default (lr=...,
     batch_size=..., out=...); an unknown name or invalid value raises the CLI's one-line error.
-    `trust_code=True`: on resume, import the custom model the run's config.yaml names without
-    naming it again with `model=`.
+    `config="runs/X/config.yaml"`: start from the settings of that file (any run's config.yaml
+    or one written by hand; its data when `data` is None); the keywords given win.
+    `trust_code=True`: on resume or with `config=`, import the custom model the config.yaml
+    names without naming it again with `model=`.
     """
+    from cnnlab.run import train as run_train
+
     _check_data(data)
     splits = data if isinstance(data, DataSplits) else None
     given = dict(settings)
     if data is not None and splits is None:
         given["data"] = str(data)
+    if config is not None:
+        from cnnlab.settings_file import read_config
+
+        if resume or resume_from is not None:
+            raise SettingsError("config= starts a new run from a file's settings and resume= "
+                                "continues a run with its own: give one of them")
+        given = read_config(config, given, trust_code=trust_code)
+        if splits is not None:
+            given.pop("data", None)
     return run_train(given, resume=resume, resume_from=resume_from, force=force, splits=splits,
                      verbose=verbose, callbacks=callbacks, trust_code=trust_code)
 
@@ -71,7 +89,8 @@ def load(path: str | Path | RunResult, device: str = "cpu", precision: str = "32
     never imports code a file names, so such a checkpoint loads only when you name it here
     (or pass `trust_code=True` to accept the name the file holds).
     """
-    if isinstance(path, RunResult):
+    run = sys.modules.get("cnnlab.run")  # a RunResult exists only once run.py is imported
+    if run is not None and isinstance(path, run.RunResult):
         model = model if model is not None else path.config.model  # named in this session
         path = path.run_dir
     p = Path(path)

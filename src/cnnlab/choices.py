@@ -1,6 +1,6 @@
 """The names the settings choose from, without the code behind them.
 
-The one place these names are written. train/settings.py builds its allowed values from them,
+The one place these names are written. settings.py builds its allowed values from them,
 so the settings model (and with it the CLI's options, --help and option errors) loads without
 torch, Pillow or NumPy. data/load.py, data/decode.py and device.py use the plain tuples as they
 are; train/optim.py takes each optimizer's usual learning rate from here. The registries with

@@ -49,7 +49,7 @@ from cnnlab.data.splits import stratified_split
 from cnnlab.data.value_range import clip_message, scale_to_uint8
 from cnnlab.models import get_spec
 from cnnlab.models.tta import average_probs, parse_tta
-from cnnlab.train.settings import SETTINGS, resolve, without_recipe_defaults
+from cnnlab.settings import SETTINGS, resolve, without_recipe_defaults
 
 
 def _is_paths(X: object) -> bool:

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from cnnlab import io
+from cnnlab import io, settings
 from cnnlab.console import busy, console, data_progress
 from cnnlab.data.imageset import DataSplits
 from cnnlab.data.load import LoadOptions, load_data
@@ -24,10 +24,11 @@ from cnnlab.evaluate.predictor import Predictor, write_predictions
 from cnnlab.models.registry import spec_named_by_file
 from cnnlab.models.tta import probs_and_loss
 from cnnlab.models.tta import views as tta_views
-from cnnlab.train import distributed, fingerprint, rundir, settings
+from cnnlab.settings import TrainConfig
+from cnnlab.settings_file import apply_resumed
+from cnnlab.train import distributed, fingerprint, rundir
 from cnnlab.train.callbacks import Callback
 from cnnlab.train.loggers import tracking_callbacks
-from cnnlab.train.settings import TrainConfig
 from cnnlab.train.setup import model_image_size
 from cnnlab.train.trainer import Trainer
 from cnnlab.urls import mask_values
@@ -286,17 +287,7 @@ def write_config(run_dir: Path, cfg: TrainConfig, trainer: Trainer, resuming: bo
 def saved_settings(run_dir: Path) -> TrainConfig:
     """The settings a run is using now: config.yaml as first asked plus each resume's changes."""
     path = run_dir / "config.yaml"
-    doc = io.read_yaml(path)
-    resumed = doc.get("resumed") or []
-    if not isinstance(resumed, list):
-        raise CnnlabError(f"{path}: resumed: {str(resumed)[:60]!r} is not a list of resumes")
-    for entry in resumed:
-        changed = entry.get("changed") if isinstance(entry, dict) else None
-        for k, pair in (changed or {}).items():
-            if not isinstance(pair, (list, tuple)) or len(pair) != 2:
-                raise CnnlabError(f"{path}: resumed: {k}: {str(pair)[:60]!r} is not an "
-                                  "[old, new] pair")
-            doc[k] = pair[1]
+    doc = apply_resumed(io.read_yaml(path), path)
     cfg = TrainConfig.from_dict(settings.check_saved(doc, path))
     cfg.out = str(run_dir)  # the folder being resumed, even if it was moved or copied
     return cfg

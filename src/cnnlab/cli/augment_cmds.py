@@ -51,7 +51,7 @@ def augment(
 
 @app.command()
 @with_settings("data", "model", "optimization", "augmentation", "hardware", "tracking",
-               skip=("freeze", "init_from", "pretrained", "weights_file"))
+               skip=("freeze", "init_from", "pretrained", "weights_file"), config=True)
 def transfer(
     source: Path = typer.Argument(..., help="Source checkpoint (e.g. runs/source/best.pt)."),
     path: Path = typer.Argument(..., help="Target data."),
@@ -70,7 +70,7 @@ def transfer(
     from cnnlab.checkpoint import load_checkpoint
     from cnnlab.experiments.transfer import SPLITS, compare_transfer
     from cnnlab.models.registry import spec_named_by_file
-    from cnnlab.train.settings import resolve
+    from cnnlab.settings import resolve
 
     levels = parse_list(freeze_levels, int) or []
     given = dict(settings or {})

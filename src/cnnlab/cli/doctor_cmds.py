@@ -54,7 +54,7 @@ def doctor(
         weights = load(weights, model=model_code, trust_code=trust_code)
 
     from cnnlab.doctor import run_doctor, summary_line
-    from cnnlab.train.settings import check_values, data_options
+    from cnnlab.settings import check_values, data_options
 
     opts = data_options({**check_values(settings or {}), "seed": seed})
     report = run_doctor(path, opts, out=out, distance=distance, min_similarity=min_similarity,

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import typer
 
+from cnnlab import settings as settings_model
 from cnnlab.cli.app import app, parse_list
 from cnnlab.cli.options import DATA_ARG_HELP, with_settings
 from cnnlab.errors import CnnlabError
-from cnnlab.train import settings as settings_model
-from cnnlab.train.settings import TrainConfig, parse_value
+from cnnlab.settings import TrainConfig, parse_value
 
 RERUN = "Re-running the same command skips finished members and resumes an interrupted one."
 
@@ -76,7 +76,7 @@ def split_grid(given: dict) -> tuple[dict, dict[str, list]]:
 
 
 @app.command(epilog=RERUN)
-@with_settings(*TRACKED, mode="grid")
+@with_settings(*TRACKED, mode="grid", config=True)
 def sweep(
     path: Path | None = _path(),
     grid: list[str] = _opt([], "--grid", metavar="KEY=V1,V2",
@@ -105,7 +105,7 @@ def sweep(
 
 
 @app.command(epilog=RERUN)
-@with_settings(*TRACKED)
+@with_settings(*TRACKED, config=True)
 def cv(
     path: Path | None = _path(),
     folds: int = _opt(5, "--folds", "-k", min=2, metavar="K", help="Number of folds."),
@@ -125,7 +125,7 @@ def cv(
 
 
 @app.command(epilog=RERUN)
-@with_settings(*TRACKED)
+@with_settings(*TRACKED, config=True)
 def seeds(
     path: Path | None = _path(),
     n: int = _opt(10, "--n", "-n", min=1, help="Number of seeds (seed, seed+1, ...)."),
@@ -156,7 +156,7 @@ def compare(
 
 
 @app.command("lr-find")
-@with_settings(*LEARN, skip=("epochs", "schedule", "patience"))
+@with_settings(*LEARN, skip=("epochs", "schedule", "patience"), config=True)
 def lr_find_cmd(
     path: Path | None = _path(),
     start_lr: float = _opt(1e-7, "--start-lr", min=0.0, metavar="RATE",
@@ -183,7 +183,7 @@ SEARCH_EPILOG = ("Re-running the same command continues the study (--trials coun
 
 
 @app.command(epilog=SEARCH_EPILOG)
-@with_settings(*LEARN, mode="search")
+@with_settings(*LEARN, mode="search", config=True)
 def search(
     path: Path | None = _path(),
     show_dir: Path | None = typer.Argument(None, hidden=True, metavar="DIR"),

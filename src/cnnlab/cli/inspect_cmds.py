@@ -14,7 +14,7 @@ from rich.table import Table
 from cnnlab.cli.app import app
 from cnnlab.cli.options import with_settings
 from cnnlab.errors import CnnlabError
-from cnnlab.train.settings import SETTINGS, parse_model_args
+from cnnlab.settings import SETTINGS, parse_model_args
 
 inspect_app = typer.Typer(help="Look inside a model or a data set before training.",
                           no_args_is_help=True)
@@ -176,7 +176,7 @@ def inspect_data_cmd(
 ) -> None:
     """Class counts per split, mean/std, size range, imbalance and the guessing baselines."""
     from cnnlab.data.inspect import inspect_data, write_figures
-    from cnnlab.train.settings import check_values, data_options
+    from cnnlab.settings import check_values, data_options
 
     opts = data_options({**check_values(settings or {}), "seed": seed})
     summary, splits = inspect_data(path, opts)

@@ -1,4 +1,4 @@
-"""Command-line options derived from the settings model (train/settings.py).
+"""Command-line options derived from the settings model (settings.py).
 
 `@with_settings("data", "model", ...)` adds one option per setting of those groups to a typer
 command, grouped in --help by setting group, and hands the command a dict of only the options
@@ -17,7 +17,7 @@ from typing import Any
 
 import typer
 
-from cnnlab.train.settings import SETTINGS, Setting, in_groups
+from cnnlab.settings import SETTINGS, Setting, in_groups
 
 PANELS = {"data": "Data", "model": "Model", "optimization": "Optimization",
           "augmentation": "Augmentation", "hardware": "Hardware", "output": "Output",
@@ -85,13 +85,15 @@ def _gridable(s: Setting) -> bool:
     return s.kind in (int, float, bool) or s.choices is not None or s.name == "model"
 
 
-def with_settings(*groups: str, mode: str = "single", skip: tuple[str, ...] = ()
-                  ) -> Callable[[Callable], Callable]:
+def with_settings(*groups: str, mode: str = "single", skip: tuple[str, ...] = (),
+                  config: bool = False) -> Callable[[Callable], Callable]:
     """Decorator: the command gets every setting of `groups` as an option.
 
     mode "single": one value each; "grid": scalar settings accept V1,V2,... (sweeps);
     "search": the same, numbers also LO:HI[:log] (cnnlab search);
     "saved": defaults come from the trained run (evaluate, predict, explain).
+    config: also --config FILE (settings_file.py), the options given winning over the file;
+    the file's data path fills the command's PATH argument when none is given.
     """
     chosen = [s for s in in_groups(*groups) if s.cli and s.name not in skip]
 
@@ -100,9 +102,18 @@ def with_settings(*groups: str, mode: str = "single", skip: tuple[str, ...] = ()
         own = [p for p in sig.parameters.values() if p.name != "settings"]
         taken = {p.name for p in own}
         extra = [_param(s, mode) for s in chosen if s.name not in taken]
+        if config:
+            extra.append(inspect.Parameter("config_file", inspect.Parameter.KEYWORD_ONLY,
+                                           default=CONFIG_OPT, annotation=Path | None))
+            if "trust_code" not in taken:
+                extra.append(inspect.Parameter("trust_code", inspect.Parameter.KEYWORD_ONLY,
+                                               default=TRUST_CODE_OPT, annotation=bool))
 
         @functools.wraps(fn)
         def wrapper(**kwargs: Any) -> Any:
+            config_file = kwargs.pop("config_file", None)
+            trust = kwargs.get("trust_code") if "trust_code" in taken else \
+                kwargs.pop("trust_code", False)
             given = {}
             for p in extra:
                 v = kwargs.pop(p.name, None)
@@ -115,6 +126,8 @@ def with_settings(*groups: str, mode: str = "single", skip: tuple[str, ...] = ()
                     checked = SETTINGS[p.name].check(v)
                     v = checked if SETTINGS[p.name].kind in (int, float) else v
                 given[p.name] = v
+            if config_file is not None:
+                given = _from_file(config_file, given, bool(trust), chosen, kwargs)
             return fn(**kwargs, settings=given)
 
         wrapper.__signature__ = sig.replace(parameters=own + extra)  # type: ignore[attr-defined]
@@ -123,6 +136,27 @@ def with_settings(*groups: str, mode: str = "single", skip: tuple[str, ...] = ()
 
     return deco
 
+
+def _from_file(path: Path, given: dict, trust: bool, chosen: list[Setting],
+               kwargs: dict) -> dict:
+    """The options given over the settings of a --config file; its data path goes to PATH."""
+    from cnnlab.settings import SettingsError
+    from cnnlab.settings_file import read_config
+
+    if kwargs.get("resume") or kwargs.get("resume_from") is not None:
+        raise SettingsError("--config starts a new run from a file's settings and --resume "
+                            "continues a run with its own: give one of them")
+    merged = read_config(path, given, trust_code=trust, takes=[s.name for s in chosen])
+    data = merged.pop("data", None)
+    if data is not None and "path" in kwargs and kwargs["path"] is None:
+        kwargs["path"] = Path(data)
+    return merged
+
+
+CONFIG_OPT = typer.Option(
+    None, "--config", metavar="FILE", rich_help_panel="Output",
+    help="Start from the settings in this YAML file (any run's config.yaml, or one written by "
+         "hand); options given with it win.")
 
 # A checkpoint or config.yaml names its model; cnnlab imports a custom builder
 # (`module:function`) only when the user names it again or says they trust the file.

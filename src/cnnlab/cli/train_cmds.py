@@ -17,11 +17,11 @@ from cnnlab.cli.options import (
     with_settings,
 )
 from cnnlab.console import console, out
-from cnnlab.train.settings import GROUPS
+from cnnlab.settings import GROUPS
 
 
 @app.command(no_args_is_help=False)
-@with_settings(*GROUPS)
+@with_settings(*GROUPS, config=True)
 def train(
     path: Path | None = typer.Argument(None, help=DATA_ARG_HELP, show_default=False),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out (or the "
@@ -35,9 +35,9 @@ def train(
                                "the files of that run (its manifest's) and nothing else; a "
                                "folder that holds no cnnlab run is refused.",
                                rich_help_panel="Output"),
-    trust_code: bool = typer.Option(False, "--trust-model-code", help="On --resume, import the "
-                                    "custom model builder the run's config.yaml names without "
-                                    "naming it with --model (runs that module's code).",
+    trust_code: bool = typer.Option(False, "--trust-model-code", help="With --resume or --config, "
+                                    "import the custom model builder the config.yaml names "
+                                    "without naming it with --model (runs that module's code).",
                                     rich_help_panel="Output"),
     settings: dict | None = None,
 ) -> None:

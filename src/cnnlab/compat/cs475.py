@@ -61,7 +61,7 @@ def parser() -> argparse.ArgumentParser:
 
 def extra_settings(items: list[str]) -> dict:
     """--set KEY=VALUE pairs as cnnlab settings (checked by the settings module)."""
-    from cnnlab.train.settings import SETTINGS, SettingsError, unknown_keys
+    from cnnlab.settings import SETTINGS, SettingsError, unknown_keys
 
     out: dict = {}
     for item in items:

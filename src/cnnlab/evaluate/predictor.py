@@ -24,7 +24,7 @@ from cnnlab.models.inference import predict_logits
 from cnnlab.models.record import check_arch, check_classes, rebuild
 from cnnlab.models.tta import average_probs, parse_tta, probs_and_loss
 from cnnlab.models.tta import view_logits as tta_view_logits
-from cnnlab.train.settings import check_saved, data_options
+from cnnlab.settings import check_saved, data_options
 
 _PACKAGE = str(Path(__file__).parents[1]) + os.sep  # cnnlab's folder: warnings point outside
 

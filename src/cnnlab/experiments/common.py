@@ -33,14 +33,14 @@ from cnnlab.console import console, out
 from cnnlab.data.imageset import DataSplits, ImageSet
 from cnnlab.errors import CheckpointError, CnnlabError
 from cnnlab.run import RunResult, read_run, run_training
-from cnnlab.train import rundir
-from cnnlab.train.settings import (
+from cnnlab.settings import (
     SETTINGS,
     TrainConfig,
     check_combination,
     unknown_keys,
     with_recipe,
 )
+from cnnlab.train import rundir
 from cnnlab.train.trainer import Interrupted
 
 # Settings that change where or how fast a run goes, not what it learns: an experiment may be

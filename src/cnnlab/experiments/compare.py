@@ -17,7 +17,7 @@ from cnnlab.experiments.common import (
     write_summary,
 )
 from cnnlab.run import read_run
-from cnnlab.train.settings import TrainConfig
+from cnnlab.settings import TrainConfig
 
 # Where a run was written says nothing about how it was trained.
 IGNORED = {"out", "name", "runs_dir", "resolved", "resumed"}

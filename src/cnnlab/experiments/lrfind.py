@@ -19,7 +19,7 @@ from cnnlab.data.imageset import DataSplits
 from cnnlab.errors import CnnlabError, TrainingError
 from cnnlab.experiments.common import experiment_dir
 from cnnlab.run import load_splits, resolve_data
-from cnnlab.train.settings import TrainConfig
+from cnnlab.settings import TrainConfig
 from cnnlab.train.trainer import Trainer
 
 

@@ -55,8 +55,8 @@ from cnnlab.experiments.common import (
 from cnnlab.experiments.parallel import cpu_shares, interruptible, worker_pool
 from cnnlab.experiments.search_space import describe, space_problem, suggest
 from cnnlab.run import load_options, load_splits, resolve_data
+from cnnlab.settings import TrainConfig
 from cnnlab.train.callbacks import Callback
-from cnnlab.train.settings import TrainConfig
 from cnnlab.train.trainer import Interrupted
 from cnnlab.urls import mask_url
 

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from cnnlab.errors import CnnlabError
-from cnnlab.train.settings import SETTINGS, Setting, parse_value, unknown_keys
+from cnnlab.settings import SETTINGS, Setting, parse_value, unknown_keys
 
 
 def _searchable(s: Setting) -> bool:

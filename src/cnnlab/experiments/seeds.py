@@ -23,7 +23,7 @@ from cnnlab.experiments.common import (
 )
 from cnnlab.experiments.parallel import run_members
 from cnnlab.run import load_splits, resolve_data
-from cnnlab.train.settings import TrainConfig
+from cnnlab.settings import TrainConfig
 
 
 @dataclass

@@ -23,7 +23,7 @@ from cnnlab.experiments.common import (
 )
 from cnnlab.experiments.parallel import run_members
 from cnnlab.run import load_splits, resolve_data
-from cnnlab.train.settings import TrainConfig
+from cnnlab.settings import TrainConfig
 
 SELECT = {"val_acc": ("val", "accuracy", max), "val_loss": ("val", "loss", min)}
 SHORT = {"batch_size": "bs", "weight_decay": "wd", "optimizer": "opt", "momentum": "mom"}

@@ -16,7 +16,7 @@ from cnnlab.console import busy
 from cnnlab.errors import CnnlabError
 from cnnlab.io import write_csv
 from cnnlab.run import load_splits, run_training
-from cnnlab.train.settings import TrainConfig
+from cnnlab.settings import TrainConfig
 
 SPLITS = ("train", "val", "test")
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from cnnlab.errors import CnnlabError
 from cnnlab.io import atomic_write_bytes, read_yaml
-from cnnlab.train.settings import check_saved
+from cnnlab.settings import check_saved
 
 JPEG_ABOVE = 200_000  # bytes of PNG above which the page embeds a JPEG copy
 IMBALANCE_RATIO = 3.0  # largest / smallest training class at or above this: flagged

@@ -17,7 +17,7 @@ from torch import nn
 
 from cnnlab.data.imageset import DataSplits
 from cnnlab.models.inference import predict_logits
-from cnnlab.train.settings import TrainConfig
+from cnnlab.settings import TrainConfig
 from cnnlab.train.transfer import Frozen, head_of
 
 

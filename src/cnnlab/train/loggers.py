@@ -87,7 +87,7 @@ def flat_params(cfg: Any, resolved: dict) -> dict[str, Any]:
 def leading_params(cfg: Any, params: dict[str, Any]) -> list[str]:
     """The names of `params` a tracker shows first: the key settings (KEY_SETTINGS, the
     model's arguments), then those set away from their default that change what is learnt."""
-    from cnnlab.train.settings import SETTINGS
+    from cnnlab.settings import SETTINGS
 
     given = cfg.to_dict()
     changed = [k for k, s in SETTINGS.items() if s.affects_result and k != "model_args"

@@ -10,8 +10,8 @@ from cnnlab.data.imageset import ImageSet
 from cnnlab.data.normalize import parse_normalize
 from cnnlab.errors import CnnlabError, name_list
 from cnnlab.models import Classifier, build_model, get_spec
+from cnnlab.settings import TrainConfig
 from cnnlab.train.optim import OPTIMIZERS
-from cnnlab.train.settings import TrainConfig
 
 
 @dataclass

@@ -29,6 +29,7 @@ from cnnlab.device import (
 from cnnlab.errors import CnnlabError, TrainingError
 from cnnlab.models.inference import evaluate_logits, predict_logits
 from cnnlab.models.record import load_state
+from cnnlab.settings import TrainConfig
 from cnnlab.train import distributed
 from cnnlab.train.callbacks import Callback, default_callbacks
 from cnnlab.train.features import FeatureCache, should_cache
@@ -37,7 +38,6 @@ from cnnlab.train.mixing import Mixed, Targets, batch_loss, build_mixer, hard_la
 from cnnlab.train.optim import LrParams, lr_factor, onecycle_momentum, set_momentum
 from cnnlab.train.recipe import recipe_callbacks
 from cnnlab.train.sampling import SAMPLERS
-from cnnlab.train.settings import TrainConfig
 from cnnlab.train.setup import (
     build_classifier,
     class_weight_tensor,

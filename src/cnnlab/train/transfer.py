@@ -24,7 +24,7 @@ from cnnlab.data.imageset import ImageSet
 from cnnlab.data.stats import IMAGENET_MEAN, IMAGENET_STD, channel_mean_std
 from cnnlab.errors import CnnlabError
 from cnnlab.models import Classifier, build_model, get_spec, list_models
-from cnnlab.train.settings import TrainConfig
+from cnnlab.settings import TrainConfig
 
 _NORM = (nn.BatchNorm1d, nn.BatchNorm2d, nn.GroupNorm, nn.LayerNorm, nn.InstanceNorm2d)
 
