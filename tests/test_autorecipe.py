@@ -158,3 +158,12 @@ def test_fast_alone_matches_or_beats_plain_at_a_small_budget(digits, tmp_path):
     plain = cnnlab.train(digits, **kw, out=str(tmp_path / "p"), verbose=False)
     fast = cnnlab.train(digits, **kw, recipe="fast", out=str(tmp_path / "f"), verbose=False)
     assert fast.metrics["test"]["accuracy"] >= plain.metrics["test"]["accuracy"]
+
+
+def test_the_report_shows_what_the_recipe_chose(digits, tmp_path):
+    r = cnnlab.train(digits, **{**MLP, "report": True}, recipe="fast", epochs=1,
+                     out=str(tmp_path / "r"), verbose=False)
+    html = (r.run_dir / "report.html").read_text()
+    assert "chosen by the recipe&#x27;s range test" in html or \
+        "chosen by the recipe's range test" in html
+    assert "recipe fast chose" in html and "label_smoothing 0.1" in html
