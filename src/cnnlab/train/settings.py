@@ -345,8 +345,9 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in [
     S("clip_grad", None, "optimization", "Clip the gradient norm to this value.", float, lo=0.0,
       above=True, nullable=True, metavar="NORM"),
     S("recipe", None, "optimization", "Defaults for the settings you do not give: plain "
-      "(the loop as it was: cosine, no smoothing, no averaging) or fast (one-cycle, label "
-      f"smoothing 0.1, weight averaging; see the README) [default: {DEFAULT_RECIPE}].",
+      "(the loop as it was: cosine, no smoothing, no averaging) or fast (one-cycle at a rate "
+      "from a short range test on your data; augmentation, label smoothing, weight averaging "
+      f"and mixup chosen by data and epochs; see docs/recipe.md) [default: {DEFAULT_RECIPE}].",
       choices=tuple(RECIPES), nullable=True, metavar="NAME"),
     S("warmup", 0.0, "optimization", "Linear learning-rate warmup before the schedule: N steps, "
       "or a fraction of all steps when < 1.", float, lo=0.0, metavar="STEPS"),
