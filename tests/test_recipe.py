@@ -319,7 +319,10 @@ def test_sweep_over_recipe_trains_each_member_with_its_recipe(digits, tmp_path):
     assert (cfgs["recipe=fast"]["schedule"], cfgs["recipe=fast"]["ema"]) == ("onecycle", 0.99)
     assert (cfgs["recipe=plain"]["schedule"], cfgs["recipe=plain"]["ema"]) == ("cosine", None)
     fast = next(m for m in res.members if m.name == "recipe=fast")
-    assert "ema" in load_checkpoint(fast.run_dir / "last.pt")["callback_state"]
+    # 5 steps: the recipe's data rule turns the average off (train/autorecipe.py)
+    assert cfgs["recipe=fast"]["resolved"]["recipe"]["ema"] is None
+    assert "ema" not in load_checkpoint(fast.run_dir / "last.pt")["callback_state"]
+    assert "recipe" not in cfgs["recipe=plain"]["resolved"]
 
 
 def test_recipe_reaches_the_estimator(tmp_path):
@@ -332,7 +335,10 @@ def test_recipe_reaches_the_estimator(tmp_path):
                           num_threads=1).fit(x, y)
     cfg = yaml.safe_load((est.run_dir_ / "config.yaml").read_text())
     assert (cfg["schedule"], cfg["label_smoothing"], cfg["ema"]) == ("onecycle", 0.1, 0.99)
-    assert "ema" in load_checkpoint(est.run_dir_ / "last.pt")["callback_state"]
+    # the recipe chose the rest from the data: its own lr, and no average over 2 steps
+    assert cfg["resolved"]["recipe"]["lr"] == cfg["resolved"]["lr"]
+    assert cfg["resolved"]["recipe"]["ema"] is None
+    assert "ema" not in load_checkpoint(est.run_dir_ / "last.pt")["callback_state"]
 
 
 @pytest.mark.slow

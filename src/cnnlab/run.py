@@ -26,7 +26,7 @@ from cnnlab.models.tta import probs_and_loss
 from cnnlab.models.tta import views as tta_views
 from cnnlab.settings import TrainConfig
 from cnnlab.settings_file import apply_resumed
-from cnnlab.train import distributed, fingerprint, rundir
+from cnnlab.train import autorecipe, distributed, fingerprint, rundir
 from cnnlab.train.callbacks import Callback
 from cnnlab.train.loggers import tracking_callbacks
 from cnnlab.train.setup import model_image_size
@@ -171,14 +171,20 @@ def run_training(cfg: TrainConfig, resume: bool | str | Path = False, force: boo
         console.print(f"  train mean {_fmt(stats['mean'])} std {_fmt(stats['std'])} (0..1) = mean "
                       f"{_fmt(stats['mean_255'], 3)} std {_fmt(stats['std_255'], 3)} (0..255)",
                       highlight=False)
+    # --recipe fast: its data choices (a copy of cfg; config.yaml keeps the settings as asked)
+    run_cfg, plan = autorecipe.prepare(cfg, splits, recorded_recipe(run_dir) if resume else None)
     try:
-        trainer = Trainer(cfg, splits, run_dir, resume=ckpt if resuming else False,
+        trainer = Trainer(run_cfg, splits, run_dir, resume=ckpt if resuming else False,
                           verbose=verbose, callbacks=[LivePlot(), *tracking_callbacks(cfg),
                                                       *(callbacks or [])])
+        autorecipe.finish(trainer, plan)  # the range test, when the recipe picks the lr
     except BaseException:
         if created and distributed.is_main():  # nothing of this run exists yet: leave no trace
             rundir.release_if_unused(run_dir)
         raise
+    if verbose and plan is not None:
+        for line in plan.lines():
+            console.print(f"  {line}", highlight=False, markup=False)
     trainer.data_stats = stats  # recorded in metrics.json by finalize
     if verbose:
         console.print(f"  {normalization_line(cfg, trainer.model, stats)}", highlight=False)
@@ -282,6 +288,16 @@ def write_config(run_dir: Path, cfg: TrainConfig, trainer: Trainer, resuming: bo
         doc = {**cfg.to_dict(), "resolved": dict(trainer.resolved)}
     # No secrets in the run folder: a --track-uri password becomes *** (give it again on resume).
     io.write_yaml(path, mask_values(doc))
+
+
+def recorded_recipe(run_dir: Path) -> dict | None:
+    """What the recipe chose when the run started (config.yaml `resolved: recipe:`), which a
+    resumed run applies again instead of choosing anew."""
+    path = run_dir / "config.yaml"
+    if not path.is_file():
+        return None
+    got = (io.read_yaml(path).get("resolved") or {}).get("recipe")
+    return got if isinstance(got, dict) else None
 
 
 def saved_settings(run_dir: Path) -> TrainConfig:

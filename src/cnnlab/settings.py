@@ -257,6 +257,13 @@ RECIPES: dict[str, dict[str, Any]] = {
     # the validation loss rises while accuracy still improves, so it would pick too early.
     "fast": {"schedule": "onecycle", "label_smoothing": 0.1, "ema": 0.99, "monitor": "last"},
 }
+# Settings a recipe decides from the run's own data when the user does not give them
+# (train/autorecipe.py: a range test for the lr; rules from data kind, size and epochs for the
+# rest). The names left to it travel in cfg.extra["recipe_auto"].
+RECIPE_AUTO: dict[str, tuple[str, ...]] = {
+    "plain": (),
+    "fast": ("lr", "augment", "label_smoothing", "ema", "mixup"),
+}
 DEFAULT_RECIPE = "plain"
 
 
@@ -338,8 +345,9 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in [
     S("clip_grad", None, "optimization", "Clip the gradient norm to this value.", float, lo=0.0,
       above=True, nullable=True, metavar="NORM"),
     S("recipe", None, "optimization", "Defaults for the settings you do not give: plain "
-      "(the loop as it was: cosine, no smoothing, no averaging) or fast (one-cycle, label "
-      f"smoothing 0.1, weight averaging; see the README) [default: {DEFAULT_RECIPE}].",
+      "(the loop as it was: cosine, no smoothing, no averaging) or fast (one-cycle at a rate "
+      "from a short range test on your data; augmentation, label smoothing, weight averaging "
+      f"and mixup chosen by data and epochs; see docs/recipe.md) [default: {DEFAULT_RECIPE}].",
       choices=tuple(RECIPES), nullable=True, metavar="NAME"),
     S("warmup", 0.0, "optimization", "Linear learning-rate warmup before the schedule: N steps, "
       "or a fraction of all steps when < 1.", float, lo=0.0, metavar="STEPS"),
@@ -540,15 +548,21 @@ def recipe_defaults(given: Mapping[str, Any]) -> dict:
     """`given` plus the recipe's values for the settings it does not name (checked)."""
     name = given.get("recipe") or DEFAULT_RECIPE
     extra = {k: SETTINGS[k].check(v) for k, v in RECIPES[name].items() if k not in given}
-    return {**given, "recipe": name, **extra}
+    out = {**given, "recipe": name, **extra}
+    # an lr of None is "not chosen"; None for another setting (--ema, --augment) is a choice
+    auto = [k for k in RECIPE_AUTO[name] if k not in given or (k == "lr" and given[k] is None)]
+    if auto:
+        out["extra"] = {**(given.get("extra") or {}), "recipe_auto": auto}
+    return out
 
 
 def without_recipe_defaults(values: Mapping[str, Any]) -> dict:
     """`values` without the settings the recipe sets that still hold their plain default: for
     callers that hand over every setting (the estimator), so the recipe can fill them."""
     name = values.get("recipe") or DEFAULT_RECIPE
+    mine = {**RECIPES.get(name, {}), **dict.fromkeys(RECIPE_AUTO.get(name, ()))}
     return {k: v for k, v in values.items()
-            if not (k in RECIPES.get(name, {}) and k in SETTINGS and v == SETTINGS[k].default)}
+            if not (k in mine and k in SETTINGS and v == SETTINGS[k].default)}
 
 
 def with_recipe(cfg: Any, name: str) -> Any:
@@ -556,9 +570,15 @@ def with_recipe(cfg: Any, name: str) -> Any:
     default) takes the new recipe's; values the user chose stay. For grids over --recipe."""
     name = SETTINGS["recipe"].check(name) or DEFAULT_RECIPE
     old, new = RECIPES[cfg.recipe or DEFAULT_RECIPE], RECIPES[name]
-    for k in {**old, **new}:
-        if getattr(cfg, k) == old.get(k, SETTINGS[k].default):
-            setattr(cfg, k, SETTINGS[k].check(new.get(k, SETTINGS[k].default)))
+    left = {k for k in {**old, **new} if getattr(cfg, k) == old.get(k, SETTINGS[k].default)}
+    left |= set((cfg.extra or {}).get("recipe_auto") or ())
+    for k in left & set({**old, **new}):
+        setattr(cfg, k, SETTINGS[k].check(new.get(k, SETTINGS[k].default)))
+    auto = [k for k in RECIPE_AUTO[name] if k in left or (k not in old and getattr(cfg, k)
+                                                           == SETTINGS[k].default)]
+    cfg.extra = {k: v for k, v in (cfg.extra or {}).items() if k != "recipe_auto"}
+    if auto:
+        cfg.extra["recipe_auto"] = auto
     cfg.recipe = name
     return cfg
 

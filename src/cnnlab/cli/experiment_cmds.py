@@ -47,7 +47,7 @@ def _base(path: Path | None, given: dict, report: bool = False, member_plots: bo
         values["data"] = str(path)
     cfg = settings_model.resolve(values)
     if not member_plots:
-        cfg.extra = {"plots": False}
+        cfg.extra = {**cfg.extra, "plots": False}  # keeps the recipe's recipe_auto
     return cfg
 
 

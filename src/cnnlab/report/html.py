@@ -267,8 +267,10 @@ def _summary(run_dir: Path, cfg: dict, metrics: dict, predictor: object, data_in
                               f"{predictor.image_size}"))
     used = metrics.get("resolved") or cfg.get("resolved") or {}  # what ran, not what was asked
     lr = used.get("lr", cfg.get("lr"))
-    lr_text = "default" if lr is None else f"{lr:g}" + (" (the optimizer's default)"
-                                                       if cfg.get("lr") is None else "")
+    chose = used.get("recipe") if isinstance(used.get("recipe"), dict) else {}
+    lr_text = "default" if lr is None else f"{lr:g}" + (
+        " (chosen by the recipe's range test)" if cfg.get("lr") is None and "lr" in chose
+        else " (the optimizer's default)" if cfg.get("lr") is None else "")
     rows += [("optimizer", f"{cfg.get('optimizer')} (lr {lr_text}, "
                            f"batch {cfg.get('batch_size')}, schedule {cfg.get('schedule')})"),
              ("epochs", f"{metrics.get('epochs_run', '?')} of {cfg.get('epochs')}; best "
@@ -279,6 +281,11 @@ def _summary(run_dir: Path, cfg: dict, metrics: dict, predictor: object, data_in
                         f"{used.get('precision', cfg.get('precision'))} (asked: "
                         f"{cfg.get('device')}, {cfg.get('precision')}); threads "
                         f"{used.get('num_threads', '?')}")]
+    if chose:  # --recipe fast's choices from the data (train/autorecipe.py)
+        why = chose.get("why") or {}
+        rows.append((f"recipe {cfg.get('recipe')} chose", "; ".join(
+            f"{k} {'none' if v is None else v} ({why.get(k, '')})" for k, v in chose.items()
+            if k not in ("why", "lr_test"))))
     table = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in rows)
     table += _files_row(run_dir)
     conf = "".join(f"<tr><th>{esc(k)}</th><td><code>{esc(json.dumps(v))}</code></td></tr>"
