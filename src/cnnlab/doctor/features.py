@@ -133,7 +133,6 @@ def backbone_features(parts: Iterable[torch.Tensor], size: int | None = None, ba
     each is resized to `size` (default: the decoded side, clamped to 64..224).
     """
     from cnnlab.data.stats import IMAGENET_MEAN, IMAGENET_STD
-    from cnnlab.device import cpu_has_fast_bf16
     from cnnlab.models.efficientnet import efficientnet_lite0
 
     # channels_last halves the time of the depthwise convolutions on CPU; bf16 halves it again
@@ -142,9 +141,12 @@ def backbone_features(parts: Iterable[torch.Tensor], size: int | None = None, ba
         parts = list(parts)
         side = max(int(p.shape[-1]) for p in parts) if parts else BACKBONE_SIDE
         size = min(BACKBONE_MAX, max(BACKBONE_MIN, side))
+    from cnnlab.models.inference import fold_batchnorm
+
     net = efficientnet_lite0(1000, 3, size, pretrained=True).eval()
     net = net.to(memory_format=torch.channels_last)
-    fast = torch.autocast("cpu", dtype=torch.bfloat16) if cpu_has_fast_bf16() else \
+    net, _ = fold_batchnorm(net, torch.rand(1, 3, size, size))  # as train's feature pass
+    fast = torch.autocast("cpu", dtype=torch.bfloat16) if store_precision() == "bf16" else \
         contextlib.nullcontext()
     mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
@@ -163,6 +165,55 @@ def backbone_features(parts: Iterable[torch.Tensor], size: int | None = None, ba
                 if tick is not None:
                     tick(x.shape[0])
     return np.concatenate(out) if out else np.zeros((0, 1280), np.float32)
+
+
+def store_precision() -> str:
+    """The precision of the doctor's backbone pass, as train names it ('bf16' or '32')."""
+    from cnnlab.device import cpu_has_fast_bf16
+
+    return "bf16" if cpu_has_fast_bf16() else "32"
+
+
+def store_keys(pool: object, side: int, resize: str, crop: int | None) -> list[tuple[str, int]]:
+    """(feature store key, count) of each split of the pool, in pool order: the keys `train`
+    uses for the same files, ImageNet-normalized EfficientNet-Lite0 and precision."""
+    from cnnlab.data import feature_store
+    from cnnlab.data.stats import IMAGENET_MEAN, IMAGENET_STD
+    from cnnlab.models.efficientnet import efficientnet_lite0
+
+    net = efficientnet_lite0(1000, 3, side, pretrained=True)
+    digest = feature_store.weights_digest(net, net._fc)
+    out = []
+    for name in pool.sets:  # type: ignore[attr-defined]
+        files = [p for p, n in zip(pool.paths, pool.split_names, strict=True)  # type: ignore
+                 if n == name]
+        out.append((feature_store.feature_key(files, digest, side, resize, crop,
+                                              list(IMAGENET_MEAN), list(IMAGENET_STD),
+                                              store_precision()), len(files)))
+    return out
+
+
+def stored(keys: list[tuple[str, int]]) -> np.ndarray | None:
+    """The stored features of every split of `keys`, concatenated, or None if any is missing."""
+    from cnnlab.data import feature_store
+
+    if not keys:
+        return None
+    parts = [feature_store.load_features(k, n) for k, n in keys]
+    if any(p is None for p in parts):
+        return None
+    return np.concatenate([p.numpy() for p in parts])
+
+
+def store(keys: list[tuple[str, int]], feats: np.ndarray) -> None:
+    """Store features computed for the pool, split by split (what `train` can reuse)."""
+    from cnnlab.data import feature_store
+
+    start = 0
+    for key, n in keys:
+        feature_store.save_features(key, torch.from_numpy(np.ascontiguousarray(
+            feats[start:start + n], dtype=np.float32)))
+        start += n
 
 
 def native_side(paths: list[Path | None], decoded: tuple[int, int], sample: int = 200) -> int:

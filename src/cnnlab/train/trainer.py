@@ -31,7 +31,7 @@ from cnnlab.models.inference import evaluate_logits, predict_logits
 from cnnlab.models.record import load_state
 from cnnlab.train import distributed
 from cnnlab.train.callbacks import Callback, default_callbacks
-from cnnlab.train.features import FeatureCache, should_cache
+from cnnlab.train.features import FeatureCache, feature_keys, precision_name, should_cache
 from cnnlab.train.fingerprint import data_fingerprint
 from cnnlab.train.mixing import Mixed, Targets, batch_loss, build_mixer, hard_labels
 from cnnlab.train.optim import LrParams, lr_factor, onecycle_momentum, set_momentum
@@ -169,17 +169,26 @@ class Trainer:
         # Frozen backbone and no augmentation: run it once per split, then train only the head.
         self.features = None
         if should_cache(cfg, self.frozen):
+            # Every split in the training precision (bf16 where the CPU has it: 4x float32
+            # here, same predictions; docs/performance.md), channels_last where it helps.
             with busy(f"computing backbone features of {sum(len(d) for _, d in splits.items())}"
-                      " images once", verbose):
+                      f" images once ({precision_name(self.precision)})", verbose):
                 self.features = FeatureCache(self.model, splits, self.device,
-                                             max(256, cfg.batch_size), self.channels_last,
-                                             self.autocast, self.eval_autocast)
+                                             channels_last=self.channels_last,
+                                             autocast=self.autocast,
+                                             keys=feature_keys(cfg, splits, self.model,
+                                                               self.precision))
         if self.features is not None:
             self.train_model = self.features.head
             self.train_images = self.features.get("train")
-            self.notes.append(f"feature cache: backbone features of {self.features.count} "
-                              f"images computed once ({self.features.seconds:.1f}s); the head "
-                              "trains on them")
+            f = self.features
+            self.notes.append(
+                f"feature cache: backbone features of {f.count} images "
+                + (f"read from the feature store ({f.reused} images, {f.seconds:.1f}s)"
+                   if f.reused == f.count else
+                   f"computed once ({f.seconds:.1f}s, {precision_name(self.precision)}"
+                   + (f"; {f.reused} read from the feature store" if f.reused else "") + ")")
+                + "; the head trains on them")
         # What the training step calls: wrapped in DistributedDataParallel under torchrun.
         self.train_model = distributed.wrap(self.train_model, self.device,
                                             sync_bn=self.frozen is None)
@@ -197,6 +206,9 @@ class Trainer:
                          "value_range": _plain(splits.train.meta.get("value_range")),
                          "feature_cache_seconds": round(self.features.seconds, 3)
                          if self.features is not None else 0.0}
+        if self.features is not None:  # the precision the cached features were computed in
+            self.resolved["feature_precision"] = self.precision
+            self.resolved["feature_store_reused"] = self.features.reused
 
     # ---- the loop ------------------------------------------------------------------------
     def fit(self, stop_after: int | None = None) -> TrainState:

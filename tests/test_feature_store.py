@@ -1,0 +1,99 @@
+"""Backbone features on disk (issue 23, items 2 and 4): a frozen-backbone `train` stores its
+features; the next train and `doctor --features backbone` on the same files reuse them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import cnnlab
+from cnnlab.data import feature_store
+from cnnlab.doctor import features as doctor_features
+from cnnlab.doctor import run_doctor
+from cnnlab.models.efficientnet import lite0_weights_path
+from cnnlab.run import RunResult, load_options, saved_settings
+from cnnlab.train.settings import TrainConfig
+
+try:
+    HAVE_WEIGHTS = lite0_weights_path().is_file()
+except Exception:  # noqa: BLE001 - the package is optional
+    HAVE_WEIGHTS = False
+needs_weights = pytest.mark.skipif(not HAVE_WEIGHTS, reason="EfficientNet-Lite0 weights missing")
+
+
+def rgb_folder(root: Path, n: int = 12, side: int = 80) -> Path:
+    """root/{train,val}/{red,blue}/*.jpg: coloured noise, the class in the dominant colour."""
+    rng = np.random.default_rng(0)
+    for part, k in (("train", n), ("val", n // 2)):
+        for c, cls in enumerate(("red", "blue")):
+            (root / part / cls).mkdir(parents=True, exist_ok=True)
+            for i in range(k):
+                a = rng.integers(0, 120, (side, side, 3), dtype=np.uint8)
+                a[..., 0 if c == 0 else 2] += 120
+                Image.fromarray(a).save(root / part / cls / f"{i}.jpg", quality=90)
+    return root
+
+
+def _train(data: Path, out: Path) -> RunResult:
+    return cnnlab.train(data=data, model="efficientnet-lite0", pretrained=True, freeze="all",
+                        epochs=1, image_size=64, out=str(out), verbose=False, device="cpu",
+                        report=False)
+
+
+@needs_weights
+def test_train_stores_features_and_the_next_run_and_doctor_reuse_them(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture) -> None:
+    monkeypatch.setenv("CNNLAB_CACHE", str(tmp_path / "cache"))
+    data = rgb_folder(tmp_path / "data")
+    first = _train(data, tmp_path / "r1")
+    assert first.resolved["feature_store_reused"] == 0
+    assert first.resolved["feature_precision"] in ("bf16", "32")
+    stored = sorted((tmp_path / "cache" / "features").glob("*.npy"))
+    assert len(stored) == 2  # one per split
+
+    second = _train(data, tmp_path / "r2")
+    assert second.resolved["feature_store_reused"] == 36
+    assert second.metrics["val"]["accuracy"] == first.metrics["val"]["accuracy"]
+    assert second.metrics["val"]["loss"] == pytest.approx(first.metrics["val"]["loss"])
+
+    def no_backbone(*a: object, **k: object) -> np.ndarray:
+        raise AssertionError("the doctor ran the backbone instead of reusing train's features")
+
+    monkeypatch.setattr(doctor_features, "backbone_features", no_backbone)
+    opts = load_options(saved_settings(first.run_dir))
+    report = run_doctor(data, opts, out=tmp_path / "doc", feature_kind="backbone",
+                        skip=("labels",), verbose=True)
+    assert report["settings"]["features"] == "backbone"
+    assert "reusing the stored backbone features of 36 images" in capsys.readouterr().err
+
+
+@needs_weights
+def test_doctor_stores_features_that_train_reuses(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CNNLAB_CACHE", str(tmp_path / "cache"))
+    data = rgb_folder(tmp_path / "data", n=6)
+    opts = load_options(TrainConfig(data=str(data), image_size=64,
+                                               model="efficientnet-lite0"))
+    run_doctor(data, opts, out=tmp_path / "doc", feature_kind="backbone", skip=("labels",),
+               verbose=False)
+    res = _train(data, tmp_path / "r")
+    assert res.resolved["feature_store_reused"] == 18
+
+
+def test_a_changed_file_is_a_miss(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CNNLAB_CACHE", str(tmp_path / "cache"))
+    f = tmp_path / "a.jpg"
+    f.write_bytes(b"x")
+    key = feature_store.feature_key([f], "d", 64, "crop", None, [0.5], [0.2], "bf16")
+    feature_store.save_features(key, torch.ones(1, 4))
+    assert feature_store.load_features(key, 1).tolist() == [[1.0] * 4]
+    assert feature_store.load_features(key, 2) is None  # another count: not these features
+    f.write_bytes(b"xy")
+    assert feature_store.feature_key([f], "d", 64, "crop", None, [0.5], [0.2], "bf16") != key
+    assert feature_store.feature_key([f], "d", 64, "crop", None, [0.5], [0.2], "32") != \
+        feature_store.feature_key([f], "d", 64, "crop", None, [0.5], [0.2], "bf16")
