@@ -126,7 +126,8 @@ def backbone_side(native_side: int, chosen_size: int | None) -> int:
 
 
 def backbone_features(parts: Iterable[torch.Tensor], size: int | None = None, batch: int = 32,
-                      tick: Callable[[int], None] | None = None) -> np.ndarray:
+                      tick: Callable[[int], None] | None = None, engine: str = "torch"
+                      ) -> np.ndarray:
     """Pooled EfficientNet-Lite0 (ImageNet) features [N, 1280] of every image.
 
     `parts` are uint8 [N,C,H,W] tensors (the decoded splits, or files read again at `size`);
@@ -144,6 +145,8 @@ def backbone_features(parts: Iterable[torch.Tensor], size: int | None = None, ba
     from cnnlab.models.inference import fold_batchnorm
 
     net = efficientnet_lite0(1000, 3, size, pretrained=True).eval()
+    if engine == "onnxruntime":  # as train's feature pass: models/feature_engine.py
+        return _ort_features(net, parts, size, tick)
     net = net.to(memory_format=torch.channels_last)
     net, _ = fold_batchnorm(net, torch.rand(1, 3, size, size))  # as train's feature pass
     fast = torch.autocast("cpu", dtype=torch.bfloat16) if store_precision() == "bf16" else \
@@ -167,14 +170,47 @@ def backbone_features(parts: Iterable[torch.Tensor], size: int | None = None, ba
     return np.concatenate(out) if out else np.zeros((0, 1280), np.float32)
 
 
-def store_precision() -> str:
-    """The precision of the doctor's backbone pass, as train names it ('bf16' or '32')."""
+def engine_for(n_images: int) -> str:
+    """The feature engine train would use for this many images on the CPU."""
+    from cnnlab.models.feature_engine import use_ort
+
+    return "onnxruntime" if use_ort(torch.device("cpu"), n_images) else "torch"
+
+
+def store_precision(engine: str = "torch") -> str:
+    """The engine and precision of the doctor's backbone pass, as train names them in the
+    feature store ('ort-32', 'bf16' or '32')."""
     from cnnlab.device import cpu_has_fast_bf16
 
+    if engine == "onnxruntime":
+        return "ort-32"
     return "bf16" if cpu_has_fast_bf16() else "32"
 
 
-def store_keys(pool: object, side: int, resize: str, crop: int | None) -> list[tuple[str, int]]:
+def _ort_features(net: torch.nn.Module, parts: Iterable[torch.Tensor], size: int,
+                  tick: Callable[[int], None] | None) -> np.ndarray:
+    """Pooled features in ONNX Runtime (float32), from 0..255 images of any side."""
+    from cnnlab.data.stats import IMAGENET_MEAN, IMAGENET_STD
+    from cnnlab.models import Classifier
+    from cnnlab.models.feature_engine import OrtFeatures, headless
+
+    model = Classifier(net, list(IMAGENET_MEAN), list(IMAGENET_STD)).eval()
+    ort = OrtFeatures(headless(model, net._fc), torch.zeros(1, 3, size, size))
+    out: list[np.ndarray] = []
+    for images in parts:
+        x = torch.as_tensor(np.asarray(images))
+        if x.shape[-1] != size or x.shape[-2] != size:
+            x = shrink(x, size)
+        if x.shape[1] == 1:
+            x = x.expand(-1, 3, -1, -1)
+        out.append(ort(x.to(torch.uint8).contiguous()).numpy())
+        if tick is not None:
+            tick(x.shape[0])
+    return np.concatenate(out) if out else np.zeros((0, 1280), np.float32)
+
+
+def store_keys(pool: object, side: int, resize: str, crop: int | None, engine: str = "torch"
+               ) -> list[tuple[str, int]]:
     """(feature store key, count) of each split of the pool, in pool order: the keys `train`
     uses for the same files, ImageNet-normalized EfficientNet-Lite0 and precision."""
     from cnnlab.data import feature_store
@@ -189,7 +225,7 @@ def store_keys(pool: object, side: int, resize: str, crop: int | None) -> list[t
                  if n == name]
         out.append((feature_store.feature_key(files, digest, side, resize, crop,
                                               list(IMAGENET_MEAN), list(IMAGENET_STD),
-                                              store_precision()), len(files)))
+                                              store_precision(engine)), len(files)))
     return out
 
 

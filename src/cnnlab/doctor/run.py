@@ -183,7 +183,8 @@ def _backbone(pool: Pool, side: int, opts: LoadOptions, tick: Callable[[int], No
     files = [p for p in pool.paths if p is not None]
     from_files = opts.image_size is None and decoded < side and len(files) == len(pool)
     crop = None if from_files else opts.crop_size
-    keys = features.store_keys(pool, side, opts.resize, crop) \
+    engine = features.engine_for(len(pool))
+    keys = features.store_keys(pool, side, opts.resize, crop, engine) \
         if opts.use_cache and len(files) == len(pool) and (from_files or decoded == side) else []
     stored = features.stored(keys)
     if stored is not None:
@@ -195,9 +196,9 @@ def _backbone(pool: Pool, side: int, opts: LoadOptions, tick: Callable[[int], No
         return stored
     if from_files:
         raw = features.backbone_features(features.file_chunks(files, side, opts.resize), side,
-                                         tick=tick)
+                                         tick=tick, engine=engine)
     else:
-        raw = features.backbone_features(pool.parts(), side, tick=tick)
+        raw = features.backbone_features(pool.parts(), side, tick=tick, engine=engine)
     features.store(keys, raw)
     return raw
 

@@ -33,11 +33,13 @@ class FeatureCache:
     def __init__(self, model: nn.Module, splits: DataSplits, device: torch.device,
                  batch_size: int = FEATURE_BATCH, channels_last: bool = False,
                  autocast: Callable | None = None, eval_autocast: Callable | None = None,
-                 keys: dict[str, str] | None = None, fold: bool = True) -> None:
+                 keys: dict[str, str] | None = None, fold: bool = True,
+                 engine: str = "torch") -> None:
         """`autocast` computes the train split's features, `eval_autocast` (default: the same)
         the others'. `keys` ({split: feature_store key}) reads and writes them on disk. `fold`:
         run the pass on a copy with BatchNorm folded into the convolutions (checked against
-        the model on one image; models/inference.py fold_batchnorm)."""
+        the model on one image; models/inference.py fold_batchnorm). `engine` "onnxruntime":
+        the pass runs in ONNX Runtime, float32 (models/feature_engine.py)."""
         self.head = head_of(model.net)
         self.device = device
         self.features: dict[str, torch.Tensor] = {}
@@ -48,6 +50,17 @@ class FeatureCache:
                   if keys and keys.get(name) and len(data) else None
                   for name, data in splits.items()}
         todo = [(n, d) for n, d in splits.items() if stored[n] is None and len(d)]
+        self.engine = engine
+        if engine == "onnxruntime" and todo:
+            from cnnlab.models.feature_engine import OrtFeatures, headless
+
+            ort = OrtFeatures(headless(model, self.head), to_float(todo[0][1].images[:1]))
+            for name, data in todo:
+                stored[name] = ort(data.images)
+                if keys and keys.get(name):
+                    feature_store.save_features(keys[name], stored[name])
+                self.reused -= len(data)  # computed here, not read: the loop below counts all
+            todo = []
         engine = model
         if fold and todo:
             engine, self.folded = fold_batchnorm(model, to_float(todo[0][1].images[:1], device))
@@ -131,3 +144,8 @@ def feature_keys(cfg: TrainConfig, splits: DataSplits, model: nn.Module, precisi
                 files, digest, int(data.images.shape[-1]), opts.resize, opts.crop_size,
                 mean.flatten().tolist(), std.flatten().tolist(), precision)
     return keys
+
+
+def store_precision(engine: str, precision: str) -> str:
+    """How the feature store names an engine and precision: 'ort-32', 'bf16', '32'."""
+    return "ort-32" if engine == "onnxruntime" else precision

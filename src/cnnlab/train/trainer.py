@@ -27,11 +27,18 @@ from cnnlab.device import (
     use_channels_last,
 )
 from cnnlab.errors import CnnlabError, TrainingError
+from cnnlab.models.feature_engine import use_ort
 from cnnlab.models.inference import evaluate_logits, predict_logits
 from cnnlab.models.record import load_state
 from cnnlab.train import distributed
 from cnnlab.train.callbacks import Callback, default_callbacks
-from cnnlab.train.features import FeatureCache, feature_keys, precision_name, should_cache
+from cnnlab.train.features import (
+    FeatureCache,
+    feature_keys,
+    precision_name,
+    should_cache,
+    store_precision,
+)
 from cnnlab.train.fingerprint import data_fingerprint
 from cnnlab.train.mixing import Mixed, Targets, batch_loss, build_mixer, hard_labels
 from cnnlab.train.optim import LrParams, lr_factor, onecycle_momentum, set_momentum
@@ -171,13 +178,19 @@ class Trainer:
         if should_cache(cfg, self.frozen):
             # Every split in the training precision (bf16 where the CPU has it: 4x float32
             # here, same predictions; docs/performance.md), channels_last where it helps.
-            with busy(f"computing backbone features of {sum(len(d) for _, d in splits.items())}"
-                      f" images once ({precision_name(self.precision)})", verbose):
+            # ONNX Runtime in float32 where installed (faster still on this CPU, and exactly the
+            # float32 features); models/feature_engine.py.
+            n_all = sum(len(d) for _, d in splits.items())
+            engine = "onnxruntime" if use_ort(self.device, n_all) else "torch"
+            self.feature_precision = "32" if engine == "onnxruntime" else self.precision
+            with busy(f"computing backbone features of {n_all} images once ({engine}, "
+                      f"{precision_name(self.feature_precision)})", verbose):
                 self.features = FeatureCache(self.model, splits, self.device,
                                              channels_last=self.channels_last,
-                                             autocast=self.autocast,
+                                             autocast=self.autocast, engine=engine,
                                              keys=feature_keys(cfg, splits, self.model,
-                                                               self.precision))
+                                                               store_precision(engine,
+                                                                               self.precision)))
         if self.features is not None:
             self.train_model = self.features.head
             self.train_images = self.features.get("train")
@@ -186,7 +199,8 @@ class Trainer:
                 f"feature cache: backbone features of {f.count} images "
                 + (f"read from the feature store ({f.reused} images, {f.seconds:.1f}s)"
                    if f.reused == f.count else
-                   f"computed once ({f.seconds:.1f}s, {precision_name(self.precision)}"
+                   f"computed once ({f.seconds:.1f}s, {f.engine}, "
+                   f"{precision_name(self.feature_precision)}"
                    + (f"; {f.reused} read from the feature store" if f.reused else "") + ")")
                 + "; the head trains on them")
         # What the training step calls: wrapped in DistributedDataParallel under torchrun.
@@ -207,7 +221,8 @@ class Trainer:
                          "feature_cache_seconds": round(self.features.seconds, 3)
                          if self.features is not None else 0.0}
         if self.features is not None:  # the precision the cached features were computed in
-            self.resolved["feature_precision"] = self.precision
+            self.resolved["feature_precision"] = self.feature_precision
+            self.resolved["feature_engine"] = self.features.engine
             self.resolved["feature_store_reused"] = self.features.reused
 
     # ---- the loop ------------------------------------------------------------------------
