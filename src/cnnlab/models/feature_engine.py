@@ -78,11 +78,27 @@ class OrtFeatures:
             self.session = ort.InferenceSession(str(path), so,
                                                 providers=["CPUExecutionProvider"])
 
+    def run(self, x: torch.Tensor) -> torch.Tensor:
+        """The module's float32 output for float input x (the module's own input)."""
+        x = np.ascontiguousarray(x.detach().float().cpu().contiguous().numpy())
+        f = self.session.run(None, {"x": x})[0]
+        return torch.from_numpy(f.reshape(f.shape[0], -1))
+
     def __call__(self, images: torch.Tensor, batch_size: int = ORT_BATCH) -> torch.Tensor:
         """float32 features [N, D] of uint8 [N,C,H,W] images."""
-        out = []
-        for sl in batch_slices(images.shape[0], batch_size):
-            x = to_float(images[sl]).numpy()
-            f = self.session.run(None, {"x": np.ascontiguousarray(x)})[0]
-            out.append(torch.from_numpy(f.reshape(f.shape[0], -1)))
+        out = [self.run(to_float(images[sl])) for sl in batch_slices(images.shape[0],
+                                                                      batch_size)]
         return torch.cat(out) if out else torch.zeros(0, 0)
+
+
+class OrtModule(nn.Module):
+    """A stand-in for an eval-mode module (float input -> logits) that runs in onnxruntime:
+    for the report's many forward passes (robustness probes), where no gradient is needed."""
+
+    def __init__(self, module: nn.Module, sample: torch.Tensor) -> None:
+        super().__init__()
+        self._ort = OrtFeatures(module, sample)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits of x, float32 on the CPU."""
+        return self._ort.run(x)

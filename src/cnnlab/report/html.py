@@ -102,20 +102,44 @@ def robust_sample_size(n_images: int, n_labeled: int) -> int:
     return min(n_labeled, max(ROBUST_MIN, min(ROBUST_MAX, n_images // ROBUST_PER)))
 
 
-def fast_predictor(predictor: object, precision: str | None) -> object:
-    """The predictor for the report's many forward passes (robustness): bf16 with a
-    channels_last copy of the network where the run trained in bf16, else the predictor."""
-    if precision != "bf16" or getattr(predictor, "precision", "32") == "bf16":
-        return predictor
+def fast_predictor(predictor: object, precision: str | None, n_images: int = 0) -> object:
+    """The predictor for the report's many forward passes (robustness): on a CPU with
+    onnxruntime, the network exported to ONNX (float32; the fastest engine measured here,
+    models/feature_engine.py) when `n_images` pays the export; else bf16 with a channels_last
+    copy of the network where the run trained in bf16; else the predictor itself."""
     import copy
 
     import torch
 
+    from cnnlab.models.feature_engine import use_ort
+
+    device = torch.device(str(getattr(predictor, "device", "cpu")))
+    if use_ort(device, n_images):
+        from cnnlab.models.feature_engine import OrtModule
+
+        try:
+            side, ch = predictor.image_size, predictor.channels
+            module = OrtModule(predictor.module, torch.zeros(1, ch, side, side))
+        except Exception:  # noqa: BLE001 - a network ONNX cannot export: the torch path
+            module = None
+        if module is not None:
+            fast = copy.copy(predictor)
+            fast.module, fast.precision, fast.engine = module, "32", "onnxruntime"
+            return fast
+    if precision != "bf16" or getattr(predictor, "precision", "32") == "bf16":
+        return predictor
     fast = copy.copy(predictor)
     fast.module = copy.deepcopy(predictor.module).to(memory_format=torch.channels_last)
     fast.precision = "bf16"
     fast.channels_last = True
     return fast
+
+
+def engine_text(predictor: object) -> str:
+    """'float32, ONNX Runtime' / 'bfloat16' / 'float32': how the robustness passes ran."""
+    name = {"bf16": "bfloat16", "32": "float32"}.get(getattr(predictor, "precision", "32"),
+                                                     str(getattr(predictor, "precision", "")))
+    return name + (", ONNX Runtime" if getattr(predictor, "engine", "") == "onnxruntime" else "")
 
 
 def note(text: str, kind: str = "info") -> str:
@@ -674,14 +698,19 @@ def build_report(run_dir: str | Path, splits: object = None, predictor: object =
     def robust() -> str:
         if not ready:
             return note(f"skipped: {why}", "skip")
-        from cnnlab.evaluate.robustness import EXAMPLE_ROWS, robustness_table
+        from cnnlab.evaluate.robustness import (
+            EXAMPLE_ROWS,
+            default_perturbations,
+            robustness_table,
+        )
         from cnnlab.report.explain_figures import examples_figure
 
         n = max_robust if max_robust is not None else \
             robust_sample_size(sum(len(s) for _, s in splits.items()), n_labeled)
-        fast = fast_predictor(predictor, precision)
-        rows = robustness_table(fast, eval_set, seed=seed, max_items=n, stratified=True)
         n_ex = min(n_gallery, 8)
+        fast = fast_predictor(predictor, precision, n * len(default_perturbations())
+                              + n_ex * len(EXAMPLE_ROWS))
+        rows = robustness_table(fast, eval_set, seed=seed, max_items=n, stratified=True)
         png = examples_figure(fast, eval_set, plots / "robustness.png", n_ex,
                               seed, title=f"Perturbed {split_name} images with predictions",
                               probs=clean_probs())
@@ -690,7 +719,7 @@ def build_report(run_dir: str | Path, splits: object = None, predictor: object =
             f"{'all' if k >= n_labeled else 'a stratified sample of'} {k} of the {n_labeled} "
             f"labeled {esc(split_name)} images (each class in its share, seeded), each scored "
             f"clean and under {len(rows) - 1} perturbations ({k * len(rows)} forward passes, "
-            f"precision {esc(fast.precision)}); the pictures: {n_ex} more images in "
+            f"{esc(engine_text(fast))}); the pictures: {n_ex} more images in "
             f"{len(EXAMPLE_ROWS)} versions. <code>cnnlab explain robustness</code> runs on all."))
         return _robust_table(rows, split_name, n_labeled, seed) + line + \
             figure(png, "perturbed examples")
