@@ -97,3 +97,31 @@ def test_a_changed_file_is_a_miss(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert feature_store.feature_key([f], "d", 64, "crop", None, [0.5], [0.2], "bf16") != key
     assert feature_store.feature_key([f], "d", 64, "crop", None, [0.5], [0.2], "32") != \
         feature_store.feature_key([f], "d", 64, "crop", None, [0.5], [0.2], "bf16")
+
+
+@pytest.mark.skipif(not __import__("cnnlab.models.feature_engine", fromlist=["x"])
+                    .ort_available(), reason="onnxruntime not installed")
+def test_onnxruntime_features_equal_the_float32_torch_features() -> None:
+    from cnnlab.data.imageset import DataSplits, ImageSet
+    from cnnlab.models import Classifier, build_model
+    from cnnlab.train.features import FeatureCache
+
+    torch.manual_seed(0)
+    net = build_model("cnn", 2, 3, 24, width=8)
+    model = Classifier(net, [0.5] * 3, [0.25] * 3).eval()
+    for m in model.modules():  # BatchNorm statistics that are not the identity
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.5, 2.0)
+    g = torch.Generator().manual_seed(1)
+    imgs = torch.randint(0, 256, (80, 3, 24, 24), dtype=torch.uint8, generator=g)
+    split = ImageSet(imgs, torch.arange(80) % 2, ["a", "b"], [str(i) for i in range(80)])
+    splits = DataSplits(split, None, None, "random")
+    cpu = torch.device("cpu")
+    ort = FeatureCache(model, splits, cpu, engine="onnxruntime")
+    ref = FeatureCache(model, splits, cpu, fold=False)
+    folded = FeatureCache(model, splits, cpu)
+    assert ort.engine == "onnxruntime" and ref.engine == "torch" and folded.folded > 0
+    assert torch.allclose(ort.get("train"), ref.get("train"), atol=1e-5, rtol=1e-4)
+    assert torch.allclose(folded.get("train"), ref.get("train"), atol=1e-5, rtol=1e-4)
+    assert ort.reused == 0

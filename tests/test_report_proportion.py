@@ -109,7 +109,7 @@ def test_stratified_sample_keeps_each_class_share() -> None:
 
 def test_sample_size_follows_the_run() -> None:
     assert robust_sample_size(400, 153) == 32
-    assert robust_sample_size(2000, 765) == 50
+    assert robust_sample_size(2000, 765) == 40
     assert robust_sample_size(8000, 2000) == 100
     assert robust_sample_size(400, 20) == 20
 
