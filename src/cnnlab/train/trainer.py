@@ -403,7 +403,8 @@ class Trainer:
             row["val_loss"] = loss
             row["val_acc"] = float((probs.argmax(1) == val.labels.numpy()).mean())
         if (row["val_loss"] is not None and not math.isfinite(row["val_loss"])) or \
-                not all(bool(torch.isfinite(p).all()) for p in self.model.parameters()):
+                not all(bool(torch.isfinite(p).all()) for p in self.model.parameters()
+                        if p.requires_grad):  # frozen weights cannot diverge
             # Never save diverged weights over the last good checkpoint.
             raise self._diverged(f"the weights became NaN/inf (val loss {row['val_loss']})",
                                  s.step_in_epoch)
