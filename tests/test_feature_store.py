@@ -125,3 +125,21 @@ def test_onnxruntime_features_equal_the_float32_torch_features() -> None:
     assert torch.allclose(ort.get("train"), ref.get("train"), atol=1e-5, rtol=1e-4)
     assert torch.allclose(folded.get("train"), ref.get("train"), atol=1e-5, rtol=1e-4)
     assert ort.reused == 0
+
+
+def test_a_model_onnx_cannot_export_falls_back_to_torch(monkeypatch: pytest.MonkeyPatch) -> None:
+    from cnnlab.data.imageset import DataSplits, ImageSet
+    from cnnlab.models import Classifier, build_model, feature_engine
+    from cnnlab.train.features import FeatureCache
+
+    def refuse(*a: object, **k: object) -> None:
+        raise RuntimeError("cannot export")
+
+    monkeypatch.setattr(feature_engine.OrtFeatures, "__init__", refuse)
+    model = Classifier(build_model("cnn", 2, 3, 16, width=4), [0.5] * 3, [0.25] * 3)
+    imgs = torch.randint(0, 256, (70, 3, 16, 16), dtype=torch.uint8)
+    splits = DataSplits(ImageSet(imgs, torch.arange(70) % 2, ["a", "b"],
+                                 [str(i) for i in range(70)]), None, None, "random")
+    cache = FeatureCache(model, splits, torch.device("cpu"), engine="onnxruntime",
+                         keys={"train": "k"})
+    assert cache.engine == "torch" and cache.get("train").shape[0] == 70

@@ -51,10 +51,15 @@ class FeatureCache:
                   for name, data in splits.items()}
         todo = [(n, d) for n, d in splits.items() if stored[n] is None and len(d)]
         self.engine = engine
+        ort = None
         if engine == "onnxruntime" and todo:
             from cnnlab.models.feature_engine import OrtFeatures, headless
 
-            ort = OrtFeatures(headless(model, self.head), to_float(todo[0][1].images[:1]))
+            try:
+                ort = OrtFeatures(headless(model, self.head), to_float(todo[0][1].images[:1]))
+            except Exception:  # noqa: BLE001 - a network ONNX cannot export: torch computes
+                self.engine, keys = "torch", None  # (and stores nothing under ONNX's key)
+        if ort is not None:
             for name, data in todo:
                 stored[name] = ort(data.images)
                 if keys and keys.get(name):

@@ -192,6 +192,8 @@ class Trainer:
                                                                store_precision(engine,
                                                                                self.precision)))
         if self.features is not None:
+            if self.features.engine == "torch":  # also when ONNX could not export the model
+                self.feature_precision = self.precision
             self.train_model = self.features.head
             self.train_images = self.features.get("train")
             f = self.features
