@@ -123,7 +123,7 @@ def run_training(cfg: TrainConfig, resume: bool | str | Path = False, force: boo
     """
     distributed.init_from_env(resolve_device(cfg.device))  # no-op unless started by torchrun
     verbose = verbose and distributed.is_main()
-    t_load = time.perf_counter()
+    t_load = t_run = time.perf_counter()
     if splits is None:
         with distributed.local_main_first():  # one decode per machine fills the cache
             splits = load_splits(cfg, verbose)
@@ -186,6 +186,7 @@ def run_training(cfg: TrainConfig, resume: bool | str | Path = False, force: boo
         for line in plan.lines():
             console.print(f"  {line}", highlight=False, markup=False)
     trainer.data_stats = stats  # recorded in metrics.json by finalize
+    trainer.phase_start = {"run": t_run, "load": load_s}  # finalize prints the phase times
     if verbose:
         console.print(f"  {normalization_line(cfg, trainer.model, stats)}", highlight=False)
     if distributed.is_main():
@@ -419,6 +420,7 @@ def finalize(trainer: Trainer, verbose: bool = True) -> dict:
     from cnnlab.report.plots import plot_confusion, plot_curves
 
     run_dir, splits, cfg = trainer.run_dir, trainer.splits, trainer.cfg
+    t_final = time.perf_counter()
     # "auto" picks bf16 for training speed; the final figures are measured in float32, as
     # `cnnlab evaluate` measures them, so both report the same numbers.
     best = Predictor.load(run_dir / "best.pt", device=str(trainer.device),
@@ -480,12 +482,20 @@ def finalize(trainer: Trainer, verbose: bool = True) -> dict:
         tv_name = "test" if splits.test is not None else "val"
         write_predictions(run_dir / "predictions.csv", test_or_val.ids, probs[tv_name][0],
                           splits.classes)
+    report_s = 0.0
     if cfg.report:
         from cnnlab.report.html import build_report
 
+        t_report = time.perf_counter()
         with busy("writing report.html (failures, Grad-CAM, robustness)", verbose):
             build_report(run_dir, splits=splits, predictor=best,
-                         probs={n: p for n, (p, _) in probs.items()})
+                         probs={n: p for n, (p, _) in probs.items()},
+                         precision=trainer.precision)
+        report_s = time.perf_counter() - t_report
+    phases = run_phases(trainer, time.perf_counter() - t_final - report_s, report_s)
+    if phases:
+        metrics["phases"] = phases
+        io.write_json(run_dir / "metrics.json", metrics)
     if verbose:
         summary = "  ".join(f"{n} acc {m['accuracy']:.4f}" for n, m in metrics.items()
                             if isinstance(m, dict) and m.get("accuracy") is not None)
@@ -493,7 +503,36 @@ def finalize(trainer: Trainer, verbose: bool = True) -> dict:
         console.print(f"run folder: {run_dir}")
         if cfg.report:
             console.print(f"report: {run_dir / 'report.html'}")
+        if phases:
+            console.print(phases_line(phases), highlight=False)
     return metrics
+
+
+PHASE_NAMES = {"load": "load", "features": "features", "train": "train",
+               "finish": "scoring+plots", "report": "report", "other": "other"}
+
+
+def run_phases(trainer: Trainer, finish_s: float, report_s: float) -> dict:
+    """Seconds of each phase of the run (load, backbone features, training loop, final scoring
+    and plots, report, the rest) and the whole; {} when the run was not started by run_training
+    (the phases before finalize are unknown)."""
+    start = getattr(trainer, "phase_start", None)
+    if not start:
+        return {}
+    total = time.perf_counter() - start["run"]
+    out = {"load": start["load"], "features": trainer.resolved.get("feature_cache_seconds", 0.0),
+           "train": trainer.state.elapsed, "finish": finish_s, "report": report_s}
+    out["other"] = max(0.0, total - sum(out.values()))
+    out["total"] = total
+    return {k: round(v, 2) for k, v in out.items()}
+
+
+def phases_line(phases: dict) -> str:
+    """'phases: load 9.2 s, features 12.3 s, ...; total 30.1 s (report 9%)'."""
+    parts = ", ".join(f"{PHASE_NAMES[k]} {phases[k]:.1f} s" for k in PHASE_NAMES
+                      if k in phases and (phases[k] or k in ("train", "report")))
+    share = 100 * phases.get("report", 0.0) / max(phases.get("total", 0.0), 1e-9)
+    return f"phases: {parts}; total {phases.get('total', 0.0):.1f} s (report {share:.0f}%)"
 
 
 def score_splits(trainer: Trainer, best: Predictor) -> dict[str, torch.Tensor]:

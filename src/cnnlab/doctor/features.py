@@ -126,14 +126,14 @@ def backbone_side(native_side: int, chosen_size: int | None) -> int:
 
 
 def backbone_features(parts: Iterable[torch.Tensor], size: int | None = None, batch: int = 32,
-                      tick: Callable[[int], None] | None = None) -> np.ndarray:
+                      tick: Callable[[int], None] | None = None, engine: str = "torch"
+                      ) -> np.ndarray:
     """Pooled EfficientNet-Lite0 (ImageNet) features [N, 1280] of every image.
 
     `parts` are uint8 [N,C,H,W] tensors (the decoded splits, or files read again at `size`);
     each is resized to `size` (default: the decoded side, clamped to 64..224).
     """
     from cnnlab.data.stats import IMAGENET_MEAN, IMAGENET_STD
-    from cnnlab.device import cpu_has_fast_bf16
     from cnnlab.models.efficientnet import efficientnet_lite0
 
     # channels_last halves the time of the depthwise convolutions on CPU; bf16 halves it again
@@ -142,9 +142,14 @@ def backbone_features(parts: Iterable[torch.Tensor], size: int | None = None, ba
         parts = list(parts)
         side = max(int(p.shape[-1]) for p in parts) if parts else BACKBONE_SIDE
         size = min(BACKBONE_MAX, max(BACKBONE_MIN, side))
+    from cnnlab.models.inference import fold_batchnorm
+
     net = efficientnet_lite0(1000, 3, size, pretrained=True).eval()
+    if engine == "onnxruntime":  # as train's feature pass: models/feature_engine.py
+        return _ort_features(net, parts, size, tick)
     net = net.to(memory_format=torch.channels_last)
-    fast = torch.autocast("cpu", dtype=torch.bfloat16) if cpu_has_fast_bf16() else \
+    net, _ = fold_batchnorm(net, torch.rand(1, 3, size, size))  # as train's feature pass
+    fast = torch.autocast("cpu", dtype=torch.bfloat16) if store_precision() == "bf16" else \
         contextlib.nullcontext()
     mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
@@ -163,6 +168,88 @@ def backbone_features(parts: Iterable[torch.Tensor], size: int | None = None, ba
                 if tick is not None:
                     tick(x.shape[0])
     return np.concatenate(out) if out else np.zeros((0, 1280), np.float32)
+
+
+def engine_for(n_images: int) -> str:
+    """The feature engine train would use for this many images on the CPU."""
+    from cnnlab.models.feature_engine import use_ort
+
+    return "onnxruntime" if use_ort(torch.device("cpu"), n_images) else "torch"
+
+
+def store_precision(engine: str = "torch") -> str:
+    """The engine and precision of the doctor's backbone pass, as train names them in the
+    feature store ('ort-32', 'bf16' or '32')."""
+    from cnnlab.device import cpu_has_fast_bf16
+
+    if engine == "onnxruntime":
+        return "ort-32"
+    return "bf16" if cpu_has_fast_bf16() else "32"
+
+
+def _ort_features(net: torch.nn.Module, parts: Iterable[torch.Tensor], size: int,
+                  tick: Callable[[int], None] | None) -> np.ndarray:
+    """Pooled features in ONNX Runtime (float32), from 0..255 images of any side."""
+    from cnnlab.data.stats import IMAGENET_MEAN, IMAGENET_STD
+    from cnnlab.models import Classifier
+    from cnnlab.models.feature_engine import OrtFeatures, headless
+
+    model = Classifier(net, list(IMAGENET_MEAN), list(IMAGENET_STD)).eval()
+    ort = OrtFeatures(headless(model, net._fc), torch.zeros(1, 3, size, size))
+    out: list[np.ndarray] = []
+    for images in parts:
+        x = torch.as_tensor(np.asarray(images))
+        if x.shape[-1] != size or x.shape[-2] != size:
+            x = shrink(x, size)
+        if x.shape[1] == 1:
+            x = x.expand(-1, 3, -1, -1)
+        out.append(ort(x.to(torch.uint8).contiguous()).numpy())
+        if tick is not None:
+            tick(x.shape[0])
+    return np.concatenate(out) if out else np.zeros((0, 1280), np.float32)
+
+
+def store_keys(pool: object, side: int, resize: str, crop: int | None, engine: str = "torch"
+               ) -> list[tuple[str, int]]:
+    """(feature store key, count) of each split of the pool, in pool order: the keys `train`
+    uses for the same files, ImageNet-normalized EfficientNet-Lite0 and precision."""
+    from cnnlab.data import feature_store
+    from cnnlab.data.stats import IMAGENET_MEAN, IMAGENET_STD
+    from cnnlab.models.efficientnet import efficientnet_lite0
+
+    net = efficientnet_lite0(1000, 3, side, pretrained=True)
+    digest = feature_store.weights_digest(net, net._fc)
+    out = []
+    for name in pool.sets:  # type: ignore[attr-defined]
+        files = [p for p, n in zip(pool.paths, pool.split_names, strict=True)  # type: ignore
+                 if n == name]
+        out.append((feature_store.feature_key(files, digest, side, resize, crop,
+                                              list(IMAGENET_MEAN), list(IMAGENET_STD),
+                                              store_precision(engine)), len(files)))
+    return out
+
+
+def stored(keys: list[tuple[str, int]]) -> np.ndarray | None:
+    """The stored features of every split of `keys`, concatenated, or None if any is missing."""
+    from cnnlab.data import feature_store
+
+    if not keys:
+        return None
+    parts = [feature_store.load_features(k, n) for k, n in keys]
+    if any(p is None for p in parts):
+        return None
+    return np.concatenate([p.numpy() for p in parts])
+
+
+def store(keys: list[tuple[str, int]], feats: np.ndarray) -> None:
+    """Store features computed for the pool, split by split (what `train` can reuse)."""
+    from cnnlab.data import feature_store
+
+    start = 0
+    for key, n in keys:
+        feature_store.save_features(key, torch.from_numpy(np.ascontiguousarray(
+            feats[start:start + n], dtype=np.float32)))
+        start += n
 
 
 def native_side(paths: list[Path | None], decoded: tuple[int, int], sample: int = 200) -> int:

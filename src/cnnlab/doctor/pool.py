@@ -71,18 +71,6 @@ def _resolve(root: Path | None, item_id: str) -> Path | None:
 
 def source_root(path: Path | None, fmt: str, image_dir: str | None) -> Path | None:
     """The folder file ids are relative to (None for arrays): mirrors the loader's rules."""
-    if path is None:
-        return None
-    path = Path(path).expanduser()
-    if fmt == "auto":
-        from cnnlab.data.load import detect_format
+    from cnnlab.data.feature_store import files_root
 
-        fmt = detect_format(path)
-    if fmt == "folder":
-        return path.parent if path.is_file() else path
-    if fmt == "csv":
-        if image_dir:
-            return Path(image_dir).expanduser()
-        csv_dir = path.parent if path.is_file() else path
-        return csv_dir / "images" if (csv_dir / "images").is_dir() else csv_dir
-    return None
+    return files_root(path, fmt, image_dir)

@@ -6,7 +6,14 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from cnnlab.console import console, data_progress
 
@@ -24,8 +31,11 @@ class Phases:
         """Run a phase of `total` steps; yields tick(n) to advance its bar."""
         t0 = time.perf_counter()
         live = self.verbose and console.is_terminal
+        # Elapsed and, once a step is done, the estimated time left (hashing, features, label
+        # check folds): a long phase says how long it will take.
         bar = Progress(TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(),
-                       TimeElapsedColumn(), console=console, transient=True, disable=not live)
+                       TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+                       console=console, transient=True, disable=not live)
         with bar:
             task = bar.add_task(label, total=total)
             yield lambda n=1: bar.update(task, advance=n)

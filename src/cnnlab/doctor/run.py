@@ -61,7 +61,7 @@ def run_doctor(data: str | Path | DataSplits | None = None, options: LoadOptions
         console.print(f"  note: {feature_note}")
     with phases.phase("features", f"features ({kind}{f', {side} px' if side else ''})",
                       len(pool) if kind == "backbone" else None) as tick:
-        raw = _backbone(pool, side, opts, tick) if kind == "backbone" else scan.pixels
+        raw = _backbone(pool, side, opts, tick, verbose) if kind == "backbone" else scan.pixels
         feats = features.reduce(raw, seed=seed)
 
     report: dict = {"data": _data_info(pool, splits, source, fmt_name),
@@ -174,15 +174,33 @@ def _pick_features(asked: str, pool: Pool, opts: LoadOptions) -> tuple[str, int 
     return kind, side, note
 
 
-def _backbone(pool: Pool, side: int, opts: LoadOptions, tick: Callable[[int], None]
-              ) -> np.ndarray:
-    """Backbone features; files decoded smaller than `side` (the 64-px default) are read again."""
+def _backbone(pool: Pool, side: int, opts: LoadOptions, tick: Callable[[int], None],
+              verbose: bool = False) -> np.ndarray:
+    """Backbone features: those `train` stored for the same files, backbone, side and precision
+    (data/feature_store.py), else computed (and stored); files decoded smaller than `side` (the
+    64-px default) are read again."""
     decoded = int(next(iter(pool.sets.values())).images.shape[-1])
     files = [p for p in pool.paths if p is not None]
-    if opts.image_size is None and decoded < side and len(files) == len(pool):
-        return features.backbone_features(features.file_chunks(files, side, opts.resize), side,
-                                          tick=tick)
-    return features.backbone_features(pool.parts(), side, tick=tick)
+    from_files = opts.image_size is None and decoded < side and len(files) == len(pool)
+    crop = None if from_files else opts.crop_size
+    engine = features.engine_for(len(pool))
+    keys = features.store_keys(pool, side, opts.resize, crop, engine) \
+        if opts.use_cache and len(files) == len(pool) and (from_files or decoded == side) else []
+    stored = features.stored(keys)
+    if stored is not None:
+        if verbose:
+            console.print(f"  features: reusing the stored backbone features of {len(pool)} "
+                          f"images (the same files, backbone, {side} px and precision as an "
+                          "earlier `cnnlab train --freeze all` or doctor run)", highlight=False)
+        tick(len(pool))
+        return stored
+    if from_files:
+        raw = features.backbone_features(features.file_chunks(files, side, opts.resize), side,
+                                         tick=tick, engine=engine)
+    else:
+        raw = features.backbone_features(pool.parts(), side, tick=tick, engine=engine)
+    features.store(keys, raw)
+    return raw
 
 
 def _not_checked(check: str) -> dict:

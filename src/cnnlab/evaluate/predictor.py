@@ -194,7 +194,8 @@ class Predictor:
         if images.shape[1:] != (self.channels, self.image_size, self.image_size):
             images = adjust(images.numpy(), (self.image_size, self.image_size), self.channels)
         ctx = None if self.precision == "32" else (lambda: autocast(self.device, self.precision))
-        return predict_logits(self.module, images, batch_size, self.device, autocast_ctx=ctx)
+        return predict_logits(self.module, images, batch_size, self.device,
+                              getattr(self, "channels_last", False), autocast_ctx=ctx)
 
     def view_logits(self, images: torch.Tensor, tta: str | None = None) -> torch.Tensor:
         """Raw scores [V, N, K] of uint8 NCHW images under each test-time view (`tta`, else the

@@ -110,15 +110,39 @@ def sample_items(n_total: int, max_items: int | None, seed: int = 0) -> np.ndarr
     return np.sort(np.random.default_rng(seed).permutation(n_total)[:max_items])
 
 
+def stratified_items(labels: np.ndarray, max_items: int | None, seed: int = 0) -> np.ndarray:
+    """Indices (sorted) of at most max_items of `labels`, each class in its share (largest
+    remainders; every class present keeps at least one), seeded; all when they fit."""
+    n = len(labels)
+    if max_items is None or n <= max_items:
+        return np.arange(n)
+    classes, counts = np.unique(labels, return_counts=True)
+    want = counts * max_items / n
+    take = np.maximum(np.floor(want).astype(int), 1)
+    for i in np.argsort(-(want - np.floor(want)), kind="stable"):
+        if take.sum() >= max_items:
+            break
+        if take[i] < counts[i]:
+            take[i] += 1
+    rng = np.random.default_rng(seed)
+    out = [rng.permutation(np.flatnonzero(labels == c))[:k] for c, k in zip(classes, take,
+                                                                          strict=True)]
+    return np.sort(np.concatenate(out))
+
+
 def robustness_table(predictor: object, data: ImageSet,
                      perturbations: list[Perturbation] | None = None, seed: int = 0,
-                     max_items: int | None = None) -> list[dict]:
-    """One row per perturbation: accuracy, change against clean, share of unchanged predictions."""
+                     max_items: int | None = None, stratified: bool = False) -> list[dict]:
+    """One row per perturbation: accuracy, change against clean, share of unchanged predictions.
+
+    With max_items, a seeded sample of the labeled images is scored: stratified by class (each
+    class in its share) or uniform."""
     labels = data.labels.numpy()
     keep = np.flatnonzero(labels >= 0)
     if len(keep) == 0:
         raise DataError("robustness needs labeled images (the data has no labels)")
-    keep = keep[sample_items(len(keep), max_items, seed)]
+    keep = keep[stratified_items(labels[keep], max_items, seed) if stratified
+                else sample_items(len(keep), max_items, seed)]
     images, y = data.images[torch.as_tensor(keep)], labels[keep]
     rows, clean_pred, clean_acc = [], None, None
     for p in perturbations or default_perturbations():

@@ -31,6 +31,11 @@ METRIC_COLUMNS = (("n", "n"), ("accuracy", "accuracy"), ("balanced_accuracy", "b
                   ("f1", "F1"), ("auroc", "AUROC"))
 RUN_FILES = ("best.pt", "predictions.csv", "metrics.json", "metrics.csv", "config.yaml")
 MIN_CAM_SIZE = 16  # px: below this the last conv map is a pixel or two, a heat map says nothing
+# Robustness probes on a stratified sample: 1 in ROBUST_PER images, ROBUST_MIN..ROBUST_MAX. Each
+# sampled image is scored once per perturbation (8 times), so the probes cost about a sixth of
+# the run's own feature pass over all its images: the report stays in proportion to the run
+# (1,980 photos: 1 in 40 made the report 26% of the run on the loaded 2-core machine).
+ROBUST_PER, ROBUST_MIN, ROBUST_MAX = 50, 32, 100
 CLASS_COLUMNS = (("support", "support"), ("accuracy", "accuracy"), ("precision", "precision"),
                  ("recall", "recall"), ("f1", "F1"))
 
@@ -84,6 +89,58 @@ def figure(png: Path, alt: str, caption: str = "", width: int | None = None) -> 
     cap = f"<figcaption>{esc(caption)}</figcaption>" if caption else ""
     style = f' style="max-width:{width}px"' if width else ""
     return f'<figure{style}><img src="{data_uri(png)}" alt="{esc(alt)}">{cap}</figure>'
+
+
+def used(key: str, n: int, text: str) -> str:
+    """The line saying how many images a section used (data-images carries the count)."""
+    return (f'<p class="muted used" data-section="{esc(key)}" data-images="{int(n)}">'
+            f"<b>Images used:</b> {text}</p>")
+
+
+def robust_sample_size(n_images: int, n_labeled: int) -> int:
+    """How many labeled images the report's robustness probes score: 1 in ROBUST_PER of the
+    run's `n_images` (every split), within ROBUST_MIN..ROBUST_MAX, at most all labeled ones."""
+    return min(n_labeled, max(ROBUST_MIN, min(ROBUST_MAX, n_images // ROBUST_PER)))
+
+
+def fast_predictor(predictor: object, precision: str | None, n_images: int = 0) -> object:
+    """The predictor for the report's many forward passes (robustness): on a CPU with
+    onnxruntime, the network exported to ONNX (float32; the fastest engine measured here,
+    models/feature_engine.py) when `n_images` pays the export; else bf16 with a channels_last
+    copy of the network where the run trained in bf16; else the predictor itself."""
+    import copy
+
+    import torch
+
+    from cnnlab.models.feature_engine import use_ort
+
+    device = torch.device(str(getattr(predictor, "device", "cpu")))
+    if use_ort(device, n_images):
+        from cnnlab.models.feature_engine import OrtModule
+
+        try:
+            side, ch = predictor.image_size, predictor.channels
+            module = OrtModule(predictor.module, torch.zeros(1, ch, side, side))
+        except Exception:  # noqa: BLE001 - a network ONNX cannot export: the torch path
+            module = None
+        if module is not None:
+            fast = copy.copy(predictor)
+            fast.module, fast.precision, fast.engine = module, "32", "onnxruntime"
+            return fast
+    if precision != "bf16" or getattr(predictor, "precision", "32") == "bf16":
+        return predictor
+    fast = copy.copy(predictor)
+    fast.module = copy.deepcopy(predictor.module).to(memory_format=torch.channels_last)
+    fast.precision = "bf16"
+    fast.channels_last = True
+    return fast
+
+
+def engine_text(predictor: object) -> str:
+    """'float32, ONNX Runtime' / 'bfloat16' / 'float32': how the robustness passes ran."""
+    name = {"bf16": "bfloat16", "32": "float32"}.get(getattr(predictor, "precision", "32"),
+                                                     str(getattr(predictor, "precision", "")))
+    return name + (", ONNX Runtime" if getattr(predictor, "engine", "") == "onnxruntime" else "")
 
 
 def note(text: str, kind: str = "info") -> str:
@@ -428,7 +485,7 @@ def _robust_table(rows: list[dict], split: str, total: int, seed: int = 0) -> st
                     f"{fmt(r['accuracy'])}</td><td class='num {cls}'>{r['change']:+.4f}</td>"
                     f"<td class='num'>{fmt(r['unchanged'])}</td></tr>")
     n = rows[0]["n"]
-    which = f"all {n}" if n >= total else f"a seeded sample of {n} of the {total}"
+    which = f"all {n}" if n >= total else f"a stratified, seeded sample of {n} of the {total}"
     return (f'<p class="muted">Accuracy on {which} labeled {esc(split)} images (<code>cnnlab '
             f"explain robustness</code> runs on all). "
             f"{esc(NOISE_DEFINITION.replace('SEED', str(seed)))}; "
@@ -514,14 +571,17 @@ if(e.key==="Enter"||e.key===" "){e.preventDefault();go()}})})})})();"""
 
 
 def build_report(run_dir: str | Path, splits: object = None, predictor: object = None,
-                 n_gallery: int = 10, n_cam: int = 8, max_robust: int = 100,
+                 n_gallery: int = 10, n_cam: int = 8, max_robust: int | None = None,
                  seed: int = 0, probs: dict | None = None, model: str | None = None,
-                 trust_code: bool = False) -> Path:
+                 trust_code: bool = False, precision: str | None = None) -> Path:
     """Write run_dir/report.html (self-contained) and return its path.
 
     `probs` ({split: probabilities}, as training's final scoring computed them) spares the
-    report another pass of the model over its split. `model`/`trust_code`: a custom model's
-    builder, named by the user (see Predictor.load); built-in models need neither.
+    report another pass of the model over its split: ROC, calibration, thresholds and the
+    failure gallery read them. Grad-CAM runs on the `n_cam` images it shows only; robustness on
+    a stratified sample of `max_robust` images (default: robust_sample_size), in bf16 where
+    `precision` (default: the run's resolved precision) is bf16. `model`/`trust_code`: a
+    custom model's builder, named by the user (see Predictor.load); built-ins need neither.
     """
     t0 = time.perf_counter()
     run_dir = Path(run_dir)
@@ -586,11 +646,21 @@ def build_report(run_dir: str | Path, splits: object = None, predictor: object =
     ready = predictor is not None and eval_set is not None
     why = "needs the model and labeled data" + (f" ({notes[-1]})" if notes else "")
     cache: dict = {"probs": probs[split_name]} if probs and split_name in probs else {}
+    reused = bool(cache)
+    n_labeled = int((eval_set.labels >= 0).sum()) if eval_set is not None else 0
+    if precision is None:
+        precision = (metrics.get("resolved") or cfg.get("resolved") or {}).get("precision")
 
     def clean_probs():  # noqa: ANN202 - the eval split's probabilities, computed once
         if "probs" not in cache:
             cache["probs"] = predictor.probabilities(eval_set.images).numpy()
         return cache["probs"]
+
+    def all_used(key: str) -> str:
+        how = "the probabilities of the run's scoring pass (no new forward pass)" if reused \
+            else "one forward pass over them, shared by every section that needs it"
+        return used(key, n_labeled, f"all {n_labeled} labeled {esc(split_name)} images; "
+                                    f"{how}.")
 
     def failures() -> str:
         if not ready:
@@ -605,7 +675,8 @@ def build_report(run_dir: str | Path, splits: object = None, predictor: object =
         return (f'<p class="muted">{n_wrong} of {int((f.labels >= 0).sum())} {split_name} '
                 f"images are misclassified. Shown: {len(f.correct)} correct and {len(f.wrong)} "
                 "wrong images picked at random (seeded), then the images with the highest "
-                "cross-entropy loss.</p>" + figure(png, "failure gallery"))
+                "cross-entropy loss.</p>" + all_used("failures")
+                + figure(png, "failure gallery"))
 
     def cams() -> str:
         if not ready:
@@ -621,27 +692,45 @@ def build_report(run_dir: str | Path, splits: object = None, predictor: object =
         if not has_conv(predictor.module):
             return note(f"skipped: Grad-CAM needs convolution layers; the {cfg.get('model')} "
                         "model has none", "skip")
-        png, res, _ = gradcam_figure(predictor, eval_set, plots / "gradcam.png", n_cam,
-                                     seed=seed)
+        png, res, idx = gradcam_figure(predictor, eval_set, plots / "gradcam.png", n_cam,
+                                       seed=seed)
         return (f'<p class="muted">Grad-CAM of the predicted class at layer '
                 f"<code>{esc(res.layer)}</code> (the last convolutional block), {split_name} "
                 "images "
                 "spread over the classes; red = regions that raise the class score most. "
                 "Other layers: <code>cnnlab explain gradcam --layer NAME</code>.</p>"
+                + used("gradcam", len(idx), f"the {len(idx)} {esc(split_name)} images shown, "
+                       "computed for those only (float32).")
                 + figure(png, "Grad-CAM overlays"))
 
     def robust() -> str:
         if not ready:
             return note(f"skipped: {why}", "skip")
-        from cnnlab.evaluate.robustness import robustness_table
+        from cnnlab.evaluate.robustness import (
+            EXAMPLE_ROWS,
+            default_perturbations,
+            robustness_table,
+        )
         from cnnlab.report.explain_figures import examples_figure
 
-        rows = robustness_table(predictor, eval_set, seed=seed, max_items=max_robust)
-        png = examples_figure(predictor, eval_set, plots / "robustness.png", min(n_gallery, 8),
+        n = max_robust if max_robust is not None else \
+            robust_sample_size(sum(len(s) for _, s in splits.items()), n_labeled)
+        n_ex = min(n_gallery, 8)
+        fast = fast_predictor(predictor, precision, n * len(default_perturbations())
+                              + n_ex * len(EXAMPLE_ROWS))
+        rows = robustness_table(fast, eval_set, seed=seed, max_items=n, stratified=True)
+        png = examples_figure(fast, eval_set, plots / "robustness.png", n_ex,
                               seed, title=f"Perturbed {split_name} images with predictions",
                               probs=clean_probs())
-        total = int((eval_set.labels >= 0).sum())
-        return _robust_table(rows, split_name, total, seed) + figure(png, "perturbed examples")
+        k = rows[0]["n"]
+        line = used("robustness", k, (
+            f"{'all' if k >= n_labeled else 'a stratified sample of'} {k} of the {n_labeled} "
+            f"labeled {esc(split_name)} images (each class in its share, seeded), each scored "
+            f"clean and under {len(rows) - 1} perturbations ({k * len(rows)} forward passes, "
+            f"{esc(engine_text(fast))}); the pictures: {n_ex} more images in "
+            f"{len(EXAMPLE_ROWS)} versions. <code>cnnlab explain robustness</code> runs on all."))
+        return _robust_table(rows, split_name, n_labeled, seed) + line + \
+            figure(png, "perturbed examples")
 
     def roc() -> str:
         if not ready:
@@ -659,7 +748,7 @@ def build_report(run_dir: str | Path, splits: object = None, predictor: object =
             what = ("One curve per class against all the others (one-vs-rest). The dotted "
                     "chance level of a precision-recall curve is the class's share of the split.")
         return (f'<p class="muted">{what} AUC = area under the ROC curve; AP = average '
-                "precision (area under the precision-recall curve).</p>"
+                "precision (area under the precision-recall curve).</p>" + all_used("roc")
                 + figure(png, "ROC and precision-recall curves", "", 980))
 
     def thresholds() -> str:
@@ -669,12 +758,13 @@ def build_report(run_dir: str | Path, splits: object = None, predictor: object =
             return note("skipped: a decision threshold applies to binary tasks; this one has "
                         f"{len(classes)} classes", "skip")
         return _threshold_section(eval_set.labels.numpy(), clean_probs(), classes, split_name,
-                                  cfg.get("positive_class") or None)
+                                  cfg.get("positive_class") or None) + all_used("thresholds")
 
     def calibration() -> str:
         if not ready:
             return note(f"skipped: {why}", "skip")
-        return _calibration(plots, metrics, split_name, eval_set.labels.numpy(), clean_probs())
+        return all_used("calibration") + _calibration(plots, metrics, split_name,
+                                                      eval_set.labels.numpy(), clean_probs())
 
     add("roc", "ROC and precision-recall", roc)
     add("calibration", "Calibration", calibration)

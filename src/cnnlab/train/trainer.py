@@ -27,12 +27,19 @@ from cnnlab.device import (
     use_channels_last,
 )
 from cnnlab.errors import CnnlabError, TrainingError
+from cnnlab.models.feature_engine import use_ort
 from cnnlab.models.inference import evaluate_logits, predict_logits
 from cnnlab.models.record import load_state
 from cnnlab.settings import TrainConfig
 from cnnlab.train import distributed
 from cnnlab.train.callbacks import Callback, default_callbacks
-from cnnlab.train.features import FeatureCache, should_cache
+from cnnlab.train.features import (
+    FeatureCache,
+    feature_keys,
+    precision_name,
+    should_cache,
+    store_precision,
+)
 from cnnlab.train.fingerprint import data_fingerprint
 from cnnlab.train.mixing import Mixed, Targets, batch_loss, build_mixer, hard_labels
 from cnnlab.train.optim import LrParams, lr_factor, onecycle_momentum, set_momentum
@@ -169,17 +176,35 @@ class Trainer:
         # Frozen backbone and no augmentation: run it once per split, then train only the head.
         self.features = None
         if should_cache(cfg, self.frozen):
-            with busy(f"computing backbone features of {sum(len(d) for _, d in splits.items())}"
-                      " images once", verbose):
+            # Every split in the training precision (bf16 where the CPU has it: 4x float32
+            # here, same predictions; docs/performance.md), channels_last where it helps.
+            # ONNX Runtime in float32 where installed (faster still on this CPU, and exactly the
+            # float32 features); models/feature_engine.py.
+            n_all = sum(len(d) for _, d in splits.items())
+            engine = "onnxruntime" if use_ort(self.device, n_all) else "torch"
+            self.feature_precision = "32" if engine == "onnxruntime" else self.precision
+            with busy(f"computing backbone features of {n_all} images once ({engine}, "
+                      f"{precision_name(self.feature_precision)})", verbose):
                 self.features = FeatureCache(self.model, splits, self.device,
-                                             max(256, cfg.batch_size), self.channels_last,
-                                             self.autocast, self.eval_autocast)
+                                             channels_last=self.channels_last,
+                                             autocast=self.autocast, engine=engine,
+                                             keys=feature_keys(cfg, splits, self.model,
+                                                               store_precision(engine,
+                                                                               self.precision)))
         if self.features is not None:
+            if self.features.engine == "torch":  # also when ONNX could not export the model
+                self.feature_precision = self.precision
             self.train_model = self.features.head
             self.train_images = self.features.get("train")
-            self.notes.append(f"feature cache: backbone features of {self.features.count} "
-                              f"images computed once ({self.features.seconds:.1f}s); the head "
-                              "trains on them")
+            f = self.features
+            self.notes.append(
+                f"feature cache: backbone features of {f.count} images "
+                + (f"read from the feature store ({f.reused} images, {f.seconds:.1f}s)"
+                   if f.reused == f.count else
+                   f"computed once ({f.seconds:.1f}s, {f.engine}, "
+                   f"{precision_name(self.feature_precision)}"
+                   + (f"; {f.reused} read from the feature store" if f.reused else "") + ")")
+                + "; the head trains on them")
         # What the training step calls: wrapped in DistributedDataParallel under torchrun.
         self.train_model = distributed.wrap(self.train_model, self.device,
                                             sync_bn=self.frozen is None)
@@ -197,6 +222,10 @@ class Trainer:
                          "value_range": _plain(splits.train.meta.get("value_range")),
                          "feature_cache_seconds": round(self.features.seconds, 3)
                          if self.features is not None else 0.0}
+        if self.features is not None:  # the precision the cached features were computed in
+            self.resolved["feature_precision"] = self.feature_precision
+            self.resolved["feature_engine"] = self.features.engine
+            self.resolved["feature_store_reused"] = self.features.reused
 
     # ---- the loop ------------------------------------------------------------------------
     def fit(self, stop_after: int | None = None) -> TrainState:
@@ -376,7 +405,8 @@ class Trainer:
             row["val_loss"] = loss
             row["val_acc"] = float((probs.argmax(1) == val.labels.numpy()).mean())
         if (row["val_loss"] is not None and not math.isfinite(row["val_loss"])) or \
-                not all(bool(torch.isfinite(p).all()) for p in self.model.parameters()):
+                not all(bool(torch.isfinite(p).all()) for p in self.model.parameters()
+                        if p.requires_grad):  # frozen weights cannot diverge
             # Never save diverged weights over the last good checkpoint.
             raise self._diverged(f"the weights became NaN/inf (val loss {row['val_loss']})",
                                  s.step_in_epoch)

@@ -1,0 +1,145 @@
+"""Backbone features on disk (issue 23, items 2 and 4): a frozen-backbone `train` stores its
+features; the next train and `doctor --features backbone` on the same files reuse them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import cnnlab
+from cnnlab.data import feature_store
+from cnnlab.doctor import features as doctor_features
+from cnnlab.doctor import run_doctor
+from cnnlab.models.efficientnet import lite0_weights_path
+from cnnlab.run import RunResult, load_options, saved_settings
+from cnnlab.settings import TrainConfig
+
+try:
+    HAVE_WEIGHTS = lite0_weights_path().is_file()
+except Exception:  # noqa: BLE001 - the package is optional
+    HAVE_WEIGHTS = False
+needs_weights = pytest.mark.skipif(not HAVE_WEIGHTS, reason="EfficientNet-Lite0 weights missing")
+
+
+def rgb_folder(root: Path, n: int = 12, side: int = 80) -> Path:
+    """root/{train,val}/{red,blue}/*.jpg: coloured noise, the class in the dominant colour."""
+    rng = np.random.default_rng(0)
+    for part, k in (("train", n), ("val", n // 2)):
+        for c, cls in enumerate(("red", "blue")):
+            (root / part / cls).mkdir(parents=True, exist_ok=True)
+            for i in range(k):
+                a = rng.integers(0, 120, (side, side, 3), dtype=np.uint8)
+                a[..., 0 if c == 0 else 2] += 120
+                Image.fromarray(a).save(root / part / cls / f"{i}.jpg", quality=90)
+    return root
+
+
+def _train(data: Path, out: Path) -> RunResult:
+    return cnnlab.train(data=data, model="efficientnet-lite0", pretrained=True, freeze="all",
+                        epochs=1, image_size=64, out=str(out), verbose=False, device="cpu",
+                        report=False)
+
+
+@needs_weights
+def test_train_stores_features_and_the_next_run_and_doctor_reuse_them(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture) -> None:
+    monkeypatch.setenv("CNNLAB_CACHE", str(tmp_path / "cache"))
+    data = rgb_folder(tmp_path / "data")
+    first = _train(data, tmp_path / "r1")
+    assert first.resolved["feature_store_reused"] == 0
+    assert first.resolved["feature_precision"] in ("bf16", "32")
+    stored = sorted((tmp_path / "cache" / "features").glob("*.npy"))
+    assert len(stored) == 2  # one per split
+
+    second = _train(data, tmp_path / "r2")
+    assert second.resolved["feature_store_reused"] == 36
+    assert second.metrics["val"]["accuracy"] == first.metrics["val"]["accuracy"]
+    assert second.metrics["val"]["loss"] == pytest.approx(first.metrics["val"]["loss"])
+
+    def no_backbone(*a: object, **k: object) -> np.ndarray:
+        raise AssertionError("the doctor ran the backbone instead of reusing train's features")
+
+    monkeypatch.setattr(doctor_features, "backbone_features", no_backbone)
+    opts = load_options(saved_settings(first.run_dir))
+    report = run_doctor(data, opts, out=tmp_path / "doc", feature_kind="backbone",
+                        skip=("labels",), verbose=True)
+    assert report["settings"]["features"] == "backbone"
+    assert "reusing the stored backbone features of 36 images" in capsys.readouterr().err
+
+
+@needs_weights
+def test_doctor_stores_features_that_train_reuses(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CNNLAB_CACHE", str(tmp_path / "cache"))
+    data = rgb_folder(tmp_path / "data", n=6)
+    opts = load_options(TrainConfig(data=str(data), image_size=64,
+                                               model="efficientnet-lite0"))
+    run_doctor(data, opts, out=tmp_path / "doc", feature_kind="backbone", skip=("labels",),
+               verbose=False)
+    res = _train(data, tmp_path / "r")
+    assert res.resolved["feature_store_reused"] == 18
+
+
+def test_a_changed_file_is_a_miss(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CNNLAB_CACHE", str(tmp_path / "cache"))
+    f = tmp_path / "a.jpg"
+    f.write_bytes(b"x")
+    key = feature_store.feature_key([f], "d", 64, "crop", None, [0.5], [0.2], "bf16")
+    feature_store.save_features(key, torch.ones(1, 4))
+    assert feature_store.load_features(key, 1).tolist() == [[1.0] * 4]
+    assert feature_store.load_features(key, 2) is None  # another count: not these features
+    f.write_bytes(b"xy")
+    assert feature_store.feature_key([f], "d", 64, "crop", None, [0.5], [0.2], "bf16") != key
+    assert feature_store.feature_key([f], "d", 64, "crop", None, [0.5], [0.2], "32") != \
+        feature_store.feature_key([f], "d", 64, "crop", None, [0.5], [0.2], "bf16")
+
+
+@pytest.mark.skipif(not __import__("cnnlab.models.feature_engine", fromlist=["x"])
+                    .ort_available(), reason="onnxruntime not installed")
+def test_onnxruntime_features_equal_the_float32_torch_features() -> None:
+    from cnnlab.data.imageset import DataSplits, ImageSet
+    from cnnlab.models import Classifier, build_model
+    from cnnlab.train.features import FeatureCache
+
+    torch.manual_seed(0)
+    net = build_model("cnn", 2, 3, 24, width=8)
+    model = Classifier(net, [0.5] * 3, [0.25] * 3).eval()
+    for m in model.modules():  # BatchNorm statistics that are not the identity
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.5, 2.0)
+    g = torch.Generator().manual_seed(1)
+    imgs = torch.randint(0, 256, (80, 3, 24, 24), dtype=torch.uint8, generator=g)
+    split = ImageSet(imgs, torch.arange(80) % 2, ["a", "b"], [str(i) for i in range(80)])
+    splits = DataSplits(split, None, None, "random")
+    cpu = torch.device("cpu")
+    ort = FeatureCache(model, splits, cpu, engine="onnxruntime")
+    ref = FeatureCache(model, splits, cpu, fold=False)
+    folded = FeatureCache(model, splits, cpu)
+    assert ort.engine == "onnxruntime" and ref.engine == "torch" and folded.folded > 0
+    assert torch.allclose(ort.get("train"), ref.get("train"), atol=1e-5, rtol=1e-4)
+    assert torch.allclose(folded.get("train"), ref.get("train"), atol=1e-5, rtol=1e-4)
+    assert ort.reused == 0
+
+
+def test_a_model_onnx_cannot_export_falls_back_to_torch(monkeypatch: pytest.MonkeyPatch) -> None:
+    from cnnlab.data.imageset import DataSplits, ImageSet
+    from cnnlab.models import Classifier, build_model, feature_engine
+    from cnnlab.train.features import FeatureCache
+
+    def refuse(*a: object, **k: object) -> None:
+        raise RuntimeError("cannot export")
+
+    monkeypatch.setattr(feature_engine.OrtFeatures, "__init__", refuse)
+    model = Classifier(build_model("cnn", 2, 3, 16, width=4), [0.5] * 3, [0.25] * 3)
+    imgs = torch.randint(0, 256, (70, 3, 16, 16), dtype=torch.uint8)
+    splits = DataSplits(ImageSet(imgs, torch.arange(70) % 2, ["a", "b"],
+                                 [str(i) for i in range(70)]), None, None, "random")
+    cache = FeatureCache(model, splits, torch.device("cpu"), engine="onnxruntime",
+                         keys={"train": "k"})
+    assert cache.engine == "torch" and cache.get("train").shape[0] == 70
