@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 import math
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict, dataclass, field, fields, make_dataclass
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 # Only the names of the registries, not their code: importing the settings (as the CLI does for
@@ -55,6 +55,11 @@ class Setting:
     cli: bool = True  # offered as a command-line option
     short: str | None = None
     aliases: tuple[str, ...] = ()  # older spellings of the CLI option, still accepted
+
+    @property
+    def sweepable(self) -> bool:
+        """Whether a sweep or search may vary it: numbers, true/false, a choice or the model."""
+        return self.kind in (int, float, bool) or self.choices is not None or self.name == "model"
 
     @property
     def flag(self) -> str:
@@ -131,18 +136,22 @@ def _kind_name(kind: type) -> str:
             dict: "KEY=VALUE pairs", list: "a list of numbers"}[kind]
 
 
+def key_value(item: str, flag: str, expected: str = "KEY=VALUE",
+              value_required: bool = False) -> tuple[str, str]:
+    """'KEY=VALUE' -> (key, value text), both stripped: the one KEY=VALUE grammar of every
+    option that takes pairs (--model-arg, --grid, --param, compat's --set)."""
+    key, sep, val = item.partition("=")
+    key, val = key.strip(), val.strip()
+    if not sep or not key or (value_required and not val):
+        raise SettingsError(f"{flag} {item!r}: expected {expected}")
+    return key, val
+
+
 def parse_model_args(text: str | Iterable[str]) -> dict:
     """'width=8,depth=2' or ['width=8', 'depth=2'] -> {'width': 8, 'depth': 2}."""
     items = text.split(",") if isinstance(text, str) else list(text)
-    args = {}
-    for item in items:
-        if not item.strip():
-            continue
-        key, sep, val = item.partition("=")
-        if not sep or not key.strip():
-            raise SettingsError(f"--model-arg {item!r}: expected KEY=VALUE")
-        args[key.strip()] = parse_value(val.strip())
-    return args
+    pairs = (key_value(item, "--model-arg") for item in items if item.strip())
+    return {key: parse_value(val) for key, val in pairs}
 
 
 def parse_value(text: str) -> object:
@@ -267,203 +276,270 @@ RECIPE_AUTO: dict[str, tuple[str, ...]] = {
 DEFAULT_RECIPE = "plain"
 
 
-S = Setting
-SETTINGS: dict[str, Setting] = {s.name: s for s in [
+def setting(default: Any, group: str, text: str, kind: type = str, **options: Any) -> Any:
+    """A TrainConfig field whose metadata holds its Setting (named after the field)."""
+    meta = {"setting": (default, group, text, kind, options)}
+    if isinstance(default, (dict, list)):
+        return field(default_factory=lambda d=default: type(d)(d), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class TrainConfig:
+    """Settings of one training run: one typed field per setting, its Setting in the metadata."""
+
+    data: str | None = None  # the source path: an argument, not an option
     # ---- data: how images are read and split (also used by evaluate, predict, explain, ...)
-    S("format", "auto", "data", "Source format.", choices=FORMATS),
-    S("image_size", None, "data", "Resize images to N x N [default: the data's own size for "
-      "arrays, the model's for files].", int, lo=1, metavar="PIXELS"),
-    S("channels", None, "data", "1 (grey) or 3 (RGB) [default: the data's].", int,
-      choices=(1, 3), metavar="N"),
-    S("resize", "crop", "data", "crop: keep the aspect ratio and centre-crop; stretch: distort; "
-      "shorter: shorter side to --image-size (torchvision's Resize).", choices=RESIZE_MODES),
-    S("val_split", 0.2, "data", "Validation fraction when the source has no val split.", float,
-      lo=0.0, hi=0.9, metavar="FRACTION"),
-    S("test_split", 0.2, "data", "Test fraction when the source has no partitions.", float,
-      lo=0.0, hi=0.9, metavar="FRACTION"),
-    S("task", None, "data", "CSV: use the rows of this task.", metavar="NAME"),
-    S("image_dir", None, "data", "CSV: folder the image paths are relative to [default: the "
-      "CSV's folder].", metavar="DIR"),
-    S("path_column", "filename", "data", "CSV column with the image paths.", metavar="NAME"),
-    S("label_column", "semantic_label", "data", "CSV column with class names.", metavar="NAME"),
-    S("numeric_column", "numeric_label", "data", "CSV column with class numbers.",
-      metavar="NAME", aliases=("--numeric-label-column",)),
-    S("partition_column", "partition", "data", "CSV column with train/val/test.",
-      metavar="NAME"),
-    S("task_column", "task", "data", "CSV column naming each row's task.", metavar="NAME"),
-    S("skip_bad", False, "data", "Skip unreadable images instead of stopping.", bool),
-    S("layout", "auto", "data", "Folders: classes (ROOT/CLASS/...), splits (ROOT/SPLIT/"
-      "CLASS/...) or auto (split names like train/, test_set/ are recognised).",
-      choices=("auto", "classes", "splits")),
-    S("crop_size", None, "data", "Centre-crop to N x N after resizing (with --resize shorter: "
-      "torchvision's Resize(image_size) then CenterCrop(N)).", int, lo=1,
-      nullable=True, metavar="PIXELS"),
-    S("value_range", None, "data", "Arrays: the values that mean black and white, e.g. 0,1 or "
-      "-1,1 [default: by dtype: uint8 0..255, floats 0..1].", list, parse=_value_range,
-      nullable=True, metavar="LO,HI"),
+    format: str = setting("auto", "data", "Source format.", choices=FORMATS)
+    image_size: int | None = setting(
+        None, "data", "Resize images to N x N [default: the data's own size for "
+        "arrays, the model's for files].", int, lo=1, metavar="PIXELS")
+    channels: int | None = setting(
+        None, "data", "1 (grey) or 3 (RGB) [default: the data's].", int,
+        choices=(1, 3), metavar="N")
+    resize: str = setting(
+        "crop", "data", "crop: keep the aspect ratio and centre-crop; stretch: distort; "
+        "shorter: shorter side to --image-size (torchvision's Resize).", choices=RESIZE_MODES)
+    val_split: float = setting(
+        0.2, "data", "Validation fraction when the source has no val split.", float,
+        lo=0.0, hi=0.9, metavar="FRACTION")
+    test_split: float = setting(
+        0.2, "data", "Test fraction when the source has no partitions.", float,
+        lo=0.0, hi=0.9, metavar="FRACTION")
+    task: str | None = setting(None, "data", "CSV: use the rows of this task.", metavar="NAME")
+    image_dir: str | None = setting(
+        None, "data", "CSV: folder the image paths are relative to [default: the "
+        "CSV's folder].", metavar="DIR")
+    path_column: str = setting(
+        "filename", "data", "CSV column with the image paths.", metavar="NAME")
+    label_column: str = setting(
+        "semantic_label", "data", "CSV column with class names.", metavar="NAME")
+    numeric_column: str = setting(
+        "numeric_label", "data", "CSV column with class numbers.",
+        metavar="NAME", aliases=("--numeric-label-column",))
+    partition_column: str = setting(
+        "partition", "data", "CSV column with train/val/test.",
+        metavar="NAME")
+    task_column: str = setting("task", "data", "CSV column naming each row's task.", metavar="NAME")
+    skip_bad: bool = setting(False, "data", "Skip unreadable images instead of stopping.", bool)
+    layout: str = setting(
+        "auto", "data", "Folders: classes (ROOT/CLASS/...), splits (ROOT/SPLIT/"
+        "CLASS/...) or auto (split names like train/, test_set/ are recognised).",
+        choices=("auto", "classes", "splits"))
+    crop_size: int | None = setting(
+        None, "data", "Centre-crop to N x N after resizing (with --resize shorter: "
+        "torchvision's Resize(image_size) then CenterCrop(N)).", int, lo=1,
+        nullable=True, metavar="PIXELS")
+    value_range: list[float] | None = setting(
+        None, "data", "Arrays: the values that mean black and white, e.g. 0,1 or "
+        "-1,1 [default: by dtype: uint8 0..255, floats 0..1].", list, parse=_value_range,
+        nullable=True, metavar="LO,HI")
     # ---- model
-    S("model", "cnn", "model", "Architecture (see `cnnlab models`), or package.module:function "
-      "for your own builder.", metavar="NAME", short="-m"),
-    S("model_args", {}, "model", "Model argument KEY=VALUE (repeatable), e.g. width=8.", dict,
-      parse=parse_model_args, metavar="KEY=VALUE", aliases=("--model-arg",)),
-    S("normalize", "auto", "model", "Input normalization: train (the training split's mean/std),"
-      " imagenet, none, MEAN,STD or m1,m2,m3,s1,s2,s3 [default: auto = imagenet with "
-      "--pretrained, else train].", parse=_normalize, metavar="SPEC"),
-    S("pretrained", False, "model", "Start from the model's ImageNet weights.", bool),
-    S("weights_file", None, "model", "Local file with the pretrained weights.", metavar="FILE"),
-    S("freeze", "none", "model", "Freeze none, all (train the head only) or the first N layer "
-      "groups.", parse=_freeze, metavar="none|all|N"),
-    S("backbone_lr_mult", 0.1, "model", "Learning-rate factor of pretrained/transferred layers.",
-      float, lo=0.0, metavar="FACTOR"),
-    S("init_from", None, "model", "Start from the layers of one of our checkpoints (transfer).",
-      metavar="CKPT"),
+    model: str = setting(
+        "cnn", "model", "Architecture (see `cnnlab models`), or package.module:function "
+        "for your own builder.", metavar="NAME", short="-m")
+    model_args: dict[str, Any] = setting(
+        {}, "model", "Model argument KEY=VALUE (repeatable), e.g. width=8.", dict,
+        parse=parse_model_args, metavar="KEY=VALUE", aliases=("--model-arg",))
+    normalize: str = setting(
+        "auto", "model", "Input normalization: train (the training split's mean/std),"
+        " imagenet, none, MEAN,STD or m1,m2,m3,s1,s2,s3 [default: auto = imagenet with "
+        "--pretrained, else train].", parse=_normalize, metavar="SPEC")
+    pretrained: bool = setting(False, "model", "Start from the model's ImageNet weights.", bool)
+    weights_file: str | None = setting(
+        None, "model", "Local file with the pretrained weights.", metavar="FILE")
+    freeze: str = setting(
+        "none", "model", "Freeze none, all (train the head only) or the first N layer "
+        "groups.", parse=_freeze, metavar="none|all|N")
+    backbone_lr_mult: float = setting(
+        0.1, "model", "Learning-rate factor of pretrained/transferred layers.",
+        float, lo=0.0, metavar="FACTOR")
+    init_from: str | None = setting(
+        None, "model", "Start from the layers of one of our checkpoints (transfer).",
+        metavar="CKPT")
     # ---- optimization
-    S("epochs", 10, "optimization", "Epochs to train.", int, lo=1, metavar="N", resumable=True,
-      short="-e"),
-    S("steps", None, "optimization", "Train for N optimization steps instead of --epochs (the "
-      "last epoch may be partial).", int, lo=1, nullable=True, metavar="N", resumable=True),
-    S("batch_size", 64, "optimization", "Images per optimization step.", int, lo=1, hi=1 << 20,
-      metavar="N", short="-b"),
-    S("lr", None, "optimization", "Learning rate [default: 0.01 sgd, 0.003 adam/adamw, 0.001 "
-      "rmsprop].", float, lo=0.0, above=True, nullable=True, metavar="RATE"),
-    S("optimizer", "adamw", "optimization", "Optimizer.", choices=tuple(OPTIMIZER_LRS)),
-    S("momentum", 0.9, "optimization", "SGD momentum.", float, lo=0.0, hi=1.0, metavar="M"),
-    S("weight_decay", 0.0, "optimization", "Weight decay (not on biases and norms).", float,
-      lo=0.0, metavar="W"),
-    S("schedule", "cosine", "optimization", "Learning-rate schedule, stepped every batch.",
-      choices=tuple(SCHEDULES)),
-    S("patience", None, "optimization", "Stop after N epochs without a better --monitor value.",
-      int, lo=1, nullable=True, metavar="N", resumable=True),
-    S("monitor", "val_loss", "optimization", "What makes an epoch the best (best.pt, the final "
-      "scores, --patience): val_loss (lowest; without a validation split the training loss), "
-      "val_acc (highest; ties go to the lower loss) or last (the latest epoch: for schedules "
-      "that anneal to zero, such as --recipe fast's).", choices=("val_loss", "val_acc", "last")),
-    S("class_weights", None, "optimization", "Loss weights: auto (inverse frequency), 1,20 or "
-      "CLASS=WEIGHT.", list, parse=parse_class_weights, nullable=True, metavar="WEIGHTS"),
-    S("sampler", "none", "optimization", "balanced: oversample rare classes.",
-      choices=tuple(SAMPLERS)),
-    S("clip_grad", None, "optimization", "Clip the gradient norm to this value.", float, lo=0.0,
-      above=True, nullable=True, metavar="NORM"),
-    S("recipe", None, "optimization", "Defaults for the settings you do not give: plain "
-      "(the loop as it was: cosine, no smoothing, no averaging) or fast (one-cycle at a rate "
-      "from a short range test on your data; augmentation, label smoothing, weight averaging "
-      f"and mixup chosen by data and epochs; see docs/recipe.md) [default: {DEFAULT_RECIPE}].",
-      choices=tuple(RECIPES), nullable=True, metavar="NAME"),
-    S("warmup", 0.0, "optimization", "Linear learning-rate warmup before the schedule: N steps, "
-      "or a fraction of all steps when < 1.", float, lo=0.0, metavar="STEPS"),
-    S("cycle_momentum", True, "optimization", "--schedule onecycle: cycle the momentum (SGD) or "
-      "beta1 (Adam) from 0.95 down to 0.85 and back, against the rate.", bool),
-    S("lr_step", None, "optimization", "--schedule step: epochs between drops by --lr-gamma "
-      "[default: a third of the epochs].", int, lo=1, nullable=True, metavar="EPOCHS"),
-    S("lr_milestones", None, "optimization", "--schedule multistep: epochs at which the rate "
-      "drops by --lr-gamma, e.g. 5,8 [default: at 1/2 and 3/4 of the epochs].", list,
-      parse=_milestones, nullable=True, metavar="EPOCHS"),
-    S("lr_gamma", 0.1, "optimization", "Factor of each drop of --schedule step, multistep and "
-      "plateau.", float, lo=0.0, hi=1.0, above=True, metavar="FACTOR"),
-    S("lr_patience", 2, "optimization", "--schedule plateau: epochs without a lower validation "
-      "loss before the rate drops.", int, lo=1, metavar="N", resumable=True),
-    S("label_smoothing", 0.0, "optimization", "Label smoothing of the training loss (0.1 is "
-      "usual).", float, lo=0.0, hi=1.0, metavar="X"),
-    S("ema", None, "optimization", "Average the weights over steps with this decay (e.g. 0.999)"
-      "; validation, best.pt and the report use the average.", float, lo=0.0, hi=1.0,
-      above=True, nullable=True, metavar="DECAY"),
-    S("accumulate", 1, "optimization", "Add up the gradients of N batches per optimization "
-      "step (= an N-times larger batch).", int, lo=1, hi=1 << 16, metavar="N"),
-    S("seed", 0, "optimization", "Seed of the data split, initialisation and batch order.", int,
-      metavar="N"),
-    S("split_seed", None, "data", "Seed of the train/val/test split alone [default: --seed].",
-      int, nullable=True, metavar="N"),
-    S("positive_class", None, "optimization", "Binary tasks: the class precision, recall and F1 "
-      "are about.", metavar="CLASS"),
+    epochs: int = setting(
+        10, "optimization", "Epochs to train.", int, lo=1, metavar="N", resumable=True,
+        short="-e")
+    steps: int | None = setting(
+        None, "optimization", "Train for N optimization steps instead of --epochs (the "
+        "last epoch may be partial).", int, lo=1, nullable=True, metavar="N", resumable=True)
+    batch_size: int = setting(
+        64, "optimization", "Images per optimization step.", int, lo=1, hi=1 << 20,
+        metavar="N", short="-b")
+    lr: float | None = setting(
+        None, "optimization", "Learning rate [default: 0.01 sgd, 0.003 adam/adamw, 0.001 "
+        "rmsprop].", float, lo=0.0, above=True, nullable=True, metavar="RATE")
+    optimizer: str = setting("adamw", "optimization", "Optimizer.", choices=tuple(OPTIMIZER_LRS))
+    momentum: float = setting(
+        0.9, "optimization", "SGD momentum.", float, lo=0.0, hi=1.0, metavar="M")
+    weight_decay: float = setting(
+        0.0, "optimization", "Weight decay (not on biases and norms).", float,
+        lo=0.0, metavar="W")
+    schedule: str = setting(
+        "cosine", "optimization", "Learning-rate schedule, stepped every batch.",
+        choices=tuple(SCHEDULES))
+    patience: int | None = setting(
+        None, "optimization", "Stop after N epochs without a better --monitor value.",
+        int, lo=1, nullable=True, metavar="N", resumable=True)
+    monitor: str = setting(
+        "val_loss", "optimization", "What makes an epoch the best (best.pt, the final "
+        "scores, --patience): val_loss (lowest; without a validation split the training loss), "
+        "val_acc (highest; ties go to the lower loss) or last (the latest epoch: for schedules "
+        "that anneal to zero, such as --recipe fast's).", choices=("val_loss", "val_acc", "last"))
+    class_weights: list[float] | str | None = setting(
+        None, "optimization", "Loss weights: auto (inverse frequency), 1,20 or "
+        "CLASS=WEIGHT.", list, parse=parse_class_weights, nullable=True, metavar="WEIGHTS")
+    sampler: str = setting(
+        "none", "optimization", "balanced: oversample rare classes.",
+        choices=tuple(SAMPLERS))
+    clip_grad: float | None = setting(
+        None, "optimization", "Clip the gradient norm to this value.", float, lo=0.0,
+        above=True, nullable=True, metavar="NORM")
+    recipe: str | None = setting(
+        None, "optimization", "Defaults for the settings you do not give: plain "
+        "(the loop as it was: cosine, no smoothing, no averaging) or fast (one-cycle at a rate "
+        "from a short range test on your data; augmentation, label smoothing, weight averaging "
+        f"and mixup chosen by data and epochs; see docs/recipe.md) [default: {DEFAULT_RECIPE}].",
+        choices=tuple(RECIPES), nullable=True, metavar="NAME")
+    warmup: float = setting(
+        0.0, "optimization", "Linear learning-rate warmup before the schedule: N steps, "
+        "or a fraction of all steps when < 1.", float, lo=0.0, metavar="STEPS")
+    cycle_momentum: bool = setting(
+        True, "optimization", "--schedule onecycle: cycle the momentum (SGD) or "
+        "beta1 (Adam) from 0.95 down to 0.85 and back, against the rate.", bool)
+    lr_step: int | None = setting(
+        None, "optimization", "--schedule step: epochs between drops by --lr-gamma "
+        "[default: a third of the epochs].", int, lo=1, nullable=True, metavar="EPOCHS")
+    lr_milestones: list[float] | None = setting(
+        None, "optimization", "--schedule multistep: epochs at which the rate "
+        "drops by --lr-gamma, e.g. 5,8 [default: at 1/2 and 3/4 of the epochs].", list,
+        parse=_milestones, nullable=True, metavar="EPOCHS")
+    lr_gamma: float = setting(
+        0.1, "optimization", "Factor of each drop of --schedule step, multistep and "
+        "plateau.", float, lo=0.0, hi=1.0, above=True, metavar="FACTOR")
+    lr_patience: int = setting(
+        2, "optimization", "--schedule plateau: epochs without a lower validation "
+        "loss before the rate drops.", int, lo=1, metavar="N", resumable=True)
+    label_smoothing: float = setting(
+        0.0, "optimization", "Label smoothing of the training loss (0.1 is "
+        "usual).", float, lo=0.0, hi=1.0, metavar="X")
+    ema: float | None = setting(
+        None, "optimization", "Average the weights over steps with this decay (e.g. 0.999)"
+        "; validation, best.pt and the report use the average.", float, lo=0.0, hi=1.0,
+        above=True, nullable=True, metavar="DECAY")
+    accumulate: int = setting(
+        1, "optimization", "Add up the gradients of N batches per optimization "
+        "step (= an N-times larger batch).", int, lo=1, hi=1 << 16, metavar="N")
+    seed: int = setting(
+        0, "optimization", "Seed of the data split, initialisation and batch order.", int,
+        metavar="N")
+    split_seed: int | None = setting(
+        None, "data", "Seed of the train/val/test split alone [default: --seed].",
+        int, nullable=True, metavar="N")
+    positive_class: str | None = setting(
+        None, "optimization", "Binary tasks: the class precision, recall and F1 "
+        "are about.", metavar="CLASS")
     # ---- augmentation
-    S("augment", None, "augmentation", 'Online augmentation of each batch, e.g. '
-      '"hflip,rotate=20,crop=4".', nullable=True, metavar="OPS", parse=_augment),
-    S("tta", "none", "augmentation", "Test-time augmentation of the final scores (and the "
-      "default of evaluate, predict and predict_proba): none, or views to average, e.g. flip, "
-      "flip,shift (6 views), vflip, shift=2.", parse=_tta, metavar="VIEWS", resumable=True),
-    S("calibrate", False, "optimization", "After training, fit a temperature on the validation "
-      "split (saved in best.pt; metrics.json gets ECE and NLL before and after).", bool,
-      resumable=True),
-    S("mixup", 0.0, "augmentation", "MixUp of whole batches: Beta(ALPHA, ALPHA) mixing "
-      "weight (0: off; 0.2-0.4 usual).", float, lo=0.0, metavar="ALPHA"),
-    S("cutmix", 0.0, "augmentation", "CutMix of whole batches: Beta(ALPHA, ALPHA) area (0: off; "
-      "1.0 usual); with --mixup too each batch picks one of them.", float, lo=0.0,
-      metavar="ALPHA"),
-    S("mix_prob", 1.0, "augmentation", "Fraction of batches --mixup/--cutmix mix.", float,
-      lo=0.0, hi=1.0, metavar="P"),
-    S("mix_off_epochs", 0, "augmentation", "Stop mixing for the last N epochs.", int, lo=0,
-      metavar="N"),
+    augment: str | None = setting(
+        None, "augmentation", 'Online augmentation of each batch, e.g. '
+        '"hflip,rotate=20,crop=4".', nullable=True, metavar="OPS", parse=_augment)
+    tta: str = setting(
+        "none", "augmentation", "Test-time augmentation of the final scores (and the "
+        "default of evaluate, predict and predict_proba): none, or views to average, e.g. flip, "
+        "flip,shift (6 views), vflip, shift=2.", parse=_tta, metavar="VIEWS", resumable=True)
+    calibrate: bool = setting(
+        False, "optimization", "After training, fit a temperature on the validation "
+        "split (saved in best.pt; metrics.json gets ECE and NLL before and after).", bool,
+        resumable=True)
+    mixup: float = setting(
+        0.0, "augmentation", "MixUp of whole batches: Beta(ALPHA, ALPHA) mixing "
+        "weight (0: off; 0.2-0.4 usual).", float, lo=0.0, metavar="ALPHA")
+    cutmix: float = setting(
+        0.0, "augmentation", "CutMix of whole batches: Beta(ALPHA, ALPHA) area (0: off; "
+        "1.0 usual); with --mixup too each batch picks one of them.", float, lo=0.0,
+        metavar="ALPHA")
+    mix_prob: float = setting(
+        1.0, "augmentation", "Fraction of batches --mixup/--cutmix mix.", float,
+        lo=0.0, hi=1.0, metavar="P")
+    mix_off_epochs: int = setting(
+        0, "augmentation", "Stop mixing for the last N epochs.", int, lo=0,
+        metavar="N")
     # ---- hardware: where and how fast, never what is learned
-    S("device", "auto", "hardware", "Where to train.", choices=("auto", "cpu", "cuda", "mps"),
-      resumable=True, affects_result=False),
-    S("precision", "auto", "hardware", "auto: bf16 where the CPU/GPU has it natively.",
-      choices=PRECISIONS, affects_result=False),
-    S("channels_last", None, "hardware", "Memory layout [default: decided per device and "
-      "model].", bool, nullable=True, affects_result=False),
-    S("num_threads", None, "hardware", "CPU threads [default: every core].", int, lo=1,
-      nullable=True, metavar="N", resumable=True, affects_result=False),
-    S("deterministic", False, "hardware", "Bit-reproducible (slower) algorithms.", bool),
-    S("feature_cache", True, "hardware", "Frozen backbone: compute its features once.", bool,
-      affects_result=False),
+    device: str = setting(
+        "auto", "hardware", "Where to train.", choices=("auto", "cpu", "cuda", "mps"),
+        resumable=True, affects_result=False)
+    precision: str = setting(
+        "auto", "hardware", "auto: bf16 where the CPU/GPU has it natively.",
+        choices=PRECISIONS, affects_result=False)
+    channels_last: bool | None = setting(
+        None, "hardware", "Memory layout [default: decided per device and "
+        "model].", bool, nullable=True, affects_result=False)
+    num_threads: int | None = setting(
+        None, "hardware", "CPU threads [default: every core].", int, lo=1,
+        nullable=True, metavar="N", resumable=True, affects_result=False)
+    deterministic: bool = setting(False, "hardware", "Bit-reproducible (slower) algorithms.", bool)
+    feature_cache: bool = setting(
+        True, "hardware", "Frozen backbone: compute its features once.", bool,
+        affects_result=False)
     # ---- output
-    S("out", None, "output", "Run folder [default: runs/NAME].", metavar="DIR", short="-o",
-      affects_result=False),
-    S("runs_dir", "runs", "output", "Parent folder of runs without --out.", metavar="DIR",
-      affects_result=False),
-    S("name", None, "output", "Run name under runs/ [default: DATA-MODEL].", metavar="NAME",
-      affects_result=False),
-    S("report", True, "output", "Write report.html.", bool, affects_result=False),
-    S("doctor", False, "output", "Check the data first (leaks, duplicates, label errors, "
-      "outliers, shift: `cnnlab doctor`) and write doctor.html into the run folder.", bool,
-      affects_result=False),
-    S("log_every", 0, "output", "Also log train loss every N steps to steps.csv (0: off).", int,
-      lo=0, metavar="N", affects_result=False, resumable=True),
-    S("eval_every", 0, "output", "Also evaluate the validation split every N steps: a printed "
-      "line, val columns in steps.csv, plots/curves_steps.png (0: off).", int, lo=0,
-      metavar="N", affects_result=False, resumable=True),
-    S("keep_every", 0, "output", "Keep epoch_K.pt (resumable, full training state) every N "
-      "epochs (0: off).", int, lo=0, metavar="N", affects_result=False, resumable=True),
+    out: str | None = setting(
+        None, "output", "Run folder [default: runs/NAME].", metavar="DIR", short="-o",
+        affects_result=False)
+    runs_dir: str = setting(
+        "runs", "output", "Parent folder of runs without --out.", metavar="DIR",
+        affects_result=False)
+    name: str | None = setting(
+        None, "output", "Run name under runs/ [default: DATA-MODEL].", metavar="NAME",
+        affects_result=False)
+    report: bool = setting(True, "output", "Write report.html.", bool, affects_result=False)
+    doctor: bool = setting(
+        False, "output", "Check the data first (leaks, duplicates, label errors, "
+        "outliers, shift: `cnnlab doctor`) and write doctor.html into the run folder.", bool,
+        affects_result=False)
+    log_every: int = setting(
+        0, "output", "Also log train loss every N steps to steps.csv (0: off).", int,
+        lo=0, metavar="N", affects_result=False, resumable=True)
+    eval_every: int = setting(
+        0, "output", "Also evaluate the validation split every N steps: a printed "
+        "line, val columns in steps.csv, plots/curves_steps.png (0: off).", int, lo=0,
+        metavar="N", affects_result=False, resumable=True)
+    keep_every: int = setting(
+        0, "output", "Keep epoch_K.pt (resumable, full training state) every N "
+        "epochs (0: off).", int, lo=0, metavar="N", affects_result=False, resumable=True)
     # ---- tracking: copies of what a run logs, sent to TensorBoard / MLflow (experiments too)
-    S("track", [], "tracking", "Also log to tensorboard and/or mlflow (comma-separated; needs "
-      "pip install -e '.[track]').", list, parse=_track, metavar="LOGGERS",
-      affects_result=False, resumable=True),
-    S("track_uri", None, "tracking", "MLflow tracking URI, e.g. http://host:5000 [default: "
-      "sqlite:///RUNS_DIR/mlflow.db].", metavar="URI", affects_result=False, resumable=True),
-]}
-# "data" (the source path) is an argument, not an option; "extra" holds what other modules
-# add (e.g. plots switched off by the estimator).
-_FIELDS = [("data", "str | None", field(default=None)),
-           *[(s.name, Any, field(default_factory=(lambda d=s.default: type(d)(d)))
-              if isinstance(s.default, (dict, list)) else field(default=s.default))
-             for s in SETTINGS.values()],
-           ("extra", dict, field(default_factory=dict))]
+    track: list[str] = setting(
+        [], "tracking", "Also log to tensorboard and/or mlflow (comma-separated; needs "
+        "pip install -e '.[track]').", list, parse=_track, metavar="LOGGERS",
+        affects_result=False, resumable=True)
+    track_uri: str | None = setting(
+        None, "tracking", "MLflow tracking URI, e.g. http://host:5000 [default: "
+        "sqlite:///RUNS_DIR/mlflow.db].", metavar="URI", affects_result=False, resumable=True)
+    # what other modules add (e.g. plots switched off by the estimator, the recipe's choices)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        """A plain dict (for YAML and checkpoints)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> TrainConfig:
+        """Rebuild from a saved dict, ignoring keys of older or newer versions."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+    def resolved_lr(self) -> float:
+        """The learning rate to use: the given one or the optimizer's usual default."""
+        return self.lr if self.lr is not None else OPTIMIZER_LRS[self.optimizer]
+
+
+# Every entry point derives its options, keywords and checks from this one list.
+SETTINGS: dict[str, Setting] = {
+    f.name: Setting(f.name, *f.metadata["setting"][:4], **f.metadata["setting"][4])
+    for f in fields(TrainConfig) if "setting" in f.metadata}
 RESUMABLE = {n for n, s in SETTINGS.items() if s.resumable} | {"out", "runs_dir", "name",
                                                                 "report"}
 DATA_KEYS = tuple(n for n, s in SETTINGS.items() if s.group == "data")
-
-
-def _to_dict(self: Any) -> dict:
-    """A plain dict (for YAML and checkpoints)."""
-    return asdict(self)
-
-
-def _from_dict(cls: type, d: Mapping) -> Any:
-    """Rebuild from a saved dict, ignoring keys of older or newer versions."""
-    names = {f.name for f in fields(cls)}
-    return cls(**{k: v for k, v in d.items() if k in names})
-
-
-def _resolved_lr(self: Any) -> float:
-    """The learning rate to use: the given one or the optimizer's usual default."""
-    return self.lr if self.lr is not None else OPTIMIZER_LRS[self.optimizer]
-
-
-TrainConfig = make_dataclass(
-    "TrainConfig", _FIELDS, namespace={
-        "__doc__": "Settings of one training run, one field per entry of SETTINGS.",
-        "to_dict": _to_dict, "from_dict": classmethod(_from_dict),
-        "resolved_lr": _resolved_lr})
-TrainConfig.__module__ = __name__
 
 
 def unknown_keys(keys: Iterable[str], allowed: Iterable[str] | None = None) -> None:

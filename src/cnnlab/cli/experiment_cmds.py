@@ -54,10 +54,9 @@ def _base(path: Path | None, given: dict, report: bool = False, member_plots: bo
 def _grid_option(items: list[str]) -> dict[str, list]:
     grid = {}
     for item in items:
-        key, sep, vals = item.partition("=")
-        if not sep or not vals.strip():
-            raise CnnlabError(f"--grid {item!r}: expected KEY=V1,V2 (e.g. model_args.width=8,16)")
-        grid[key.strip()] = [parse_value(v.strip()) for v in vals.split(",") if v.strip()]
+        key, vals = settings_model.key_value(item, "--grid", "KEY=V1,V2 (e.g. "
+                                             "model_args.width=8,16)", value_required=True)
+        grid[key] = [parse_value(v.strip()) for v in vals.split(",") if v.strip()]
     return grid
 
 
@@ -66,9 +65,7 @@ def split_grid(given: dict) -> tuple[dict, dict[str, list]]:
     base, grid = {}, {}
     for name, raw in given.items():
         s = settings_model.SETTINGS[name]
-        if isinstance(raw, str) and "," in raw and s.kind is not list and s.choices is not None \
-                or isinstance(raw, str) and "," in raw and s.kind in (int, float, bool) \
-                or isinstance(raw, str) and "," in raw and name == "model":
+        if isinstance(raw, str) and "," in raw and s.sweepable:
             grid[name] = [s.check(v.strip()) for v in raw.split(",") if v.strip()]
         else:
             base[name] = raw

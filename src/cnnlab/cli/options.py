@@ -55,7 +55,7 @@ def _param(s: Setting, mode: str) -> inspect.Parameter:
     """One typer option for a setting; its default is None so only given values arrive."""
     names = [s.flag, *s.aliases] + ([s.short] if s.short else [])
     metavar = _metavar(s)
-    grid = mode in ("grid", "search") and _gridable(s)
+    grid = mode in ("grid", "search") and s.sweepable
     varied = ("" if not grid or s.kind is bool else  # a flag takes no list of values
               "Comma-separated values are swept." if mode == "grid" else
               "Searched: LO:HI[:log] (numbers) or V1,V2,...")
@@ -78,11 +78,6 @@ def _param(s: Setting, mode: str) -> inspect.Parameter:
             kw["metavar"] = metavar
     return inspect.Parameter(s.name, inspect.Parameter.KEYWORD_ONLY,
                              default=typer.Option(None, *names, **kw), annotation=annotation)
-
-
-def _gridable(s: Setting) -> bool:
-    """Settings whose comma-separated CLI values make a sweep axis."""
-    return s.kind in (int, float, bool) or s.choices is not None or s.name == "model"
 
 
 def with_settings(*groups: str, mode: str = "single", skip: tuple[str, ...] = (),

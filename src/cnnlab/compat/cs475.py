@@ -61,14 +61,12 @@ def parser() -> argparse.ArgumentParser:
 
 def extra_settings(items: list[str]) -> dict:
     """--set KEY=VALUE pairs as cnnlab settings (checked by the settings module)."""
-    from cnnlab.settings import SETTINGS, SettingsError, unknown_keys
+    from cnnlab.settings import SETTINGS, key_value, unknown_keys
 
     out: dict = {}
     for item in items:
-        key, sep, value = item.partition("=")
-        key = key.strip().replace("-", "_")
-        if not sep or not key:
-            raise SettingsError(f"--set {item!r}: expected SETTING=VALUE, e.g. optimizer=sgd")
+        key, value = key_value(item, "--set", "SETTING=VALUE, e.g. optimizer=sgd")
+        key = key.replace("-", "_")
         unknown_keys([key])
         if SETTINGS[key].kind is dict and key in out:  # model_args=a=1 given twice: merge
             out[key] = {**out[key], **SETTINGS[key].check(value)}

@@ -18,12 +18,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from cnnlab.errors import CnnlabError
-from cnnlab.settings import SETTINGS, Setting, parse_value, unknown_keys
-
-
-def _searchable(s: Setting) -> bool:
-    """Settings whose CLI text may be a range or a list (the same ones a sweep varies)."""
-    return s.kind in (int, float, bool) or s.choices is not None or s.name == "model"
+from cnnlab.settings import SETTINGS, key_value, parse_value, unknown_keys
 
 
 def _range(flag: str, text: str, check: Any, integer: bool) -> dict:
@@ -75,7 +70,7 @@ def _choices(flag: str, text: str, check: Any) -> dict | None:
 def parse_entry(name: str, raw: Any) -> tuple[dict | None, Any]:
     """(a space entry or None, the fixed value) of one setting given on the command line."""
     s = SETTINGS[name]
-    if not isinstance(raw, str) or not _searchable(s):
+    if not isinstance(raw, str) or not s.sweepable:
         return None, raw
     if ":" in raw and s.kind in (int, float):
         return _range(s.flag, raw, s.check, s.kind is int), None
@@ -87,11 +82,8 @@ def parse_entry(name: str, raw: Any) -> tuple[dict | None, Any]:
 
 def parse_param(item: str) -> tuple[str, dict | None, Any]:
     """--param KEY=SPEC: a setting or model_args.NAME with a range, a list or one value."""
-    key, sep, spec = item.partition("=")
-    key, spec = key.strip(), spec.strip()
-    if not sep or not key or not spec:
-        raise CnnlabError(f"--param {item!r}: expected KEY=LO:HI[:log], KEY=V1,V2 or KEY=V "
-                          "(e.g. model_args.width=8,16)")
+    key, spec = key_value(item, "--param", "KEY=LO:HI[:log], KEY=V1,V2 or KEY=V (e.g. "
+                          "model_args.width=8,16)", value_required=True)
     if not key.startswith("model_args."):
         unknown_keys([key])
         entry, fixed = parse_entry(key, spec)
