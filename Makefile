@@ -51,7 +51,7 @@ postgres:
 # tests/conftest.py): the suite keeps about one core busy on average, so two workers nearly
 # halve its time. TEST_WORKERS=0 runs it in one process.
 TEST_WORKERS ?= 2
-PYTEST := $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
+PYTEST := $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 # Everything (CI runs this), plus the installs on a fresh machine.
 test: install-test browser postgres
