@@ -55,3 +55,16 @@ def test_no_short_flag_has_two_meanings() -> None:
     clashes = {k: v for k, v in meaning.items() if len(v) > 1}
     assert not clashes, clashes
     assert meaning["-k"] == {"--folds"}
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (("train", "--epochz", "3"), "error: no such option: --epochz (did you mean --epochs"),
+    (("trian",), "error: no such command 'trian'"),
+    (("train", "a", "b"), "error: got unexpected extra argument(s) (b)"),
+    (("export",), "error: missing option '--weights'"),
+])
+def test_a_usage_error_is_one_line_that_says_where_the_help_is(cli, args, says) -> None:
+    code, out, err = cli(*args)
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and err.startswith(says), err
+    assert err.rstrip().endswith("-h')") and "Usage:" not in err

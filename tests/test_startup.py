@@ -39,7 +39,7 @@ def run_importtime(*args: str, code: str | None = None) -> subprocess.CompletedP
     (("--help",), 0, "Commands"),
     (("train", "--help"), 0, "--batch-size"),
     (("--version",), 0, "cnnlab "),
-    (("train", "--no-such-option"), 2, "No such option"),
+    (("train", "--no-such-option"), 2, "error: no such option: --no-such-option"),
     (("train", "--lr", "1e-3x"), 2, "--lr '1e-3x'"),
 ])
 def test_help_version_and_option_errors_import_no_torch(args: tuple, rc: int, says: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 import traceback
 
@@ -62,9 +63,9 @@ def main(argv: list[str] | None = None) -> None:
         if type(exc).__name__ == "Abort":
             print("aborted", file=sys.stderr)
             sys.exit(130)
-        if callable(getattr(exc, "show", None)) and isinstance(getattr(exc, "exit_code", None),
-                                                               int):
-            exc.show()
+        if callable(getattr(exc, "format_message", None)) and isinstance(
+                getattr(exc, "exit_code", None), int):
+            print(usage_error_line(exc), file=sys.stderr)
             sys.exit(exc.exit_code)
         if STATE["debug"]:
             traceback.print_exc()
@@ -72,6 +73,16 @@ def main(argv: list[str] | None = None) -> None:
         print(f"error: unexpected {type(exc).__name__}: {msg[:300]} (run with --debug for the "
               "traceback)", file=sys.stderr)
         sys.exit(1)
+
+
+def usage_error_line(exc: Exception) -> str:
+    """A click usage error as one line: the message and where the help is (click prints four:
+    the usage, a hint, a blank line and the message)."""
+    msg = " ".join(exc.format_message().split()).rstrip(".")  # type: ignore[attr-defined]
+    msg = re.sub(r"\(Possible options: ([^)]*)\)", r"(did you mean \1?)", msg)
+    ctx = getattr(exc, "ctx", None)
+    path = getattr(ctx, "command_path", "") or "cnnlab"
+    return f"error: {msg[:1].lower()}{msg[1:]} (see '{path} -h')"
 
 
 def _ignore_further_interrupts() -> None:
