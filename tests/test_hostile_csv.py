@@ -16,6 +16,7 @@ import pytest
 from clitools import Zygote, assert_one_line_error
 from PIL import Image
 
+from cnnlab.data.inspect import inspect_data
 from cnnlab.data.load import LoadOptions, load_data, read_source
 from cnnlab.errors import DataError
 
@@ -76,6 +77,9 @@ def test_skipped_partitions_are_counted_not_silent(tmp_path: Path):
     assert data.meta["rows_in_other_partitions"] == {"challenge": 3}
     assert "12 of 15 rows used" in data.meta["data_notes"][0]
     assert "challenge (3)" in data.meta["data_notes"][0]
+    # inspect's size range reads the same rows (the skipped ones neither counted nor refused)
+    summary, _ = inspect_data(path, LoadOptions(use_cache=False, skip_partitions=("challenge",)))
+    assert summary["num_images"] == 12 and summary["image_size"]["sampled"] == 12
 
 
 def test_semantic_label_with_empty_numeric_label_is_refused(tmp_path: Path):

@@ -15,7 +15,14 @@ from conftest import digits_arrays, pattern_images, write_image_folder
 from PIL import Image
 
 from cnnlab.data import LoadOptions, load_data
+from cnnlab.data.imageset import ImageSet
+from cnnlab.data.inspect import inspect_data
 from cnnlab.data.load import detect_format, read_source
+from cnnlab.data.offline_augment import write_augmented
+from cnnlab.data.sources import registry
+from cnnlab.data.sources.arrayset import read_arrays
+from cnnlab.data.sources.registry import register_source
+from cnnlab.data.sources.source import Source
 from cnnlab.data.stats import channel_mean_std
 from cnnlab.errors import DataError
 
@@ -210,3 +217,58 @@ def test_mean_std_uses_training_split_only(tmp_path: Path):
     mean, std = channel_mean_std(d.train.images)
     assert mean[0] == pytest.approx(30 / 255, abs=1e-6)
     assert std[0] == pytest.approx(10 / 255, abs=1e-6)
+
+
+def _tiny_source() -> Source:
+    """A made-up format: a .tiny text file, one 4x4 grey image a line (label, 16 pixels)."""
+
+    def detect(path: Path) -> bool:
+        return path.is_file() and path.suffix == ".tiny"
+
+    def read(path: Path, opts: LoadOptions, progress: object) -> ImageSet:
+        rows = np.loadtxt(path, dtype=np.int64, ndmin=2)
+        images = rows[:, 1:].reshape(-1, 4, 4).astype(np.uint8)
+        return read_arrays({"": (images, rows[:, 0])}, None, path, opts)
+
+    return Source("tiny", read, detect)
+
+
+def test_a_registered_source_needs_no_other_edit(tmp_path: Path, monkeypatch) -> None:
+    # One Source and one register_source call: load, detection, --format, inspect and the
+    # offline augmentation writer all take it from the registry.
+    monkeypatch.setattr(registry, "SOURCES", dict(registry.SOURCES))  # gone after the test
+    register_source(_tiny_source())
+    labels = np.repeat([0, 1], 20)
+    pixels = np.where(labels[:, None] == 0, 30, 220) + np.arange(40)[:, None] % 7
+    path = tmp_path / "shapes.tiny"
+    np.savetxt(path, np.column_stack([labels, pixels.repeat(16, axis=1)]), fmt="%d")
+
+    assert detect_format(path) == "tiny"
+    assert "tiny" in registry.format_names()
+    d = load_data(path, LoadOptions(image_size=8))
+    assert d.classes == ["0", "1"] and sum(len(s) for _, s in d.items()) == 40
+    assert d.train.images.shape[1:] == (1, 8, 8) and d.train.meta["format"] == "tiny"
+    assert d.train.meta["name"] == "shapes" and d.train.meta["path"] == str(path)
+    bright = d.train.images.float().mean(dim=(1, 2, 3))
+    assert bright[d.train.labels == 1].min() > bright[d.train.labels == 0].max()
+    same = load_data(path, LoadOptions(format="tiny", image_size=8))
+    assert torch.equal(same.train.images, d.train.images)
+
+    summary, _ = inspect_data(path)
+    assert summary["format"] == "tiny" and summary["num_images"] == 40
+    res = write_augmented(path, tmp_path / "aug", "hflip", copies=1)
+    assert res.augmented == res.counts["train"] // 2 > 0
+
+
+def test_format_errors_are_one_line_and_name_every_source(tmp_path: Path) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not images")
+    with pytest.raises(DataError) as undetected:
+        load_data(notes)
+    with pytest.raises(DataError) as unknown:
+        load_data(notes, LoadOptions(format="jpeg"))
+    for err in (undetected, unknown):
+        msg = str(err.value)
+        assert "\n" not in msg and all(name in msg for name in registry.SOURCES), msg
+    assert "cannot tell the data format" in str(undetected.value)
+    assert str(unknown.value).startswith("unknown format 'jpeg'; choose one of auto, folder")

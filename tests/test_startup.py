@@ -76,10 +76,11 @@ def test_choice_lists_agree_with_the_registries() -> None:
     # settings.py takes its allowed values from cnnlab/choices.py; the code lives in the
     # registries, which must offer exactly those names.
     from cnnlab import choices, device
-    from cnnlab.data import decode, load
+    from cnnlab.data import decode
+    from cnnlab.data.sources import registry
     from cnnlab.train import loggers, optim, sampling
 
-    assert choices.FORMATS == load.FORMATS
+    assert choices.FORMATS == registry.format_names()
     assert choices.RESIZE_MODES == decode.RESIZE_MODES
     assert choices.PRECISIONS == device.PRECISIONS
     assert choices.OPTIMIZER_LRS == {k: v.default_lr for k, v in optim.OPTIMIZERS.items()}

@@ -21,27 +21,9 @@ import numpy as np
 import torch
 
 from cnnlab.data import cache
+from cnnlab.data.sources.registry import files_root  # noqa: F401 - where train/ looks for it
 
 STORE_VERSION = 1
-
-
-def files_root(path: Path | None, fmt: str, image_dir: str | None) -> Path | None:
-    """The folder file ids are relative to (None for arrays): mirrors the loader's rules."""
-    if path is None:
-        return None
-    path = Path(path).expanduser()
-    if fmt == "auto":
-        from cnnlab.data.load import detect_format
-
-        fmt = detect_format(path)
-    if fmt == "folder":
-        return path.parent if path.is_file() else path
-    if fmt == "csv":
-        if image_dir:
-            return Path(image_dir).expanduser()
-        csv_dir = path.parent if path.is_file() else path
-        return csv_dir / "images" if (csv_dir / "images").is_dir() else csv_dir
-    return None
 
 
 def files_of(ids: list[str], root: Path | None) -> list[Path] | None:

@@ -8,7 +8,8 @@ import numpy as np
 
 from cnnlab.data.decode import image_info
 from cnnlab.data.imageset import DataSplits, ImageSet
-from cnnlab.data.load import LoadOptions, detect_format, make_splits, read_source
+from cnnlab.data.load import LoadOptions, make_splits, read_source
+from cnnlab.data.sources.registry import SOURCES
 from cnnlab.data.stats import channel_mean_std
 from cnnlab.errors import CnnlabError
 from cnnlab.io import atomic_path, write_json
@@ -16,28 +17,11 @@ from cnnlab.io import atomic_path, write_json
 MAX_SIZE_SCAN = 5000  # file headers read for the size range (evenly spaced sample beyond)
 
 
-def _source_files(path: Path, fmt: str, opts: LoadOptions) -> list[Path]:
-    if fmt == "folder":
-        if path.is_file():
-            return [path]
-        from cnnlab.data.sources.folder import list_folder
-
-        return list_folder(path, opts.layout)[0]
-    if fmt == "csv":
-        from cnnlab.data.load import _single_csv
-        from cnnlab.data.sources.csvindex import read_csv_index
-
-        csv_path = path if path.is_file() else _single_csv(path)
-        image_dir = Path(opts.image_dir).expanduser() if opts.image_dir else None
-        return read_csv_index(csv_path, image_dir, opts.columns, opts.task)[0]
-    return []
-
-
 def original_sizes(path: Path | None, data: ImageSet, opts: LoadOptions) -> dict:
     """Width/height range of the source images before any resizing."""
-    fmt = data.meta.get("format", "")
-    files = _source_files(Path(path), fmt, opts) if path is not None and fmt in (
-        "folder", "csv") else []
+    source = SOURCES.get(data.meta.get("format", ""))
+    files = source.files(Path(path), opts) if path is not None and source is not None and \
+        source.files is not None else []
     if not files:
         h, w = data.image_size
         return {"min": [w, h], "max": [w, h], "stored": [w, h], "sampled": 0,
@@ -99,8 +83,6 @@ def inspect_data(path: str | Path | None, opts: LoadOptions | None = None
     """The summary `cnnlab inspect data` prints (JSON-ready) and the splits it came from."""
     opts = opts or LoadOptions()
     p = Path(path).expanduser() if path is not None else None
-    if p is not None and opts.format == "auto":
-        detect_format(p)  # a missing path fails here with one line
     data = read_source(p, opts)
     splits = make_splits(data, opts)
     counts = {name: s.class_counts() for name, s in splits.items()}

@@ -11,7 +11,6 @@ no augmented copy of a validation or test image can leak into training.
 
 from __future__ import annotations
 
-import csv
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,9 +21,9 @@ from PIL import Image
 
 from cnnlab.data.augment import build_augment
 from cnnlab.data.imageset import ImageSet
-from cnnlab.data.load import LoadOptions, detect_format, make_splits, read_source
-from cnnlab.data.sources.csvindex import CsvColumns, safe_join
-from cnnlab.data.sources.folder import PARTITION_ALIASES, ids_for, list_folder
+from cnnlab.data.load import LoadOptions, make_splits, read_source
+from cnnlab.data.options import CsvColumns
+from cnnlab.data.sources.registry import source_for
 from cnnlab.errors import CnnlabError, DataError
 from cnnlab.io import write_csv
 
@@ -51,47 +50,6 @@ class AugmentResult:
     rows: int
     augmented: int
     counts: dict
-
-
-def _csv_items(csv_path: Path, cols: CsvColumns, task: str | None,
-               image_dir: Path | None) -> tuple[list[Item], list[str]]:
-    root = image_dir or (csv_path.parent / "images" if (csv_path.parent / "images").is_dir()
-                         else csv_path.parent)
-    try:
-        with open(csv_path, newline="", encoding="utf-8-sig") as fh:
-            reader = csv.DictReader(fh)
-            header = list(reader.fieldnames or [])
-            rows = list(reader)
-    except (UnicodeDecodeError, csv.Error) as exc:
-        raise DataError(f"{csv_path}: not a readable CSV index ({exc})") from None
-    if cols.path not in header:
-        raise DataError(f"{csv_path}: missing column {cols.path!r}")
-    items = []
-    for i, r in enumerate(rows, start=2):
-        if task is not None and r.get(cols.task) != task:
-            continue
-        rel = (r.get(cols.path) or "").strip()
-        src = safe_join(root, rel, f"{csv_path}:{i}")
-        if not src.is_file():
-            raise DataError(f"{csv_path}:{i}: file {rel!r} not found under {root}")
-        raw = (r.get(cols.partition) or "").strip().lower()
-        row = dict(r)
-        row[cols.partition] = PARTITION_ALIASES.get(raw, raw)
-        label = (r.get(cols.label) or r.get(cols.numeric) or "").strip()
-        items.append(Item(rel, row, src=src, label=f"{r.get(cols.task, '')}/{label}"))
-    if not items:
-        raise DataError(f"{csv_path}: no rows" + (f" for task {task!r}" if task else ""))
-    extra = [h for h in header if h not in (cols.path, cols.label, cols.partition, cols.numeric,
-                                            cols.task)]
-    return items, extra
-
-
-def _folder_items(root: Path) -> list[Item]:
-    files, parts, classes, labels = list_folder(root)
-    return [Item(rel, {"semantic_label": classes[lab] if lab >= 0 else "",
-                       "partition": part, "numeric_label": str(lab) if lab >= 0 else "",
-                       "task": ""}, src=f, label=str(lab))
-            for f, rel, part, lab in zip(files, ids_for(files, root), parts, labels, strict=True)]
 
 
 def _array_items(data: ImageSet) -> list[Item]:
@@ -162,22 +120,20 @@ def write_augmented(path: Path, out: Path, ops: str, copies: int = 1, keep_origi
     if copies < 1 and not keep_original:
         raise CnnlabError("--copies 0 with --discard-original would leave no training images")
     path = Path(path).expanduser()
-    kind = detect_format(path) if fmt == "auto" else fmt
-    extra: list[str] = []
-    if kind == "csv":
-        csv_path = path if path.is_file() else _single_csv(path)
-        items, extra = _csv_items(csv_path, cols, task, image_dir)
-        name, pcol = csv_path.stem, cols.partition
-        fieldnames = [cols.path, cols.label, cols.partition, cols.numeric, cols.task] + extra
-    elif kind == "folder" and path.is_dir():
-        items, name, pcol = _folder_items(path), path.name, "partition"
-        fieldnames = COLUMNS
+    source = source_for(fmt, path)
+    opts = LoadOptions(format=source.name, task=task, columns=cols, use_cache=False,
+                       image_dir=str(image_dir) if image_dir is not None else None)
+    # A file source is copied file by file with its own index rows; arrays are written out.
+    index_rows = source.rows(path, opts) if source.rows is not None else None
+    if index_rows is not None:
+        items = [Item(r.rel, r.row, src=r.src, label=r.stratum) for r in index_rows.rows]
+        name, pcol, pathcol = index_rows.name, index_rows.part_col, index_rows.path_col
+        fieldnames = index_rows.fieldnames
     else:
-        data = read_source(path, LoadOptions(format=kind, use_cache=False))
+        data = read_source(path, LoadOptions(format=source.name, use_cache=False))
         items, name, pcol = _array_items(data), data.meta.get("name", path.stem), "partition"
-        fieldnames = COLUMNS
+        fieldnames, pathcol = COLUMNS, "filename"
     _assign_partitions(items, pcol, val_split, test_split, seed)
-    pathcol = cols.path if kind == "csv" else "filename"
 
     out = Path(out).expanduser()
     index = out / f"augmented_{name}.csv"
@@ -218,9 +174,3 @@ def write_augmented(path: Path, out: Path, ops: str, copies: int = 1, keep_origi
     write_csv(index, rows, fieldnames)
     return AugmentResult(index, len(rows), n_aug, counts)
 
-
-def _single_csv(folder: Path) -> Path:
-    csvs = sorted(folder.glob("*.csv"))
-    if len(csvs) != 1:
-        raise DataError(f"{folder}: expected one .csv index, found {len(csvs)}; pass the file")
-    return csvs[0]

@@ -70,7 +70,7 @@ def _resolve(root: Path | None, item_id: str) -> Path | None:
 
 
 def source_root(path: Path | None, fmt: str, image_dir: str | None) -> Path | None:
-    """The folder file ids are relative to (None for arrays): mirrors the loader's rules."""
-    from cnnlab.data.feature_store import files_root
+    """The folder file ids are relative to (None for arrays): the source's own rule."""
+    from cnnlab.data.sources.registry import files_root
 
     return files_root(path, fmt, image_dir)

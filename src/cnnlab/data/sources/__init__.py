@@ -1,1 +1,1 @@
-"""Readers, one per source format; each returns one ImageSet with per-item partitions."""
+"""Data sources: one module per format, each defining a Source; registry.py lists them."""

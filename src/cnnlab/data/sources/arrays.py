@@ -7,6 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
+from cnnlab.data.imageset import ImageSet
+from cnnlab.data.options import LoadOptions, Progress
+from cnnlab.data.sources.arrayset import read_arrays
+from cnnlab.data.sources.source import Source
 from cnnlab.errors import DataError
 
 NPZ_KEYS = {
@@ -94,3 +98,23 @@ def read_npz(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
     if out["train"][1] is None:
         raise DataError(f"{path}: no labels found for the training images")
     return out
+
+
+def _detect(path: Path) -> bool:
+    if path.is_file():
+        return path.name.lower().endswith((".npy", ".npz"))
+    return any(path.glob("*_images.npy")) or any(path.glob("*.npz"))
+
+
+def _read(path: Path, opts: LoadOptions, progress: Progress) -> ImageSet:
+    if path.suffix == ".npz":
+        return read_arrays(read_npz(path), None, path, opts)
+    layout = find_npy_layout(path)
+    loaded = {p: (load_npy(x), load_npy(y) if y else None) for p, (x, y) in layout.items()}
+    data = read_arrays(loaded, None, path, opts, files=layout)
+    if "train" in layout:
+        data.meta.setdefault("name", layout["train"][0].name[: -len("_images.npy")])
+    return data
+
+
+SOURCE = Source("npy", _read, _detect, priority=20)

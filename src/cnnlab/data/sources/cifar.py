@@ -8,6 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
+from cnnlab.data.imageset import ImageSet
+from cnnlab.data.options import LoadOptions, Progress
+from cnnlab.data.sources.arrayset import read_arrays
+from cnnlab.data.sources.source import Source
 from cnnlab.errors import DataError
 
 # Only what numpy needs to rebuild arrays; anything else (os.system, eval, ...) is refused.
@@ -100,3 +104,11 @@ def read_cifar(path: Path) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], li
     if test:
         out["test"] = test[0]
     return out, names
+
+
+def _read(path: Path, opts: LoadOptions, progress: Progress) -> ImageSet:
+    parts, names = read_cifar(path)
+    return read_arrays(parts, names or None, path, opts)
+
+
+SOURCE = Source("cifar", _read, is_cifar_dir, priority=10)

@@ -4,26 +4,18 @@ from __future__ import annotations
 
 import csv
 import math
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from cnnlab.csvsafe import unescape_cell
+from cnnlab.data.imageset import ImageSet
+from cnnlab.data.options import CsvColumns, LoadOptions, Progress
 from cnnlab.data.sources.common import check_class_count, empty_class_note
+from cnnlab.data.sources.decoded import decode_files
 from cnnlab.data.sources.folder import PARTITION_ALIASES
+from cnnlab.data.sources.source import IndexRow, IndexRows, Source
 from cnnlab.errors import DataError
-
-
-@dataclass
-class CsvColumns:
-    """Column names of a CSV index; the defaults are the EECS 445 layout."""
-
-    path: str = "filename"
-    label: str = "semantic_label"
-    numeric: str = "numeric_label"
-    partition: str = "partition"
-    task: str = "task"
 
 
 def safe_join(root: Path, rel: str, where: str) -> Path:
@@ -228,3 +220,89 @@ def read_csv_index(csv_path: Path, image_dir: Path | None, cols: CsvColumns, tas
     if not files:
         raise DataError(f"{csv_path}: no usable rows")
     return files, parts, classes, labels, ids, notes
+
+
+def single_csv(folder: Path) -> Path:
+    """The one .csv index in `folder`."""
+    csvs = sorted(folder.glob("*.csv"))
+    if len(csvs) != 1:
+        raise DataError(f"{folder}: expected one .csv index, found {len(csvs)}; pass the file")
+    return csvs[0]
+
+
+def _detect(path: Path) -> bool:
+    if path.is_file():
+        return path.name.lower().endswith(".csv")
+    if len(list(path.glob("*.csv"))) != 1:
+        return False
+    # a CSV beside the images it lists, or beside an images/ folder
+    return (path / "images").is_dir() or not any(
+        p.is_dir() and not p.name.startswith(".") and p.name != "images" for p in path.iterdir())
+
+
+def _image_dir(opts: LoadOptions) -> Path | None:
+    return Path(opts.image_dir).expanduser() if opts.image_dir else None
+
+
+def _read(path: Path, opts: LoadOptions, progress: Progress) -> ImageSet:
+    csv_path = path if path.is_file() else single_csv(path)
+    files, parts, classes, labels, ids, notes = read_csv_index(
+        csv_path, _image_dir(opts), opts.columns, opts.task, tuple(opts.skip_partitions))
+    data = decode_files(files, parts, classes, labels, ids, opts,
+                        {"fmt": "csv", "csv": str(csv_path.resolve()), "task": opts.task,
+                         "cols": vars(opts.columns)}, progress, notes)
+    data.meta.setdefault("name", csv_path.stem + (f"-{opts.task}" if opts.task else ""))
+    return data
+
+
+def _files(path: Path, opts: LoadOptions) -> list[Path]:
+    csv_path = path if path.is_file() else single_csv(path)
+    return read_csv_index(csv_path, _image_dir(opts), opts.columns, opts.task,
+                          tuple(opts.skip_partitions))[0]
+
+
+def _root(path: Path, image_dir: str | None) -> Path:
+    if image_dir:
+        return Path(image_dir).expanduser()
+    csv_dir = path.parent if path.is_file() else path
+    return csv_dir / "images" if (csv_dir / "images").is_dir() else csv_dir
+
+
+def _rows(path: Path, opts: LoadOptions) -> IndexRows:
+    """Every row of the index (of `opts.task`), its own columns kept."""
+    csv_path = path if path.is_file() else single_csv(path)
+    cols, task = opts.columns, opts.task
+    root = _image_dir(opts) or (csv_path.parent / "images" if (csv_path.parent / "images"
+                                                                ).is_dir() else csv_path.parent)
+    try:
+        with open(csv_path, newline="", encoding="utf-8-sig") as fh:
+            reader = csv.DictReader(fh)
+            header = list(reader.fieldnames or [])
+            rows = list(reader)
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise DataError(f"{csv_path}: not a readable CSV index ({exc})") from None
+    if cols.path not in header:
+        raise DataError(f"{csv_path}: missing column {cols.path!r}")
+    items = []
+    for i, r in enumerate(rows, start=2):
+        if task is not None and r.get(cols.task) != task:
+            continue
+        rel = (r.get(cols.path) or "").strip()
+        src = safe_join(root, rel, f"{csv_path}:{i}")
+        if not src.is_file():
+            raise DataError(f"{csv_path}:{i}: file {rel!r} not found under {root}")
+        raw = (r.get(cols.partition) or "").strip().lower()
+        row = dict(r)
+        row[cols.partition] = PARTITION_ALIASES.get(raw, raw)
+        label = (r.get(cols.label) or r.get(cols.numeric) or "").strip()
+        items.append(IndexRow(src, rel, row, f"{r.get(cols.task, '')}/{label}"))
+    if not items:
+        raise DataError(f"{csv_path}: no rows" + (f" for task {task!r}" if task else ""))
+    extra = [h for h in header if h not in (cols.path, cols.label, cols.partition, cols.numeric,
+                                            cols.task)]
+    return IndexRows(csv_path.stem, items,
+                     [cols.path, cols.label, cols.partition, cols.numeric, cols.task] + extra,
+                     cols.path, cols.partition)
+
+
+SOURCE = Source("csv", _read, _detect, priority=40, files=_files, root=_root, rows=_rows)

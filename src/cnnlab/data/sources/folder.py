@@ -23,6 +23,10 @@ from pathlib import Path
 import numpy as np
 
 from cnnlab.data.decode import is_image_file
+from cnnlab.data.imageset import ImageSet
+from cnnlab.data.options import LoadOptions, Progress
+from cnnlab.data.sources.decoded import decode_files
+from cnnlab.data.sources.source import IndexRow, IndexRows, Source
 from cnnlab.errors import DataError
 
 LAYOUTS = ("auto", "classes", "splits")
@@ -279,3 +283,75 @@ def ids_for(files: list[Path], root: Path) -> list[str]:
 def partition_array(parts: list[str]) -> np.ndarray:
     """Partitions as a numpy string array."""
     return np.asarray(parts, dtype=object).astype(str)
+
+
+def _folder_set(path: Path, opts: LoadOptions, progress: Progress,
+                listing: FolderListing | None = None) -> ImageSet:
+    """Decode an image file or a folder tree (`listing`: how the tree was read, else by layout)."""
+    data_notes: list[str] = []
+    if path.is_file():
+        files, parts, classes, labels = [path], [""], [], [-1]
+        ids, notes = [path.name], None
+    else:
+        listing = listing or read_folder(path, opts.layout)
+        files, parts, classes, labels = (listing.files, listing.parts, listing.classes,
+                                         listing.labels)
+        if listing.skipped_links:
+            shown = ", ".join(listing.skipped_links[:5])
+            data_notes.append(f"{path}: skipped {len(listing.skipped_links)} folder "
+                              f"symlink(s) pointing back into the data folder ({shown})")
+        ids = ids_for(files, path)
+        notes = {"layout_note": listing.note} if listing.note else None
+    return decode_files(files, parts, classes, labels, ids, opts,
+                        {"fmt": "folder", "root": str(path.resolve()), "layout": opts.layout},
+                        progress, {**(notes or {}), **({"data_notes": data_notes} if data_notes
+                                                       else {})} or None)
+
+
+def _read(path: Path, opts: LoadOptions, progress: Progress) -> ImageSet:
+    return _folder_set(path, opts, progress)
+
+
+def _predict(path: Path, opts: LoadOptions, progress: Progress) -> ImageSet:
+    """A folder that is not a tree of class folders is read whole, every image unlabeled."""
+    if not path.is_dir():
+        return _folder_set(path, opts, progress)
+    try:
+        listing, note = read_folder(path, opts.layout), None
+    except DataError as exc:  # no class folders to read labels from: every image
+        listing = read_all_images(path)
+        why = str(exc).removeprefix(f"{path}: ")
+        note = f"read every image under it, unlabeled ({why})"
+    data = _folder_set(path, opts, progress, listing)
+    if note:
+        data.meta["predict_note"] = f"{path}: {note}"
+    return data
+
+
+def _detect(path: Path) -> bool:
+    return path.is_dir() or is_image_file(path)
+
+
+def _files(path: Path, opts: LoadOptions) -> list[Path]:
+    return [path] if path.is_file() else list_folder(path, opts.layout)[0]
+
+
+def _root(path: Path, image_dir: str | None) -> Path:
+    return path.parent if path.is_file() else path
+
+
+def _rows(path: Path, opts: LoadOptions) -> IndexRows | None:
+    if not path.is_dir():
+        return None  # a single image: written out from its decoded array
+    files, parts, classes, labels = list_folder(path)
+    rows = [IndexRow(f, rel, {"semantic_label": classes[lab] if lab >= 0 else "",
+                              "partition": part, "numeric_label": str(lab) if lab >= 0 else "",
+                              "task": ""}, str(lab))
+            for f, rel, part, lab in zip(files, ids_for(files, path), parts, labels, strict=True)]
+    return IndexRows(path.name, rows, ["filename", "semantic_label", "partition",
+                                       "numeric_label", "task"], "filename", "partition")
+
+
+# The catch-all: any folder, or one image file.
+SOURCE = Source("folder", _read, _detect, priority=90, files=_files, root=_root,
+                predict=_predict, rows=_rows)

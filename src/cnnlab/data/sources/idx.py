@@ -7,6 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
+from cnnlab.data.imageset import ImageSet
+from cnnlab.data.options import LoadOptions, Progress
+from cnnlab.data.sources.arrayset import read_arrays
+from cnnlab.data.sources.source import Source
 from cnnlab.errors import DataError
 
 _DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
@@ -58,3 +62,20 @@ def find_idx_pairs(path: Path) -> dict[str, tuple[Path, Path | None]]:
     if first is None or first[1] is None:
         raise DataError(f"{images[0]}: no matching IDX labels file")
     return out
+
+
+def _detect(path: Path) -> bool:
+    if path.is_file():
+        name = path.name.lower()
+        # a .csv index whose name holds "idx" is still a CSV
+        return ("idx" in name or name.endswith("ubyte")) and not name.endswith(".csv")
+    return any(p.name for p in path.glob("*idx3-ubyte*"))
+
+
+def _read(path: Path, opts: LoadOptions, progress: Progress) -> ImageSet:
+    pairs = find_idx_pairs(path)
+    loaded = {p: (read_idx(x), read_idx(y) if y else None) for p, (x, y) in pairs.items()}
+    return read_arrays(loaded, None, path, opts, files=pairs)
+
+
+SOURCE = Source("idx", _read, _detect, priority=30)

@@ -1,0 +1,30 @@
+"""scikit-learn's 8x8 digits: the built-in set read when no data path is given."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from cnnlab.data.imageset import ImageSet
+from cnnlab.data.options import LoadOptions, Progress
+from cnnlab.data.sources.arrayset import check_resize_fits, from_arrays
+from cnnlab.data.sources.common import adjust
+from cnnlab.data.sources.source import Source
+
+
+def _read(path: Path | None, opts: LoadOptions, progress: Progress) -> ImageSet:
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = (d.images * (255.0 / 16.0)).round().astype(np.uint8)
+    data = from_arrays({"": (x, d.target)}, [str(i) for i in range(10)], "digits")
+    data.meta["name"] = "digits"
+    if opts.image_size or opts.channels:  # built-in digits honour --image-size too
+        size = (opts.image_size, opts.image_size) if opts.image_size else None
+        check_resize_fits(len(data), opts.channels or 1, opts.image_size, "digits")
+        data.images = adjust(data.images.numpy(), size, opts.channels)
+    return data
+
+
+SOURCE = Source("digits", _read, uses_path=False)
