@@ -222,15 +222,3 @@ def test_the_checker_sees_function_level_imports(tmp_path: Path) -> None:
     f.write_text("def f():\n    from cnnlab.report import html\n")
     assert imports_of(f, {"cnnlab.report.html"}, "cnnlab.data.x") == {"cnnlab.report.html"}
 
-
-def test_load_options_defaults_are_the_settings_defaults() -> None:
-    # The data layer cannot import the settings (a layer above it), so LoadOptions keeps its own
-    # defaults for direct callers; they must equal the settings' definitions.
-    from cnnlab.data.load import LoadOptions
-    from cnnlab.settings import data_options
-
-    plain, derived = LoadOptions(), data_options({})
-    for name in ("format", "image_size", "channels", "resize", "val_split", "test_split",
-                 "seed", "task", "image_dir", "columns", "skip_bad", "layout", "crop_size",
-                 "value_range"):
-        assert getattr(plain, name) == getattr(derived, name), name

@@ -25,6 +25,7 @@ from cnnlab.choices import (
     SAMPLERS,
     SCHEDULES,
 )
+from cnnlab.data.options import CsvColumns, LoadOptions
 from cnnlab.errors import CnnlabError
 
 GROUPS = ("data", "model", "optimization", "augmentation", "hardware", "output", "tracking")
@@ -284,54 +285,62 @@ def setting(default: Any, group: str, text: str, kind: type = str, **options: An
     return field(default=default, metadata=meta)
 
 
+# The data settings' defaults are LoadOptions' own: declared once, where the data layer (which
+# cannot import the settings) needs them for direct callers.
+_LOAD, _COLUMNS = LoadOptions(), CsvColumns()
+
+
 @dataclass
 class TrainConfig:
     """Settings of one training run: one typed field per setting, its Setting in the metadata."""
 
     data: str | None = None  # the source path: an argument, not an option
     # ---- data: how images are read and split (also used by evaluate, predict, explain, ...)
-    format: str = setting("auto", "data", "Source format.", choices=FORMATS)
+    format: str = setting(_LOAD.format, "data", "Source format.", choices=FORMATS)
     image_size: int | None = setting(
-        None, "data", "Resize images to N x N [default: the data's own size for "
+        _LOAD.image_size, "data", "Resize images to N x N [default: the data's own size for "
         "arrays, the model's for files].", int, lo=1, metavar="PIXELS")
     channels: int | None = setting(
-        None, "data", "1 (grey) or 3 (RGB) [default: the data's].", int,
+        _LOAD.channels, "data", "1 (grey) or 3 (RGB) [default: the data's].", int,
         choices=(1, 3), metavar="N")
     resize: str = setting(
-        "crop", "data", "crop: keep the aspect ratio and centre-crop; stretch: distort; "
+        _LOAD.resize, "data", "crop: keep the aspect ratio and centre-crop; stretch: distort; "
         "shorter: shorter side to --image-size (torchvision's Resize).", choices=RESIZE_MODES)
     val_split: float = setting(
-        0.2, "data", "Validation fraction when the source has no val split.", float,
+        _LOAD.val_split, "data", "Validation fraction when the source has no val split.", float,
         lo=0.0, hi=0.9, metavar="FRACTION")
     test_split: float = setting(
-        0.2, "data", "Test fraction when the source has no partitions.", float,
+        _LOAD.test_split, "data", "Test fraction when the source has no partitions.", float,
         lo=0.0, hi=0.9, metavar="FRACTION")
-    task: str | None = setting(None, "data", "CSV: use the rows of this task.", metavar="NAME")
+    task: str | None = setting(
+        _LOAD.task, "data", "CSV: use the rows of this task.", metavar="NAME")
     image_dir: str | None = setting(
-        None, "data", "CSV: folder the image paths are relative to [default: the "
+        _LOAD.image_dir, "data", "CSV: folder the image paths are relative to [default: the "
         "CSV's folder].", metavar="DIR")
     path_column: str = setting(
-        "filename", "data", "CSV column with the image paths.", metavar="NAME")
+        _COLUMNS.path, "data", "CSV column with the image paths.", metavar="NAME")
     label_column: str = setting(
-        "semantic_label", "data", "CSV column with class names.", metavar="NAME")
+        _COLUMNS.label, "data", "CSV column with class names.", metavar="NAME")
     numeric_column: str = setting(
-        "numeric_label", "data", "CSV column with class numbers.",
+        _COLUMNS.numeric, "data", "CSV column with class numbers.",
         metavar="NAME", aliases=("--numeric-label-column",))
     partition_column: str = setting(
-        "partition", "data", "CSV column with train/val/test.",
+        _COLUMNS.partition, "data", "CSV column with train/val/test.",
         metavar="NAME")
-    task_column: str = setting("task", "data", "CSV column naming each row's task.", metavar="NAME")
-    skip_bad: bool = setting(False, "data", "Skip unreadable images instead of stopping.", bool)
+    task_column: str = setting(
+        _COLUMNS.task, "data", "CSV column naming each row's task.", metavar="NAME")
+    skip_bad: bool = setting(
+        _LOAD.skip_bad, "data", "Skip unreadable images instead of stopping.", bool)
     layout: str = setting(
-        "auto", "data", "Folders: classes (ROOT/CLASS/...), splits (ROOT/SPLIT/"
+        _LOAD.layout, "data", "Folders: classes (ROOT/CLASS/...), splits (ROOT/SPLIT/"
         "CLASS/...) or auto (split names like train/, test_set/ are recognised).",
         choices=("auto", "classes", "splits"))
     crop_size: int | None = setting(
-        None, "data", "Centre-crop to N x N after resizing (with --resize shorter: "
+        _LOAD.crop_size, "data", "Centre-crop to N x N after resizing (with --resize shorter: "
         "torchvision's Resize(image_size) then CenterCrop(N)).", int, lo=1,
         nullable=True, metavar="PIXELS")
     value_range: list[float] | None = setting(
-        None, "data", "Arrays: the values that mean black and white, e.g. 0,1 or "
+        _LOAD.value_range, "data", "Arrays: the values that mean black and white, e.g. 0,1 or "
         "-1,1 [default: by dtype: uint8 0..255, floats 0..1].", list, parse=_value_range,
         nullable=True, metavar="LO,HI")
     # ---- model
@@ -673,9 +682,6 @@ def data_options(values: Mapping[str, Any], **overrides: Any) -> Any:
     """LoadOptions from settings (a run's saved config or given options); `overrides` that are
     not None win. Every command that reads images goes through here, so a saved run re-reads
     its data exactly as it was trained on it (CSV columns and image folder included)."""
-    from cnnlab.data.load import LoadOptions
-    from cnnlab.data.sources.csvindex import CsvColumns
-
     v = {**defaults(), **{k: x for k, x in values.items() if k in SETTINGS or k == "data"}}
     v.update({k: x for k, x in overrides.items() if x is not None})
     image_dir = v.get("image_dir")

@@ -1,6 +1,25 @@
 """Data layer: every source becomes an ImageSet (uint8 [N,C,H,W], labels, classes, ids)."""
 
-from cnnlab.data.imageset import DataSplits, ImageSet
-from cnnlab.data.load import LoadOptions, load_data
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from cnnlab.data.imageset import DataSplits, ImageSet
+    from cnnlab.data.load import LoadOptions, load_data
 
 __all__ = ["DataSplits", "ImageSet", "LoadOptions", "load_data"]
+
+
+def __getattr__(name: str) -> Any:
+    """The layer's names on first use: `import cnnlab.data.options` (the settings read the data
+    defaults from it for every --help) must not import torch through this package."""
+    if name in ("DataSplits", "ImageSet"):
+        from cnnlab.data import imageset
+
+        return getattr(imageset, name)
+    if name in ("LoadOptions", "load_data"):
+        from cnnlab.data import load
+
+        return getattr(load, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
