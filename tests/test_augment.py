@@ -181,3 +181,30 @@ def test_offline_writer_discard_original_and_csv_tasks(tmp_path: Path) -> None:
     assert again.rows == len(files) + again.augmented
     with pytest.raises(CnnlabError, match="unknown augmentation"):
         write_augmented(idx, tmp_path / "x", "twirl")
+
+
+def test_augment_takes_the_data_options_of_train_including_csv_columns(tmp_path: Path,
+                                                                        cli) -> None:
+    # `cnnlab augment` gets its data options from the settings, as train does: a CSV whose
+    # columns have their own names is read with --path-column/--label-column/...
+    src = write_image_folder(tmp_path / "imgs", n_per_class=4, size=12, classes=2)
+    files = sorted(src.rglob("*.png"))
+    idx = src / "own.csv"
+    with open(idx, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["img", "kind", "split"])
+        for i, f in enumerate(files):
+            w.writerow([str(f.relative_to(src)), f.parent.name, ["train", "val"][i % 2]])
+    out = tmp_path / "aug"
+    code, _, err = cli("augment", str(idx), "--ops", "hflip", "--out", str(out))
+    assert code == 2 and "filename" in err  # the default columns are not in this file
+    code, stdout, err = cli("augment", str(idx), "--ops", "hflip", "--out", str(out),
+                            "--path-column", "img", "--label-column", "kind",
+                            "--partition-column", "split")
+    assert code == 0, err
+    rows = _rows(out / "augmented_own.csv")
+    assert {r["kind"] for r in rows} == {"class0", "class1"}
+    assert sum("_aug_" in r["img"] for r in rows) == len(files) // 2  # one copy per train image
+    code, _, err = cli("augment", str(idx), "--ops", "hflip", "--out", str(out), "--format",
+                       "cvs")
+    assert code == 2 and "did you mean 'csv'" in err

@@ -14,6 +14,8 @@ from cnnlab.console import out as stdout
 
 
 @app.command()
+@with_settings("data", skip=("image_size", "channels", "resize", "crop_size", "value_range",
+                             "skip_bad", "split_seed", "layout"))
 def augment(
     path: Path = typer.Argument(..., help="Image folder, CSV index or array source."),
     ops: str = typer.Option(..., "--ops", metavar="OPS",
@@ -24,25 +26,19 @@ def augment(
     copies: int = typer.Option(1, "--copies", min=0, help="Augmented copies per training image."),
     keep_original: bool = typer.Option(True, "--keep-original/--discard-original",
                                        help="Keep the original training images too."),
-    format: str = typer.Option("auto", "--format", metavar="FORMAT",
-                               help="Source format, as `cnnlab train --format`."),
-    task: str | None = typer.Option(None, "--task", metavar="NAME",
-                                    help="CSV: only rows of this task [default: all tasks]."),
-    image_dir: Path | None = typer.Option(None, "--image-dir", metavar="DIR",
-                                          help="CSV: folder the image paths are relative to "
-                                               "[default: the CSV's folder]."),
     seed: int = typer.Option(0, "--seed", help="Seed of the split and the augmentations."),
-    val_split: float = typer.Option(0.2, "--val-split", min=0.0, max=0.9, metavar="FRACTION",
-                                    help="Unpartitioned sources: validation fraction."),
-    test_split: float = typer.Option(0.2, "--test-split", min=0.0, max=0.9, metavar="FRACTION",
-                                     help="Unpartitioned sources: test fraction."),
     force: bool = typer.Option(False, "--force", help="Replace earlier output in --out."),
+    settings: dict | None = None,
 ) -> None:
     """Write augmented copies of the training images and a CSV index `cnnlab train` reads."""
     from cnnlab.data.offline_augment import write_augmented
+    from cnnlab.settings import data_options
 
-    res = write_augmented(path, out, ops, copies, keep_original, format, task, image_dir,
-                          seed=seed, val_split=val_split, test_split=test_split, force=force)
+    # The data options are the settings' own (defaults, checks, CSV columns), as in train.
+    opts = data_options(settings or {})
+    res = write_augmented(path, out, ops, copies, keep_original, opts.format, opts.task,
+                          opts.image_dir, columns=opts.columns, seed=seed,
+                          val_split=opts.val_split, test_split=opts.test_split, force=force)
     parts = ", ".join(f"{k or 'unpartitioned'} {v}" for k, v in sorted(res.counts.items()))
     console.print(f"wrote {res.augmented} augmented images; index {res.index} ({res.rows} rows: "
                   f"{parts})")
