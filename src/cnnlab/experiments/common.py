@@ -32,7 +32,7 @@ from cnnlab import io
 from cnnlab.console import console, out
 from cnnlab.data.imageset import DataSplits, ImageSet
 from cnnlab.errors import CheckpointError, CnnlabError
-from cnnlab.run import RunResult, read_run, run_training
+from cnnlab.run import RunResult, load_splits, read_run, resolve_data, run_training
 from cnnlab.settings import (
     SETTINGS,
     TrainConfig,
@@ -74,6 +74,15 @@ def experiment_dir(out: str | Path | None, runs_dir: str, kind: str, splits: Dat
     if out:
         return Path(out).expanduser()
     return Path(runs_dir) / rundir._slug(f"{kind}-{splits.source or 'data'}-{cfg.model}")
+
+
+def prepare(base: TrainConfig, splits: DataSplits | None,
+            verbose: bool = True) -> tuple[TrainConfig, DataSplits]:
+    """Every experiment's start: a copy of the base settings with the data path resolved, and
+    the data read and split once (or the splits given), before any folder is written."""
+    cfg = deepcopy(base)
+    resolve_data(cfg)
+    return cfg, splits if splits is not None else load_splits(cfg, verbose)
 
 
 def apply_point(cfg: TrainConfig, point: dict) -> TrainConfig:

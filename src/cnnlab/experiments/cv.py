@@ -20,12 +20,12 @@ from cnnlab.experiments.common import (
     experiment_dir,
     open_experiment,
     plot_overlay,
+    prepare,
     print_table,
     write_page,
     write_summary,
 )
 from cnnlab.experiments.parallel import run_members
-from cnnlab.run import load_splits, resolve_data
 from cnnlab.settings import TrainConfig
 
 
@@ -79,10 +79,7 @@ def run_cv(base: TrainConfig, folds: int = 5, splits: DataSplits | None = None,
            out: str | Path | None = None, val_fraction: float = 0.1, force: bool = False,
            verbose: bool = True, jobs: int = 1) -> CVResult:
     """Train one model per fold; report each fold's held-out metrics and their mean ± std."""
-    base = deepcopy(base)
-    resolve_data(base)
-    if splits is None:
-        splits = load_splits(base, verbose)
+    base, splits = prepare(base, splits, verbose)
     parts = fold_splits(splits, folds, base.seed, val_fraction)
     folder = experiment_dir(out, base.runs_dir, "cv", splits, base)
     spec = {"folds": folds, "fold_seed": base.seed, "val_fraction": val_fraction}

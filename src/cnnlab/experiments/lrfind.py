@@ -6,7 +6,6 @@ but nothing is written into any run: the model is thrown away afterwards.
 
 from __future__ import annotations
 
-from copy import deepcopy
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,8 +15,7 @@ from cnnlab import io
 from cnnlab.console import console
 from cnnlab.data.imageset import DataSplits
 from cnnlab.errors import CnnlabError
-from cnnlab.experiments.common import experiment_dir
-from cnnlab.run import load_splits, resolve_data
+from cnnlab.experiments.common import experiment_dir, prepare
 from cnnlab.settings import TrainConfig
 from cnnlab.train.lrrange import centered_mean, range_test, suggest
 from cnnlab.train.trainer import Trainer
@@ -44,10 +42,7 @@ def lr_find(base: TrainConfig, splits: DataSplits | None = None, out: str | Path
         raise CnnlabError("lr-find: need 0 < --start-lr <= --end-lr")
     if steps < 5:
         raise CnnlabError("lr-find: --steps must be at least 5")
-    cfg = deepcopy(base)
-    resolve_data(cfg)
-    if splits is None:
-        splits = load_splits(cfg, verbose)
+    cfg, splits = prepare(base, splits, verbose)
     folder = experiment_dir(out, cfg.runs_dir, "lr-find", splits, cfg)
     # The model, optimizer, sampler, class weights, clipping, precision and frozen layers are
     # exactly train's: the range test calls the same Trainer's batches and training step.

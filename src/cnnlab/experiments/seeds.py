@@ -17,12 +17,12 @@ from cnnlab.experiments.common import (
     open_experiment,
     pick_split,
     plot_overlay,
+    prepare,
     print_table,
     write_page,
     write_summary,
 )
 from cnnlab.experiments.parallel import run_members
-from cnnlab.run import load_splits, resolve_data
 from cnnlab.settings import TrainConfig
 
 
@@ -48,10 +48,7 @@ def run_seeds(base: TrainConfig, n: int = 10, seeds: list[int] | None = None,
     seeds = list(seeds) if seeds else list(range(base.seed, base.seed + n))
     if not seeds or len(set(seeds)) != len(seeds):
         raise CnnlabError("seeds: give n >= 1 or distinct --seeds")
-    base = deepcopy(base)
-    resolve_data(base)
-    if splits is None:
-        splits = load_splits(base, verbose)
+    base, splits = prepare(base, splits, verbose)
     folder = experiment_dir(out, base.runs_dir, "seeds", splits, base)
     # The split seed must match on a rerun; the training seeds are the members.
     open_experiment(folder, "seeds", base, {"split_seed": base.seed, "seeds": seeds}, force,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import math
-from copy import deepcopy
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,12 +16,12 @@ from cnnlab.experiments.common import (
     experiment_dir,
     open_experiment,
     plot_overlay,
+    prepare,
     print_table,
     write_page,
     write_summary,
 )
 from cnnlab.experiments.parallel import run_members
-from cnnlab.run import load_splits, resolve_data
 from cnnlab.settings import TrainConfig
 
 SELECT = {"val_acc": ("val", "accuracy", max), "val_loss": ("val", "loss", min)}
@@ -69,11 +68,8 @@ def run_sweep(base: TrainConfig, grid: dict[str, list], splits: DataSplits | Non
     points = grid_points(grid)
     if not points:
         raise CnnlabError("sweep: give at least one setting with values (e.g. --lr 1e-3,1e-2)")
-    base = deepcopy(base)
     apply_point(base, points[0])  # a misspelt setting fails before the data is decoded
-    resolve_data(base)
-    if splits is None:
-        splits = load_splits(base, verbose)
+    base, splits = prepare(base, splits, verbose)
     varied = list(points[0])
     members = []
     for p in points:
