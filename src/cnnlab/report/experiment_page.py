@@ -83,8 +83,8 @@ def _table(rows: Sequence[Mapping], runs: Sequence[Path | None], folder: Path) -
         cells = []
         for c in columns:
             v = row.get(c)
-            num = isinstance(v, (int, float)) and not isinstance(v, bool)
-            cells.append(f'<td class="num" data-value="{esc(v)}">{esc(_num(v, c))}</td>' if num
+            number = isinstance(v, (int, float)) and not isinstance(v, bool)
+            cells.append(f'<td class="num" data-value="{esc(v)}">{esc(_num(v, c))}</td>' if number
                          else f"<td>{esc(num(v) if v is not None else '')}</td>")
         run = runs[i] if i < len(runs) else None
         best = ' class="best"' if has_best and row.get("best") is True else ""
