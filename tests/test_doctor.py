@@ -15,7 +15,8 @@ from PIL import Image
 
 from cnnlab.cli import main as cli_main
 from cnnlab.data.load import LoadOptions, load_data
-from cnnlab.doctor import run_doctor
+from cnnlab.doctor import CHECKS, run_doctor
+from cnnlab.errors import CnnlabError
 
 pytestmark = pytest.mark.slow  # real processes, browsers or full runs: `make test` only
 
@@ -166,6 +167,33 @@ def test_clean_data_has_no_leak_and_a_shifted_test_split_is_flagged(tmp_path: Pa
     assert b["shift"]["train_vs_test"]["auroc"] > 0.9
     assert b["shift"]["train_vs_test"]["verdict"] == "strong shift"
     assert any("shift between train and test" in f for f in b["summary"]["findings"])
+
+
+# What each check writes to doctor.json, and the progress phase it runs in (balance has none).
+WRITES = {"duplicates": (("duplicates", "leaks"), "duplicates"),
+          "labels": (("label_issues",), "labels"),
+          "outliers": (("outliers", "unusual_files"), "outliers"),
+          "balance": (("balance",), None), "shift": (("shift",), "shift")}
+
+
+def test_every_skip_name_leaves_out_its_check_and_only_it(tmp_path: Path) -> None:
+    assert [c.name for c in CHECKS] == list(WRITES)  # a new check: add its row above
+    data = tmp_path / "d"
+    write_digits(data, sizes=(150, 40, 40))
+    for name in WRITES:
+        r = run_doctor(data, doctor_opts(), out=tmp_path / name, skip=(name,), folds=3,
+                       verbose=False)
+        page = (tmp_path / name / "doctor.html").read_text()
+        assert r["summary"]["not_checked"] == [name] and f"--skip {name}" in page
+        for other, (other_keys, other_phase) in WRITES.items():
+            skipped = [r[k].get("skipped") == f"--skip {other}" for k in other_keys]
+            assert skipped == [other == name] * len(other_keys), (name, other)
+            if other_phase:
+                assert (other_phase in r["timings"]) == (other != name), (name, other)
+        assert ("counts" in r["balance"]) == (name != "balance")
+    with pytest.raises(CnnlabError, match=r"^--skip colour: choose from duplicates, labels, "
+                                          r"outliers, balance, shift$"):
+        run_doctor(data, doctor_opts(), out=tmp_path / "x", skip=("colour",), verbose=False)
 
 
 def test_missing_class_in_a_split_is_reported(tmp_path: Path) -> None:

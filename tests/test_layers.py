@@ -17,7 +17,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "cnnlab"
 # Lower number = lower layer. A module may import its own layer or any lower one.
 LAYERS = {
     "errors": 0, "console": 0, "io": 0, "device": 0, "checkpoint": 0, "csvsafe": 0, "version": 0,
-    "urls": 0, "choices": 0,
+    "urls": 0, "choices": 0, "htmlkit": 0,
     "data": 1,
     "models": 2,
     "settings": 3, "settings_file": 3,

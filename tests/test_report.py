@@ -13,7 +13,10 @@ from conftest import ROOT, chromium_page, write_corner_folder
 import cnnlab
 from cnnlab.cli import main as cli_main
 from cnnlab.errors import CnnlabError
-from cnnlab.report.html import build_report, imbalance
+from cnnlab.htmlkit import Section, esc
+from cnnlab.report import html as report_html
+from cnnlab.report.html import build_report
+from cnnlab.report.summary import imbalance
 
 pytestmark = pytest.mark.slow  # real processes, browsers or full runs: `make test` only
 
@@ -134,6 +137,23 @@ def test_mlp_run_without_report_then_report_skips_gradcam(tmp_path: Path) -> Non
     assert 'data-metric="test.accuracy"' in page and "<img" not in _section(page, "failures")
     with pytest.raises(CnnlabError, match="not a cnnlab run folder"):
         build_report(tmp_path)
+
+
+def test_a_section_added_to_the_list_is_on_the_page_and_none_leaves_it_off(
+        cnn_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(cnn_run, run)
+    extra = Section("extra", "Extra <b>", lambda ctx: f"<p id='x'>{esc(ctx.run_dir.name)} "
+                                                      f"{len(ctx.classes)} classes</p>")
+    absent = Section("absent", "Absent", lambda ctx: None)
+    monkeypatch.setattr(report_html, "SECTIONS", [report_html.SECTIONS[0], extra, absent])
+    page = build_report(run).read_text()
+    # Drawn from the context, escaped heading, in the nav and in list order after the summary.
+    assert "<section id=\"extra\"><h2>Extra &lt;b&gt;</h2><p id='x'>run 2 classes</p>" in page
+    assert '<a href="#summary">Run summary</a><a href="#extra">Extra &lt;b&gt;</a></div>' in page
+    assert page.index('id="summary"') < page.index('id="extra"')
+    assert 'id="absent"' not in page and "#absent" not in page
+    assert 'id="metrics"' not in page  # the page is the list: nothing else is drawn
 
 
 def test_imbalance_flag_threshold() -> None:

@@ -17,7 +17,8 @@ import cnnlab
 from cnnlab.evaluate.predictor import Predictor
 from cnnlab.evaluate.robustness import default_perturbations, stratified_items
 from cnnlab.report import explain_figures
-from cnnlab.report.html import build_report, robust_sample_size
+from cnnlab.report.html import build_report
+from cnnlab.report.model_sections import robust_sample_size
 from cnnlab.run import load_splits, saved_settings
 
 

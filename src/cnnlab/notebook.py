@@ -42,9 +42,9 @@ def _resolve(data_or_run: object, split: str | None) -> tuple[object, object, st
             from cnnlab.api import load
 
             predictor = load(path)
-            from cnnlab.report.html import _reload
+            from cnnlab.report.context import reload_run
 
-            splits, _ = _reload(path, predictor.config, None, predictor, notes := [])
+            splits, _ = reload_run(path, predictor.config, None, predictor, notes := [])
             if splits is None:
                 from cnnlab.errors import DataError
 

@@ -36,7 +36,7 @@ def doctor(
                                                   "train, suspect labels marked for review)."),
     skip: list[str] = typer.Option([], "--skip", metavar="CHECK",
                                    help="Leave out a check (repeatable): "
-                                        "duplicates|labels|outliers|shift."),
+                                        "duplicates|labels|outliers|balance|shift."),
     limit: int = typer.Option(50, "--limit", min=1, help="Items shown per section of the "
                                                          "page."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),

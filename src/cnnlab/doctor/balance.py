@@ -8,7 +8,7 @@ import numpy as np
 
 from cnnlab.doctor.features import standardised
 from cnnlab.doctor.pool import Pool
-from cnnlab.report.html import imbalance
+from cnnlab.report.summary import imbalance
 
 SHIFT_SOME = 0.6  # cross-validated AUROC at or above this: the splits are told apart
 SHIFT_STRONG = 0.75

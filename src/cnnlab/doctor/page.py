@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import base64
-import datetime as _dt
 import io
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from cnnlab.doctor.pool import Pool
-from cnnlab.report.html import CSS, esc, fmt, note
+from cnnlab.htmlkit import Section, bytes_uri, card, esc, kv_rows, note, num, page, stamp
 
 THUMB = 72  # px: every thumbnail is shown at most this big
 EXTRA_CSS = """
@@ -32,6 +31,15 @@ td.zero{background:#ffebe9;color:#cf222e;font-weight:600}
 """
 
 
+@dataclass(frozen=True)
+class PageContext:
+    """What the page's sections draw from: doctor.json's content, the images, the item limit."""
+
+    report: dict
+    pool: Pool
+    limit: int
+
+
 def thumb_uri(image: np.ndarray) -> str:
     """uint8 [C,H,W] as a small PNG data URI (small images scaled up, big ones down)."""
     a = np.asarray(image)
@@ -43,7 +51,7 @@ def thumb_uri(image: np.ndarray) -> str:
         img = img.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.BILINEAR)
     buf = io.BytesIO()
     img.save(buf, "PNG", optimize=True)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    return bytes_uri(buf.getvalue())
 
 
 def tile(pool: Pool, i: int, caption: str = "", cls: str = "") -> str:
@@ -75,8 +83,8 @@ def _label_card(s: dict) -> tuple[str, object, str]:
     lab = s["labels"]
     if lab["status"] == "unreliable":
         try_ = f"; try {lab['suggest']}" if lab.get("suggest") else ""
-        return ("label check", "unreliable", f"accuracy {fmt(lab['accuracy'], 2)}, needs "
-                                             f"{fmt(lab['needed_accuracy'], 2)}{try_}")
+        return ("label check", "unreliable", f"accuracy {num(lab['accuracy'], 2)}, needs "
+                                             f"{num(lab['needed_accuracy'], 2)}{try_}")
     if lab["status"] == "not checked":
         return ("likely label errors", NOT_CHECKED, lab.get("reason") or "")
     return ("likely label errors", s["label_issues"], "ranked below")
@@ -91,21 +99,21 @@ def _cards(report: dict) -> str:
              ("outliers", _count(s["outliers"]), "blank or far from every class"),
              ("unusual files", _count(s["unusual_files"]), "pixel size, aspect ratio, mode")]
     auc = (report["shift"].get("train_vs_test") or {}).get("auroc")
-    cards.append(("train-vs-test shift", fmt(auc, 3), "AUROC, 0.5 = none"))
+    cards.append(("train-vs-test shift", num(auc, 3), "AUROC, 0.5 = none"))
     return '<div class="cards">' + "".join(
-        f'<div class="card" data-card="{esc(label)}"><div class="label">{esc(label)}</div>'
-        f'<div class="value">{esc(value)}</div><div class="sub">{esc(sub)}</div></div>'
-        for label, value, sub in cards) + "</div>"
+        card(label, esc(value), sub, f' data-card="{esc(label)}"') for label, value, sub in cards
+    ) + "</div>"
 
 
-def _summary(report: dict) -> str:
+def _summary(ctx: PageContext) -> str:
+    report = ctx.report
     d = report["data"]
     rows = [("data", d["source"]), ("format", d["format"]),
             ("images", ", ".join(f"{k} {v}" for k, v in d["sizes"].items())),
             ("decoded as", d["shape"]), ("classes", len(d["classes"])),
             ("splits", d.get("split_note") or "from the source"),
             ("features", _features_row(report["settings"]))]
-    table = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in rows)
+    table = kv_rows(rows)
     found = "".join(f"<li>{esc(f)}</li>" for f in report["summary"]["findings"]) or \
         "<li>No problems found.</li>"
     return (_cards(report) + f'<div class="cols"><table class="kv">{table}</table>'
@@ -126,7 +134,8 @@ def _skipped(section: dict) -> str:
                 "data is clean.", "skip")
 
 
-def _leaks(report: dict, pool: Pool, limit: int) -> str:
+def _leaks(ctx: PageContext) -> str:
+    report, pool, limit = ctx.report, ctx.pool, ctx.limit
     if not report["leaks"]["checked"]:
         return _skipped(report["leaks"])
     leaks = report["leaks"]["items"]
@@ -135,9 +144,9 @@ def _leaks(report: dict, pool: Pool, limit: int) -> str:
     if eff and "skipped" not in eff:
         rows = "".join(
             f"<tr><th>{esc(n)}</th><td class='num'>{e['n']}</td><td class='num'>"
-            f"{fmt(e['accuracy'])}</td><td class='num'>{e['n_leaked']}</td><td class='num'>"
-            f"{fmt(e['accuracy_leaked'])}</td><td class='num' data-effect='{esc(n)}'>"
-            f"{fmt(e['accuracy_without_leaks'])}</td></tr>"
+            f"{num(e['accuracy'])}</td><td class='num'>{e['n_leaked']}</td><td class='num'>"
+            f"{num(e['accuracy_leaked'])}</td><td class='num' data-effect='{esc(n)}'>"
+            f"{num(e['accuracy_without_leaks'])}</td></tr>"
             for n, e in eff.items() if isinstance(e, dict))
         out.append('<table class="grid"><thead><tr><th>split</th><th>n</th><th>accuracy</th>'
                    "<th>leaked</th><th>accuracy on leaked</th><th>accuracy without leaks</th>"
@@ -167,7 +176,8 @@ def _leaks(report: dict, pool: Pool, limit: int) -> str:
     return "".join(out)
 
 
-def _duplicates(report: dict, pool: Pool, limit: int) -> str:
+def _duplicates(ctx: PageContext) -> str:
+    report, pool, limit = ctx.report, ctx.pool, ctx.limit
     if not report["duplicates"]["checked"]:
         return _skipped(report["duplicates"])
     groups = report["duplicates"]["groups"]
@@ -196,15 +206,16 @@ def _duplicates(report: dict, pool: Pool, limit: int) -> str:
     return "".join(out)
 
 
-def _labels(report: dict, pool: Pool, limit: int) -> str:
+def _labels(ctx: PageContext) -> str:
+    report, pool, limit = ctx.report, ctx.pool, ctx.limit
     sec = report["label_issues"]
     if not sec["checked"]:
         return _skipped(sec)
     items, s = sec["items"], sec["summary"]
     model = (f'<p class="muted">{s.get("checked", 0)} labeled images checked with a '
              f"{esc(s.get('model', ''))} on {esc(_features_row(report['settings']))} features: "
-             f"out-of-sample accuracy {fmt(s.get('out_of_sample_accuracy'), 3)}, against "
-             f"{fmt(s.get('majority_rate'), 3)} for always guessing the largest class.")
+             f"out-of-sample accuracy {num(s.get('out_of_sample_accuracy'), 3)}, against "
+             f"{num(s.get('majority_rate'), 3)} for always guessing the largest class.")
     if sec["status"] == "unreliable":
         try_ = f" Try {sec['suggest']}." if sec.get("suggest") else ""
         return (model + "</p>" + note(f"Unreliable: {sec['reason']}. No label is called wrong "
@@ -216,8 +227,8 @@ def _labels(report: dict, pool: Pool, limit: int) -> str:
     tiles = "".join(
         f'<span class="issue" data-issue="{esc(r["id"])}">'
         + tile(pool, r["index"], f"#{k + 1} {esc(r['split'])}<br>given <b>{esc(r['given'])}"
-                                 f"</b> ({fmt(r['p_given'], 2)})<br>suggested "
-                                 f"<b>{esc(r['suggested'])}</b> ({fmt(r['p_suggested'], 2)})")
+                                 f"</b> ({num(r['p_given'], 2)})<br>suggested "
+                                 f"<b>{esc(r['suggested'])}</b> ({num(r['p_suggested'], 2)})")
         + "</span>" for k, r in enumerate(items[:limit]))
     more = note(f"{len(items) - limit} more in doctor.json", "skip") if len(items) > limit else ""
     return (head + '<p class="muted">Each image: its rank, split, the given label and the '
@@ -225,7 +236,8 @@ def _labels(report: dict, pool: Pool, limit: int) -> str:
             f"<div>{tiles}</div>" + more)
 
 
-def _outliers(report: dict, pool: Pool, limit: int) -> str:
+def _outliers(ctx: PageContext) -> str:
+    report, pool, limit = ctx.report, ctx.pool, ctx.limit
     if not report["outliers"]["checked"]:
         return _skipped(report["outliers"])
     items = report["outliers"]["items"]
@@ -243,7 +255,8 @@ def _outliers(report: dict, pool: Pool, limit: int) -> str:
     return "".join(out)
 
 
-def _files(report: dict, pool: Pool, limit: int) -> str:
+def _files(ctx: PageContext) -> str:
+    report, pool, limit = ctx.report, ctx.pool, ctx.limit
     sec = report["unusual_files"]
     if not sec["checked"]:
         return _skipped(sec)
@@ -261,8 +274,10 @@ def _files(report: dict, pool: Pool, limit: int) -> str:
     return head + f'<div data-files="unusual">{tiles}</div>' + more
 
 
-def _balance(report: dict) -> str:
-    b = report["balance"]
+def _balance(ctx: PageContext) -> str:
+    b = ctx.report["balance"]
+    if b.get("checked") is False:
+        return _skipped(b)
     names = list(b["counts"])
     head = "".join(f"<th>{esc(n)}</th>" for n in names)
     body = "".join(
@@ -281,20 +296,20 @@ def _balance(report: dict) -> str:
     return "".join(out)
 
 
-def _shift(report: dict) -> str:
-    s = report["shift"]
+def _shift(ctx: PageContext) -> str:
+    s = ctx.report["shift"]
     rows = [(k[len("train_vs_"):], v) for k, v in s.items() if k.startswith("train_vs_")]
     if not rows:
         return note(s.get("skipped") or "needs a train split and a val or test split", "skip")
     body = "".join(f'<tr><th>train vs {esc(n)}</th><td class="num" data-shift="{esc(n)}">'
-                   f'{fmt(v["auroc"], 3)}</td><td>{esc(v["verdict"])}</td></tr>'
+                   f'{num(v["auroc"], 3)}</td><td>{esc(v["verdict"])}</td></tr>'
                    for n, v in rows)
     return (f'<p class="muted">{esc(s["method"])}.</p><table class="grid"><thead><tr><th>'
             f"</th><th>AUROC</th><th>verdict</th></tr></thead><tbody>{body}</tbody></table>")
 
 
-def _fix(report: dict) -> str:
-    f = report.get("fix")
+def _fix(ctx: PageContext) -> str:
+    f = ctx.report.get("fix")
     if not f:
         return note("Run with --fix to write a cleaned index.", "skip")
     rows = [("written", f["path"]), ("kept", f["kept"]), ("removed", f["removed"]),
@@ -304,32 +319,32 @@ def _fix(report: dict) -> str:
                                           "</td></tr>" for k, v in rows) + "</table>"
 
 
+SECTIONS = [
+    Section("summary", "Summary", _summary),
+    Section("leaks", "Leaks between splits", _leaks),
+    Section("duplicates", "Duplicates", _duplicates),
+    Section("labels", "Label check", _labels),
+    Section("outliers", "Outliers", _outliers),
+    Section("files", "Unusual files", _files),
+    Section("balance", "Class balance per split", _balance),
+    Section("shift", "Train vs test shift", _shift),
+    Section("fix", "Cleaned index", _fix),
+]
+
+
 def build_page(report: dict, pool: Pool, out: Path, limit: int = 50) -> Path:
     """Write doctor.html next to doctor.json."""
     from cnnlab.io import atomic_write_bytes
     from cnnlab.version import __version__
 
-    sections = [("summary", "Summary", _summary(report)),
-                ("leaks", "Leaks between splits", _leaks(report, pool, limit)),
-                ("duplicates", "Duplicates", _duplicates(report, pool, limit)),
-                ("labels", "Label check", _labels(report, pool, limit)),
-                ("outliers", "Outliers", _outliers(report, pool, limit)),
-                ("files", "Unusual files", _files(report, pool, limit)),
-                ("balance", "Class balance per split", _balance(report)),
-                ("shift", "Train vs test shift", _shift(report)),
-                ("fix", "Cleaned index", _fix(report))]
-    now = _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
-    nav = "".join(f'<a href="#{k}">{esc(t)}</a>' for k, t, _ in sections)
-    body = "".join(f'<section id="{k}"><h2>{esc(t)}</h2>{b}</section>' for k, t, b in sections)
+    ctx = PageContext(report, pool, limit)
+    sections = [(s.key, s.title, body) for s in SECTIONS
+                if (body := s.render(ctx)) is not None]
     name = report["data"]["source"]
-    page = ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            '<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f"<title>{esc(name)} \u2013 cnnlab doctor</title><style>{CSS}{EXTRA_CSS}</style>"
-            f'</head><body><header><div class="wrap"><h1>Data health: {esc(name)}</h1>'
-            f'<div class="meta">cnnlab doctor &middot; {esc(now)}</div></div></header>'
-            f'<nav><div class="wrap">{nav}</div></nav><main class="wrap">{body}</main>'
-            f'<footer class="wrap">Generated by cnnlab {esc(__version__)} in '
-            f"{report['seconds']:.1f} s. Machine-readable: doctor.json.</footer></body></html>\n")
+    html = page(f"{name} \u2013 cnnlab doctor", f"Data health: {name}",
+                f"cnnlab doctor &middot; {esc(stamp())}", sections,
+                f"Generated by cnnlab {esc(__version__)} in {report['seconds']:.1f} s. "
+                "Machine-readable: doctor.json.", css=EXTRA_CSS, script=False)
     path = out / "doctor.html"
-    atomic_write_bytes(path, page.encode("utf-8"))
+    atomic_write_bytes(path, html.encode("utf-8"))
     return path

@@ -12,13 +12,14 @@ import numpy as np
 from cnnlab.console import console
 from cnnlab.data.imageset import DataSplits
 from cnnlab.data.load import LoadOptions, load_data
-from cnnlab.doctor import balance, duplicates, features, labels, outliers
+from cnnlab.doctor import duplicates, features, labels
+from cnnlab.doctor.checks import CHECKS, DoctorContext
 from cnnlab.doctor.pool import Pool, build_pool, source_root
 from cnnlab.doctor.progress import Phases
 from cnnlab.errors import CnnlabError, name_list
 from cnnlab.io import atomic_write_bytes
 
-CHECKS = ("duplicates", "labels", "outliers", "balance", "shift")
+NAMES = tuple(c.name for c in CHECKS)  # what --skip takes
 
 
 def run_doctor(data: str | Path | DataSplits | None = None, options: LoadOptions | None = None,
@@ -54,8 +55,9 @@ def run_doctor(data: str | Path | DataSplits | None = None, options: LoadOptions
         raise CnnlabError(f"{source}: no images to check")
     with phases.phase("scan", "hashing and downscaling", len(pool)) as tick:
         scan = features.scan(pool.parts(), tick=tick)
+    active = [c for c in CHECKS if c.name not in skip]
     # Only the label check, the far-from-class outliers and the shift score use features.
-    wanted = any(c not in skip for c in ("labels", "outliers", "shift"))
+    wanted = any(c.uses_features for c in active)
     kind, side, feature_note = _pick_features(feature_kind if wanted else "pixels", pool, opts)
     if feature_note and verbose:
         console.print(f"  note: {feature_note}")
@@ -70,60 +72,17 @@ def run_doctor(data: str | Path | DataSplits | None = None, options: LoadOptions
                                  "features_asked": feature_kind, "features_note": feature_note,
                                  "backbone_side": side, "seed": seed,
                                  "skipped_checks": list(skip)}}
-    groups, leak_items = [], []
-    if "duplicates" in skip:
-        report["duplicates"] = report["leaks"] = _not_checked("duplicates")
-    else:
-        with phases.phase("duplicates", "duplicates and leaks"):
-            groups, leak_items = duplicates.find_duplicates(pool, scan, distance, min_similarity)
-        report["duplicates"] = {"checked": True, "groups": groups, "n_groups": len(groups),
-                                "n_exact_groups": sum(g["kind"] == "exact" for g in groups),
-                                "n_items": sum(g["size"] for g in groups)}
-        report["leaks"] = {"checked": True, "items": leak_items, "n": len(leak_items),
-                           "by_split": {n: sum(x["split"] == n for x in leak_items)
-                                        for n in ("val", "test")}, "effect": None}
-        if weights is not None:
-            from cnnlab.doctor.effect import leak_effect
-
-            with phases.phase("effect", "accuracy with and without leaks"):
-                report["leaks"]["effect"] = leak_effect(weights, pool, leak_items)
-
-    issues: list[dict] = []
-    if "labels" in skip:
-        report["label_issues"] = {**_not_checked("labels"), "summary": {}}
-    else:
-        with phases.phase("labels", f"label check ({folds}-fold)", folds) as tick:
-            issues, summary = labels.find_label_issues(feats, pool.labels, len(pool.classes),
-                                                       folds, seed, tick)
-        report["label_issues"] = _label_section(pool, issues, summary, kind, side)
-
-    if "outliers" in skip:
-        report["outliers"] = report["unusual_files"] = _not_checked("outliers")
-    else:
-        with phases.phase("outliers", "outliers and unusual files",
-                          sum(p is not None for p in pool.paths) or None) as tick:
-            odd_files, headers = outliers.file_oddities(pool, tick)
-            blank = outliers.blank_images(pool, scan)
-            far = outliers.far_from_classes(pool, feats, scan.std < features.BLANK_STD, limit)
-        # What a file is (pixel size, aspect, mode) is a fact about it, not about what it
-        # shows: photos come in all sizes and are resized on load. Kept apart from content.
-        report["outliers"] = {"checked": True, "items": blank + far, "n": len(blank) + len(far),
-                              "by_kind": {"blank": len(blank), "far": len(far)}}
-        report["unusual_files"] = {"checked": True, "items": odd_files, "n": len(odd_files),
-                                   "headers": headers}
-    report["balance"] = balance.class_balance(pool)
-    if "shift" in skip:
-        report["shift"] = {"skipped": "--skip shift"}
-    else:
-        with phases.phase("shift", "train-vs-test shift"):
-            report["shift"] = balance.split_shift(pool, feats, seed)
+    ctx = DoctorContext(pool, scan, feats, kind, side, phases, distance, min_similarity, folds,
+                        seed, limit, weights)
+    for check in CHECKS:
+        report.update(check.run(ctx) if check in active else check.skipped())
 
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     if fix:
         from cnnlab.doctor.fix import write_fix
 
-        report["fix"] = write_fix(pool, out_dir, groups, leak_items, issues)
+        report["fix"] = write_fix(pool, out_dir, ctx.groups, ctx.leak_items, ctx.issues)
     report["summary"] = _summary(report)
     report["timings"] = phases.seconds
     report["seconds"] = round(time.perf_counter() - t0, 2)
@@ -148,9 +107,9 @@ def _check_args(distance: int, min_similarity: float, folds: int, feature_kind: 
     if feature_kind not in features.FEATURES:
         raise CnnlabError(f"--features {feature_kind!r}: choose "
                           f"{' or '.join(features.FEATURES)}")
-    bad = sorted(set(skip) - set(CHECKS))
+    bad = sorted(set(skip) - set(NAMES))
     if bad:
-        raise CnnlabError(f"--skip {', '.join(bad)}: choose from {', '.join(CHECKS)}")
+        raise CnnlabError(f"--skip {', '.join(bad)}: choose from {', '.join(NAMES)}")
 
 
 def _data_info(pool: Pool, splits: DataSplits, source: str, fmt_name: str) -> dict:
@@ -203,34 +162,6 @@ def _backbone(pool: Pool, side: int, opts: LoadOptions, tick: Callable[[int], No
     return raw
 
 
-def _not_checked(check: str) -> dict:
-    """A section for a check left out with --skip: no count, so nothing reads as clean."""
-    return {"checked": False, "status": "not checked", "skipped": f"--skip {check}",
-            "items": [], "n": None}
-
-
-def _label_section(pool: Pool, issues: list[dict], summary: dict, kind: str,
-                   side: int | None) -> dict:
-    """label_issues of doctor.json: the flags, or why the check does not trust itself."""
-    reliable = summary.get("reliable")
-    suggest = None
-    if reliable is False:
-        suggest = "--features backbone" if kind == "pixels" else \
-            "--image-size 224" if (side or 0) < features.BACKBONE_MAX else None
-    status = "not checked" if summary.get("skipped") else \
-        "checked" if reliable else "unreliable"
-    return {"checked": status != "not checked", "status": status, "reliable": reliable,
-            "reason": summary.get("reason") or summary.get("skipped"), "suggest": suggest,
-            "items": [_issue_record(pool, r) for r in issues], "summary": summary,
-            "skipped": summary.get("skipped")}
-
-
-def _issue_record(pool: Pool, r: dict) -> dict:
-    return {**pool.describe(r["index"]), "index": r["index"],
-            "given": pool.classes[r["given"]], "suggested": pool.classes[r["suggested"]],
-            "p_given": r["p_given"], "p_suggested": r["p_suggested"], "quality": r["quality"]}
-
-
 def _label_status(lab: dict) -> dict:
     """The label check in a few words for the summary: status, accuracy, what to try."""
     s = lab.get("summary") or {}
@@ -265,7 +196,7 @@ def _summary(report: dict) -> dict:
                         "load).")
     findings += _balance_findings(report)
     skipped = report["settings"]["skipped_checks"]
-    not_checked = [k for k in CHECKS if k in skipped or (k == "labels" and not lab["checked"])]
+    not_checked = [k for k in NAMES if k in skipped or (k == "labels" and not lab["checked"])]
     if not_checked:
         findings.append(f"Not checked: {', '.join(not_checked)}.")
     labels_ok = lab["checked"] and lab["reliable"]
@@ -307,12 +238,12 @@ def _label_findings(lab: dict) -> list[str]:
 
 
 def _balance_findings(report: dict) -> list[str]:
-    findings = []
-    for split, missing in report["balance"]["missing"].items():
+    findings, bal = [], report["balance"]
+    for split, missing in (bal.get("missing") or {}).items():  # none when --skip balance
         findings.append(f"The {split} split has no images of {len(missing)} class(es): "
                         f"{name_list(missing, 5)}.")
-    if report["balance"].get("imbalance"):
-        f = report["balance"]["imbalance"]
+    if bal.get("imbalance"):
+        f = bal["imbalance"]
         findings.append(f"Training classes are imbalanced: {f['largest']} {f['largest_n']} vs "
                         f"{f['smallest']} {f['smallest_n']}.")
     for k, v in report["shift"].items():
