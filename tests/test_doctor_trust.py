@@ -103,7 +103,7 @@ def test_planted_flips_on_a_learnable_set_are_found_and_bounded(cli, tmp_path: P
     flagged = {r["id"] for r in lab["items"]}
     assert len(flagged) <= 3 * len(flipped), (len(flagged), len(flipped))
     assert len(flagged & set(flipped)) >= len(flipped) / 2, (len(flagged & set(flipped)))
-    assert f"{len(flagged)} likely label errors" in line
+    assert f"{len(flagged)} likely label error" in line
 
 
 @pytest.mark.slow

@@ -257,7 +257,7 @@ def _balance_findings(report: dict) -> list[str]:
 def summary_line(summary: dict) -> str:
     """One line of counts; a skipped check reads "not checked", an untrusted one "unreliable"."""
     def count(n: int | None, what: str, name: str) -> str:
-        return f"{name} not checked" if n is None else f"{n} {what}"
+        return f"{name} not checked" if n is None else f"{n} {what}{'' if n == 1 else 's'}"
 
     lab = summary["labels"]
     if lab["status"] == "unreliable":
@@ -269,11 +269,11 @@ def summary_line(summary: dict) -> str:
         labels_part = "labels not checked" + (f" ({why})" if why and "--skip" not in why
                                               else "")
     else:
-        labels_part = f"{summary['label_issues']} likely label errors"
-    return (f"doctor: {count(summary['leaks'], 'leaked held-out images', 'leaks')}, "
-            f"{count(summary['duplicate_groups'], 'duplicate groups', 'duplicates')}, "
-            f"{labels_part}, {count(summary['outliers'], 'outliers', 'outliers')}, "
-            f"{count(summary['unusual_files'], 'unusual files', 'unusual files')}")
+        labels_part = count(summary["label_issues"], "likely label error", "labels")
+    return (f"doctor: {count(summary['leaks'], 'leaked held-out image', 'leaks')}, "
+            f"{count(summary['duplicate_groups'], 'duplicate group', 'duplicates')}, "
+            f"{labels_part}, {count(summary['outliers'], 'outlier', 'outliers')}, "
+            f"{count(summary['unusual_files'], 'unusual file', 'unusual files')}")
 
 
 def _json_default(o: object) -> object:
