@@ -94,8 +94,10 @@ def assert_identical_runs(run: Path, ref: Path) -> None:
     assert_same_weights(run / "last.pt", ref / "last.pt")
     assert_same_weights(run / "best.pt", ref / "best.pt")
     ours, theirs = load_checkpoint(run / "last.pt"), load_checkpoint(ref / "last.pt")
-    for key in ("epoch", "global_step", "best_epoch", "best_val_loss"):
+    for key in ("epoch", "global_step", "best_epoch"):
         assert ours["train_state"][key] == theirs["train_state"][key], key
+    # early stopping's own counts (best value, epochs since) continue as if never stopped
+    assert ours["callback_state"]["early_stopping"] == theirs["callback_state"]["early_stopping"]
     for ha, hb in zip(ours["train_state"]["history"], theirs["train_state"]["history"],
                       strict=True):
         assert (ha["train_loss"], ha["val_loss"]) == (hb["train_loss"], hb["val_loss"])

@@ -28,10 +28,6 @@ LAYERS = {
     "experiments": 8,
     "cli": 9, "api": 9, "notebook": 9, "estimator": 9, "compat": 9, "__init__": 9, "__main__": 9,
 }
-# A cycle that only type annotations make (`if TYPE_CHECKING:` imports) inside one package,
-# allowed until the callbacks get their own context object instead of the Trainer (issue 25,
-# step 3). Cycles of runtime imports, and any cycle between packages, always fail.
-TYPE_ONLY_CYCLES = [{"cnnlab.train.callbacks", "cnnlab.train.recipe", "cnnlab.train.trainer"}]
 
 
 def module_name(path: Path) -> str:
@@ -157,7 +153,7 @@ def _show(cycles: list[set[str]]) -> str:
 def test_no_import_cycle() -> None:
     runtime = cycles_of(graph(typing=False))
     assert not runtime, "import cycles: " + _show(runtime)
-    typed = [c for c in cycles_of(graph()) if not any(c <= ok for ok in TYPE_ONLY_CYCLES)]
+    typed = cycles_of(graph())
     assert not typed, "import cycles (TYPE_CHECKING imports counted): " + _show(typed)
 
 

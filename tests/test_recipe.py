@@ -15,6 +15,7 @@ import yaml
 import cnnlab
 from cnnlab.checkpoint import load_checkpoint
 from cnnlab.data import load_data
+from cnnlab.run import callback_list
 from cnnlab.settings import SettingsError, TrainConfig, resolve
 from cnnlab.train.callbacks import Callback
 from cnnlab.train.mixing import BatchMixer, Mixed, batch_loss
@@ -31,7 +32,8 @@ def digits():  # noqa: ANN201
 
 
 class Record(Callback):
-    """The learning rate of every step and the weights after every step."""
+    """The learning rate of every step and the weights after every step. Written the old way,
+    against the Trainer: the FitContext it gets hands it the Trainer's optimizer."""
 
     def __init__(self, weights: bool = False) -> None:
         self.lrs: list[float] = []
@@ -46,6 +48,13 @@ class Record(Callback):
         if self.keep:
             self.weights.append({k: v.detach().clone()
                                  for k, v in trainer.model.state_dict().items()})
+
+
+def _trainer(cfg: TrainConfig, splits: object, out: Path, *extra: Callback,
+             resume: bool = False) -> Trainer:
+    """A Trainer with a run's callbacks (run.callback_list) and `extra` after them."""
+    return Trainer(cfg, splits, out, resume=resume, verbose=False,
+                   callbacks=callback_list(cfg, False, list(extra)))
 
 
 def _cfg(tmp: Path, **kw: object) -> TrainConfig:
@@ -72,8 +81,7 @@ def _momentum(t: int, n: int) -> float:
 def test_warmup_then_onecycle_follow_their_formulas_and_survive_a_resume(digits, tmp_path):
     kw = dict(epochs=4, batch_size=200, lr=0.01, schedule="onecycle", warmup=5)
     whole = Record()
-    t = Trainer(_cfg(tmp_path / "a", **kw), digits, tmp_path / "a", verbose=False,
-                callbacks=[whole])
+    t = _trainer(_cfg(tmp_path / "a", **kw), digits, tmp_path / "a", whole)
     t.fit()
     total = 4 * t.steps_per_epoch
     expected = [0.01 * ((s + 1) / 5 if s < 5 else _onecycle(s - 5, total - 5))
@@ -88,10 +96,8 @@ def test_warmup_then_onecycle_follow_their_formulas_and_survive_a_resume(digits,
     assert whole.moms.index(min(whole.moms)) == 5 + after.index(max(after))
     # stopped after 2 epochs and resumed: the same rates and momenta, step by step
     first, second = Record(), Record()
-    Trainer(_cfg(tmp_path / "b", **kw), digits, tmp_path / "b", verbose=False,
-            callbacks=[first]).fit(stop_after=2)
-    Trainer(_cfg(tmp_path / "b", **kw), digits, tmp_path / "b", resume=True, verbose=False,
-            callbacks=[second]).fit()
+    _trainer(_cfg(tmp_path / "b", **kw), digits, tmp_path / "b", first).fit(stop_after=2)
+    _trainer(_cfg(tmp_path / "b", **kw), digits, tmp_path / "b", second, resume=True).fit()
     assert first.lrs + second.lrs == whole.lrs
     assert first.moms + second.moms == whole.moms
 
@@ -100,21 +106,19 @@ def test_onecycle_cycles_sgd_momentum_unless_switched_off(digits, tmp_path):
     kw = dict(epochs=2, batch_size=300, lr=0.05, schedule="onecycle", optimizer="sgd",
               momentum=0.9)
     on, off = Record(), Record()
-    t = Trainer(_cfg(tmp_path / "on", **kw), digits, tmp_path / "on", verbose=False,
-                callbacks=[on])
+    t = _trainer(_cfg(tmp_path / "on", **kw), digits, tmp_path / "on", on)
     t.fit()
     total = 2 * t.steps_per_epoch
     assert on.moms == pytest.approx([_momentum(s, total) for s in range(total)], rel=1e-12)
-    Trainer(_cfg(tmp_path / "off", **kw, cycle_momentum=False), digits, tmp_path / "off",
-            verbose=False, callbacks=[off]).fit()
+    _trainer(_cfg(tmp_path / "off", **kw, cycle_momentum=False), digits, tmp_path / "off",
+             off).fit()
     assert set(off.moms) == {0.9} and off.lrs == on.lrs
 
 
 def test_warmup_fraction_step_and_multistep(digits, tmp_path):
     rec = Record()
-    t = Trainer(_cfg(tmp_path, epochs=6, batch_size=300, lr=0.1, schedule="multistep",
-                     lr_milestones=[2, 4], lr_gamma=0.5, warmup=0.25), digits, tmp_path,
-                verbose=False, callbacks=[rec])
+    t = _trainer(_cfg(tmp_path, epochs=6, batch_size=300, lr=0.1, schedule="multistep",
+                      lr_milestones=[2, 4], lr_gamma=0.5, warmup=0.25), digits, tmp_path, rec)
     t.fit()
     spe, total = t.steps_per_epoch, 6 * t.steps_per_epoch
     w = round(0.25 * total)
@@ -122,8 +126,8 @@ def test_warmup_fraction_step_and_multistep(digits, tmp_path):
            for s in range(total)]
     assert rec.lrs == pytest.approx(exp, rel=1e-12)
     rec = Record()
-    Trainer(_cfg(tmp_path / "s", epochs=4, batch_size=300, lr=0.1, schedule="step", lr_step=1,
-                 lr_gamma=0.1), digits, tmp_path / "s", verbose=False, callbacks=[rec]).fit()
+    _trainer(_cfg(tmp_path / "s", epochs=4, batch_size=300, lr=0.1, schedule="step", lr_step=1,
+                  lr_gamma=0.1), digits, tmp_path / "s", rec).fit()
     assert rec.lrs == pytest.approx([0.1 * 0.1 ** (s // spe) for s in range(4 * spe)])
 
 
@@ -132,8 +136,7 @@ def test_plateau_drops_the_rate_and_resumes_its_state(digits, tmp_path):
     kw = dict(epochs=6, batch_size=300, lr=3.0, optimizer="sgd", schedule="plateau",
               lr_patience=1, lr_gamma=0.5)
     rec = Record()
-    t = Trainer(_cfg(tmp_path / "a", **kw), digits, tmp_path / "a", verbose=False,
-                callbacks=[rec])
+    t = _trainer(_cfg(tmp_path / "a", **kw), digits, tmp_path / "a", rec)
     t.fit()
     spe = t.steps_per_epoch
     per_epoch = [rec.lrs[e * spe] for e in range(6)]
@@ -149,12 +152,10 @@ def test_plateau_drops_the_rate_and_resumes_its_state(digits, tmp_path):
                 scale, bad = scale * 0.5, 0
     assert per_epoch == pytest.approx(exp) and min(per_epoch) < 3.0
     first, second = Record(), Record()
-    Trainer(_cfg(tmp_path / "b", **kw), digits, tmp_path / "b", verbose=False,
-            callbacks=[first]).fit(stop_after=3)
+    _trainer(_cfg(tmp_path / "b", **kw), digits, tmp_path / "b", first).fit(stop_after=3)
     assert load_checkpoint(tmp_path / "b" / "last.pt")["callback_state"]["plateau"]["scale"] \
         == pytest.approx(exp[3] / 3.0)
-    Trainer(_cfg(tmp_path / "b", **kw), digits, tmp_path / "b", resume=True, verbose=False,
-            callbacks=[second]).fit()
+    _trainer(_cfg(tmp_path / "b", **kw), digits, tmp_path / "b", second, resume=True).fit()
     assert first.lrs + second.lrs == rec.lrs
 
 
@@ -212,8 +213,7 @@ def test_cutmix_pastes_a_box_and_weights_by_its_area():
 
 def test_ema_weights_equal_the_closed_form(digits, tmp_path):
     rec = Record(weights=True)
-    t = Trainer(_cfg(tmp_path, epochs=1, batch_size=200, ema=0.9), digits, tmp_path,
-                verbose=False, callbacks=[rec])
+    t = _trainer(_cfg(tmp_path, epochs=1, batch_size=200, ema=0.9), digits, tmp_path, rec)
     w0 = {k: v.detach().clone() for k, v in t.model.state_dict().items()}
     t.fit()
     k = len(rec.weights)
@@ -358,18 +358,19 @@ def test_monitor_val_acc_ranks_by_accuracy_and_breaks_ties_by_loss():
     from types import SimpleNamespace
 
     from cnnlab.train.callbacks import EarlyStopping
+    from cnnlab.train.events import FitContext
     from cnnlab.train.trainer import TrainState
 
     rows = [(0.50, 0.90), (0.40, 0.92), (0.45, 0.95), (0.30, 0.95), (0.35, 0.95), (0.20, 0.94)]
     best = {}
     for monitor in ("val_acc", "val_loss", "last"):
-        t = SimpleNamespace(state=TrainState(), cfg=SimpleNamespace(patience=2, monitor=monitor))
-        cb = EarlyStopping()
+        cb = EarlyStopping(patience=2, monitor=monitor)
+        ctx = FitContext(SimpleNamespace(state=TrainState()), [cb])
         for epoch, (loss, acc) in enumerate(rows, 1):
-            t.state.epoch = epoch
-            cb.on_epoch_end(t, {"epoch": epoch, "val_loss": loss, "val_acc": acc,
-                                "train_loss": 1.0})
-        best[monitor] = (t.state.best_epoch, t.state.stopped_early)
+            ctx.state.epoch = epoch
+            cb.on_epoch_end(ctx, {"epoch": epoch, "val_loss": loss, "val_acc": acc,
+                                  "train_loss": 1.0})
+        best[monitor] = (ctx.state.best_epoch, ctx.state.stopped_early)
     # val_acc: 0.95 first at epoch 3, at a lower loss at epoch 4, not lower at epoch 5; the
     # patience of 2 then runs out at epoch 6
     assert best["val_acc"] == (4, True)

@@ -27,10 +27,11 @@ from cnnlab.models.tta import views as tta_views
 from cnnlab.settings import TrainConfig
 from cnnlab.settings_file import apply_resumed
 from cnnlab.train import autorecipe, distributed, fingerprint, rundir
-from cnnlab.train.callbacks import Callback
+from cnnlab.train.callbacks import default_callbacks
+from cnnlab.train.events import Callback, FitContext
 from cnnlab.train.loggers import tracking_callbacks
 from cnnlab.train.setup import model_image_size
-from cnnlab.train.trainer import Trainer
+from cnnlab.train.trainer import FitResult, Trainer
 from cnnlab.urls import mask_values
 
 
@@ -173,10 +174,9 @@ def run_training(cfg: TrainConfig, resume: bool | str | Path = False, force: boo
                       highlight=False)
     # --recipe fast: its data choices (a copy of cfg; config.yaml keeps the settings as asked)
     run_cfg, plan = autorecipe.prepare(cfg, splits, recorded_recipe(run_dir) if resume else None)
-    try:
+    try:  # callbacks of run_cfg: the recipe may switch --ema off for a short run
         trainer = Trainer(run_cfg, splits, run_dir, resume=ckpt if resuming else False,
-                          verbose=verbose, callbacks=[LivePlot(), *tracking_callbacks(cfg),
-                                                      *(callbacks or [])])
+                          verbose=verbose, callbacks=callback_list(run_cfg, verbose, callbacks))
         autorecipe.finish(trainer, plan)  # the range test, when the recipe picks the lr
     except BaseException:
         if created and distributed.is_main():  # nothing of this run exists yet: leave no trace
@@ -198,8 +198,8 @@ def run_training(cfg: TrainConfig, resume: bool | str | Path = False, force: boo
         for note in trainer.notes:  # transfer learning: what was loaded, re-initialised, frozen
             console.print(f"  [dim]{note}[/]", highlight=False)
     try:
-        state = trainer.fit()
-        metrics = finalize(trainer, verbose) if distributed.is_main() else {}
+        fit = trainer.fit()
+        metrics = finalize(trainer, fit, verbose) if distributed.is_main() else {}
     except BaseException as exc:
         trainer.emit("on_run_end", None, exc)  # trackers mark their run failed or killed
         with contextlib.suppress(OSError):  # never hide the error with one of the manifest
@@ -208,8 +208,24 @@ def run_training(cfg: TrainConfig, resume: bool | str | Path = False, force: boo
     trainer.emit("on_run_end", metrics, None)  # the folder is complete: trackers upload it
     record()
     distributed.barrier()  # every rank returns once the run folder is complete
-    return RunResult(run_dir, cfg, metrics, state.history, state.best_epoch, state.stopped_early,
-                     state.elapsed, dict(trainer.resolved))
+    return RunResult(run_dir, cfg, metrics, fit.history, fit.best_epoch, fit.stopped_early,
+                     fit.loop_seconds, dict(trainer.resolved))
+
+
+def callback_list(cfg: TrainConfig, verbose: bool, given: list[Callback] | None = None
+                  ) -> list[Callback]:
+    """Every callback of a run, in the order they run: the loop's defaults (the recipe's
+    included), the live plot, the trackers, then the given ones; a given callback whose `name`
+    is one of those takes its place instead (a user's own early stopping, say)."""
+    cbs = [*default_callbacks(cfg, verbose), LivePlot(), *tracking_callbacks(cfg)]
+    at = {cb.name: i for i, cb in enumerate(cbs) if getattr(cb, "name", None)}
+    for cb in given or []:
+        name = getattr(cb, "name", None)
+        if name in at:
+            cbs[at[name]] = cb
+        else:
+            cbs.append(cb)
+    return cbs
 
 
 def train_stats(splits: DataSplits) -> dict:
@@ -386,39 +402,43 @@ class LivePlot(Callback):
     the running train numbers as a fractional epoch); runs shorter than that draw only at the
     end (finalize), so drawing never costs more than a few percent of training."""
 
+    name = "live_plot"
+
     def __init__(self, every: float = 10.0) -> None:
         self.every = every
         self._last = time.perf_counter()
 
-    def on_fit_start(self, trainer: Trainer) -> None:
+    def on_fit_start(self, ctx: FitContext) -> None:
         """Count from the first step."""
         self._last = time.perf_counter()
 
-    def on_step_end(self, trainer: Trainer, loss: float) -> None:
+    def on_step_end(self, ctx: FitContext, loss: float) -> None:
         """Redraw when `every` seconds have passed since the last drawing."""
         if time.perf_counter() - self._last >= self.every and distributed.is_main():
-            self.draw(trainer)
+            self.draw(ctx)
 
-    def draw(self, trainer: Trainer) -> None:
+    def draw(self, ctx: FitContext) -> None:
         """Draw plots/curves.png from the finished epochs plus the running one."""
         from cnnlab.report.plots import plot_curves
 
-        s, r = trainer.state, trainer.state.running
+        s, r = ctx.state, ctx.state.running
         rows = list(s.history)
         if r["n"] and s.step_in_epoch:
-            rows.append({"epoch": s.epoch + s.step_in_epoch / max(trainer.steps_per_epoch, 1),
+            rows.append({"epoch": s.epoch + s.step_in_epoch / max(ctx.steps_per_epoch, 1),
                          "train_loss": r["loss"] / r["n"], "train_acc": r["correct"] / r["n"],
                          "val_loss": None, "val_acc": None})
         if rows:
-            plot_curves(rows, trainer.run_dir / "plots" / "curves.png",
-                        f"{trainer.cfg.model} on {trainer.splits.source or 'data'} (live)")
+            plot_curves(rows, ctx.run_dir / "plots" / "curves.png",
+                        f"{ctx.cfg.model} on {ctx.splits.source or 'data'} (live)")
         self._last = time.perf_counter()
 
 
-def finalize(trainer: Trainer, verbose: bool = True) -> dict:
-    """Evaluate the best checkpoint on every split; write metrics.json, plots, predictions."""
+def finalize(trainer: Trainer, fit: FitResult | None = None, verbose: bool = True) -> dict:
+    """Evaluate the best checkpoint on every split; write metrics.json, plots, predictions.
+    `fit` is what trainer.fit() returned (None: the trainer's result so far)."""
     from cnnlab.report.plots import plot_confusion, plot_curves
 
+    fit = fit if fit is not None else trainer.result()
     run_dir, splits, cfg = trainer.run_dir, trainer.splits, trainer.cfg
     t_final = time.perf_counter()
     # "auto" picks bf16 for training speed; the final figures are measured in float32, as
@@ -447,27 +467,26 @@ def finalize(trainer: Trainer, verbose: bool = True) -> dict:
         metrics["tta"] = {"views": best.tta, "n_views": len(tta_views(best.tta))}
     if calibration is not None:
         metrics["calibration"] = calibration
-    metrics["best_epoch"] = trainer.state.best_epoch
-    metrics["epochs_run"] = trainer.state.epoch
-    metrics["stopped_early"] = trainer.state.stopped_early
+    metrics["best_epoch"] = fit.best_epoch
+    metrics["epochs_run"] = fit.epochs_run
+    metrics["stopped_early"] = fit.stopped_early
     # The frozen-backbone feature pass is part of training time; both parts are kept.
-    feature_s = trainer.resolved.get("feature_cache_seconds", 0.0)
-    metrics["train_seconds"] = round(trainer.state.elapsed + feature_s, 3)
-    metrics["loop_seconds"] = round(trainer.state.elapsed, 3)
-    metrics["feature_seconds"] = feature_s
-    metrics["resolved"] = dict(trainer.resolved)
+    metrics["train_seconds"] = round(fit.loop_seconds + fit.feature_seconds, 3)
+    metrics["loop_seconds"] = round(fit.loop_seconds, 3)
+    metrics["feature_seconds"] = fit.feature_seconds
+    metrics["resolved"] = dict(fit.resolved)
     if getattr(trainer, "data_stats", None):
         metrics["train_stats"] = trainer.data_stats
     metrics["skipped_bad_images"] = int(splits.train.meta.get("skipped_bad_images", 0))
-    if trainer.notes:
-        metrics["notes"] = list(trainer.notes)
-    if getattr(trainer, "transfer_info", None):
-        metrics["transfer"] = trainer.transfer_info
+    if fit.notes:
+        metrics["notes"] = list(fit.notes)
+    if fit.transfer:
+        metrics["transfer"] = fit.transfer
     io.write_json(run_dir / "metrics.json", metrics)
     # extra["plots"] = False: the scikit-learn estimator fits many tiny models; figures would
     # cost more than the training itself.
     if cfg.extra.get("plots", True):
-        plot_curves(trainer.state.history, run_dir / "plots" / "curves.png",
+        plot_curves(fit.history, run_dir / "plots" / "curves.png",
                     f"{cfg.model} on {splits.source or 'data'}")
         final_split = "test" if "test" in metrics else "val" if "val" in metrics else "train"
         plot_confusion(metrics[final_split]["confusion_matrix"], splits.classes,
@@ -492,14 +511,14 @@ def finalize(trainer: Trainer, verbose: bool = True) -> dict:
                          probs={n: p for n, (p, _) in probs.items()},
                          precision=trainer.precision)
         report_s = time.perf_counter() - t_report
-    phases = run_phases(trainer, time.perf_counter() - t_final - report_s, report_s)
+    phases = run_phases(trainer, fit, time.perf_counter() - t_final - report_s, report_s)
     if phases:
         metrics["phases"] = phases
         io.write_json(run_dir / "metrics.json", metrics)
     if verbose:
         summary = "  ".join(f"{n} acc {m['accuracy']:.4f}" for n, m in metrics.items()
                             if isinstance(m, dict) and m.get("accuracy") is not None)
-        console.print(f"[bold green]done[/] best epoch {trainer.state.best_epoch}: {summary}")
+        console.print(f"[bold green]done[/] best epoch {fit.best_epoch}: {summary}")
         console.print(f"run folder: {run_dir}")
         if cfg.report:
             console.print(f"report: {run_dir / 'report.html'}")
@@ -512,7 +531,7 @@ PHASE_NAMES = {"load": "load", "features": "features", "train": "train",
                "finish": "scoring+plots", "report": "report", "other": "other"}
 
 
-def run_phases(trainer: Trainer, finish_s: float, report_s: float) -> dict:
+def run_phases(trainer: Trainer, fit: FitResult, finish_s: float, report_s: float) -> dict:
     """Seconds of each phase of the run (load, backbone features, training loop, final scoring
     and plots, report, the rest) and the whole; {} when the run was not started by run_training
     (the phases before finalize are unknown)."""
@@ -520,8 +539,8 @@ def run_phases(trainer: Trainer, finish_s: float, report_s: float) -> dict:
     if not start:
         return {}
     total = time.perf_counter() - start["run"]
-    out = {"load": start["load"], "features": trainer.resolved.get("feature_cache_seconds", 0.0),
-           "train": trainer.state.elapsed, "finish": finish_s, "report": report_s}
+    out = {"load": start["load"], "features": fit.feature_seconds,
+           "train": fit.loop_seconds, "finish": finish_s, "report": report_s}
     out["other"] = max(0.0, total - sum(out.values()))
     out["total"] = total
     return {k: round(v, 2) for k, v in out.items()}
@@ -538,18 +557,10 @@ def phases_line(phases: dict) -> str:
 def score_splits(trainer: Trainer, best: Predictor) -> dict[str, torch.Tensor]:
     """Logits [V, N, K] of the best checkpoint on every non-empty split, one row per test-time
     view of the run's --tta (V = 1 without)."""
-    if trainer.features is not None:
-        trainer.model.load_state_dict(best.module.state_dict())
-    out = {}
-    for name, data in trainer.splits.items():
-        if not len(data):
-            continue
-        # cached backbone features are of the plain images: TTA views need the full model
-        cached = trainer.features is not None and trainer.features.get(name) is not None \
-            and best.tta == "none"
-        out[name] = trainer.features.logits(name).unsqueeze(0) if cached \
-            else best.view_logits(data.images)
-    return out
+    # cached backbone features are of the plain images: TTA views need the full model
+    cached = trainer.cached_logits(best.module.state_dict()) if best.tta == "none" else {}
+    return {name: cached[name].unsqueeze(0) if name in cached else best.view_logits(data.images)
+            for name, data in trainer.splits.items() if len(data)}
 
 
 def read_run(run_dir: str | Path) -> dict:

@@ -5,7 +5,7 @@ in a Guard, so a tracker that fails (a full disk, a server that went away, a bug
 warning line and is switched off while the run itself goes on: tracking is a copy of what the
 run folder already holds, never a reason to lose it.
 
-Trackers see one event more than the loop's callbacks: on_run_end(trainer, metrics, error),
+Trackers see one event more than the loop's callbacks: on_run_end(ctx, metrics, error),
 sent by run.py after finalize() wrote metrics.json, plots/ and report.html (so they can be
 uploaded), or with `error` set when the run failed or was interrupted.
 
@@ -28,17 +28,14 @@ import shlex
 import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
 
 from cnnlab import urls
 from cnnlab.console import console
 from cnnlab.errors import CnnlabError
 from cnnlab.train import distributed
-from cnnlab.train.callbacks import Callback
-
-if TYPE_CHECKING:
-    from cnnlab.train.trainer import Trainer
+from cnnlab.train.events import Callback, FitContext
 
 INSTALL_HINT = "pip install -e '.[track]'"
 SPLITS = ("train", "val", "test")
@@ -152,24 +149,24 @@ class TensorBoardLogger(Callback):
         _require("tensorboard", self.name)
         self.writer = None
 
-    def on_fit_start(self, trainer: Trainer) -> None:
+    def on_fit_start(self, ctx: FitContext) -> None:
         """Open (or, on resume, append to) the run folder's event file."""
         from torch.utils.tensorboard import SummaryWriter
 
         # purge_step drops events a crash left beyond the checkpoint being resumed.
-        purge = trainer.state.global_step + 1 if trainer.state.global_step else None
-        self.writer = SummaryWriter(log_dir=str(trainer.run_dir), purge_step=purge,
+        purge = ctx.state.global_step + 1 if ctx.state.global_step else None
+        self.writer = SummaryWriter(log_dir=str(ctx.run_dir), purge_step=purge,
                                     flush_secs=30)
 
-    def on_step_end(self, trainer: Trainer, loss: float) -> None:
+    def on_step_end(self, ctx: FitContext, loss: float) -> None:
         """Loss and learning rate of this step."""
-        step = trainer.state.global_step
+        step = ctx.state.global_step
         self.writer.add_scalar("step/loss", loss, step)
-        self.writer.add_scalar("step/lr", trainer.current_lr(), step)
+        self.writer.add_scalar("step/lr", ctx.current_lr(), step)
 
-    def on_epoch_end(self, trainer: Trainer, row: dict) -> None:
+    def on_epoch_end(self, ctx: FitContext, row: dict) -> None:
         """The epoch's metrics.csv row."""
-        step = trainer.state.global_step
+        step = ctx.state.global_step
         for key, value in epoch_scalars(row).items():
             split, _, what = key.partition("_")
             tag = f"{'loss' if what == 'loss' else 'accuracy'}/{split}" \
@@ -178,13 +175,13 @@ class TensorBoardLogger(Callback):
         self.writer.add_scalar("epoch/epoch", row["epoch"], step)
         self.writer.flush()
 
-    def on_run_end(self, trainer: Trainer, metrics: dict | None,
+    def on_run_end(self, ctx: FitContext, metrics: dict | None,
                    error: BaseException | None) -> None:
         """Final scores, hyperparameters and figures; then close the file."""
         if self.writer is None:
             return
         if metrics is not None:
-            step = trainer.state.global_step
+            step = ctx.state.global_step
             # final.test.accuracy -> final/test_accuracy: TensorBoard groups charts by "/".
             final = {"final/" + k[len("final."):].replace(".", "_"): v
                      for k, v in final_metrics(metrics).items()}
@@ -192,9 +189,9 @@ class TensorBoardLogger(Callback):
                 self.writer.add_scalar(tag, value, step)
             # Written into this run's own event file: SummaryWriter.add_hparams would make a
             # second, timestamped run folder for every run.
-            for summary in hparam_summaries(trainer.cfg, trainer.resolved, final):
+            for summary in hparam_summaries(ctx.cfg, ctx.resolved, final):
                 self.writer.file_writer.add_summary(summary)
-            for png in sorted((trainer.run_dir / "plots").glob("*.png")):
+            for png in sorted((ctx.run_dir / "plots").glob("*.png")):
                 self.writer.add_image(f"plots/{png.stem}", _read_png(png), step,
                                       dataformats="HWC")
         self.close()
@@ -413,7 +410,7 @@ class MlflowLogger(Callback):
         self.experiment_id: str | None = None
         self.steps: list[Any] = []
 
-    def on_fit_start(self, trainer: Trainer) -> None:
+    def on_fit_start(self, ctx: FitContext) -> None:
         """Create the MLflow run (or reopen the one of the run being resumed)."""
         check_store(self.uri)  # first: an unusable store costs neither MLflow's import nor waits
         import logging
@@ -427,24 +424,24 @@ class MlflowLogger(Callback):
             logging.getLogger(name).setLevel(logging.WARNING)
         self.client = MlflowClient(tracking_uri=urls.with_installed_driver(
             urls.encode_password(self.uri), "--track-uri"))
-        saved = trainer.run_dir / MLFLOW_ID_FILE
+        saved = ctx.run_dir / MLFLOW_ID_FILE
         old = json.loads(saved.read_text()) if saved.is_file() else {}
         shown = urls.mask_url(self.uri)  # mlflow.json is a file of the run folder: no secrets
-        if trainer.state.global_step and old.get("uri") == shown and old.get("run_id"):
+        if ctx.state.global_step and old.get("uri") == shown and old.get("run_id"):
             self.run_id = old["run_id"]
             self.experiment_id = old.get("experiment_id")
             self.client.update_run(self.run_id, status="RUNNING")
             self.client.set_tag(self.run_id, "cnnlab.resumed_at_step",
-                                str(trainer.state.global_step))
+                                str(ctx.state.global_step))
             return
-        exp_id = self.experiment_id = self._experiment(experiment_name(trainer.run_dir))
-        run = self.client.create_run(exp_id, run_name=trainer.run_dir.name, tags={
-            "cnnlab.run_dir": str(trainer.run_dir.resolve()), "mlflow.source.name": "cnnlab",
-            "cnnlab.data": _param_text(trainer.cfg.data or "digits"),
-            "cnnlab.model": trainer.cfg.model})
+        exp_id = self.experiment_id = self._experiment(experiment_name(ctx.run_dir))
+        run = self.client.create_run(exp_id, run_name=ctx.run_dir.name, tags={
+            "cnnlab.run_dir": str(ctx.run_dir.resolve()), "mlflow.source.name": "cnnlab",
+            "cnnlab.data": _param_text(ctx.cfg.data or "digits"),
+            "cnnlab.model": ctx.cfg.model})
         self.run_id = run.info.run_id
         params = [Param(k, _param_text(v))
-                  for k, v in flat_params(trainer.cfg, trainer.resolved).items()]
+                  for k, v in flat_params(ctx.cfg, ctx.resolved).items()]
         for i in range(0, len(params), 100):  # log_batch takes at most 100 params
             self.client.log_batch(self.run_id, params=params[i:i + 100])
         from cnnlab import io
@@ -472,15 +469,15 @@ class MlflowLogger(Callback):
                 self.client.set_experiment_tag(exp.experiment_id, key, value)
         return exp.experiment_id
 
-    def on_step_end(self, trainer: Trainer, loss: float) -> None:
+    def on_step_end(self, ctx: FitContext, loss: float) -> None:
         """Buffer the step's loss and lr; sent with the epoch (one database write per epoch)."""
         from mlflow.entities import Metric
 
-        s, now = trainer.state, _millis()
+        s, now = ctx.state, _millis()
         self.steps.append(Metric("step_loss", float(loss), now, s.global_step))
-        self.steps.append(Metric("step_lr", float(trainer.current_lr()), now, s.global_step))
+        self.steps.append(Metric("step_lr", float(ctx.current_lr()), now, s.global_step))
 
-    def on_epoch_end(self, trainer: Trainer, row: dict) -> None:
+    def on_epoch_end(self, ctx: FitContext, row: dict) -> None:
         """The epoch's metrics (x axis: the epoch) and the buffered step metrics."""
         from mlflow.entities import Metric
 
@@ -494,7 +491,7 @@ class MlflowLogger(Callback):
         for i in range(0, len(metrics), STEP_BATCH):
             self.client.log_batch(self.run_id, metrics=metrics[i:i + STEP_BATCH])
 
-    def on_run_end(self, trainer: Trainer, metrics: dict | None,
+    def on_run_end(self, ctx: FitContext, metrics: dict | None,
                    error: BaseException | None) -> None:
         """Final scores and artifacts, then mark the run FINISHED (FAILED/KILLED on error)."""
         if self.client is None or self.run_id is None:
@@ -505,14 +502,14 @@ class MlflowLogger(Callback):
             self._send(self.steps)
             self.steps = []
         if metrics is not None:
-            now, epoch = _millis(), trainer.state.epoch
+            now, epoch = _millis(), ctx.state.epoch
             test = metrics.get("test") if isinstance(metrics.get("test"), dict) else {}
             self._send([Metric(f"test_{short}", float(test[key]), now, epoch)
                         for key, short in SUMMARY_METRICS.items()
                         if isinstance(test.get(key), (int, float))])
             # The run page opens on its description: the scores at a glance, not 21 charts.
             self.client.set_tag(self.run_id, "mlflow.note.content", summary_markdown(metrics))
-            run_dir = trainer.run_dir
+            run_dir = ctx.run_dir
             for name in ("report.html", "metrics.json", "best.pt", "config.yaml",
                          "metrics.csv", "predictions.csv", "steps.csv"):
                 if (run_dir / name).is_file():
@@ -521,7 +518,7 @@ class MlflowLogger(Callback):
                 self.client.log_artifacts(self.run_id, str(run_dir / "plots"), "plots")
         status = "FINISHED" if error is None else "KILLED" if _interrupted(error) else "FAILED"
         self.client.set_terminated(self.run_id, status)
-        if trainer.verbose:
+        if ctx.verbose:
             console.print(self.where(status), highlight=False, soft_wrap=True)
         self.run_id = None
 
@@ -571,14 +568,14 @@ class Guard(Callback):
     def __init__(self, inner: Callback, name: str) -> None:
         self.inner, self.name, self.failed = inner, name, False
 
-    def _call(self, event: str, trainer: Trainer | None, *args: object) -> None:
+    def _call(self, event: str, ctx: FitContext | None, *args: object) -> None:
         if self.failed:
             return
         try:
             fn = getattr(self.inner, event, None)
             with getattr(self.inner, "limits", contextlib.nullcontext)():
-                if fn is not None and trainer is not None:
-                    fn(trainer, *args)
+                if fn is not None and ctx is not None:
+                    fn(ctx, *args)
                 elif fn is not None:
                     fn(*args)
         except Exception as exc:  # noqa: BLE001 - any tracker failure must not stop training
@@ -586,8 +583,8 @@ class Guard(Callback):
             msg = self._message(exc)
             if not getattr(exc, "repeat", False):  # said once per process is enough
                 console.print(f"[yellow]warning: {msg}[/]", highlight=False)
-            if trainer is not None:
-                trainer.notes.append(msg)
+            if ctx is not None:
+                ctx.notes.append(msg)
             try:
                 getattr(self.inner, "abort", lambda: None)()
             except Exception:  # noqa: BLE001, S110 - already warned once
@@ -601,30 +598,30 @@ class Guard(Callback):
         return (f"--track {self.name} stopped logging ({type(exc).__name__}: {first}); "
                 "the run goes on and its folder is complete")
 
-    def on_fit_start(self, trainer: Trainer) -> None:
+    def on_fit_start(self, ctx: FitContext) -> None:
         """Forwarded."""
-        self._call("on_fit_start", trainer)
+        self._call("on_fit_start", ctx)
 
-    def on_epoch_start(self, trainer: Trainer) -> None:
+    def on_epoch_start(self, ctx: FitContext) -> None:
         """Forwarded."""
-        self._call("on_epoch_start", trainer)
+        self._call("on_epoch_start", ctx)
 
-    def on_step_end(self, trainer: Trainer, loss: float) -> None:
+    def on_step_end(self, ctx: FitContext, loss: float) -> None:
         """Forwarded."""
-        self._call("on_step_end", trainer, loss)
+        self._call("on_step_end", ctx, loss)
 
-    def on_epoch_end(self, trainer: Trainer, row: dict) -> None:
+    def on_epoch_end(self, ctx: FitContext, row: dict) -> None:
         """Forwarded."""
-        self._call("on_epoch_end", trainer, row)
+        self._call("on_epoch_end", ctx, row)
 
-    def on_fit_end(self, trainer: Trainer) -> None:
+    def on_fit_end(self, ctx: FitContext) -> None:
         """Forwarded."""
-        self._call("on_fit_end", trainer)
+        self._call("on_fit_end", ctx)
 
-    def on_run_end(self, trainer: Trainer, metrics: dict | None,
+    def on_run_end(self, ctx: FitContext, metrics: dict | None,
                    error: BaseException | None) -> None:
         """Forwarded."""
-        self._call("on_run_end", trainer, metrics, error)
+        self._call("on_run_end", ctx, metrics, error)
 
     def close(self) -> None:
         """Forwarded (the loop calls it after the last epoch and after errors)."""

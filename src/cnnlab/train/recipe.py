@@ -8,14 +8,10 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 
 import torch
 
-from cnnlab.train.callbacks import Callback, monitored
-
-if TYPE_CHECKING:
-    from cnnlab.train.trainer import Trainer
+from cnnlab.train.events import Callback, FitContext, monitored
 
 
 def ema_decay(decay: float, updates: int) -> float:
@@ -36,7 +32,7 @@ class WeightAveraging(Callback):
     final metrics and the report all use them; the next epoch swaps the trained weights back.
     """
 
-    state_key = "ema"
+    name = state_key = "ema"
 
     def __init__(self, decay: float) -> None:
         self.decay = decay
@@ -44,12 +40,12 @@ class WeightAveraging(Callback):
         self.avg: dict[str, torch.Tensor] | None = None
         self.raw: dict[str, torch.Tensor] | None = None  # trained weights while avg is swapped in
 
-    def on_fit_start(self, trainer: Trainer) -> None:
+    def on_fit_start(self, ctx: FitContext) -> None:
         """Start the average at the initial weights (unless resumed)."""
         if self.raw is not None:  # resumed from an epoch end: continue from the trained weights
-            trainer.model.load_state_dict(self.raw)
+            ctx.model.load_state_dict(self.raw)
             self.raw = None
-        now = trainer.model.state_dict()
+        now = ctx.model.state_dict()
         if self.avg is None:
             self.avg = {k: v.detach().clone() for k, v in now.items()}
         else:  # restored from a checkpoint read onto the CPU
@@ -61,7 +57,7 @@ class WeightAveraging(Callback):
         self._ints = [(self.avg[k], now[k]) for k in self.avg if k not in set(floats)]
 
     @torch.no_grad()
-    def on_step_end(self, trainer: Trainer, loss: float) -> None:
+    def on_step_end(self, ctx: FitContext, loss: float) -> None:
         """avg = d * avg + (1 - d) * weights."""
         self.updates += 1
         d = ema_decay(self.decay, self.updates)
@@ -71,30 +67,30 @@ class WeightAveraging(Callback):
         for a, v in self._ints:
             a.copy_(v)
 
-    def on_train_epoch_end(self, trainer: Trainer) -> None:
+    def on_train_epoch_end(self, ctx: FitContext) -> None:
         """Swap the average in for validation and checkpoints."""
-        self.raw = {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
-        trainer.model.load_state_dict(self.avg)
+        self.raw = {k: v.detach().clone() for k, v in ctx.model.state_dict().items()}
+        ctx.model.load_state_dict(self.avg)
 
-    def on_epoch_start(self, trainer: Trainer) -> None:
+    def on_epoch_start(self, ctx: FitContext) -> None:
         """Put the trained weights back before training goes on."""
         if self.raw is not None:
-            trainer.model.load_state_dict(self.raw)
+            ctx.model.load_state_dict(self.raw)
             self.raw = None
 
     @contextlib.contextmanager
-    def averaged(self, trainer: Trainer) -> Iterator[None]:
+    def averaged(self, ctx: FitContext) -> Iterator[None]:
         """The averaged weights in the model for a mid-epoch evaluation (--eval-every), so step
         and epoch validation score the same weights; the trained ones are put back after."""
         if self.avg is None or self.raw is not None:  # nothing averaged yet, or already in
             yield
             return
-        raw = {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
-        trainer.model.load_state_dict(self.avg)
+        raw = {k: v.detach().clone() for k, v in ctx.model.state_dict().items()}
+        ctx.model.load_state_dict(self.avg)
         try:
             yield
         finally:
-            trainer.model.load_state_dict(raw)
+            ctx.model.load_state_dict(raw)
 
     def state_dict(self) -> dict:
         """The average, its update count and (at an epoch end) the trained weights."""
@@ -109,17 +105,17 @@ class ReduceOnPlateau(Callback):
     """--schedule plateau: multiply the learning rate by --lr-gamma after --lr-patience epochs
     without a lower validation loss (training loss without a validation split)."""
 
-    state_key = "plateau"
+    name = state_key = "plateau"
 
     def __init__(self, gamma: float, patience: int) -> None:
         self.gamma, self.patience = gamma, patience
         self.scale, self.best, self.bad = 1.0, float("inf"), 0
 
-    def on_fit_start(self, trainer: Trainer) -> None:
-        """Hand the (restored) scale to the trainer's schedule."""
-        trainer.lr_scale = self.scale
+    def on_fit_start(self, ctx: FitContext) -> None:
+        """Hand the (restored) scale to the schedule."""
+        ctx.lr_scale = self.scale
 
-    def on_epoch_end(self, trainer: Trainer, row: dict) -> None:
+    def on_epoch_end(self, ctx: FitContext, row: dict) -> None:
         """Count bad epochs; drop the rate when there were too many."""
         monitor, _ = monitored(row, "val_loss")
         if monitor < self.best - 1e-12:
@@ -129,7 +125,7 @@ class ReduceOnPlateau(Callback):
         if self.bad >= self.patience:
             self.scale *= self.gamma
             self.bad = 0
-            trainer.lr_scale = self.scale
+            ctx.lr_scale = self.scale
 
     def state_dict(self) -> dict:
         """Scale, best loss, bad epochs."""

@@ -32,7 +32,8 @@ from cnnlab.models.inference import evaluate_logits, predict_logits
 from cnnlab.models.record import load_state
 from cnnlab.settings import TrainConfig
 from cnnlab.train import distributed
-from cnnlab.train.callbacks import Callback, default_callbacks
+from cnnlab.train.callbacks import default_callbacks
+from cnnlab.train.events import Callback, FitContext
 from cnnlab.train.features import (
     FeatureCache,
     feature_keys,
@@ -43,7 +44,6 @@ from cnnlab.train.features import (
 from cnnlab.train.fingerprint import data_fingerprint
 from cnnlab.train.mixing import Mixed, Targets, batch_loss, build_mixer, hard_labels
 from cnnlab.train.optim import LrParams, lr_factor, onecycle_momentum, set_momentum
-from cnnlab.train.recipe import recipe_callbacks
 from cnnlab.train.sampling import SAMPLERS
 from cnnlab.train.setup import (
     build_classifier,
@@ -67,15 +67,26 @@ class TrainState:
     epoch: int = 0  # completed epochs
     step_in_epoch: int = 0  # batches done in the current (incomplete) epoch
     global_step: int = 0
-    best_val_loss: float = math.inf  # the best --monitor value (lower is better: -acc for val_acc)
-    best_tiebreak: float = math.inf  # its loss, which breaks --monitor val_acc ties
-    best_epoch: int = 0
-    bad_epochs: int = 0
+    best_epoch: int = 0  # the epoch best.pt holds (FitContext.mark_best)
     history: list[dict] = field(default_factory=list)
     running: dict = field(default_factory=lambda: {"loss": 0.0, "correct": 0, "n": 0})
     elapsed: float = 0.0
-    stopped_early: bool = False
-    improved: bool = False  # the last finished epoch set a new best (not saved)
+    stopped_early: bool = False  # FitContext.request_stop: no further epoch
+
+
+@dataclass
+class FitResult:
+    """What fit() hands to finalize: the outcome of the loop, not the loop's insides."""
+
+    history: list[dict]
+    best_epoch: int
+    epochs_run: int
+    stopped_early: bool
+    loop_seconds: float  # the training loop alone (+ --recipe fast's range test)
+    feature_seconds: float  # the frozen backbone's one feature pass
+    resolved: dict
+    notes: list[str]
+    transfer: dict | None
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
@@ -148,7 +159,6 @@ class Trainer:
         self.class_weight = None if cw is None else cw.to(self.device)
         self.augment = build_augment(cfg.augment)
         self.mixer = build_mixer(cfg)  # --mixup / --cutmix (train/mixing.py)
-        self.lr_scale = 1.0  # set by --schedule plateau's callback (train/recipe.py)
         if cfg.accumulate > 1 and distributed.is_distributed():
             raise CnnlabError("--accumulate does not work under torchrun yet (the processes' "
                               "micro-batch counts can differ); use a larger --batch-size")
@@ -208,8 +218,9 @@ class Trainer:
         # What the training step calls: wrapped in DistributedDataParallel under torchrun.
         self.train_model = distributed.wrap(self.train_model, self.device,
                                             sync_bn=self.frozen is None)
-        self.callbacks = default_callbacks(cfg, verbose, recipe_callbacks(cfg)) + \
-            list(callbacks or [])
+        # The whole list (run.callback_list assembles a run's); None: the loop's defaults.
+        self.callbacks = default_callbacks(cfg, verbose) if callbacks is None else list(callbacks)
+        self.ctx = FitContext(self, self.callbacks)  # all that callbacks see of this Trainer
         for cb in self.callbacks:  # state saved in last.pt by callbacks that keep any
             key = getattr(cb, "state_key", None)
             if key is not None and key in self._callback_state:
@@ -228,8 +239,8 @@ class Trainer:
             self.resolved["feature_store_reused"] = self.features.reused
 
     # ---- the loop ------------------------------------------------------------------------
-    def fit(self, stop_after: int | None = None) -> TrainState:
-        """Train until the epochs (or --steps) run out, early stopping triggers or epoch
+    def fit(self, stop_after: int | None = None) -> FitResult:
+        """Train until the epochs (or --steps) run out, a callback requests a stop or epoch
         `stop_after` ends."""
         s = self.state
         with _sigint_flag() as interrupted, self._out_of_memory_as_error():
@@ -260,12 +271,18 @@ class Trainer:
                               f"checkpoint saved. Resume with: cnnlab train --out {self.run_dir}"
                               " --resume")
         self.emit("on_fit_end")
-        return s
+        return self.result()
 
     def emit(self, event: str, *args: object) -> None:
-        """Call `event` on every callback, in order."""
-        for cb in self.callbacks:
-            getattr(cb, event)(self, *args)
+        """Send `event` with the FitContext to every callback, in order."""
+        self.ctx.emit(event, *args)
+
+    def result(self) -> FitResult:
+        """The outcome so far (what fit returns; also for a caller that stops fit early)."""
+        s = self.state
+        return FitResult(list(s.history), s.best_epoch, s.epoch, s.stopped_early, s.elapsed,
+                         self.resolved.get("feature_cache_seconds", 0.0), dict(self.resolved),
+                         list(self.notes), self.transfer_info)
 
     # ---- the pieces the loop (and lr-find) use ---------------------------------------------
     @property
@@ -366,7 +383,7 @@ class Trainer:
         marks = tuple(cfg.lr_milestones) if cfg.lr_milestones else None
         params = LrParams(self.steps_per_epoch, cfg.lr_step, marks, cfg.lr_gamma)
         factor = lr_factor(cfg.schedule, self.state.global_step, total, cfg.warmup, params)
-        factor *= self.lr_scale
+        factor *= self.ctx.lr_scale
         for g in self.optimizer.param_groups:
             g["lr"] = g["initial_lr"] * factor
         if cfg.schedule == "onecycle" and cfg.cycle_momentum:
@@ -398,12 +415,8 @@ class Trainer:
                "train_loss": r["loss"] / max(r["n"], 1), "train_acc": r["correct"] / max(r["n"], 1),
                "val_loss": None, "val_acc": None, "time_s": round(s.elapsed, 3)}
         val = self.splits.val
-        if val is not None and len(val) and distributed.is_distributed():
-            row["val_loss"], row["val_acc"] = self._sharded_val()
-        elif val is not None and len(val):
-            probs, loss = self.evaluate_split("val")
-            row["val_loss"] = loss
-            row["val_acc"] = float((probs.argmax(1) == val.labels.numpy()).mean())
+        if val is not None and len(val):
+            row["val_loss"], row["val_acc"] = self.validate()
         if (row["val_loss"] is not None and not math.isfinite(row["val_loss"])) or \
                 not all(bool(torch.isfinite(p).all()) for p in self.model.parameters()
                         if p.requires_grad):  # frozen weights cannot diverge
@@ -415,6 +428,13 @@ class Trainer:
         s.step_in_epoch = 0
         return row
 
+    def validate(self) -> tuple[float | None, float]:
+        """(loss, accuracy) of the current weights on the validation split."""
+        if distributed.is_distributed():
+            return self._sharded_val()
+        probs, loss = self.evaluate_split("val")
+        return loss, float((probs.argmax(1) == self.splits.val.labels.numpy()).mean())
+
     def evaluate_split(self, name: str) -> tuple[np.ndarray, float | None]:
         """(probabilities, loss) of the current model on a split."""
         data = self.splits.get(name)
@@ -423,6 +443,19 @@ class Trainer:
         logits = predict_logits(self.model, data.images, max(256, self.cfg.batch_size),
                                 self.device, self.channels_last, self.eval_autocast)
         return evaluate_logits(logits, data.labels, None)
+
+    def cached_logits(self, weights: dict) -> dict[str, torch.Tensor]:
+        """Logits of every split whose backbone features are cached, through the head of
+        `weights` (a state dict of the model, e.g. best.pt's); the trained weights stay."""
+        if self.features is None:
+            return {}
+        trained = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        self.model.load_state_dict(weights)
+        try:
+            return {n: self.features.logits(n) for n, d in self.splits.items()
+                    if len(d) and self.features.get(n) is not None}
+        finally:
+            self.model.load_state_dict(trained)
 
     # ---- checkpoints -------------------------------------------------------------------
     def _payload(self, include_training: bool = True) -> dict:
@@ -441,9 +474,7 @@ class Trainer:
                 "scaler_state": self.scaler.state_dict() if self.scaler else None,
                 "rng_state": torch.get_rng_state(),
                 "train_state": {"epoch": s.epoch, "step_in_epoch": s.step_in_epoch,
-                                "global_step": s.global_step, "best_val_loss": s.best_val_loss,
-                                "best_tiebreak": s.best_tiebreak, "best_epoch": s.best_epoch,
-                                "bad_epochs": s.bad_epochs,
+                                "global_step": s.global_step, "best_epoch": s.best_epoch,
                                 "history": s.history, "running": dict(s.running),
                                 "elapsed": s.elapsed, "stopped_early": s.stopped_early},
                 "callback_state": {cb.state_key: cb.state_dict() for cb in self.callbacks
@@ -492,7 +523,11 @@ class Trainer:
         ts = ckpt["train_state"]
         self.state = TrainState(**{k: ts[k] for k in TrainState.__dataclass_fields__ if k in ts})
         self._resume_rng = ckpt.get("rng_state")
-        self._callback_state = ckpt.get("callback_state") or {}
+        self._callback_state = dict(ckpt.get("callback_state") or {})
+        if "best_val_loss" in ts:  # written before early stopping kept its own state
+            self._callback_state.setdefault("early_stopping", {
+                "best": ts["best_val_loss"], "tiebreak": ts.get("best_tiebreak", math.inf),
+                "bad": ts.get("bad_epochs", 0)})
 
     # ---- failures ------------------------------------------------------------------------
     def _diverged(self, what: str, step: int) -> TrainingError:
