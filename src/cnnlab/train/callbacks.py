@@ -8,6 +8,7 @@ loggers, schedules) is a new callback, not an edit of the loop.
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 from cnnlab import io
 from cnnlab.console import console
@@ -15,6 +16,9 @@ from cnnlab.train import distributed
 from cnnlab.train.events import Callback, FitContext, monitored
 from cnnlab.train.progress import TrainProgress
 from cnnlab.train.recipe import recipe_callbacks
+
+if TYPE_CHECKING:
+    from cnnlab.settings import TrainConfig
 
 __all__ = ["Callback", "FitContext", "monitored", "default_callbacks"]  # Callback: its old home
 
@@ -230,12 +234,12 @@ class ProgressBar(Callback):
             self.bar = None
 
 
-def default_callbacks(cfg: object, verbose: bool) -> list[Callback]:
+def default_callbacks(cfg: TrainConfig, verbose: bool) -> list[Callback]:
     """The callbacks every run has, in the order they must run: the recipe's (train/recipe.py)
     before early stopping and the checkpointer, which save the state they update."""
-    keep, evals = getattr(cfg, "keep_every", 0), getattr(cfg, "eval_every", 0)
+    keep, evals = cfg.keep_every, cfg.eval_every
     return [FrozenLayersEval(), *recipe_callbacks(cfg),
-            EarlyStopping(getattr(cfg, "patience", None), getattr(cfg, "monitor", "val_loss")),
+            EarlyStopping(cfg.patience, cfg.monitor),
             Checkpointer(), *([KeepEvery(keep)] if keep else []),
             *([EvalEvery(evals, verbose)] if evals else []),
-            CsvLogger(getattr(cfg, "log_every", 0), evals), ProgressBar(verbose)]
+            CsvLogger(cfg.log_every, evals), ProgressBar(verbose)]

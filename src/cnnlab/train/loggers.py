@@ -28,7 +28,7 @@ import shlex
 import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from cnnlab import urls
@@ -36,6 +36,9 @@ from cnnlab.console import console
 from cnnlab.errors import CnnlabError
 from cnnlab.train import distributed
 from cnnlab.train.events import Callback, FitContext
+
+if TYPE_CHECKING:
+    from cnnlab.settings import TrainConfig
 
 INSTALL_HINT = "pip install -e '.[track]'"
 SPLITS = ("train", "val", "test")
@@ -628,9 +631,9 @@ class Guard(Callback):
         self._call("close", None)
 
 
-def tracking_callbacks(cfg: Any) -> list[Callback]:
+def tracking_callbacks(cfg: TrainConfig) -> list[Callback]:
     """A guarded tracker per name in cfg.track (rank 0 only); a missing package fails here,
     before any training, with the install command."""
-    if not getattr(cfg, "track", None) or not distributed.is_main():
+    if not cfg.track or not distributed.is_main():
         return []
     return [Guard(LOGGERS[name](cfg), name) for name in cfg.track]

@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+if TYPE_CHECKING:
+    from cnnlab.settings import TrainConfig
 
 
 @dataclass
@@ -102,9 +106,9 @@ class BatchMixer:
         return x, Mixed(y, y.flip(0), lam)
 
 
-def build_mixer(cfg: object) -> BatchMixer | None:
+def build_mixer(cfg: TrainConfig) -> BatchMixer | None:
     """The batch mixer of a config, or None when --mixup and --cutmix are off."""
-    mixup, cutmix = getattr(cfg, "mixup", 0.0) or 0.0, getattr(cfg, "cutmix", 0.0) or 0.0
+    mixup, cutmix = cfg.mixup or 0.0, cfg.cutmix or 0.0
     if mixup <= 0 and cutmix <= 0:
         return None
     return BatchMixer(mixup, cutmix, cfg.mix_prob, cfg.mix_off_epochs, cfg.epochs, cfg.seed)

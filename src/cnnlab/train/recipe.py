@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import torch
 
 from cnnlab.train.events import Callback, FitContext, monitored
+
+if TYPE_CHECKING:
+    from cnnlab.settings import TrainConfig
 
 
 def ema_decay(decay: float, updates: int) -> float:
@@ -136,11 +140,11 @@ class ReduceOnPlateau(Callback):
         self.scale, self.best, self.bad = state["scale"], state["best"], state["bad"]
 
 
-def recipe_callbacks(cfg: object) -> list[Callback]:
+def recipe_callbacks(cfg: TrainConfig) -> list[Callback]:
     """The recipe's callbacks a config asks for (they run before the checkpointer)."""
     cbs: list[Callback] = []
-    if getattr(cfg, "schedule", None) == "plateau":
+    if cfg.schedule == "plateau":
         cbs.append(ReduceOnPlateau(cfg.lr_gamma, cfg.lr_patience))
-    if getattr(cfg, "ema", None):
+    if cfg.ema:
         cbs.append(WeightAveraging(cfg.ema))
     return cbs
