@@ -9,20 +9,22 @@ from test_imbalance import _train, imbalanced  # noqa: F401  (the 10:1 data set 
 
 from cnnlab.data.imageset import DataSplits
 from cnnlab.errors import CnnlabError
-from cnnlab.settings import TrainConfig
-from cnnlab.settings import parse_class_weights as _class_weights
-from cnnlab.train.setup import class_weight_tensor, parse_class_weights
+from cnnlab.settings import TrainConfig, parse_class_weights
+from cnnlab.train.setup import class_weight_tensor
 
 
 def test_parse_by_name():
     classes = ["cats", "dogs", "foxes"]
     assert parse_class_weights("dogs=20", classes) == [1.0, 20.0, 1.0]
     assert parse_class_weights("foxes=0.5, cats=2", classes) == [2.0, 1.0, 0.5]
-    assert _class_weights("dogs=20") == "dogs=20"  # the CLI hands names on to the run
+    assert parse_class_weights("dogs=20") == "dogs=20"  # the CLI hands names on to the run
+    assert parse_class_weights("1, 20") == [1.0, 20.0] == parse_class_weights("1,20", classes)
     with pytest.raises(CnnlabError, match="no class 'wolves'.*cats, dogs, foxes"):
         parse_class_weights("wolves=3", classes)
     with pytest.raises(CnnlabError, match="must be a number"):
         parse_class_weights("dogs=lots", classes)
+    with pytest.raises(CnnlabError, match="must be a number"):  # the form, before any data
+        parse_class_weights("dogs=lots")
 
 
 def test_weight_tensor_by_name(imbalanced: DataSplits):  # noqa: F811

@@ -165,18 +165,42 @@ def parse_value(text: str) -> object:
     return {"true": True, "false": False, "none": None}.get(text.lower(), text)
 
 
-def parse_class_weights(text: str) -> list[float] | str | None:
-    """'auto', 'none', '1,20' or 'dogs=20' (by class name, others 1) as given to the run."""
+def parse_class_weights(text: str, classes: list[str] | None = None
+                        ) -> list[float] | str | None:
+    """'auto', 'none', '1,20' or 'dogs=20' (by class name, others weigh 1). Without `classes`:
+    the value as the run keeps it (names checked for form, resolved when training starts);
+    with them, names become one weight per class."""
+    from cnnlab.errors import name_list
+
     t = text.strip()
     if t.lower() in ("auto", "none"):
         return t.lower()
-    if "=" in t:
-        return t  # by class name: resolved against the data's classes when training starts
-    try:
-        return [float(v) for v in t.split(",") if v.strip()]
-    except ValueError:
-        raise SettingsError(f"--class-weights {text!r}: give auto, numbers like 1,20 or "
-                            "CLASS=WEIGHT pairs") from None
+    if "=" not in t:
+        try:
+            return [float(v) for v in t.split(",") if v.strip()]
+        except ValueError:
+            raise SettingsError(f"--class-weights {text!r}: give auto, numbers like 1,20 or "
+                                "CLASS=WEIGHT pairs") from None
+    pairs = []
+    for item in (p.strip() for p in t.split(",")):
+        name, sep, value = item.rpartition("=")
+        if not sep or not name.strip():
+            raise SettingsError(f"--class-weights {text!r}: write NAME=WEIGHT pairs like "
+                                "dogs=20, or one number per class")
+        try:
+            pairs.append((name.strip(), float(value)))
+        except ValueError:
+            raise SettingsError(f"--class-weights: weight of {name.strip()!r} must be a number, "
+                                f"got {value.strip()!r}") from None
+    if classes is None:
+        return t
+    weights = dict.fromkeys(classes, 1.0)
+    for name, w in pairs:
+        if name not in weights:
+            raise SettingsError(f"--class-weights: no class {name!r} (classes: "
+                                f"{name_list(classes)})")
+        weights[name] = w
+    return [weights[c] for c in classes]
 
 
 def _normalize(text: str) -> str:

@@ -8,9 +8,9 @@ import torch
 
 from cnnlab.data.imageset import ImageSet
 from cnnlab.data.normalize import parse_normalize
-from cnnlab.errors import CnnlabError, name_list
+from cnnlab.errors import CnnlabError
 from cnnlab.models import Classifier, build_model, get_spec
-from cnnlab.settings import TrainConfig
+from cnnlab.settings import TrainConfig, parse_class_weights
 from cnnlab.train.optim import OPTIMIZERS
 
 
@@ -83,40 +83,14 @@ def class_weight_tensor(cfg: TrainConfig, train: ImageSet) -> torch.Tensor | Non
     if cw == "auto":
         counts = torch.tensor(train.class_counts(), dtype=torch.float32).clamp_min(1)
         return counts.sum() / (k * counts)
-    if isinstance(cw, str) and "=" in cw:
+    if isinstance(cw, str):
         cw = parse_class_weights(cw, train.classes)
-    elif isinstance(cw, str):
-        try:
-            cw = [float(v) for v in cw.split(",")]
-        except ValueError:
-            raise CnnlabError(f"--class-weights: {cfg.class_weights!r} must be 'auto' or "
-                              "numbers like 1,20") from None
     if len(cw) != k:
         raise CnnlabError(f"--class-weights has {len(cw)} values for {k} classes "
                           f"({', '.join(train.classes)})")
     if any(w < 0 for w in cw):
         raise CnnlabError("--class-weights must not be negative")
     return torch.tensor(cw, dtype=torch.float32)
-
-
-def parse_class_weights(text: str, classes: list[str]) -> list[float]:
-    """'dogs=20' (or 'cats=1,dogs=20') -> one weight per class; unnamed classes weigh 1."""
-    weights = dict.fromkeys(classes, 1.0)
-    for item in (p.strip() for p in text.split(",")):
-        name, sep, value = item.rpartition("=")
-        name = name.strip()
-        if not sep or not name:
-            raise CnnlabError(f"--class-weights {text!r}: write NAME=WEIGHT pairs like dogs=20, "
-                              "or one number per class")
-        if name not in weights:
-            raise CnnlabError(f"--class-weights: no class {name!r} (classes: "
-                              f"{name_list(classes)})")
-        try:
-            weights[name] = float(value)
-        except ValueError:
-            raise CnnlabError(f"--class-weights: weight of {name!r} must be a number, got "
-                              f"{value.strip()!r}") from None
-    return [weights[c] for c in classes]
 
 
 def model_image_size(cfg: TrainConfig) -> int | None:
