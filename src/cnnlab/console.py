@@ -15,24 +15,37 @@ console = Console(stderr=True, highlight=False, soft_wrap=True)
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
 
 
-def data_progress(verbose: bool, min_total: int = 200):  # noqa: ANN201
-    """A progress factory for long data reads, in the form cnnlab.data.load expects:
-    factory(label, total) -> tick(n). Silent when not verbose or not on a terminal."""
-    if not verbose:
-        return None
+def progress_bar(title: str, *extra: str, elapsed: bool = True, eta: str = "",
+                 live: bool = True) -> object:
+    """A transient rich bar on the console: title, bar, done/total, `extra` text columns (rich
+    markup with {task.fields[...]}), elapsed time, `eta` label and time left."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
         Progress,
         TextColumn,
+        TimeElapsedColumn,
         TimeRemainingColumn,
     )
+
+    columns = [TextColumn(f"[bold]{title}"), BarColumn(), MofNCompleteColumn(),
+               *(TextColumn(e) for e in extra)]
+    columns += [TimeElapsedColumn()] if elapsed else []
+    columns += [TextColumn(eta)] if eta else []
+    return Progress(*columns, TimeRemainingColumn(), console=console, transient=True,
+                    disable=not live)
+
+
+def data_progress(verbose: bool, min_total: int = 200):  # noqa: ANN201
+    """A progress factory for long data reads, in the form cnnlab.data.load expects:
+    factory(label, total) -> tick(n). Silent when not verbose or not on a terminal."""
+    if not verbose:
+        return None
 
     def factory(label: str, total: int):  # noqa: ANN202
         if total < min_total or not console.is_terminal:
             return lambda n: None
-        bar = Progress(TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(),
-                       TimeRemainingColumn(), console=console, transient=True)
+        bar = progress_bar(label, elapsed=False)
         bar.start()
         task = bar.add_task(label, total=total)
         done = {"n": 0}

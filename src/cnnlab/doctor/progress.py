@@ -6,16 +6,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
-
-from cnnlab.console import console, data_progress
+from cnnlab.console import console, data_progress, progress_bar
 
 
 class Phases:
@@ -33,9 +24,7 @@ class Phases:
         live = self.verbose and console.is_terminal
         # Elapsed and, once a step is done, the estimated time left (hashing, features, label
         # check folds): a long phase says how long it will take.
-        bar = Progress(TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(),
-                       TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-                       console=console, transient=True, disable=not live)
+        bar = progress_bar(label, eta="ETA", live=live)
         with bar:
             task = bar.add_task(label, total=total)
             yield lambda n=1: bar.update(task, advance=n)

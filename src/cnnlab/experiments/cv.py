@@ -12,19 +12,7 @@ from cnnlab.console import console
 from cnnlab.data.imageset import DataSplits
 from cnnlab.data.splits import stratified_split
 from cnnlab.errors import CnnlabError
-from cnnlab.experiments.common import (
-    METRICS,
-    Member,
-    aggregate,
-    concat_sets,
-    experiment_dir,
-    open_experiment,
-    plot_overlay,
-    prepare,
-    print_table,
-    write_page,
-    write_summary,
-)
+from cnnlab.experiments import common as ex
 from cnnlab.experiments.parallel import run_members
 from cnnlab.settings import TrainConfig
 
@@ -34,7 +22,7 @@ class CVResult:
     """The experiment folder, one member per fold, the per-fold rows and their aggregates."""
 
     folder: Path
-    members: list[Member]
+    members: list[ex.Member]
     rows: list[dict]
     aggregates: dict
 
@@ -47,7 +35,7 @@ def fold_splits(splits: DataSplits, folds: int, seed: int, val_fraction: float) 
     """
     from sklearn.model_selection import StratifiedKFold
 
-    pool = concat_sets(splits.train, splits.val)
+    pool = ex.concat_sets(splits.train, splits.val)
     keep = np.flatnonzero(pool.labels.numpy() >= 0)
     pool = pool.subset(keep)
     labels = pool.labels.numpy()
@@ -79,12 +67,12 @@ def run_cv(base: TrainConfig, folds: int = 5, splits: DataSplits | None = None,
            out: str | Path | None = None, val_fraction: float = 0.1, force: bool = False,
            verbose: bool = True, jobs: int = 1) -> CVResult:
     """Train one model per fold; report each fold's held-out metrics and their mean ± std."""
-    base, splits = prepare(base, splits, verbose)
+    base, splits = ex.prepare(base, splits, verbose)
     parts = fold_splits(splits, folds, base.seed, val_fraction)
-    folder = experiment_dir(out, base.runs_dir, "cv", splits, base)
+    folder = ex.experiment_dir(out, base.runs_dir, "cv", splits, base)
     spec = {"folds": folds, "fold_seed": base.seed, "val_fraction": val_fraction}
-    open_experiment(folder, "cv", base, spec, force, spec_keys=list(spec))
-    members = [Member(f"fold{k + 1}", deepcopy(base), p, labels={"fold": k + 1})
+    ex.open_experiment(folder, "cv", base, spec, force, spec_keys=list(spec))
+    members = [ex.Member(f"fold{k + 1}", deepcopy(base), p, labels={"fold": k + 1})
                for k, p in enumerate(parts)]
     if verbose:
         n_pool = sum(len(s) for _, s in parts[0].items())
@@ -96,32 +84,32 @@ def run_cv(base: TrainConfig, folds: int = 5, splits: DataSplits | None = None,
         res = m.metrics
         row = {"fold": m.labels["fold"], "n_train": len(m.splits.train),
                "n_heldout": len(m.splits.test)}
-        for key in METRICS:
+        for key in ex.METRICS:
             row[f"heldout_{key}"] = (res.get("test") or {}).get(key)
         row["train_accuracy"] = (res.get("train") or {}).get("accuracy")
         row["best_epoch"] = res.get("best_epoch")
         row["train_seconds"] = res.get("train_seconds")
         rows.append(row)
-    keys = [f"heldout_{k}" for k in METRICS] + ["train_accuracy", "best_epoch", "train_seconds"]
-    agg = aggregate(rows, keys)
+    keys = [f"heldout_{k}" for k in ex.METRICS] + ["train_accuracy", "best_epoch", "train_seconds"]
+    agg = ex.aggregate(rows, keys)
     table_rows = rows + [{"fold": stat, **{k: agg[k][stat] for k in agg}}
                          for stat in ("mean", "std")]
-    write_summary(folder, table_rows, {"kind": "cv", "data": base.data or "digits",
-                                       "source": splits.source, **spec, "aggregates": agg,
-                                       "note": "held-out fold metrics; std is the sample "
-                                               "standard deviation (ddof=1)"})
-    plot_overlay({m.name: m.history for m in members}, folder / "curves.png",
-                 f"{folds}-fold cross-validation on {splits.source or 'data'} ({base.model}): "
-                 "inner validation curves", mean=True)
-    write_page(folder, f"{folds}-fold cross-validation on {splits.source or 'data'} "
-               f"({base.model})", [m.run_dir for m in members])
+    ex.write_summary(folder, table_rows, {"kind": "cv", "data": base.data or "digits",
+                                          "source": splits.source, **spec, "aggregates": agg,
+                                          "note": "held-out fold metrics; std is the sample "
+                                                  "standard deviation (ddof=1)"})
+    ex.plot_overlay({m.name: m.history for m in members}, folder / "curves.png",
+                    f"{folds}-fold cross-validation on {splits.source or 'data'} ({base.model}): "
+                    "inner validation curves", mean=True)
+    ex.write_page(folder, f"{folds}-fold cross-validation on {splits.source or 'data'} "
+                  f"({base.model})", [m.run_dir for m in members])
     if verbose:
         cols = ["fold", "n train", "n held out", "acc", "loss", "f1", "auroc"]
-        body = [[r["fold"], r["n_train"], r["n_heldout"], *(r[f"heldout_{k}"] for k in METRICS)]
-                for r in rows]
-        body.append(["mean ± std", "", "", *(_pm(agg.get(f"heldout_{k}")) for k in METRICS)])
-        print_table(f"{folds}-fold cross-validation (metrics on each held-out fold)", cols, body,
-                    highlight=len(body) - 1)
+        body = [[r["fold"], r["n_train"], r["n_heldout"],
+                 *(r[f"heldout_{k}"] for k in ex.METRICS)] for r in rows]
+        body.append(["mean ± std", "", "", *(_pm(agg.get(f"heldout_{k}")) for k in ex.METRICS)])
+        ex.print_table(f"{folds}-fold cross-validation (metrics on each held-out fold)", cols,
+                       body, highlight=len(body) - 1)
         console.print(f"summary: {folder / 'summary.csv'}, curves: {folder / 'curves.png'}, "
                       f"page: {folder / 'experiment.html'}")
     return CVResult(folder, members, rows, agg)

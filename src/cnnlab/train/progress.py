@@ -4,16 +4,7 @@ from __future__ import annotations
 
 import time
 
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
-
-from cnnlab.console import console
+from cnnlab.console import console, progress_bar
 
 
 class TrainProgress:
@@ -24,11 +15,9 @@ class TrainProgress:
         self.epochs, self.steps, self.enabled = epochs, steps_per_epoch, enabled
         self.images = images_per_epoch
         self.live = enabled and console.is_terminal
-        self.bar = Progress(TextColumn("[bold]epoch {task.fields[epoch]}/{task.fields[of]}"),
-                            BarColumn(), MofNCompleteColumn(),
-                            TextColumn("loss {task.fields[loss]:.4f} acc {task.fields[acc]:.3f}"),
-                            TimeElapsedColumn(), TimeRemainingColumn(), console=console,
-                            transient=True, disable=not self.live)
+        self.bar = progress_bar("epoch {task.fields[epoch]}/{task.fields[of]}",
+                                "loss {task.fields[loss]:.4f} acc {task.fields[acc]:.3f}",
+                                live=self.live)
         self.task = None
         self._t_epoch = time.perf_counter()
         self._first_epoch: int | None = None
