@@ -12,9 +12,10 @@ $(BIN)/python:
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q $(TORCH)
 
-# The doctor extra (cleanlab) too: the README's `cnnlab doctor` example runs after `make demo`.
+# The doctor extra (cleanlab) too: the README's `cnnlab doctor` example runs after `make demo`;
+# and OpenVINO, the fastest feature engine for frozen backbones (docs/performance.md).
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q $(TORCH) -e '.[doctor]'
+	$(BIN)/python -m pip install -q $(TORCH) -e '.[doctor,openvino]'
 	@touch $@
 
 $(VENV)/.installed-test: pyproject.toml $(VENV)/.installed

@@ -18,6 +18,7 @@ import sys
 import time
 from collections.abc import Callable
 
+import numpy as np
 import torch
 
 from cnnlab.data.stats import IMAGENET_MEAN, IMAGENET_STD
@@ -88,7 +89,45 @@ def ort_engine(side: int, batch: int, tmp: str) -> Engine:
     return run
 
 
+def openvino_engine(side: int, batch: int, tmp: str, precision: str) -> Engine:
+    """OpenVINO on the CPU at `precision` (f32|bf16), `batch` images per call (0: any)."""
+    import openvino as ov
+
+    model = Pooled(backbone(side)).eval()
+    path = os.path.join(tmp, f"lite0-{side}.onnx")
+    if not os.path.isfile(path):
+        torch.onnx.export(model, (torch.zeros(1, 3, side, side),), path, input_names=["x"],
+                          output_names=["f"], dynamic_axes={"x": {0: "n"}, "f": {0: "n"}},
+                          opset_version=17, dynamo=False)
+    core = ov.Core()
+    net = core.read_model(path)
+    if batch:
+        net.reshape({"x": [batch, 3, side, side]})
+    compiled = core.compile_model(net, "CPU", {
+        "INFERENCE_PRECISION_HINT": precision, "INFERENCE_NUM_THREADS": torch.get_num_threads(),
+        "PERFORMANCE_HINT": "LATENCY"})
+    req = compiled.create_infer_request()
+
+    def run(images: torch.Tensor) -> torch.Tensor:
+        out = []
+        step = batch or 64
+        for s in range(0, images.shape[0], step):
+            x = images[s:s + step].float().numpy()
+            n = x.shape[0]
+            if batch and n < batch:
+                x = np.concatenate([x, np.zeros((batch - n, *x.shape[1:]), np.float32)])
+            out.append(torch.from_numpy(req.infer({"x": x})[0][:n].copy()))
+        return torch.cat(out)
+    return run
+
+
 ENGINES: dict[str, Callable[[int, str], Engine]] = {
+    "ov-fp32-b64": lambda s, t: openvino_engine(s, 64, t, "f32"),
+    "ov-bf16-b64": lambda s, t: openvino_engine(s, 64, t, "bf16"),
+    "ov-bf16-b16": lambda s, t: openvino_engine(s, 16, t, "bf16"),
+    "ov-fp32-dyn": lambda s, t: openvino_engine(s, 0, t, "f32"),
+    "ov-fp32-b16": lambda s, t: openvino_engine(s, 16, t, "f32"),
+    "ov-fp32-b8": lambda s, t: openvino_engine(s, 8, t, "f32"),
     "fp32-nchw-b256": lambda s, t: torch_engine(s, False, False, 256),
     "fp32-cl-b64": lambda s, t: torch_engine(s, False, True, 64),
     "bf16-cl-b32": lambda s, t: torch_engine(s, True, True, 32),

@@ -20,6 +20,7 @@ from cnnlab.evaluate.robustness import (
     add_noise,
     default_perturbations,
     image_range,
+    perturb,
     robustness_table,
     rotate,
 )
@@ -153,6 +154,27 @@ def test_noise_std_is_a_tenth_of_each_images_range() -> None:
     names = [p.name for p in default_perturbations()]
     assert {"clean", "noise 0.1", "hflip", "vflip"} <= set(names)
     assert any(n.startswith("rotate") for n in names)
+
+
+def test_perturbed_images_are_what_predict_reads_from_the_perturbed_floats() -> None:
+    # The table's claim: adding the noise by hand and calling predict gives its accuracy, so
+    # each perturbed image equals scale_to_uint8 of the perturbed float array, bit for bit
+    # (including values rounded half to even and clipped at both ends).
+    from cnnlab.data.value_range import scale_to_uint8
+
+    g = torch.Generator().manual_seed(3)
+    images = torch.randint(0, 256, (5, 3, 17, 19), dtype=torch.uint8, generator=g)
+    images[0, 0, 0, :3] = torch.tensor([0, 255, 128], dtype=torch.uint8)
+    for p in default_perturbations(noise=(0.1, 0.6)):
+        got = perturb(images, p, np.random.default_rng(7))
+        floats = p.fn(images.to(torch.float64) / 255.0, np.random.default_rng(7)).numpy()
+        want, _ = scale_to_uint8(floats, (0.0, 1.0))
+        assert got.dtype == torch.uint8 and np.array_equal(got.numpy(), want), p.name
+    half = torch.tensor([[[[0.5 / 255, 1.5 / 255, 2.5 / 255, -0.3, 1.7]]]], dtype=torch.float64)
+    ident = default_perturbations()[0]
+    ident.fn = lambda x, g: half
+    assert perturb(torch.zeros(1, 1, 1, 5, dtype=torch.uint8), ident, None).flatten().tolist() \
+        == scale_to_uint8(half.numpy(), (0.0, 1.0))[0].flatten().tolist() == [0, 2, 2, 0, 255]
 
 
 def test_rotation_keeps_the_centre_and_fills_black() -> None:

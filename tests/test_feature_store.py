@@ -99,9 +99,10 @@ def test_a_changed_file_is_a_miss(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         feature_store.feature_key([f], "d", 64, "crop", None, [0.5], [0.2], "bf16")
 
 
-@pytest.mark.skipif(not __import__("cnnlab.models.feature_engine", fromlist=["x"])
-                    .ort_available(), reason="onnxruntime not installed")
-def test_onnxruntime_features_equal_the_float32_torch_features() -> None:
+@pytest.mark.parametrize("engine", ["openvino", "onnxruntime"])
+def test_exported_engine_features_equal_the_float32_torch_features(engine: str) -> None:
+    pytest.importorskip(engine)
+    pytest.importorskip("onnx")
     from cnnlab.data.imageset import DataSplits, ImageSet
     from cnnlab.models import Classifier, build_model
     from cnnlab.train.features import FeatureCache
@@ -118,10 +119,10 @@ def test_onnxruntime_features_equal_the_float32_torch_features() -> None:
     split = ImageSet(imgs, torch.arange(80) % 2, ["a", "b"], [str(i) for i in range(80)])
     splits = DataSplits(split, None, None, "random")
     cpu = torch.device("cpu")
-    ort = FeatureCache(model, splits, cpu, engine="onnxruntime")
+    ort = FeatureCache(model, splits, cpu, engine=engine)
     ref = FeatureCache(model, splits, cpu, fold=False)
     folded = FeatureCache(model, splits, cpu)
-    assert ort.engine == "onnxruntime" and ref.engine == "torch" and folded.folded > 0
+    assert ort.engine == engine and ref.engine == "torch" and folded.folded > 0
     assert torch.allclose(ort.get("train"), ref.get("train"), atol=1e-5, rtol=1e-4)
     assert torch.allclose(folded.get("train"), ref.get("train"), atol=1e-5, rtol=1e-4)
     assert ort.reused == 0
@@ -143,3 +144,24 @@ def test_a_model_onnx_cannot_export_falls_back_to_torch(monkeypatch: pytest.Monk
     cache = FeatureCache(model, splits, torch.device("cpu"), engine="onnxruntime",
                          keys={"train": "k"})
     assert cache.engine == "torch" and cache.get("train").shape[0] == 70
+
+
+def test_the_feature_engine_plus_the_head_gives_the_models_logits() -> None:
+    # The report reuses the feature pass's exported backbone with the best head
+    # (run.py exported_model): its logits must be the model's own.
+    from cnnlab.models import Classifier, build_model
+    from cnnlab.models.feature_engine import HeadOnFeatures, OrtFeatures, exported_engine, headless
+    from cnnlab.train.transfer import head_of
+
+    if exported_engine() is None:
+        pytest.skip("neither openvino nor onnxruntime is installed")
+    torch.manual_seed(0)
+    model = Classifier(build_model("cnn", 3, 3, 24, width=8), [0.5] * 3, [0.25] * 3).eval()
+    x = torch.rand(70, 3, 24, 24)
+    head = head_of(model.net)
+    both = HeadOnFeatures(OrtFeatures(headless(model, head), x[:1]), head)
+    with torch.inference_mode():
+        want = model(x)
+        got = both(x)
+    assert got.shape == want.shape == (70, 3) and both.engine == exported_engine()
+    assert torch.allclose(got, want, atol=1e-4, rtol=1e-4)

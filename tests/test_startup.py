@@ -14,7 +14,7 @@ from clitools import cli_env
 
 # What a help text or an option error must never wait for.
 HEAVY = ("torch", "torchvision", "matplotlib", "sklearn", "scipy", "optuna", "mlflow", "PIL",
-         "pandas", "onnx", "onnxruntime", "tensorboard")
+         "pandas", "onnx", "onnxruntime", "openvino", "tensorboard")
 
 
 def imported(stderr: str) -> set[str]:

@@ -433,6 +433,18 @@ class LivePlot(Callback):
         self._last = time.perf_counter()
 
 
+def exported_model(trainer: Trainer, best: object) -> object:
+    """The best model as the feature pass's exported backbone plus the best head, for the
+    report's forward passes; None when torch computed the features."""
+    features = trainer.features
+    if features is None or features.exported is None:
+        return None
+    from cnnlab.models.feature_engine import HeadOnFeatures
+    from cnnlab.train.transfer import head_of
+
+    return HeadOnFeatures(features.exported, head_of(best.module.net).eval())
+
+
 def finalize(trainer: Trainer, fit: FitResult | None = None, verbose: bool = True) -> dict:
     """Evaluate the best checkpoint on every split; write metrics.json, plots, predictions.
     `fit` is what trainer.fit() returned (None: the trainer's result so far)."""
@@ -509,7 +521,7 @@ def finalize(trainer: Trainer, fit: FitResult | None = None, verbose: bool = Tru
         with busy("writing report.html (failures, Grad-CAM, robustness)", verbose):
             build_report(run_dir, splits=splits, predictor=best,
                          probs={n: p for n, (p, _) in probs.items()},
-                         precision=trainer.precision)
+                         precision=trainer.precision, exported=exported_model(trainer, best))
         report_s = time.perf_counter() - t_report
     phases = run_phases(trainer, fit, time.perf_counter() - t_final - report_s, report_s)
     if phases:

@@ -145,8 +145,8 @@ def backbone_features(parts: Iterable[torch.Tensor], size: int | None = None, ba
     from cnnlab.models.inference import fold_batchnorm
 
     net = efficientnet_lite0(1000, 3, size, pretrained=True).eval()
-    if engine == "onnxruntime":  # as train's feature pass: models/feature_engine.py
-        return _ort_features(net, parts, size, tick)
+    if engine != "torch":  # as train's feature pass: models/feature_engine.py
+        return _ort_features(net, parts, size, tick, engine)
     net = net.to(memory_format=torch.channels_last)
     net, _ = fold_batchnorm(net, torch.rand(1, 3, size, size))  # as train's feature pass
     fast = torch.autocast("cpu", dtype=torch.bfloat16) if store_precision() == "bf16" else \
@@ -172,30 +172,31 @@ def backbone_features(parts: Iterable[torch.Tensor], size: int | None = None, ba
 
 def engine_for(n_images: int) -> str:
     """The feature engine train would use for this many images on the CPU."""
-    from cnnlab.models.feature_engine import use_ort
+    from cnnlab.models import feature_engine
 
-    return "onnxruntime" if use_ort(torch.device("cpu"), n_images) else "torch"
+    return feature_engine.engine_for(torch.device("cpu"), n_images)
 
 
 def store_precision(engine: str = "torch") -> str:
     """The engine and precision of the doctor's backbone pass, as train names them in the
-    feature store ('ort-32', 'bf16' or '32')."""
+    feature store ('ov-32', 'ort-32', 'bf16' or '32')."""
     from cnnlab.device import cpu_has_fast_bf16
+    from cnnlab.models.feature_engine import PRECISION_TAG
 
-    if engine == "onnxruntime":
-        return "ort-32"
+    if engine in PRECISION_TAG:
+        return PRECISION_TAG[engine]
     return "bf16" if cpu_has_fast_bf16() else "32"
 
 
 def _ort_features(net: torch.nn.Module, parts: Iterable[torch.Tensor], size: int,
-                  tick: Callable[[int], None] | None) -> np.ndarray:
-    """Pooled features in ONNX Runtime (float32), from 0..255 images of any side."""
+                  tick: Callable[[int], None] | None, engine: str) -> np.ndarray:
+    """Pooled features in OpenVINO or ONNX Runtime (float32), from 0..255 images of any side."""
     from cnnlab.data.stats import IMAGENET_MEAN, IMAGENET_STD
     from cnnlab.models import Classifier
     from cnnlab.models.feature_engine import OrtFeatures, headless
 
     model = Classifier(net, list(IMAGENET_MEAN), list(IMAGENET_STD)).eval()
-    ort = OrtFeatures(headless(model, net._fc), torch.zeros(1, 3, size, size))
+    ort = OrtFeatures(headless(model, net._fc), torch.zeros(1, 3, size, size), engine)
     out: list[np.ndarray] = []
     for images in parts:
         x = torch.as_tensor(np.asarray(images))

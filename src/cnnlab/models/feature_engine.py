@@ -1,11 +1,12 @@
-"""The engine that computes a frozen backbone's features: ONNX Runtime where installed on CPU.
+"""The engine that computes a frozen backbone's features on the CPU: OpenVINO, else ONNX Runtime.
 
 Measured interleaved on the project's 2-core CPU (bench/feature_engines.py, EfficientNet-Lite0
-at 224 px, docs/performance.md): ONNX Runtime in float32 (it folds BatchNorm and fuses each
-convolution with its ReLU6 in blocked layouts) was the fastest engine, ahead of torch bf16 with
-channels_last and BatchNorm folded, and its features are the float32 ones (cosine 1.0000, the
-same ImageNet top-1 on every image; bf16 changed 1.6% of them). Without onnxruntime, or on a
-GPU, the pass runs in torch (bf16 where the run trains in it, BatchNorm folded).
+at 224 px, 256 photos, docs/performance.md): OpenVINO in float32 ran at 142 img/s, ONNX Runtime
+in float32 at 51, torch bf16 with channels_last and BatchNorm folded at 36 and torch float32 at
+9. Both exported engines give the float32 features (cosine 1.0000, the same ImageNet top-1 on
+every image; bf16 changed 3% of them), so the fastest one installed is used. Without either,
+or on a GPU, the pass runs in torch (bf16 where the run trains in it, BatchNorm folded).
+`CNNLAB_FEATURE_ENGINE` (auto|openvino|onnxruntime|torch) forces one.
 
 The engine's input is the model's own input (float 0..1 images; the Classifier normalizes
 inside), its output the head's input: the model with its head replaced by nn.Identity.
@@ -17,6 +18,7 @@ import copy
 import os
 import tempfile
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -26,22 +28,48 @@ from torch import nn
 from cnnlab.data.batches import batch_slices, to_float
 
 ORT_MIN_IMAGES = 64  # fewer images than this: exporting costs more than it saves
-ORT_BATCH = 64
+ORT_BATCH = 32
+# Images per inference: OpenVINO ran 8-image batches at 1.1-1.3x its rate at 32 on 2 cores
+# (a smaller working set per layer); onnxruntime was fastest at 32 (bench/feature_engines.py).
+BATCH = {"openvino": 8, "onnxruntime": ORT_BATCH}
+ENGINES = ("openvino", "onnxruntime")  # fastest first (bench/feature_engines.py)
+PRECISION_TAG = {"openvino": "ov-32", "onnxruntime": "ort-32"}  # feature store names
+LABEL = {"openvino": "OpenVINO", "onnxruntime": "ONNX Runtime"}
+
+
+def _installed(engine: str) -> bool:
+    """True when `engine` and onnx (for the export) are installed (found, not imported: onnx
+    alone takes a second to import; a broken install falls back to torch where it is used)."""
+    import importlib.util
+
+    return all(importlib.util.find_spec(m) is not None for m in ("onnx", engine))
+
+
+def exported_engine() -> str | None:
+    """The fastest installed engine for exported networks, or None (torch computes)."""
+    wanted = os.environ.get("CNNLAB_FEATURE_ENGINE", "auto").strip().lower()
+    for engine in ENGINES:
+        if wanted in ("auto", engine) and _installed(engine):
+            return engine
+    return None
 
 
 def ort_available() -> bool:
-    """True when onnxruntime (and onnx, for the export) import."""
-    try:
-        import onnx  # noqa: F401
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        return False
-    return os.environ.get("CNNLAB_FEATURE_ENGINE", "auto") != "torch"
+    """True when an exported engine (OpenVINO or ONNX Runtime) can compute features."""
+    return exported_engine() is not None
+
+
+def engine_for(device: torch.device, n_images: int) -> str:
+    """The engine of a feature pass over `n_images` on `device`: an exported one on the CPU
+    when installed and the images pay for the export, else 'torch'."""
+    if device.type != "cpu" or n_images < ORT_MIN_IMAGES:
+        return "torch"
+    return exported_engine() or "torch"
 
 
 def use_ort(device: torch.device, n_images: int) -> bool:
-    """ONNX Runtime computes the features: on CPU, installed, enough images to pay the export."""
-    return device.type == "cpu" and n_images >= ORT_MIN_IMAGES and ort_available()
+    """True when an exported engine computes the features (engine_for is not 'torch')."""
+    return engine_for(device, n_images) != "torch"
 
 
 def headless(model: nn.Module, head: nn.Module) -> nn.Module:
@@ -55,14 +83,14 @@ def headless(model: nn.Module, head: nn.Module) -> nn.Module:
 
 
 class OrtFeatures:
-    """`module` (float 0..1 images -> features) exported to ONNX and run by onnxruntime."""
+    """`module` (float 0..1 images -> features) exported to ONNX and run in float32 by
+    OpenVINO or onnxruntime (`engine`; default: the fastest installed)."""
 
-    name = "onnxruntime"
     precision = "32"
 
-    def __init__(self, module: nn.Module, sample: torch.Tensor) -> None:
-        import onnxruntime as ort
-
+    def __init__(self, module: nn.Module, sample: torch.Tensor, engine: str | None = None
+                 ) -> None:
+        self.name = engine or exported_engine() or "onnxruntime"
         module = copy.deepcopy(module).float().eval().to(memory_format=torch.contiguous_format)
         with tempfile.TemporaryDirectory(prefix="cnnlab-features-") as tmp:
             path = Path(tmp) / "backbone.onnx"
@@ -72,33 +100,81 @@ class OrtFeatures:
                                   input_names=["x"], output_names=["f"],
                                   dynamic_axes={"x": {0: "n"}, "f": {0: "n"}}, opset_version=17,
                                   dynamo=False)
-            so = ort.SessionOptions()
-            so.intra_op_num_threads = torch.get_num_threads()
-            so.inter_op_num_threads = 1
-            self.session = ort.InferenceSession(str(path), so,
-                                                providers=["CPUExecutionProvider"])
+            self._infer = _openvino(path) if self.name == "openvino" else _onnxruntime(path)
 
     def run(self, x: torch.Tensor) -> torch.Tensor:
         """The module's float32 output for float input x (the module's own input)."""
         x = np.ascontiguousarray(x.detach().float().cpu().contiguous().numpy())
-        f = self.session.run(None, {"x": x})[0]
+        if x.shape[0] == 0:
+            return torch.zeros(0, 0)
+        f = self._infer(x)
         return torch.from_numpy(f.reshape(f.shape[0], -1))
 
-    def __call__(self, images: torch.Tensor, batch_size: int = ORT_BATCH) -> torch.Tensor:
+    def __call__(self, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
         """float32 features [N, D] of uint8 [N,C,H,W] images."""
         out = [self.run(to_float(images[sl])) for sl in batch_slices(images.shape[0],
                                                                       batch_size)]
         return torch.cat(out) if out else torch.zeros(0, 0)
 
 
+def _onnxruntime(path: Path) -> Callable[[np.ndarray], np.ndarray]:
+    """An onnxruntime session of the file at `path`, as a function of its one input."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = torch.get_num_threads()
+    so.inter_op_num_threads = 1
+    session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    step = BATCH["onnxruntime"]
+    return lambda x: np.concatenate([session.run(None, {"x": x[s:s + step]})[0]
+                                     for s in range(0, x.shape[0], step)])
+
+
+def _openvino(path: Path) -> Callable[[np.ndarray], np.ndarray]:
+    """The file at `path` compiled by OpenVINO for the CPU in float32, as a function of its
+    one input (the file may be deleted once this returns: the model is read into memory)."""
+    import openvino as ov
+
+    core = ov.Core()
+    step, threads = BATCH["openvino"], torch.get_num_threads()
+    # float32 explicitly: on CPUs with AMX OpenVINO would otherwise infer in bf16.
+    # One stream on all threads: two streams of one thread (THROUGHPUT, async) measured the same.
+    compiled = core.compile_model(core.read_model(str(path)), "CPU", {
+        "INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY",
+        "INFERENCE_NUM_THREADS": threads})
+    request = compiled.create_infer_request()
+    return lambda x: np.concatenate([np.array(request.infer({"x": x[s:s + step]})[0])
+                                     for s in range(0, x.shape[0], step)])
+
+
 class OrtModule(nn.Module):
     """A stand-in for an eval-mode module (float input -> logits) that runs in onnxruntime:
     for the report's many forward passes (robustness probes), where no gradient is needed."""
 
-    def __init__(self, module: nn.Module, sample: torch.Tensor) -> None:
+    def __init__(self, module: nn.Module, sample: torch.Tensor, engine: str | None = None
+                 ) -> None:
         super().__init__()
-        self._ort = OrtFeatures(module, sample)
+        self._ort = OrtFeatures(module, sample, engine)
+        self.engine = self._ort.name
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits of x, float32 on the CPU."""
         return self._ort.run(x)
+
+
+class HeadOnFeatures(nn.Module):
+    """A model run as an exported backbone (already built, e.g. by the feature pass) followed
+    by its torch `head`: the report's forward passes reuse the feature pass's engine instead of
+    exporting the whole model again (about 2.5 s for EfficientNet-Lite0 here)."""
+
+    def __init__(self, features: OrtFeatures, head: nn.Module) -> None:
+        super().__init__()
+        self._features = features
+        self.head = head
+        self.engine = features.name
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits of x (the model's own float input), float32 on the CPU."""
+        f = self._features.run(x)
+        p = next(self.head.parameters(), None)
+        return self.head(f.to(p.dtype) if p is not None else f).float()

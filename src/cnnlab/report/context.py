@@ -43,6 +43,8 @@ class ReportContext:
     split_name: str | None = None
     eval_set: object = None
     reused: bool = False  # the probabilities came with the call (training's scoring pass)
+    fast: dict = field(default_factory=dict)  # {"predictor": ...}: the exported one, once built
+    exported: object = None  # the model in an engine the caller built (run.py exported_model)
 
     @property
     def plots(self) -> Path:
@@ -65,10 +67,33 @@ class ReportContext:
         """Labeled images of the scored split."""
         return int((self.eval_set.labels >= 0).sum()) if self.eval_set is not None else 0
 
+    def fast_predictor(self, n_images: int, precision: str | None = "") -> object:
+        """The predictor for `n_images` forward passes (report/engines.py); an exported engine,
+        once built, serves every later section. `precision` (default: the run's) lets the
+        torch fallback use bf16."""
+        from cnnlab.report.engines import fast_predictor
+
+        if "predictor" in self.fast:
+            return self.fast["predictor"]
+        if self.exported is not None:
+            import copy
+
+            fast = copy.copy(self.predictor)
+            fast.module, fast.precision, fast.engine = self.exported, "32", self.exported.engine
+            self.fast["predictor"] = fast
+            return fast
+        fast = fast_predictor(self.predictor, self.precision if precision == "" else precision,
+                              n_images)
+        if getattr(fast, "engine", None):
+            self.fast["predictor"] = fast
+        return fast
+
     def clean_probs(self) -> object:
-        """The scored split's probabilities: the run's own when given, else one pass, once."""
+        """The scored split's probabilities: the run's own when given, else one pass, once
+        (float32: in an exported engine where installed and the split pays the export)."""
         if "probs" not in self.probs:
-            self.probs["probs"] = self.predictor.probabilities(self.eval_set.images).numpy()
+            fast = self.fast_predictor(len(self.eval_set), "32")
+            self.probs["probs"] = fast.probabilities(self.eval_set.images).numpy()
         return self.probs["probs"]
 
 

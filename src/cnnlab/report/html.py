@@ -36,7 +36,8 @@ SECTIONS = [
 def build_report(run_dir: str | Path, splits: object = None, predictor: object = None,
                  n_gallery: int = 10, n_cam: int = 8, max_robust: int | None = None,
                  seed: int = 0, probs: dict | None = None, model: str | None = None,
-                 trust_code: bool = False, precision: str | None = None) -> Path:
+                 trust_code: bool = False, precision: str | None = None,
+                 exported: object = None) -> Path:
     """Write run_dir/report.html (self-contained) and return its path.
 
     `probs` ({split: probabilities}, as training's final scoring computed them) spares the
@@ -45,11 +46,13 @@ def build_report(run_dir: str | Path, splits: object = None, predictor: object =
     a stratified sample of `max_robust` images (default: robust_sample_size), in bf16 where
     `precision` (default: the run's resolved precision) is bf16. `model`/`trust_code`: a
     custom model's builder, named by the user (see Predictor.load); built-ins need neither.
+    `exported`: the model as an already-built exported engine (run.py exported_model), used
+    for the forward passes instead of exporting it again.
     """
     t0 = time.perf_counter()
     ctx = load_context(run_dir, splits, predictor, probs, model, trust_code,
                        n_gallery=n_gallery, n_cam=n_cam, max_robust=max_robust, seed=seed,
-                       precision=precision)
+                       precision=precision, exported=exported)
     drawn, timings = [], {}
     for section in SECTIONS:
         t = time.perf_counter()

@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from cnnlab.htmlkit import esc, figure, note, num
 from cnnlab.report.context import ReportContext, used
+from cnnlab.report.engines import engine_text
 
 MIN_CAM_SIZE = 16  # px: below this the last conv map is a pixel or two, a heat map says nothing
 # Robustness probes on a stratified sample: 1 in ROBUST_PER images, ROBUST_MIN..ROBUST_MAX. Each
@@ -41,46 +42,6 @@ def robust_sample_size(n_images: int, n_labeled: int) -> int:
     """How many labeled images the report's robustness probes score: 1 in ROBUST_PER of the
     run's `n_images` (every split), within ROBUST_MIN..ROBUST_MAX, at most all labeled ones."""
     return min(n_labeled, max(ROBUST_MIN, min(ROBUST_MAX, n_images // ROBUST_PER)))
-
-
-def fast_predictor(predictor: object, precision: str | None, n_images: int = 0) -> object:
-    """The predictor for the report's many forward passes (robustness): on a CPU with
-    onnxruntime, the network exported to ONNX (float32; the fastest engine measured here,
-    models/feature_engine.py) when `n_images` pays the export; else bf16 with a channels_last
-    copy of the network where the run trained in bf16; else the predictor itself."""
-    import copy
-
-    import torch
-
-    from cnnlab.models.feature_engine import use_ort
-
-    device = torch.device(str(getattr(predictor, "device", "cpu")))
-    if use_ort(device, n_images):
-        from cnnlab.models.feature_engine import OrtModule
-
-        try:
-            side, ch = predictor.image_size, predictor.channels
-            module = OrtModule(predictor.module, torch.zeros(1, ch, side, side))
-        except Exception:  # noqa: BLE001 - a network ONNX cannot export: the torch path
-            module = None
-        if module is not None:
-            fast = copy.copy(predictor)
-            fast.module, fast.precision, fast.engine = module, "32", "onnxruntime"
-            return fast
-    if precision != "bf16" or getattr(predictor, "precision", "32") == "bf16":
-        return predictor
-    fast = copy.copy(predictor)
-    fast.module = copy.deepcopy(predictor.module).to(memory_format=torch.channels_last)
-    fast.precision = "bf16"
-    fast.channels_last = True
-    return fast
-
-
-def engine_text(predictor: object) -> str:
-    """'float32, ONNX Runtime' / 'bfloat16' / 'float32': how the robustness passes ran."""
-    name = {"bf16": "bfloat16", "32": "float32"}.get(getattr(predictor, "precision", "32"),
-                                                     str(getattr(predictor, "precision", "")))
-    return name + (", ONNX Runtime" if getattr(predictor, "engine", "") == "onnxruntime" else "")
 
 
 @needs_model
@@ -244,8 +205,7 @@ def robustness_section(ctx: ReportContext) -> str:
     n = ctx.max_robust if ctx.max_robust is not None else \
         robust_sample_size(sum(len(s) for _, s in ctx.splits.items()), n_labeled)
     n_ex = min(ctx.n_gallery, 8)
-    fast = fast_predictor(ctx.predictor, ctx.precision, n * len(default_perturbations())
-                          + n_ex * len(EXAMPLE_ROWS))
+    fast = ctx.fast_predictor(n * len(default_perturbations()) + n_ex * len(EXAMPLE_ROWS))
     rows = table(fast, ctx.eval_set, seed=ctx.seed, max_items=n, stratified=True)
     png = examples_figure(fast, ctx.eval_set, ctx.plots / "robustness.png", n_ex,
                           ctx.seed, title=f"Perturbed {split} images with predictions",

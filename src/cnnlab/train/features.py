@@ -38,8 +38,8 @@ class FeatureCache:
         """`autocast` computes the train split's features, `eval_autocast` (default: the same)
         the others'. `keys` ({split: feature_store key}) reads and writes them on disk. `fold`:
         run the pass on a copy with BatchNorm folded into the convolutions (checked against
-        the model on one image; models/inference.py fold_batchnorm). `engine` "onnxruntime":
-        the pass runs in ONNX Runtime, float32 (models/feature_engine.py)."""
+        the model on one image; models/inference.py fold_batchnorm). `engine` "openvino" or
+        "onnxruntime": the pass runs in that engine, float32 (models/feature_engine.py)."""
         self.head = head_of(model.net)
         self.device = device
         self.features: dict[str, torch.Tensor] = {}
@@ -51,15 +51,18 @@ class FeatureCache:
                   for name, data in splits.items()}
         todo = [(n, d) for n, d in splits.items() if stored[n] is None and len(d)]
         self.engine = engine
+        self.exported = None  # the exported backbone engine, when one computed the features
         ort = None
-        if engine == "onnxruntime" and todo:
+        if engine != "torch" and todo:
             from cnnlab.models.feature_engine import OrtFeatures, headless
 
             try:
-                ort = OrtFeatures(headless(model, self.head), to_float(todo[0][1].images[:1]))
+                ort = OrtFeatures(headless(model, self.head), to_float(todo[0][1].images[:1]),
+                                  engine)
             except Exception:  # noqa: BLE001 - a network ONNX cannot export: torch computes
                 self.engine, keys = "torch", None  # (and stores nothing under ONNX's key)
         if ort is not None:
+            self.exported = ort
             for name, data in todo:
                 stored[name] = ort(data.images)
                 if keys and keys.get(name):
@@ -152,5 +155,7 @@ def feature_keys(cfg: TrainConfig, splits: DataSplits, model: nn.Module, precisi
 
 
 def store_precision(engine: str, precision: str) -> str:
-    """How the feature store names an engine and precision: 'ort-32', 'bf16', '32'."""
-    return "ort-32" if engine == "onnxruntime" else precision
+    """How the feature store names an engine and precision: 'ov-32', 'ort-32', 'bf16', '32'."""
+    from cnnlab.models.feature_engine import PRECISION_TAG
+
+    return PRECISION_TAG.get(engine, precision)

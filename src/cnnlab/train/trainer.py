@@ -27,7 +27,7 @@ from cnnlab.device import (
     use_channels_last,
 )
 from cnnlab.errors import CnnlabError, TrainingError
-from cnnlab.models.feature_engine import use_ort
+from cnnlab.models.feature_engine import engine_for
 from cnnlab.models.inference import evaluate_logits, predict_logits
 from cnnlab.models.record import load_state
 from cnnlab.settings import TrainConfig
@@ -188,11 +188,11 @@ class Trainer:
         if should_cache(cfg, self.frozen):
             # Every split in the training precision (bf16 where the CPU has it: 4x float32
             # here, same predictions; docs/performance.md), channels_last where it helps.
-            # ONNX Runtime in float32 where installed (faster still on this CPU, and exactly the
-            # float32 features); models/feature_engine.py.
+            # OpenVINO or ONNX Runtime in float32 where installed (faster still on this CPU, and
+            # exactly the float32 features); models/feature_engine.py.
             n_all = sum(len(d) for _, d in splits.items())
-            engine = "onnxruntime" if use_ort(self.device, n_all) else "torch"
-            self.feature_precision = "32" if engine == "onnxruntime" else self.precision
+            engine = engine_for(self.device, n_all)
+            self.feature_precision = "32" if engine != "torch" else self.precision
             with busy(f"computing backbone features of {n_all} images once ({engine}, "
                       f"{precision_name(self.feature_precision)})", verbose):
                 self.features = FeatureCache(self.model, splits, self.device,

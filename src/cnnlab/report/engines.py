@@ -1,0 +1,46 @@
+"""The predictor for the report's many forward passes: an exported float32 engine where it pays."""
+
+from __future__ import annotations
+
+
+def fast_predictor(predictor: object, precision: str | None, n_images: int = 0) -> object:
+    """The predictor for the report's many forward passes: on a CPU with OpenVINO or
+    onnxruntime, the network exported to ONNX (float32; the fastest engines measured here,
+    models/feature_engine.py) when `n_images` pays the export; else bf16 with a channels_last
+    copy of the network where `precision` is bf16; else the predictor itself."""
+    import copy
+
+    import torch
+
+    from cnnlab.models.feature_engine import use_ort
+
+    device = torch.device(str(getattr(predictor, "device", "cpu")))
+    if use_ort(device, n_images):
+        from cnnlab.models.feature_engine import OrtModule
+
+        try:
+            side, ch = predictor.image_size, predictor.channels
+            module = OrtModule(predictor.module, torch.zeros(1, ch, side, side))
+        except Exception:  # noqa: BLE001 - a network ONNX cannot export: the torch path
+            module = None
+        if module is not None:
+            fast = copy.copy(predictor)
+            fast.module, fast.precision, fast.engine = module, "32", module.engine
+            return fast
+    if precision != "bf16" or getattr(predictor, "precision", "32") == "bf16":
+        return predictor
+    fast = copy.copy(predictor)
+    fast.module = copy.deepcopy(predictor.module).to(memory_format=torch.channels_last)
+    fast.precision = "bf16"
+    fast.channels_last = True
+    return fast
+
+
+def engine_text(predictor: object) -> str:
+    """'float32, OpenVINO' / 'bfloat16' / 'float32': how the robustness passes ran."""
+    from cnnlab.models.feature_engine import LABEL
+
+    name = {"bf16": "bfloat16", "32": "float32"}.get(getattr(predictor, "precision", "32"),
+                                                     str(getattr(predictor, "precision", "")))
+    label = LABEL.get(getattr(predictor, "engine", ""))
+    return name + (f", {label}" if label else "")
