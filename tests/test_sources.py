@@ -258,6 +258,13 @@ def test_a_registered_source_needs_no_other_edit(tmp_path: Path, monkeypatch) ->
     assert summary["format"] == "tiny" and summary["num_images"] == 40
     res = write_augmented(path, tmp_path / "aug", "hflip", copies=1)
     assert res.augmented == res.counts["train"] // 2 > 0
+    # ...and the settings model: --format tiny is a valid setting for train and the API.
+    from cnnlab.settings import SETTINGS, SettingsError, resolve
+
+    assert SETTINGS["format"].check("tiny") == "tiny"
+    assert resolve({"data": str(path), "format": "tiny"}).format == "tiny"
+    with pytest.raises(SettingsError, match="choose auto, folder.*tiny"):
+        SETTINGS["format"].check("tinyy")
 
 
 def test_format_errors_are_one_line_and_name_every_source(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
@@ -56,6 +57,8 @@ class Setting:
     cli: bool = True  # offered as a command-line option
     short: str | None = None
     aliases: tuple[str, ...] = ()  # older spellings of the CLI option, still accepted
+    # Names added at run time (a registry's register_*), allowed beside `choices`.
+    registered: Callable[[], tuple] | None = None
 
     @property
     def sweepable(self) -> bool:
@@ -76,10 +79,13 @@ class Setting:
         if isinstance(value, str) and self.parse is not None:
             value = self.parse(value)
         value = _convert(self, value)
-        if self.choices is not None and value not in self.choices:
-            near = difflib.get_close_matches(str(value), [str(c) for c in self.choices], 1)
+        allowed = self.choices
+        if allowed is not None and self.registered is not None and value not in allowed:
+            allowed = (*allowed, *(c for c in self.registered() if c not in allowed))
+        if allowed is not None and value not in allowed:
+            near = difflib.get_close_matches(str(value), [str(c) for c in allowed], 1)
             hint = f" (did you mean {near[0]!r}?)" if near else ""
-            raise SettingsError(f"{self.flag} {value!r}: choose {', '.join(map(str, self.choices))}"
+            raise SettingsError(f"{self.flag} {value!r}: choose {', '.join(map(str, allowed))}"
                                 f"{hint}")
         if self.kind in (int, float):
             if not math.isfinite(value):
@@ -309,6 +315,13 @@ def setting(default: Any, group: str, text: str, kind: type = str, **options: An
     return field(default=default, metadata=meta)
 
 
+def registered_formats() -> tuple[str, ...]:
+    """--format names a source registered at run time adds (register_source): read from the
+    registry only once something imported it, so the CLI's options stay free of torch."""
+    registry = sys.modules.get("cnnlab.data.sources.registry")
+    return tuple(registry.format_names()) if registry is not None else ()
+
+
 # The data settings' defaults are LoadOptions' own: declared once, where the data layer (which
 # cannot import the settings) needs them for direct callers.
 _LOAD, _COLUMNS = LoadOptions(), CsvColumns()
@@ -320,7 +333,8 @@ class TrainConfig:
 
     data: str | None = None  # the source path: an argument, not an option
     # ---- data: how images are read and split (also used by evaluate, predict, explain, ...)
-    format: str = setting(_LOAD.format, "data", "Source format.", choices=FORMATS)
+    format: str = setting(_LOAD.format, "data", "Source format.", choices=FORMATS,
+                          registered=registered_formats)
     image_size: int | None = setting(
         _LOAD.image_size, "data", "Resize images to N x N [default: the data's own size for "
         "arrays, the model's for files].", int, lo=1, metavar="PIXELS")

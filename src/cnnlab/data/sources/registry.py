@@ -2,7 +2,8 @@
 
 Adding a format is one module defining a `Source` (see sources/source.py) plus its line in
 SOURCES below (and its name in cnnlab/choices.py, which the CLI reads without importing this);
-`register_source` adds one at run time, for a plugin or a test.
+`register_source` adds one at run time, for a plugin or a test: `format=NAME` then validates
+(settings.registered_formats reads SOURCES once this module is loaded).
 """
 
 from __future__ import annotations
