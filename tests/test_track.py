@@ -242,3 +242,23 @@ def test_a_run_that_fails_or_is_interrupted_closes_its_mlflow_run_as_such(tmp_pa
     # what was logged before the stop is kept: the first epoch's steps
     run = next(r for r in found if r.info.run_name == "stopped")
     assert len(client.get_metric_history(run.info.run_id, "step_loss")) == 17
+
+
+@pytest.mark.slow  # two trackers and a report: ~10 s on a busy machine
+def test_mid_epoch_validations_reach_both_trackers(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    # --eval-every N validates every N steps (steps.csv); TensorBoard and MLflow get the same
+    # points, at the same steps, through the guarded tracker's on_step_val.
+    monkeypatch.setenv("CNNLAB_CACHE", str(tmp_path / "cache"))
+    res = cnnlab.train(**TINY, eval_every=7, track=["tensorboard", "mlflow"],
+                       runs_dir=str(tmp_path / "runs"), name="steps", report=False)
+    rows = [r for r in io.read_csv(res.run_dir / "steps.csv") if r.get("val_loss")]
+    assert len(rows) >= 2
+    want = [(int(r["step"]), pytest.approx(float(r["val_loss"]), rel=1e-5)) for r in rows]
+    ea = _events(res.run_dir)
+    assert [(e.step, e.value) for e in ea.Scalars("step/val_loss")] == want
+    assert len(ea.Scalars("step/val_acc")) == len(rows)
+    client = MlflowClient(f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}")
+    (run,) = client.search_runs([client.get_experiment_by_name("cnnlab").experiment_id])
+    got = client.get_metric_history(run.info.run_id, "step_val_loss")
+    assert [(m.step, m.value) for m in sorted(got, key=lambda m: m.step)] == want

@@ -167,6 +167,12 @@ class TensorBoardLogger(Callback):
         self.writer.add_scalar("step/loss", loss, step)
         self.writer.add_scalar("step/lr", ctx.current_lr(), step)
 
+    def on_step_val(self, ctx: FitContext, row: dict) -> None:
+        """A mid-epoch validation (--eval-every): step/val_loss and step/val_acc."""
+        for key in ("val_loss", "val_acc"):
+            if row.get(key) is not None:
+                self.writer.add_scalar(f"step/{key}", float(row[key]), int(row["step"]))
+
     def on_epoch_end(self, ctx: FitContext, row: dict) -> None:
         """The epoch's metrics.csv row."""
         step = ctx.state.global_step
@@ -480,6 +486,14 @@ class MlflowLogger(Callback):
         self.steps.append(Metric("step_loss", float(loss), now, s.global_step))
         self.steps.append(Metric("step_lr", float(ctx.current_lr()), now, s.global_step))
 
+    def on_step_val(self, ctx: FitContext, row: dict) -> None:
+        """Buffer a mid-epoch validation (--eval-every) as step_val_loss/step_val_acc."""
+        from mlflow.entities import Metric
+
+        now = _millis()
+        self.steps += [Metric(f"step_{k}", float(row[k]), now, int(row["step"]))
+                       for k in ("val_loss", "val_acc") if row.get(k) is not None]
+
     def on_epoch_end(self, ctx: FitContext, row: dict) -> None:
         """The epoch's metrics (x axis: the epoch) and the buffered step metrics."""
         from mlflow.entities import Metric
@@ -612,6 +626,18 @@ class Guard(Callback):
     def on_step_end(self, ctx: FitContext, loss: float) -> None:
         """Forwarded."""
         self._call("on_step_end", ctx, loss)
+
+    def on_step_val(self, ctx: FitContext, row: dict) -> None:
+        """Forwarded."""
+        self._call("on_step_val", ctx, row)
+
+    def on_train_epoch_end(self, ctx: FitContext) -> None:
+        """Forwarded."""
+        self._call("on_train_epoch_end", ctx)
+
+    def on_best(self, ctx: FitContext, row: dict) -> None:
+        """Forwarded."""
+        self._call("on_best", ctx, row)
 
     def on_epoch_end(self, ctx: FitContext, row: dict) -> None:
         """Forwarded."""
