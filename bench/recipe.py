@@ -43,6 +43,7 @@ sys.path.insert(1, str(HERE.parent / "src"))
 import numpy as np  # noqa: E402
 
 from bench.cases import WORK, real_data, write_synthetic_cifar  # noqa: E402
+from cnnlab.train.events import Callback, FitContext  # noqa: E402
 
 CONTENDERS = ("plain", "fast", "tuned")
 
@@ -117,23 +118,19 @@ def cases(names: list[str]) -> dict[str, dict]:
     return out
 
 
-class TestCurve:
+class TestCurve(Callback):
     """Scores the test split (val where there is none) after every epoch, outside the timed
     loop, against the run's training seconds so far (+ a frozen backbone's feature pass)."""
 
     def __init__(self) -> None:
         self.points: list[tuple[float, float]] = []
 
-    def __getattr__(self, name: str):  # noqa: ANN204 - every other event: nothing to do
-        if name.startswith("on_"):
-            return lambda *a, **k: None
-        raise AttributeError(name)
-
-    def on_epoch_end(self, trainer, row) -> None:  # noqa: ANN001
-        split = "test" if trainer.splits.test is not None and len(trainer.splits.test) else "val"
-        probs, _ = trainer.evaluate_split(split)
-        acc = float((probs.argmax(1) == trainer.splits.get(split).labels.numpy()).mean())
-        t = trainer.state.elapsed + trainer.resolved.get("feature_cache_seconds", 0.0)
+    def on_epoch_end(self, ctx: FitContext, row: dict) -> None:
+        """Score the held-out split with the Trainer's own evaluation pass."""
+        split = "test" if ctx.splits.test is not None and len(ctx.splits.test) else "val"
+        probs, _ = ctx.evaluate_split(split)  # the Trainer's method, through the context
+        acc = float((probs.argmax(1) == ctx.splits.get(split).labels.numpy()).mean())
+        t = ctx.state.elapsed + ctx.resolved.get("feature_cache_seconds", 0.0)
         self.points.append((round(t, 2), acc))
 
 

@@ -57,6 +57,7 @@ from cnnlab.experiments.search_space import describe, space_problem, suggest
 from cnnlab.run import load_options, load_splits, resolve_data
 from cnnlab.settings import TrainConfig
 from cnnlab.train.callbacks import Callback
+from cnnlab.train.events import FitContext
 from cnnlab.train.trainer import Interrupted
 from cnnlab.urls import mask_url
 
@@ -436,7 +437,7 @@ class TrialPruning(Callback):
         self.trial = trial
         self.column = epoch_column(metric)
 
-    def on_epoch_end(self, trainer: Any, row: dict) -> None:
+    def on_epoch_end(self, ctx: FitContext, row: dict) -> None:
         """Report, then raise optuna.TrialPruned if this trial is worse than its peers."""
         import optuna
 
@@ -447,7 +448,7 @@ class TrialPruning(Callback):
         # epoch in the study's direction (a maximised val_acc study prunes the lowest).
         self.trial.report(float(value), row["epoch"])
         if self.trial.should_prune():
-            io.write_json(trainer.run_dir / "pruned.json", {
+            io.write_json(ctx.run_dir / "pruned.json", {
                 "trial": self.trial.number, "epoch": row["epoch"], "val_loss": row["val_loss"],
                 "val_acc": row["val_acc"], "train_loss": row["train_loss"]})
             raise optuna.TrialPruned(f"pruned after epoch {row['epoch']}")
