@@ -19,6 +19,10 @@ class CheckpointError(CnnlabError):
     """A checkpoint that is missing, corrupt, unsafe or of another model."""
 
 
+class WrongModelError(CheckpointError):
+    """A checkpoint or run of another model than the one the caller named."""
+
+
 class TrainingError(CnnlabError):
     """Training cannot continue (NaN loss, out of memory, ...)."""
 

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from cnnlab import io
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import CnnlabError, WrongModelError
 
 MODELS = {"densenet": "cs475-densenet", "convnet": "cs475-convnet", "bestmodel": "cnn"}
 SPLITS = {"test": "test", "dev": "val", "train": "train"}
@@ -167,9 +167,7 @@ def predict_mode(a: argparse.Namespace) -> Path:
     expected = extra_settings(a.set).get("model", MODELS[a.model])
     try:
         model = Predictor.load(a.weights, model=expected)
-    except CnnlabError as exc:
-        if "model, not" not in str(exc):
-            raise
+    except WrongModelError as exc:
         raise CnnlabError(f"{exc}: --model {a.model} predicts with {expected} weights; pass "
                           "the --model the weights were trained with") from None
     data, _ = model.split_of(a.dataDir, SPLITS[a.predictSplit])

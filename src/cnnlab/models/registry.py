@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import CnnlabError, WrongModelError
 from cnnlab.models.classifier import check_output
 
 Builder = Callable[..., nn.Module]
@@ -120,7 +120,7 @@ def spec_named_by_file(name: object, source: object, model: str | None = None,
     if not isinstance(name, str) or not name.strip():
         raise CnnlabError(f"{source}: its model name {name!r} is not a model name")
     if model is not None and model != name:
-        raise CnnlabError(f"{source}: holds a {name!r} model, not {model!r}")
+        raise WrongModelError(f"{source}: holds a {name!r} model, not {model!r}")
     if ":" in name and model != name and not trust:
         raise CnnlabError(f"{source}: its model {name!r} is code outside cnnlab, and cnnlab never "
                           "imports code that a file names; if you trust that module, name it "
