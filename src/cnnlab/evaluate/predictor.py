@@ -74,9 +74,9 @@ class Predictor:
             net = rebuild(arch, ckpt["model_state"], path, trust=True)
         except (KeyError, TypeError) as exc:
             raise CnnlabError(f"{path}: incomplete checkpoint ({exc})") from None
-        except CnnlabError as exc:
+        except CnnlabError as exc:  # the same kind of error, its message naming the file
             text = str(exc)
-            raise CnnlabError(text if text.startswith(str(path)) else f"{path}: {text}") \
+            raise type(exc)(text if text.startswith(str(path)) else f"{path}: {text}") \
                 from None
         if config.get("value_range") is None:  # the range the training arrays were read on
             resolved = ckpt.get("resolved") if isinstance(ckpt.get("resolved"), dict) else {}
