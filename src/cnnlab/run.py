@@ -185,8 +185,7 @@ def run_training(cfg: TrainConfig, resume: bool | str | Path = False, force: boo
     if verbose and plan is not None:
         for line in plan.lines():
             console.print(f"  {line}", highlight=False, markup=False)
-    trainer.data_stats = stats  # recorded in metrics.json by finalize
-    trainer.phase_start = {"run": t_run, "load": load_s}  # finalize prints the phase times
+    start = RunStart(t_run, load_s, stats)  # finalize records the stats and phase times
     if verbose:
         console.print(f"  {normalization_line(cfg, trainer.model, stats)}", highlight=False)
     if distributed.is_main():
@@ -199,7 +198,7 @@ def run_training(cfg: TrainConfig, resume: bool | str | Path = False, force: boo
             console.print(f"  [dim]{note}[/]", highlight=False)
     try:
         fit = trainer.fit()
-        metrics = finalize(trainer, fit, verbose) if distributed.is_main() else {}
+        metrics = finalize(trainer, fit, verbose, start) if distributed.is_main() else {}
     except BaseException as exc:
         trainer.emit("on_run_end", None, exc)  # trackers mark their run failed or killed
         with contextlib.suppress(OSError):  # never hide the error with one of the manifest
@@ -445,9 +444,21 @@ def exported_model(trainer: Trainer, best: object) -> object:
     return HeadOnFeatures(features.exported, head_of(best.module.net).eval())
 
 
-def finalize(trainer: Trainer, fit: FitResult | None = None, verbose: bool = True) -> dict:
+@dataclass
+class RunStart:
+    """What run_training knows before fit and finalize records: when the run began, the data
+    load's seconds and the training split's pixel statistics."""
+
+    t_run: float  # time.perf_counter() at the start of the run
+    load_seconds: float
+    data_stats: dict
+
+
+def finalize(trainer: Trainer, fit: FitResult | None = None, verbose: bool = True,
+             start: RunStart | None = None) -> dict:
     """Evaluate the best checkpoint on every split; write metrics.json, plots, predictions.
-    `fit` is what trainer.fit() returned (None: the trainer's result so far)."""
+    `fit` is what trainer.fit() returned (None: the trainer's result so far); `start`, what
+    run_training measured before it (None: no phase times or data statistics)."""
     from cnnlab.report.plots import plot_confusion, plot_curves
 
     fit = fit if fit is not None else trainer.result()
@@ -487,8 +498,8 @@ def finalize(trainer: Trainer, fit: FitResult | None = None, verbose: bool = Tru
     metrics["loop_seconds"] = round(fit.loop_seconds, 3)
     metrics["feature_seconds"] = fit.feature_seconds
     metrics["resolved"] = dict(fit.resolved)
-    if getattr(trainer, "data_stats", None):
-        metrics["train_stats"] = trainer.data_stats
+    if start is not None and start.data_stats:
+        metrics["train_stats"] = start.data_stats
     metrics["skipped_bad_images"] = int(splits.train.meta.get("skipped_bad_images", 0))
     if fit.notes:
         metrics["notes"] = list(fit.notes)
@@ -523,7 +534,7 @@ def finalize(trainer: Trainer, fit: FitResult | None = None, verbose: bool = Tru
                          probs={n: p for n, (p, _) in probs.items()},
                          precision=trainer.precision, exported=exported_model(trainer, best))
         report_s = time.perf_counter() - t_report
-    phases = run_phases(trainer, fit, time.perf_counter() - t_final - report_s, report_s)
+    phases = run_phases(start, fit, time.perf_counter() - t_final - report_s, report_s)
     if phases:
         metrics["phases"] = phases
         io.write_json(run_dir / "metrics.json", metrics)
@@ -543,15 +554,15 @@ PHASE_NAMES = {"load": "load", "features": "features", "train": "train",
                "finish": "scoring+plots", "report": "report", "other": "other"}
 
 
-def run_phases(trainer: Trainer, fit: FitResult, finish_s: float, report_s: float) -> dict:
+def run_phases(start: RunStart | None, fit: FitResult, finish_s: float, report_s: float
+               ) -> dict:
     """Seconds of each phase of the run (load, backbone features, training loop, final scoring
-    and plots, report, the rest) and the whole; {} when the run was not started by run_training
-    (the phases before finalize are unknown)."""
-    start = getattr(trainer, "phase_start", None)
-    if not start:
+    and plots, report, the rest) and the whole; {} without `start` (a finalize not called by
+    run_training: the phases before it are unknown)."""
+    if start is None:
         return {}
-    total = time.perf_counter() - start["run"]
-    out = {"load": start["load"], "features": fit.feature_seconds,
+    total = time.perf_counter() - start.t_run
+    out = {"load": start.load_seconds, "features": fit.feature_seconds,
            "train": fit.loop_seconds, "finish": finish_s, "report": report_s}
     out["other"] = max(0.0, total - sum(out.values()))
     out["total"] = total
