@@ -615,46 +615,22 @@ class Guard(Callback):
         return (f"--track {self.name} stopped logging ({type(exc).__name__}: {first}); "
                 "the run goes on and its folder is complete")
 
-    def on_fit_start(self, ctx: FitContext) -> None:
-        """Forwarded."""
-        self._call("on_fit_start", ctx)
-
-    def on_epoch_start(self, ctx: FitContext) -> None:
-        """Forwarded."""
-        self._call("on_epoch_start", ctx)
-
-    def on_step_end(self, ctx: FitContext, loss: float) -> None:
-        """Forwarded."""
-        self._call("on_step_end", ctx, loss)
-
-    def on_step_val(self, ctx: FitContext, row: dict) -> None:
-        """Forwarded."""
-        self._call("on_step_val", ctx, row)
-
-    def on_train_epoch_end(self, ctx: FitContext) -> None:
-        """Forwarded."""
-        self._call("on_train_epoch_end", ctx)
-
-    def on_best(self, ctx: FitContext, row: dict) -> None:
-        """Forwarded."""
-        self._call("on_best", ctx, row)
-
-    def on_epoch_end(self, ctx: FitContext, row: dict) -> None:
-        """Forwarded."""
-        self._call("on_epoch_end", ctx, row)
-
-    def on_fit_end(self, ctx: FitContext) -> None:
-        """Forwarded."""
-        self._call("on_fit_end", ctx)
-
-    def on_run_end(self, ctx: FitContext, metrics: dict | None,
-                   error: BaseException | None) -> None:
-        """Forwarded."""
-        self._call("on_run_end", ctx, metrics, error)
-
     def close(self) -> None:
         """Forwarded (the loop calls it after the last epoch and after errors)."""
         self._call("close", None)
+
+
+def _forwarder(event: str) -> Callable[..., None]:
+    def forward(self: Guard, ctx: FitContext, *args: object) -> None:
+        self._call(event, ctx, *args)
+    forward.__name__ = forward.__qualname__ = event
+    forward.__doc__ = f"{event}, forwarded to the tracker (its first error switches it off)."
+    return forward
+
+
+# Every training event, forwarded: one defined on Callback reaches the trackers with no edit here.
+for _event in [name for name in vars(Callback) if name.startswith("on_")]:
+    setattr(Guard, _event, _forwarder(_event))
 
 
 def tracking_callbacks(cfg: TrainConfig) -> list[Callback]:
