@@ -69,15 +69,21 @@ def torch_engine(side: int, bf16: bool, channels_last: bool, batch: int,
     return run
 
 
+def onnx_file(side: int, tmp: str) -> str:
+    """The pooled backbone exported to ONNX in `tmp` (once; both exported engines read it)."""
+    path = os.path.join(tmp, f"lite0-{side}.onnx")
+    if not os.path.isfile(path):
+        torch.onnx.export(Pooled(backbone(side)).eval(), (torch.zeros(1, 3, side, side),), path,
+                          input_names=["x"], output_names=["f"],
+                          dynamic_axes={"x": {0: "n"}, "f": {0: "n"}}, opset_version=17,
+                          dynamo=False)
+    return path
+
+
 def ort_engine(side: int, batch: int, tmp: str) -> Engine:
     import onnxruntime as ort
 
-    model = Pooled(backbone(side)).eval()
-    path = os.path.join(tmp, f"lite0-{side}.onnx")
-    if not os.path.isfile(path):
-        torch.onnx.export(model, (torch.zeros(1, 3, side, side),), path, input_names=["x"],
-                          output_names=["f"], dynamic_axes={"x": {0: "n"}, "f": {0: "n"}},
-                          opset_version=17, dynamo=False)
+    path = onnx_file(side, tmp)
     so = ort.SessionOptions()
     so.intra_op_num_threads = torch.get_num_threads()
     sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
@@ -93,12 +99,7 @@ def openvino_engine(side: int, batch: int, tmp: str, precision: str) -> Engine:
     """OpenVINO on the CPU at `precision` (f32|bf16), `batch` images per call (0: any)."""
     import openvino as ov
 
-    model = Pooled(backbone(side)).eval()
-    path = os.path.join(tmp, f"lite0-{side}.onnx")
-    if not os.path.isfile(path):
-        torch.onnx.export(model, (torch.zeros(1, 3, side, side),), path, input_names=["x"],
-                          output_names=["f"], dynamic_axes={"x": {0: "n"}, "f": {0: "n"}},
-                          opset_version=17, dynamo=False)
+    path = onnx_file(side, tmp)
     core = ov.Core()
     net = core.read_model(path)
     if batch:

@@ -136,7 +136,7 @@ def test_a_model_onnx_cannot_export_falls_back_to_torch(monkeypatch: pytest.Monk
     def refuse(*a: object, **k: object) -> None:
         raise RuntimeError("cannot export")
 
-    monkeypatch.setattr(feature_engine.OrtFeatures, "__init__", refuse)
+    monkeypatch.setattr(feature_engine.ExportedFeatures, "__init__", refuse)
     model = Classifier(build_model("cnn", 2, 3, 16, width=4), [0.5] * 3, [0.25] * 3)
     imgs = torch.randint(0, 256, (70, 3, 16, 16), dtype=torch.uint8)
     splits = DataSplits(ImageSet(imgs, torch.arange(70) % 2, ["a", "b"],
@@ -150,7 +150,12 @@ def test_the_feature_engine_plus_the_head_gives_the_models_logits() -> None:
     # The report reuses the feature pass's exported backbone with the best head
     # (run.py exported_model): its logits must be the model's own.
     from cnnlab.models import Classifier, build_model
-    from cnnlab.models.feature_engine import HeadOnFeatures, OrtFeatures, exported_engine, headless
+    from cnnlab.models.feature_engine import (
+        ExportedFeatures,
+        HeadOnFeatures,
+        exported_engine,
+        headless,
+    )
     from cnnlab.train.transfer import head_of
 
     if exported_engine() is None:
@@ -159,9 +164,35 @@ def test_the_feature_engine_plus_the_head_gives_the_models_logits() -> None:
     model = Classifier(build_model("cnn", 3, 3, 24, width=8), [0.5] * 3, [0.25] * 3).eval()
     x = torch.rand(70, 3, 24, 24)
     head = head_of(model.net)
-    both = HeadOnFeatures(OrtFeatures(headless(model, head), x[:1]), head)
+    both = HeadOnFeatures(ExportedFeatures(headless(model, head), x[:1]), head)
     with torch.inference_mode():
         want = model(x)
         got = both(x)
     assert got.shape == want.shape == (70, 3) and both.engine == exported_engine()
     assert torch.allclose(got, want, atol=1e-4, rtol=1e-4)
+
+
+@needs_weights
+@pytest.mark.slow  # a frozen-backbone run with its report: ~15 s
+def test_the_report_runs_on_the_feature_pass_engine_without_exporting_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cnnlab.models import feature_engine
+
+    engine = feature_engine.exported_engine()
+    if engine is None:
+        pytest.skip("neither openvino nor onnxruntime is installed")
+
+    def no_second_export(*a: object, **k: object) -> None:
+        raise AssertionError("the report exported the model again")
+
+    # A second export would fail here and the report would fall back to torch (no engine
+    # named on the page): the robustness line names the engine only if the run's was reused.
+    monkeypatch.setattr(feature_engine.ExportedModule, "__init__", no_second_export)
+    monkeypatch.setenv("CNNLAB_CACHE", str(tmp_path / "cache"))
+    data = rgb_folder(tmp_path / "data", n=40, side=64)
+    res = cnnlab.train(data=data, model="efficientnet-lite0", pretrained=True, freeze="all",
+                       epochs=1, image_size=64, out=str(tmp_path / "r"), verbose=False,
+                       device="cpu")
+    assert res.resolved["feature_engine"] == engine
+    page = (res.run_dir / "report.html").read_text()
+    assert f"forward passes, float32, {feature_engine.LABEL[engine]})" in page

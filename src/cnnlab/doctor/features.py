@@ -193,10 +193,10 @@ def _ort_features(net: torch.nn.Module, parts: Iterable[torch.Tensor], size: int
     """Pooled features in OpenVINO or ONNX Runtime (float32), from 0..255 images of any side."""
     from cnnlab.data.stats import IMAGENET_MEAN, IMAGENET_STD
     from cnnlab.models import Classifier
-    from cnnlab.models.feature_engine import OrtFeatures, headless
+    from cnnlab.models.feature_engine import ExportedFeatures, headless
 
     model = Classifier(net, list(IMAGENET_MEAN), list(IMAGENET_STD)).eval()
-    ort = OrtFeatures(headless(model, net._fc), torch.zeros(1, 3, size, size), engine)
+    ort = ExportedFeatures(headless(model, net._fc), torch.zeros(1, 3, size, size), engine)
     out: list[np.ndarray] = []
     for images in parts:
         x = torch.as_tensor(np.asarray(images))

@@ -27,11 +27,11 @@ from torch import nn
 
 from cnnlab.data.batches import batch_slices, to_float
 
-ORT_MIN_IMAGES = 64  # fewer images than this: exporting costs more than it saves
-ORT_BATCH = 32
+MIN_IMAGES = 64  # fewer images than this: exporting costs more than it saves
+ONNXRUNTIME_BATCH = 32
 # Images per inference: OpenVINO ran 8-image batches at 1.1-1.3x its rate at 32 on 2 cores
 # (a smaller working set per layer); onnxruntime was fastest at 32 (bench/feature_engines.py).
-BATCH = {"openvino": 8, "onnxruntime": ORT_BATCH}
+BATCH = {"openvino": 8, "onnxruntime": ONNXRUNTIME_BATCH}
 ENGINES = ("openvino", "onnxruntime")  # fastest first (bench/feature_engines.py)
 PRECISION_TAG = {"openvino": "ov-32", "onnxruntime": "ort-32"}  # feature store names
 LABEL = {"openvino": "OpenVINO", "onnxruntime": "ONNX Runtime"}
@@ -54,22 +54,12 @@ def exported_engine() -> str | None:
     return None
 
 
-def ort_available() -> bool:
-    """True when an exported engine (OpenVINO or ONNX Runtime) can compute features."""
-    return exported_engine() is not None
-
-
 def engine_for(device: torch.device, n_images: int) -> str:
     """The engine of a feature pass over `n_images` on `device`: an exported one on the CPU
     when installed and the images pay for the export, else 'torch'."""
-    if device.type != "cpu" or n_images < ORT_MIN_IMAGES:
+    if device.type != "cpu" or n_images < MIN_IMAGES:
         return "torch"
     return exported_engine() or "torch"
-
-
-def use_ort(device: torch.device, n_images: int) -> bool:
-    """True when an exported engine computes the features (engine_for is not 'torch')."""
-    return engine_for(device, n_images) != "torch"
 
 
 def headless(model: nn.Module, head: nn.Module) -> nn.Module:
@@ -82,7 +72,7 @@ def headless(model: nn.Module, head: nn.Module) -> nn.Module:
     return work
 
 
-class OrtFeatures:
+class ExportedFeatures:
     """`module` (float 0..1 images -> features) exported to ONNX and run in float32 by
     OpenVINO or onnxruntime (`engine`; default: the fastest installed)."""
 
@@ -107,7 +97,8 @@ class OrtFeatures:
         x = np.ascontiguousarray(x.detach().float().cpu().contiguous().numpy())
         if x.shape[0] == 0:
             return torch.zeros(0, 0)
-        f = self._infer(x)
+        step = BATCH[self.name]
+        f = np.concatenate([self._infer(x[s:s + step]) for s in range(0, x.shape[0], step)])
         return torch.from_numpy(f.reshape(f.shape[0], -1))
 
     def __call__(self, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
@@ -125,9 +116,7 @@ def _onnxruntime(path: Path) -> Callable[[np.ndarray], np.ndarray]:
     so.intra_op_num_threads = torch.get_num_threads()
     so.inter_op_num_threads = 1
     session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-    step = BATCH["onnxruntime"]
-    return lambda x: np.concatenate([session.run(None, {"x": x[s:s + step]})[0]
-                                     for s in range(0, x.shape[0], step)])
+    return lambda x: session.run(None, {"x": x})[0]
 
 
 def _openvino(path: Path) -> Callable[[np.ndarray], np.ndarray]:
@@ -136,30 +125,28 @@ def _openvino(path: Path) -> Callable[[np.ndarray], np.ndarray]:
     import openvino as ov
 
     core = ov.Core()
-    step, threads = BATCH["openvino"], torch.get_num_threads()
     # float32 explicitly: on CPUs with AMX OpenVINO would otherwise infer in bf16.
     # One stream on all threads: two streams of one thread (THROUGHPUT, async) measured the same.
     compiled = core.compile_model(core.read_model(str(path)), "CPU", {
         "INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY",
-        "INFERENCE_NUM_THREADS": threads})
+        "INFERENCE_NUM_THREADS": torch.get_num_threads()})
     request = compiled.create_infer_request()
-    return lambda x: np.concatenate([np.array(request.infer({"x": x[s:s + step]})[0])
-                                     for s in range(0, x.shape[0], step)])
+    return lambda x: np.array(request.infer({"x": x})[0])
 
 
-class OrtModule(nn.Module):
-    """A stand-in for an eval-mode module (float input -> logits) that runs in onnxruntime:
-    for the report's many forward passes (robustness probes), where no gradient is needed."""
+class ExportedModule(nn.Module):
+    """A stand-in for an eval-mode module (float input -> logits) that runs exported (OpenVINO
+    or onnxruntime): for the report's many forward passes, where no gradient is needed."""
 
     def __init__(self, module: nn.Module, sample: torch.Tensor, engine: str | None = None
                  ) -> None:
         super().__init__()
-        self._ort = OrtFeatures(module, sample, engine)
-        self.engine = self._ort.name
+        self._exported = ExportedFeatures(module, sample, engine)
+        self.engine = self._exported.name
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits of x, float32 on the CPU."""
-        return self._ort.run(x)
+        return self._exported.run(x)
 
 
 class HeadOnFeatures(nn.Module):
@@ -167,7 +154,7 @@ class HeadOnFeatures(nn.Module):
     by its torch `head`: the report's forward passes reuse the feature pass's engine instead of
     exporting the whole model again (about 2.5 s for EfficientNet-Lite0 here)."""
 
-    def __init__(self, features: OrtFeatures, head: nn.Module) -> None:
+    def __init__(self, features: ExportedFeatures, head: nn.Module) -> None:
         super().__init__()
         self._features = features
         self.head = head

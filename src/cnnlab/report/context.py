@@ -75,15 +75,8 @@ class ReportContext:
 
         if "predictor" in self.fast:
             return self.fast["predictor"]
-        if self.exported is not None:
-            import copy
-
-            fast = copy.copy(self.predictor)
-            fast.module, fast.precision, fast.engine = self.exported, "32", self.exported.engine
-            self.fast["predictor"] = fast
-            return fast
         fast = fast_predictor(self.predictor, self.precision if precision == "" else precision,
-                              n_images)
+                              n_images, self.exported)
         if getattr(fast, "engine", None):
             self.fast["predictor"] = fast
         return fast

@@ -3,30 +3,31 @@
 from __future__ import annotations
 
 
-def fast_predictor(predictor: object, precision: str | None, n_images: int = 0) -> object:
-    """The predictor for the report's many forward passes: on a CPU with OpenVINO or
-    onnxruntime, the network exported to ONNX (float32; the fastest engines measured here,
+def fast_predictor(predictor: object, precision: str | None, n_images: int = 0,
+                   exported: object = None) -> object:
+    """The predictor for the report's many forward passes: `exported` (the model already in an
+    engine, run.py exported_model) when given; else, on a CPU with OpenVINO or onnxruntime, the
+    network exported to ONNX (float32; the fastest engines measured here,
     models/feature_engine.py) when `n_images` pays the export; else bf16 with a channels_last
     copy of the network where `precision` is bf16; else the predictor itself."""
     import copy
 
     import torch
 
-    from cnnlab.models.feature_engine import use_ort
+    from cnnlab.models.feature_engine import ExportedModule, engine_for
 
     device = torch.device(str(getattr(predictor, "device", "cpu")))
-    if use_ort(device, n_images):
-        from cnnlab.models.feature_engine import OrtModule
-
+    engine = engine_for(device, n_images)
+    if exported is None and engine != "torch":
         try:
             side, ch = predictor.image_size, predictor.channels
-            module = OrtModule(predictor.module, torch.zeros(1, ch, side, side))
+            exported = ExportedModule(predictor.module, torch.zeros(1, ch, side, side), engine)
         except Exception:  # noqa: BLE001 - a network ONNX cannot export: the torch path
-            module = None
-        if module is not None:
-            fast = copy.copy(predictor)
-            fast.module, fast.precision, fast.engine = module, "32", module.engine
-            return fast
+            exported = None
+    if exported is not None:
+        fast = copy.copy(predictor)
+        fast.module, fast.precision, fast.engine = exported, "32", exported.engine
+        return fast
     if precision != "bf16" or getattr(predictor, "precision", "32") == "bf16":
         return predictor
     fast = copy.copy(predictor)

@@ -54,10 +54,10 @@ class FeatureCache:
         self.exported = None  # the exported backbone engine, when one computed the features
         ort = None
         if engine != "torch" and todo:
-            from cnnlab.models.feature_engine import OrtFeatures, headless
+            from cnnlab.models.feature_engine import ExportedFeatures, headless
 
             try:
-                ort = OrtFeatures(headless(model, self.head), to_float(todo[0][1].images[:1]),
+                ort = ExportedFeatures(headless(model, self.head), to_float(todo[0][1].images[:1]),
                                   engine)
             except Exception:  # noqa: BLE001 - a network ONNX cannot export: torch computes
                 self.engine, keys = "torch", None  # (and stores nothing under ONNX's key)
