@@ -315,6 +315,14 @@ def setting(default: Any, group: str, text: str, kind: type = str, **options: An
     return field(default=default, metadata=meta)
 
 
+def _usual_lrs() -> str:
+    """'0.01 sgd, 0.003 adam/adamw, 0.001 rmsprop': choices.OPTIMIZER_LRS for --lr's help."""
+    by_rate: dict[float, list[str]] = {}
+    for name, rate in OPTIMIZER_LRS.items():
+        by_rate.setdefault(rate, []).append(name)
+    return ", ".join(f"{rate:g} {'/'.join(names)}" for rate, names in by_rate.items())
+
+
 def registered_formats() -> tuple[str, ...]:
     """--format names a source registered at run time adds (register_source): read from the
     registry only once something imported it, so the CLI's options stay free of torch."""
@@ -415,8 +423,8 @@ class TrainConfig:
         64, "optimization", "Images per optimization step.", int, lo=1, hi=1 << 20,
         metavar="N", short="-b")
     lr: float | None = setting(
-        None, "optimization", "Learning rate [default: 0.01 sgd, 0.003 adam/adamw, 0.001 "
-        "rmsprop].", float, lo=0.0, above=True, nullable=True, metavar="RATE")
+        None, "optimization", f"Learning rate [default: {_usual_lrs()}].", float, lo=0.0,
+        above=True, nullable=True, metavar="RATE")
     optimizer: str = setting("adamw", "optimization", "Optimizer.", choices=tuple(OPTIMIZER_LRS))
     momentum: float = setting(
         0.9, "optimization", "SGD momentum.", float, lo=0.0, hi=1.0, metavar="M")
