@@ -53,6 +53,7 @@ class Predictor:
                  device: str = "cpu", precision: str = "32") -> None:
         self.device = resolve_device(device)
         self.precision = precision
+        self.engine = ""  # the exported engine a report's copy runs in (report/engines.py)
         autocast(self.device, precision)  # an unusable precision fails here, in one line
         self.module = model.to(self.device).eval()
         self.arch, self.classes, self.config, self.path = arch, classes, config or {}, path

@@ -77,7 +77,7 @@ class ReportContext:
             return self.fast["predictor"]
         fast = fast_predictor(self.predictor, self.precision if precision == "" else precision,
                               n_images, self.exported)
-        if getattr(fast, "engine", None):
+        if fast.engine:
             self.fast["predictor"] = fast
         return fast
 

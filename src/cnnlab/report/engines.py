@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 
-def fast_predictor(predictor: object, precision: str | None, n_images: int = 0,
-                   exported: object = None) -> object:
+if TYPE_CHECKING:
+    from cnnlab.evaluate.predictor import Predictor
+
+
+def fast_predictor(predictor: Predictor, precision: str | None, n_images: int = 0,
+                   exported: object = None) -> Predictor:
     """The predictor for the report's many forward passes: `exported` (the model already in an
     engine, run.py exported_model) when given; else, on a CPU with OpenVINO or onnxruntime, the
     network exported to ONNX (float32; the fastest engines measured here,
@@ -16,8 +21,7 @@ def fast_predictor(predictor: object, precision: str | None, n_images: int = 0,
 
     from cnnlab.models.feature_engine import ExportedModule, engine_for
 
-    device = torch.device(str(getattr(predictor, "device", "cpu")))
-    engine = engine_for(device, n_images)
+    engine = engine_for(predictor.device, n_images)
     if exported is None and engine != "torch":
         try:
             side, ch = predictor.image_size, predictor.channels
@@ -28,7 +32,7 @@ def fast_predictor(predictor: object, precision: str | None, n_images: int = 0,
         fast = copy.copy(predictor)
         fast.module, fast.precision, fast.engine = exported, "32", exported.engine
         return fast
-    if precision != "bf16" or getattr(predictor, "precision", "32") == "bf16":
+    if precision != "bf16" or predictor.precision == "bf16":
         return predictor
     fast = copy.copy(predictor)
     fast.module = copy.deepcopy(predictor.module).to(memory_format=torch.channels_last)
@@ -37,11 +41,10 @@ def fast_predictor(predictor: object, precision: str | None, n_images: int = 0,
     return fast
 
 
-def engine_text(predictor: object) -> str:
+def engine_text(predictor: Predictor) -> str:
     """'float32, OpenVINO' / 'bfloat16' / 'float32': how the robustness passes ran."""
     from cnnlab.models.feature_engine import LABEL
 
-    name = {"bf16": "bfloat16", "32": "float32"}.get(getattr(predictor, "precision", "32"),
-                                                     str(getattr(predictor, "precision", "")))
-    label = LABEL.get(getattr(predictor, "engine", ""))
+    name = {"bf16": "bfloat16", "32": "float32"}.get(predictor.precision, predictor.precision)
+    label = LABEL.get(predictor.engine)
     return name + (f", {label}" if label else "")
