@@ -42,7 +42,7 @@ class EarlyStopping(Callback):
     name = "early_stopping"
     state_key = "early_stopping"
 
-    def __init__(self, patience: int | None = None, monitor: str = "val_loss") -> None:
+    def __init__(self, patience: int | None, monitor: str) -> None:
         self.patience, self.monitor = patience, monitor
         self.best, self.tiebreak, self.bad = float("inf"), float("inf"), 0
 
@@ -137,7 +137,7 @@ class CsvLogger(Callback):
 
     name = "csv_logger"
 
-    def __init__(self, every: int = 0, eval_every: int = 0) -> None:
+    def __init__(self, every: int, eval_every: int) -> None:
         self.every, self.eval_every = every, eval_every
         self.step_val: dict = {}  # the last on_step_val
 
