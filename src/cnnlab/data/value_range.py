@@ -67,8 +67,17 @@ def parse_range(value: object, what: str = "value_range") -> Range:
 
 
 def scale_to_uint8(arr: np.ndarray, value_range: Range) -> tuple[np.ndarray, int]:
-    """Map lo..hi to 0..255 (rounded); returns the uint8 array and how many values were clipped."""
+    """Map lo..hi to 0..255 (rounded); returns the uint8 array and how many values were clipped.
+    A torch tensor is scaled in torch, with the same float64 arithmetic bit for bit, in the
+    CPU's threads (numpy's took half of the report's robustness probes on 224 px photos)."""
     lo, hi = value_range
+    if not isinstance(arr, np.ndarray) and hasattr(arr, "detach"):
+        import torch
+
+        t = arr.detach().cpu().to(torch.float64)
+        outside = int(((t < lo) | (t > hi)).sum())
+        scaled = (t - lo) * (255.0 / (hi - lo))
+        return torch.round(scaled).clamp_(0, 255).to(torch.uint8).numpy(), outside
     a = np.asarray(arr)
     if a.dtype == np.uint8 and (lo, hi) == (0.0, 255.0):
         return a, 0
