@@ -73,6 +73,45 @@ def test_train_stores_features_and_the_next_run_and_doctor_reuse_them(
 
 
 @needs_weights
+def test_doctor_right_after_train_reads_neither_files_nor_backbone(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture) -> None:
+    """Train decodes the photos at the backbone's 224 px; the doctor maps that decode instead
+    of decoding the files again at its own 64 px, and reuses the stored features."""
+    from cnnlab.data.load import LoadOptions
+    from cnnlab.data.sources import decoded
+
+    monkeypatch.setenv("CNNLAB_CACHE", str(tmp_path / "cache"))
+    data = rgb_folder(tmp_path / "data", n=6, side=128)
+    cnnlab.train(data=data, model="efficientnet-lite0", pretrained=True, freeze="all",
+                 epochs=1, out=str(tmp_path / "r"), verbose=False, device="cpu", report=False)
+
+    def no_decode(*a: object, **k: object) -> None:
+        raise AssertionError("the doctor decoded the files again")
+
+    def no_backbone(*a: object, **k: object) -> np.ndarray:
+        raise AssertionError("the doctor ran the backbone instead of reusing train's features")
+
+    monkeypatch.setattr(decoded, "decode_many", no_decode)
+    monkeypatch.setattr(doctor_features, "backbone_features", no_backbone)
+    capsys.readouterr()
+    report = run_doctor(data, LoadOptions(), out=tmp_path / "doc", feature_kind="backbone",
+                        skip=("labels",), verbose=True)
+    err = capsys.readouterr().err
+    assert "reusing the 224-px images an earlier `cnnlab train` decoded" in err
+    assert "reusing the stored backbone features of 18 images" in err
+    assert report["data"]["shape"] == "3 x 224 x 224"
+    assert report["settings"]["backbone_side"] == 224
+
+    # Pixel features never need the backbone's side: the doctor decodes at its own 64 px.
+    monkeypatch.undo()
+    monkeypatch.setenv("CNNLAB_CACHE", str(tmp_path / "cache"))
+    report = run_doctor(data, LoadOptions(), out=tmp_path / "doc2", feature_kind="pixels",
+                        skip=("labels",), verbose=False)
+    assert report["data"]["shape"] == "3 x 64 x 64"
+
+
+@needs_weights
 def test_doctor_stores_features_that_train_reuses(tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CNNLAB_CACHE", str(tmp_path / "cache"))

@@ -173,6 +173,10 @@ def _new_memmap(path: Path, shape: tuple[int, ...]) -> np.ndarray:
     return arr
 
 
+class CacheMiss(Exception):
+    """A cache-only read found no entry (LoadOptions.cache_only): the caller decodes instead."""
+
+
 def cache_key(files: list[Path], settings: dict) -> str:
     """Hash of every file's path, size and mtime plus the decode settings."""
     h = hashlib.sha256(json.dumps({"v": CACHE_VERSION, **settings}, sort_keys=True).encode())

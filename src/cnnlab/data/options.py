@@ -49,6 +49,9 @@ class LoadOptions:
     # CSV partitions whose rows are skipped (and counted), e.g. ("challenge",); any other
     # partition that is not train/val/test is refused with its line.
     skip_partitions: tuple[str, ...] = ()
+    # Not a user setting: read files only from the decode cache; a miss raises CacheMiss
+    # instead of decoding (the doctor asking whether `train` already decoded the files).
+    cache_only: bool = False
 
 
 # progress(what, total) -> tick(n): how readers report decoding

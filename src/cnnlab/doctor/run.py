@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from cnnlab.console import console
+from cnnlab.data.cache import CacheMiss
 from cnnlab.data.imageset import DataSplits
 from cnnlab.data.load import LoadOptions, load_data
 from cnnlab.doctor import duplicates, features, labels
@@ -45,7 +47,8 @@ def run_doctor(data: str | Path | DataSplits | None = None, options: LoadOptions
         source, fmt_name = data.source or "data", "in memory"
     else:
         with phases.phase("load", "reading data"):
-            splits = load_data(data, opts, phases.loader())
+            splits = _train_decode(data, opts, feature_kind, skip, verbose) or \
+                load_data(data, opts, phases.loader())
         src_root = Path(root) if root else source_root(
             Path(data) if data is not None else None, opts.format, opts.image_dir)
         source = str(data) if data is not None else "built-in digits"
@@ -94,6 +97,31 @@ def run_doctor(data: str | Path | DataSplits | None = None, options: LoadOptions
     atomic_write_bytes(out_dir / "doctor.json",
                        json.dumps(report, indent=1, default=_json_default).encode("utf-8"))
     return report
+
+
+def _train_decode(data: str | Path | None, opts: LoadOptions, feature_kind: str,
+                  skip: tuple[str, ...], verbose: bool) -> DataSplits | None:
+    """The files as a pretrained backbone's `train` decoded them (BACKBONE_SIDE px), when that
+    decode is in the cache and backbone features may be used, else None.
+
+    Mapping train's decode costs nothing; decoding thousands of photos again at the doctor's
+    own 64 px costs seconds, and the backbone would then read them a third time at its side.
+    The checks that work on pixels shrink every image to 64 px first either way.
+    """
+    wanted = any(c.uses_features for c in CHECKS if c.name not in skip)
+    if data is None or feature_kind == "pixels" or not wanted or opts.image_size is not None \
+            or not opts.use_cache:
+        return None
+    try:
+        splits = load_data(data, replace(opts, image_size=features.BACKBONE_SIDE,
+                                         cache_only=True))
+    except CacheMiss:
+        return None
+    if verbose:
+        console.print(f"  decode: reusing the {features.BACKBONE_SIDE}-px images an earlier "
+                      "`cnnlab train` decoded (the decode cache): no file is read again",
+                      highlight=False)
+    return splits
 
 
 def _check_args(distance: int, min_similarity: float, folds: int, feature_kind: str,

@@ -41,6 +41,8 @@ def decode_files(files: list[Path], parts: list[str], classes: list[str], labels
     if key and (hit := cache.load_cached(key)) is not None:
         hit.meta["cache"] = "hit"
         return hit
+    if opts.cache_only:
+        raise cache.CacheMiss(f"{len(files)} files at {size} px are not in the decode cache")
     side = crop or size
     shape = (len(files), channels, side, side)
     # Decode straight into the cache file: a folder larger than RAM never sits in memory.
