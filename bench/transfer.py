@@ -125,6 +125,8 @@ def main(argv: list[str] | None = None) -> None:
     gfs = ips * gflop
     split = "test" if "test" in metrics else "val"
     reused = "reusing the stored backbone features" in doctor_log
+    decoded = "decoded (the decode cache)" in doctor_log
+    doctor_own = json.loads((work / "doctor" / "doctor.json").read_text())["seconds"]
     engine = f"{resolved.get('feature_engine', 'torch')}, " + \
         {"bf16": "bfloat16", "32": "float32"}.get(str(resolved.get("feature_precision")), "?")
     rows = [("load (decode files)", phases["load"], f"{n / phases['load']:.0f} img/s"),
@@ -142,7 +144,9 @@ def main(argv: list[str] | None = None) -> None:
              f"process wall {train_wall:.1f} s; {split} accuracy "
              f"{metrics[split]['accuracy']:.4f}"),
             ("doctor --features backbone, right after", doctor_wall,
-             "reused train's features" if reused else "computed its own features")]
+             f"process wall; its own work {doctor_own:.1f} s, the rest is Python start-up; "
+             + ("mapped train's decode, " if decoded else "decoded the files, ")
+             + ("reused train's features" if reused else "computed its features"))]
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     lines = [f"## Transfer workflow on {Path(a.data).name} ({n} photos, 224 px), {when}", "",
              f"Machine: {cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__} "

@@ -17,6 +17,7 @@ from cnnlab.errors import CnnlabError, DataError
 from cnnlab.evaluate.failures import find_failures
 from cnnlab.evaluate.gradcam import gradcam, pick_items, resolve_layer
 from cnnlab.evaluate.robustness import (
+    Perturbation,
     add_noise,
     default_perturbations,
     image_range,
@@ -171,8 +172,7 @@ def test_perturbed_images_are_what_predict_reads_from_the_perturbed_floats() -> 
         want, _ = scale_to_uint8(floats, (0.0, 1.0))
         assert got.dtype == torch.uint8 and np.array_equal(got.numpy(), want), p.name
     half = torch.tensor([[[[0.5 / 255, 1.5 / 255, 2.5 / 255, -0.3, 1.7]]]], dtype=torch.float64)
-    ident = default_perturbations()[0]
-    ident.fn = lambda x, g: half
+    ident = Perturbation("half", "values half-way between two levels", lambda x, g: half)
     assert perturb(torch.zeros(1, 1, 1, 5, dtype=torch.uint8), ident, None).flatten().tolist() \
         == scale_to_uint8(half.numpy(), (0.0, 1.0))[0].flatten().tolist() == [0, 2, 2, 0, 255]
 

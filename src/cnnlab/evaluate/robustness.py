@@ -42,6 +42,9 @@ class Perturbation:
     name: str
     description: str
     fn: Perturb
+    # The same change made on the uint8 images directly, where it moves pixels without changing
+    # their values (flips): equal to `fn` then clipping and rounding, without the float copies.
+    exact_uint8: Callable[[torch.Tensor], torch.Tensor] | None = None
 
 
 def image_range(x: torch.Tensor) -> torch.Tensor:
@@ -60,6 +63,8 @@ def add_noise(x: torch.Tensor, fraction: float, rng: np.random.Generator) -> tor
 def perturb(images: torch.Tensor, p: Perturbation, rng: np.random.Generator) -> torch.Tensor:
     """uint8 [B,C,H,W] images after `p`, as predict would read the perturbed floats: clipped to
     0..1 and rounded to 8 bits."""
+    if p.exact_uint8 is not None:
+        return p.exact_uint8(images.cpu())
     x = images.cpu().to(torch.float64) / 255.0
     out, _ = scale_to_uint8(p.fn(x, rng), (0.0, 1.0))  # a tensor: scaled in torch's threads
     return torch.from_numpy(out)
@@ -77,16 +82,18 @@ def rotate(x: torch.Tensor, degrees: float) -> torch.Tensor:
 def default_perturbations(noise: tuple[float, ...] = NOISE_FRACTIONS,
                           rotations: tuple[float, ...] = ROTATIONS) -> list[Perturbation]:
     """Noise at several levels, horizontal and vertical flip, small rotations."""
-    out = [Perturbation("clean", "unchanged images", lambda x, g: x)]
+    out = [Perturbation("clean", "unchanged images", lambda x, g: x, lambda u: u)]
     for f in noise:
         cs = " (CS 475: range/10)" if abs(f - 0.1) < 1e-9 else ""
         out.append(Perturbation(f"noise {f:g}", f"Gaussian noise, std = {f:g} x image range{cs}"
                                 ", clipped to 0..1",
                                 lambda x, g, f=f: add_noise(x, f, g)))
     out.append(Perturbation("hflip", "horizontal flip (mirror left-right)",
-                            lambda x, g: torch.flip(x, dims=[3])))
+                            lambda x, g: torch.flip(x, dims=[3]),
+                            lambda u: torch.flip(u, dims=[3])))
     out.append(Perturbation("vflip", "vertical flip (upside down)",
-                            lambda x, g: torch.flip(x, dims=[2])))
+                            lambda x, g: torch.flip(x, dims=[2]),
+                            lambda u: torch.flip(u, dims=[2])))
     for d in rotations:
         out.append(Perturbation(f"rotate {d:g}", f"rotation by {d:g} degrees, black corners",
                                 lambda x, g, d=d: rotate(x, d)))
@@ -132,11 +139,13 @@ def stratified_items(labels: np.ndarray, max_items: int | None, seed: int = 0) -
 
 def robustness_table(predictor: object, data: ImageSet,
                      perturbations: list[Perturbation] | None = None, seed: int = 0,
-                     max_items: int | None = None, stratified: bool = False) -> list[dict]:
+                     max_items: int | None = None, stratified: bool = False,
+                     clean_probs: np.ndarray | None = None) -> list[dict]:
     """One row per perturbation: accuracy, change against clean, share of unchanged predictions.
 
     With max_items, a seeded sample of the labeled images is scored: stratified by class (each
-    class in its share) or uniform."""
+    class in its share) or uniform. `clean_probs`: the probabilities of every image of `data`
+    already computed (a run's scoring pass), read for the clean row instead of another pass."""
     labels = data.labels.numpy()
     keep = np.flatnonzero(labels >= 0)
     if len(keep) == 0:
@@ -146,7 +155,10 @@ def robustness_table(predictor: object, data: ImageSet,
     images, y = data.images[torch.as_tensor(keep)], labels[keep]
     rows, clean_pred, clean_acc = [], None, None
     for p in perturbations or default_perturbations():
-        pred = perturbed_probs(predictor, images, p, seed).argmax(1)
+        if p.name == "clean" and clean_probs is not None:
+            pred = np.asarray(clean_probs)[keep].argmax(1)
+        else:
+            pred = perturbed_probs(predictor, images, p, seed).argmax(1)
         acc = float((pred == y).mean())
         if clean_pred is None:
             clean_pred, clean_acc = pred, acc
