@@ -24,11 +24,6 @@ def safe_cell(value: object) -> object:
     return "'" + value
 
 
-def safe_row(row: dict) -> dict:
-    """Every key and value of a CSV row made safe (keys become header cells)."""
-    return {safe_cell(k): safe_cell(v) for k, v in row.items()}
-
-
 def unescape_cell(value: str) -> str:
     """Undo safe_cell on a cell cnnlab wrote: `'=x` -> `=x` (anything else is unchanged)."""
     if len(value) > 1 and value[0] == "'" and value[1:].startswith(TRIGGERS):

@@ -310,8 +310,3 @@ def build_augment(spec: str | None, always: bool = False) -> Augment | None:
             x = op(x)
         return x
     return apply
-
-
-def describe_ops() -> str:
-    """One line per op for help texts."""
-    return "; ".join(f"{n}[={o.default:g}] {o.help}" for n, o in OPS.items())

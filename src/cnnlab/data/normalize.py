@@ -22,8 +22,6 @@ import torch
 from cnnlab.data.stats import IMAGENET_MEAN, IMAGENET_STD, channel_mean_std
 from cnnlab.errors import CnnlabError
 
-NAMED = ("train", "imagenet", "none")
-
 
 def parse_normalize(spec: str, channels: int,
                     train_images: torch.Tensor | None = None) -> tuple[list[float], list[float]]:

@@ -201,22 +201,6 @@ def run_member(member: Member, folder: Path, verbose: bool = True, index: int = 
     return member
 
 
-def flat_metrics(metrics: dict, splits: Sequence[str] = ("train", "val", "test"),
-                 rename: dict | None = None) -> dict:
-    """{"val_accuracy": ..., "test_loss": ...} from a run's metrics.json."""
-    out: dict = {}
-    for split in splits:
-        m = metrics.get(split)
-        if not isinstance(m, dict):
-            continue
-        for key in METRICS:
-            out[f"{(rename or {}).get(split, split)}_{key}"] = m.get(key)
-    for key in ("best_epoch", "epochs_run", "train_seconds"):
-        if key in metrics:
-            out[key] = metrics[key]
-    return out
-
-
 def aggregate(rows: list[dict], keys: Sequence[str]) -> dict:
     """mean, std (sample, ddof=1), min and max of each numeric column over the rows."""
     out = {}

@@ -16,7 +16,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
 from torch import nn
 
 from cnnlab.checkpoint import load_checkpoint
@@ -290,20 +289,3 @@ def init_notes(report: dict) -> list[str]:
     if report["normalization"] == "checkpoint":
         lines.append("normalization: the checkpoint's mean/std (the copied layers expect it)")
     return lines
-
-
-def trainable_summary(model: nn.Module) -> dict:
-    """Parameter counts (trainable / all)."""
-    return {"trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
-            "total": sum(p.numel() for p in model.parameters())}
-
-
-def frozen_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    """A copy of the state of everything but the head (for checks that it did not change)."""
-    head = head_of(model.net if isinstance(model, Classifier) else model)
-    head_ids = {id(t) for t in list(head.parameters()) + list(head.buffers())}
-    out = {}
-    for k, v in model.state_dict(keep_vars=True).items():
-        if id(v) not in head_ids:
-            out[k] = v.detach().clone()
-    return out

@@ -20,8 +20,6 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from cnnlab.data.decode import is_image_file
 from cnnlab.data.imageset import ImageSet
 from cnnlab.data.options import LoadOptions, Progress
@@ -278,11 +276,6 @@ def ids_for(files: list[Path], root: Path) -> list[str]:
         except ValueError:
             out.append(str(f))
     return out
-
-
-def partition_array(parts: list[str]) -> np.ndarray:
-    """Partitions as a numpy string array."""
-    return np.asarray(parts, dtype=object).astype(str)
 
 
 def _folder_set(path: Path, opts: LoadOptions, progress: Progress,
