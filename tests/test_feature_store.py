@@ -111,6 +111,19 @@ def test_doctor_right_after_train_reads_neither_files_nor_backbone(
     assert report["data"]["shape"] == "3 x 64 x 64"
 
 
+def test_a_cache_only_read_of_arrays_is_a_miss_not_a_resize(tmp_path: Path) -> None:
+    """Arrays are never decoded, so never in the decode cache: the doctor's probe for train's
+    decode must not read them (and enlarge them to 224 px) instead."""
+    from cnnlab.data.cache import CacheMiss
+    from cnnlab.data.load import LoadOptions, load_data
+
+    np.save(tmp_path / "train_images.npy", np.zeros((20, 28, 28), np.uint8))
+    np.save(tmp_path / "train_labels.npy", np.arange(20) % 2)
+    with pytest.raises(CacheMiss):
+        load_data(tmp_path, LoadOptions(image_size=224, cache_only=True))
+    assert load_data(tmp_path, LoadOptions()).train.images.shape[-1] == 28
+
+
 @needs_weights
 def test_doctor_stores_features_that_train_reuses(tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from cnnlab.data.cache import CacheMiss
 from cnnlab.data.imageset import DataSplits, ImageSet
 from cnnlab.data.options import LoadOptions, Progress
 from cnnlab.data.sources.registry import AUTO, DEFAULT, detect_source, get_source
@@ -68,6 +69,8 @@ def read_to_predict(path: Path | None, opts: LoadOptions, classes: list[str],
 def read_source(path: Path | None, opts: LoadOptions, progress: Progress = None) -> ImageSet:
     """Read a source into one ImageSet whose `partition` marks train/val/test items."""
     source, where = _resolve(path, opts)
+    if opts.cache_only and not source.root:  # arrays are not decoded: nothing is cached
+        raise CacheMiss(f"{source.name}: read from arrays, not from the decode cache")
     return _finish(source.read(where, opts, progress), source, where)
 
 
