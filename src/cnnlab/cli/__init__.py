@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import re
 import sys
@@ -28,6 +29,18 @@ def main(argv: list[str] | None = None) -> None:
     STATE["debug"] = "--debug" in argv or bool(os.environ.get("CNNLAB_DEBUG"))
     # Nothing cnnlab writes may be group- or world-writable, whatever the caller's umask.
     os.umask(os.umask(0o022) | 0o022)
+    try:
+        _run(argv)
+    finally:
+        # The interpreter's last garbage collection at exit walks every object torch,
+        # scikit-learn and OpenVINO created: about 2 s after a training run. Every file and
+        # run folder is closed and written by now, and objects are still freed (and their
+        # files closed) by reference counting; only that last walk over them is skipped.
+        gc.freeze()
+
+
+def _run(argv: list[str]) -> None:
+    """Run the command; errors become one line and an exit code."""
     try:
         rc = app(args=argv, prog_name="cnnlab", standalone_mode=False)
         if isinstance(rc, int) and rc:  # typer.Exit(code) returns the code here
