@@ -236,3 +236,15 @@ def test_explain_cli_errors_are_one_line(corner_run: dict, tmp_path: Path,
         err = capsys.readouterr().err.strip()
         assert err.startswith("error:") and needle in err and "\n" not in err
     assert not (tmp_path / "x.png").exists()
+
+
+def test_gallery_tiles_are_shrunk_to_the_pixels_they_fill() -> None:
+    from cnnlab.report.gallery import to_display
+
+    img = np.zeros((3, 224, 200), np.uint8)
+    img[0] = 255  # red
+    img[:, :, 100:] = 0  # right half black
+    small = to_display(img, 110)
+    assert small.shape == (110, 98, 3)
+    assert abs(small[..., 0].mean() - 0.5) < 0.02 and small[..., 1:].max() == 0
+    assert to_display(img[:, :40, :40], 110).shape == (40, 40, 3)  # small ones stay as they are

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnlab.report.plots import plt, save_figure
+from cnnlab.report.plots import FIGURE_DPI, plt, save_figure
 
 OK_COLOR = "#1a7f37"
 BAD_COLOR = "#cf222e"
@@ -24,13 +24,24 @@ class Tile:
     heat: np.ndarray | None = None  # [H,W] in [0,1], drawn over the image
 
 
-def to_display(image: np.ndarray) -> np.ndarray:
-    """[C,H,W] or [H,W] (uint8 or float in [0,1]) -> [H,W] or [H,W,3] floats in [0,1]."""
+def to_display(image: np.ndarray, max_side: int | None = None) -> np.ndarray:
+    """[C,H,W] or [H,W] (uint8 or float in [0,1]) -> [H,W] or [H,W,3] floats in [0,1], shrunk
+    (antialiased) to at most `max_side` pixels a side when given."""
     a = np.asarray(image)
     a = a.astype(np.float32) / 255.0 if a.dtype == np.uint8 else a.astype(np.float32)
     if a.ndim == 3:
         a = a[0] if a.shape[0] == 1 else np.transpose(a[:3], (1, 2, 0))
-    return np.clip(a, 0.0, 1.0)
+    a = np.clip(a, 0.0, 1.0)
+    if max_side and max(a.shape[:2]) > max_side:
+        from PIL import Image
+
+        h, w = a.shape[:2]
+        scale = max_side / max(h, w)
+        small = Image.fromarray(np.rint(a * 255).astype(np.uint8)).resize(
+            (max(1, round(w * scale)), max(1, round(h * scale))), Image.BILINEAR,
+            reducing_gap=None)
+        a = np.asarray(small, dtype=np.float32) / 255.0
+    return a
 
 
 def image_grid(rows: Sequence[tuple[str, Sequence[Tile]]], path: Path, title: str,
@@ -75,7 +86,9 @@ def image_grid(rows: Sequence[tuple[str, Sequence[Tile]]], path: Path, title: st
         for c, tile in enumerate(tiles):
             x = left + c * (tile_in + gap)
             ext = (x, x + tile_in, y_img + tile_in, y_img)
-            img = to_display(tile.image)
+            # Photos shrunk to the tile's pixels first: matplotlib's own antialiasing of
+            # a 224-px image costs more than the rest of the figure.
+            img = to_display(tile.image, round(tile_in * FIGURE_DPI))
             small = max(img.shape[:2]) < 48
             ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=1, extent=ext,
                       interpolation="nearest" if small else "antialiased")

@@ -16,8 +16,11 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from cnnlab.io import atomic_path  # noqa: E402
 
+FIGURE_DPI = 110  # every figure of the report and the explain commands
 
-def save_figure(fig: plt.Figure, path: Path, tight: bool = True, dpi: int = 110) -> Path:
+
+def save_figure(fig: plt.Figure, path: Path, tight: bool = True, dpi: int = FIGURE_DPI
+                ) -> Path:
     """Save as PNG (atomically) and close; tight=False skips the extra layout pass."""
     try:
         with atomic_path(path, suffix=".tmp") as tmp:
