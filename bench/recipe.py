@@ -128,7 +128,7 @@ class TestCurve(Callback):
     def on_epoch_end(self, ctx: FitContext, row: dict) -> None:
         """Score the held-out split with the Trainer's own evaluation pass."""
         split = "test" if ctx.splits.test is not None and len(ctx.splits.test) else "val"
-        probs, _ = ctx.evaluate_split(split)  # the Trainer's method, through the context
+        probs, _ = ctx.score(split)
         acc = float((probs.argmax(1) == ctx.splits.get(split).labels.numpy()).mean())
         t = ctx.state.elapsed + ctx.resolved.get("feature_cache_seconds", 0.0)
         self.points.append((round(t, 2), acc))

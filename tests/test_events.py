@@ -90,3 +90,28 @@ def test_eval_every_sends_its_numbers_as_an_event_that_fills_steps_csv(tmp_path:
     for sent, row in zip(hear.rows, logged, strict=True):
         assert float(row["val_loss"]) == pytest.approx(sent["val_loss"], rel=1e-5)
         assert float(row["val_acc"]) == pytest.approx(sent["val_acc"], abs=1e-6)
+
+
+class Probe(Callback):
+    """Scores the test split after every epoch and tries to reach the Trainer's internals."""
+
+    def __init__(self) -> None:
+        self.test_acc: list[float] = []
+        self.lr_of_group: list[float] = []
+        self.reached: list[str] = []
+
+    def on_epoch_end(self, ctx: FitContext, row: dict) -> None:
+        probs, _ = ctx.score("test")
+        self.test_acc.append(float((probs.argmax(1) == ctx.splits.test.labels.numpy()).mean()))
+        self.lr_of_group.append(ctx.optimizer.param_groups[0]["lr"])
+        for name in ("device", "features", "train_step", "loader"):
+            if hasattr(ctx, name):
+                self.reached.append(name)
+
+
+def test_the_context_scores_a_split_and_hides_the_rest_of_the_trainer(tmp_path: Path) -> None:
+    probe = Probe()
+    run = cnnlab.train(**MLP, epochs=1, out=str(tmp_path / "r"), callbacks=[probe])
+    assert probe.test_acc == [pytest.approx(run.metrics["test"]["accuracy"])]
+    assert probe.lr_of_group[0] > 0
+    assert probe.reached == []  # a narrow interface: no fallback to the Trainer's attributes

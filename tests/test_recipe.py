@@ -18,6 +18,7 @@ from cnnlab.data import load_data
 from cnnlab.run import callback_list
 from cnnlab.settings import SettingsError, TrainConfig, resolve
 from cnnlab.train.callbacks import Callback
+from cnnlab.train.events import FitContext
 from cnnlab.train.mixing import BatchMixer, Mixed, batch_loss
 from cnnlab.train.recipe import ema_decay
 from cnnlab.train.trainer import Trainer
@@ -32,8 +33,7 @@ def digits():  # noqa: ANN201
 
 
 class Record(Callback):
-    """The learning rate of every step and the weights after every step. Written the old way,
-    against the Trainer: the FitContext it gets hands it the Trainer's optimizer."""
+    """The learning rate, momentum and weights after every step, read from the FitContext."""
 
     def __init__(self, weights: bool = False) -> None:
         self.lrs: list[float] = []
@@ -41,13 +41,13 @@ class Record(Callback):
         self.weights: list[dict] = []
         self.keep = weights
 
-    def on_step_end(self, trainer: Trainer, loss: float) -> None:
-        self.lrs.append(trainer.current_lr())
-        g = trainer.optimizer.param_groups[0]
+    def on_step_end(self, ctx: FitContext, loss: float) -> None:
+        self.lrs.append(ctx.current_lr())
+        g = ctx.optimizer.param_groups[0]
         self.moms.append(g["betas"][0] if "betas" in g else g["momentum"])
         if self.keep:
             self.weights.append({k: v.detach().clone()
-                                 for k, v in trainer.model.state_dict().items()})
+                                 for k, v in ctx.model.state_dict().items()})
 
 
 def _trainer(cfg: TrainConfig, splits: object, out: Path, *extra: Callback,

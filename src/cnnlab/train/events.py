@@ -79,20 +79,13 @@ class FitContext:
     """What a callback may see and do during fit: the one door between callbacks and the loop.
 
     `loop` is the Trainer (typed loosely: the trainer imports this module, not the reverse).
-    Callbacks written against the Trainer itself keep working: a name not defined here (say
-    `trainer.optimizer`) is looked up on the Trainer.
+    Nothing else of the Trainer is reachable from here: what a callback needs is named below.
     """
 
     def __init__(self, loop: Any, callbacks: list[Callback]) -> None:
         self._loop = loop
         self.callbacks = callbacks
         self.lr_scale = 1.0  # multiplies the schedule's rate (--schedule plateau sets it)
-
-    def __getattr__(self, name: str) -> Any:  # noqa: ANN401 - whatever the Trainer holds
-        """Old-style callbacks: anything else is the Trainer's."""
-        if name.startswith("_"):
-            raise AttributeError(name)
-        return getattr(self._loop, name)
 
     # ---- what a callback reads -------------------------------------------------------------
     @property
@@ -155,6 +148,11 @@ class FitContext:
         """Whether the run prints."""
         return self._loop.verbose
 
+    @property
+    def optimizer(self) -> Any:  # noqa: ANN401 - torch.optim.Optimizer
+        """The optimizer: its param_groups hold the rate and momentum the schedule set."""
+        return self._loop.optimizer
+
     def current_lr(self) -> float:
         """The learning rate of the first parameter group."""
         return self._loop.current_lr()
@@ -173,6 +171,11 @@ class FitContext:
         if self.frozen is not None:  # scoring put the whole model back in train mode
             self.frozen.after_train()
         return got
+
+    def score(self, split: str) -> tuple[Any, float | None]:
+        """(probabilities [N, classes], loss) of the trained weights on `split` now (a frozen
+        backbone's through its cached features), as the final scoring computes them."""
+        return self._loop.evaluate_split(split)
 
     def save(self, name: str = "last.pt", include_training: bool | None = None) -> None:
         """Write a checkpoint into the run folder (rank 0 only; last.pt with the state)."""
