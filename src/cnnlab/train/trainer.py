@@ -139,13 +139,37 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         self.device = resolve_device(cfg.device)
         distributed.init_from_env(self.device)  # no-op unless started by torchrun
-        train = splits.train
+        self._build_model()
+        self._build_step()
+        self.state = TrainState()
+        self.steps_per_epoch = len(batch_slices(len(splits.train), self.step_batch))
+        # --steps N replaces --epochs: enough epochs to hold N steps, the last one cut short.
+        self.total_steps = cfg.steps or cfg.epochs * self.steps_per_epoch
+        self.total_epochs = math.ceil(cfg.steps / max(self.steps_per_epoch, 1)) if cfg.steps \
+            else cfg.epochs
+        self._resume_rng = None
+        self._callback_state: dict = {}
+        self._fingerprint: dict | None = None
+        if resume:
+            ckpt_path = self.run_dir / "last.pt" if resume is True else Path(resume)
+            # Rank 0 reads the checkpoint and hands it to the others (no shared disk needed).
+            self._restore(distributed.on_main(lambda: load_checkpoint(ckpt_path)), ckpt_path)
+        self._cache_features()
+        # What the training step calls: wrapped in DistributedDataParallel under torchrun.
+        self.train_model = distributed.wrap(self.train_model, self.device,
+                                            sync_bn=self.frozen is None)
+        self._set_callbacks(callbacks)
+        self.resolved = self._resolved()
+
+    def _build_model(self) -> None:
+        """The classifier, its frozen part, notes, precision and memory format."""
+        cfg, train = self.cfg, self.splits.train
         built = build_classifier(cfg, train)
         self.model, self.arch, self.notes = built.model, built.arch, built.notes
-        if splits.train.meta.get("skipped_bad_images"):
-            self.notes.append(f"skipped {splits.train.meta['skipped_bad_images']} unreadable "
+        if train.meta.get("skipped_bad_images"):
+            self.notes.append(f"skipped {train.meta['skipped_bad_images']} unreadable "
                               "image(s) (--skip-bad)")
-        self.notes += list(splits.train.meta.get("data_notes", []))  # rows used, empty classes
+        self.notes += list(train.meta.get("data_notes", []))  # rows used, empty classes
         self.frozen, self.transfer_info = built.frozen, built.info  # see train/transfer.py
         self.model.to(self.device)
         probe = to_float(train.images[:2], self.device) if len(train) else None
@@ -154,8 +178,14 @@ class Trainer:
                                            self.channels_last)
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
+        self.train_model, self.train_images = self.model, train.images
+
+    def _build_step(self) -> None:
+        """What one training step uses: optimizer, class weights, augmentation, mixing,
+        autocast and gradient scaler."""
+        cfg = self.cfg
         self.optimizer = make_optimizer(param_groups(self.model, cfg), cfg)
-        cw = class_weight_tensor(cfg, train)
+        cw = class_weight_tensor(cfg, self.splits.train)
         self.class_weight = None if cw is None else cw.to(self.device)
         self.augment = build_augment(cfg.augment)
         self.mixer = build_mixer(cfg)  # --mixup / --cutmix (train/mixing.py)
@@ -168,75 +198,62 @@ class Trainer:
         self.eval_precision = "32" if cfg.precision == "auto" else self.precision
         self.eval_autocast = lambda: autocast(self.device, self.eval_precision)
         self.scaler = grad_scaler(self.device, self.precision)
-        self.state = TrainState()
-        self.steps_per_epoch = len(batch_slices(len(train), self.step_batch))
-        # --steps N replaces --epochs: enough epochs to hold N steps, the last one cut short.
-        self.total_steps = cfg.steps or cfg.epochs * self.steps_per_epoch
-        self.total_epochs = math.ceil(cfg.steps / max(self.steps_per_epoch, 1)) if cfg.steps \
-            else cfg.epochs
-        self._resume_rng = None
-        self._callback_state: dict = {}
-        self._fingerprint: dict | None = None
-        if resume:
-            ckpt_path = self.run_dir / "last.pt" if resume is True else Path(resume)
-            # Rank 0 reads the checkpoint and hands it to the others (no shared disk needed).
-            self._restore(distributed.on_main(lambda: load_checkpoint(ckpt_path)), ckpt_path)
-        self.train_model = self.model
-        self.train_images = train.images
-        # Frozen backbone and no augmentation: run it once per split, then train only the head.
+
+    def _cache_features(self) -> None:
+        """Frozen backbone and no augmentation: run it once per split, then train the head."""
         self.features = None
-        if should_cache(cfg, self.frozen):
-            # Every split in the training precision (bf16 where the CPU has it: 4x float32
-            # here, same predictions; docs/performance.md), channels_last where it helps.
-            # OpenVINO or ONNX Runtime in float32 where installed (faster still on this CPU, and
-            # exactly the float32 features); models/feature_engine.py.
-            n_all = sum(len(d) for _, d in splits.items())
-            engine = engine_for(self.device, n_all)
-            self.feature_precision = "32" if engine != "torch" else self.precision
-            with busy(f"computing backbone features of {n_all} images once ({engine}, "
-                      f"{precision_name(self.feature_precision)})", verbose):
-                self.features = FeatureCache(self.model, splits, self.device,
-                                             channels_last=self.channels_last,
-                                             autocast=self.autocast, engine=engine,
-                                             keys=feature_keys(cfg, splits, self.model,
-                                                               store_precision(engine,
-                                                                               self.precision)))
-        if self.features is not None:
-            if self.features.engine == "torch":  # also when ONNX could not export the model
-                self.feature_precision = self.precision
-            self.train_model = self.features.head
-            self.train_images = self.features.get("train")
-            f = self.features
-            self.notes.append(
-                f"feature cache: backbone features of {f.count} images "
-                + (f"read from the feature store ({f.reused} images, {f.seconds:.1f}s)"
-                   if f.reused == f.count else
-                   f"computed once ({f.seconds:.1f}s, {f.engine}, "
-                   f"{precision_name(self.feature_precision)}"
-                   + (f"; {f.reused} read from the feature store" if f.reused else "") + ")")
-                + "; the head trains on them")
-        # What the training step calls: wrapped in DistributedDataParallel under torchrun.
-        self.train_model = distributed.wrap(self.train_model, self.device,
-                                            sync_bn=self.frozen is None)
-        # The whole list (run.callback_list assembles a run's); None: the loop's defaults.
-        self.callbacks = default_callbacks(cfg, verbose) if callbacks is None else list(callbacks)
+        if not should_cache(self.cfg, self.frozen):
+            return
+        # OpenVINO or ONNX Runtime in float32 where installed (the fastest on this CPU, and
+        # exactly the float32 features), else torch in the training precision with
+        # channels_last where it helps; models/feature_engine.py, docs/performance.md.
+        n_all = sum(len(d) for _, d in self.splits.items())
+        engine = engine_for(self.device, n_all)
+        self.feature_precision = "32" if engine != "torch" else self.precision
+        with busy(f"computing backbone features of {n_all} images once ({engine}, "
+                  f"{precision_name(self.feature_precision)})", self.verbose):
+            f = self.features = FeatureCache(
+                self.model, self.splits, self.device, channels_last=self.channels_last,
+                autocast=self.autocast, engine=engine,
+                keys=feature_keys(self.cfg, self.splits, self.model,
+                                  store_precision(engine, self.precision)))
+        if f.engine == "torch":  # also when ONNX could not export the model
+            self.feature_precision = self.precision
+        self.train_model, self.train_images = f.head, f.get("train")
+        self.notes.append(
+            f"feature cache: backbone features of {f.count} images "
+            + (f"read from the feature store ({f.reused} images, {f.seconds:.1f}s)"
+               if f.reused == f.count else
+               f"computed once ({f.seconds:.1f}s, {f.engine}, "
+               f"{precision_name(self.feature_precision)}"
+               + (f"; {f.reused} read from the feature store" if f.reused else "") + ")")
+            + "; the head trains on them")
+
+    def _set_callbacks(self, callbacks: list[Callback] | None) -> None:
+        """The whole list (run.callback_list assembles a run's; None: the loop's defaults),
+        the FitContext they see, and the state last.pt kept for them."""
+        self.callbacks = default_callbacks(self.cfg, self.verbose) if callbacks is None \
+            else list(callbacks)
         self.ctx = FitContext(self, self.callbacks)  # all that callbacks see of this Trainer
-        for cb in self.callbacks:  # state saved in last.pt by callbacks that keep any
+        for cb in self.callbacks:
             key = getattr(cb, "state_key", None)
             if key is not None and key in self._callback_state:
                 cb.load_state_dict(self._callback_state[key])
-        self.resolved = {"lr": cfg.resolved_lr(), "device": str(self.device),
-                         "precision": self.precision, "eval_precision": self.eval_precision,
-                         "channels_last": bool(self.channels_last),
-                         "num_threads": torch.get_num_threads(),
-                         "world_size": distributed.world_size(),
-                         "value_range": _plain(splits.train.meta.get("value_range")),
-                         "feature_cache_seconds": round(self.features.seconds, 3)
-                         if self.features is not None else 0.0}
+
+    def _resolved(self) -> dict:
+        """What the settings resolved to: config.yaml's and metrics.json's `resolved`."""
+        out = {"lr": self.cfg.resolved_lr(), "device": str(self.device),
+               "precision": self.precision, "eval_precision": self.eval_precision,
+               "channels_last": bool(self.channels_last),
+               "num_threads": torch.get_num_threads(), "world_size": distributed.world_size(),
+               "value_range": _plain(self.splits.train.meta.get("value_range")),
+               "feature_cache_seconds": round(self.features.seconds, 3)
+               if self.features is not None else 0.0}
         if self.features is not None:  # the precision the cached features were computed in
-            self.resolved["feature_precision"] = self.feature_precision
-            self.resolved["feature_engine"] = self.features.engine
-            self.resolved["feature_store_reused"] = self.features.reused
+            out["feature_precision"] = self.feature_precision
+            out["feature_engine"] = self.features.engine
+            out["feature_store_reused"] = self.features.reused
+        return out
 
     # ---- the loop ------------------------------------------------------------------------
     def fit(self, stop_after: int | None = None) -> FitResult:
