@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from cnnlab.errors import CnnlabError
@@ -39,12 +39,12 @@ class ReportContext:
     max_robust: int | None = None
     seed: int = 0
     precision: str | None = None
-    probs: dict = field(default_factory=dict)  # {"probs": array} once computed or given
     split_name: str | None = None
     eval_set: object = None
     reused: bool = False  # the probabilities came with the call (training's scoring pass)
-    fast: dict = field(default_factory=dict)  # {"predictor": ...}: the exported one, once built
     exported: object = None  # the model in an engine the caller built (run.py exported_model)
+    probs: object = None  # the scored split's probabilities, once given or computed
+    exported_predictor: object = None  # the predictor in an exported engine, once built
 
     @property
     def plots(self) -> Path:
@@ -67,28 +67,28 @@ class ReportContext:
         """Labeled images of the scored split."""
         return int((self.eval_set.labels >= 0).sum()) if self.eval_set is not None else 0
 
-    def fast_predictor(self, n_images: int, precision: str | None = "") -> object:
-        """The predictor for `n_images` forward passes (report/engines.py); an exported engine,
-        once built, serves every later section. `precision` (default: the run's) lets the
-        torch fallback use bf16."""
-        from cnnlab.report.engines import fast_predictor
-
-        if "predictor" in self.fast:
-            return self.fast["predictor"]
-        fast = fast_predictor(self.predictor, self.precision if precision == "" else precision,
-                              n_images, self.exported)
-        if fast.engine:
-            self.fast["predictor"] = fast
-        return fast
+    def fast_predictor(self, n_images: int) -> object:
+        """The predictor for `n_images` forward passes in the run's precision
+        (report/engines.py); an exported engine, once built, serves every later section."""
+        return self._fast(n_images, self.precision)
 
     def clean_probs(self) -> object:
         """The scored split's probabilities: the run's own when given, else one pass, once
         (float32: in an exported engine where installed and the split pays the export)."""
-        if "probs" not in self.probs:
-            fast = self.fast_predictor(len(self.eval_set), "32")
-            self.probs["probs"] = fast.probabilities(self.eval_set.images).numpy()
-        return self.probs["probs"]
+        if self.probs is None:
+            fast = self._fast(len(self.eval_set), "32")
+            self.probs = fast.probabilities(self.eval_set.images).numpy()
+        return self.probs
 
+    def _fast(self, n_images: int, precision: str | None) -> object:
+        from cnnlab.report.engines import fast_predictor
+
+        if self.exported_predictor is not None:
+            return self.exported_predictor
+        fast = fast_predictor(self.predictor, precision, n_images, self.exported)
+        if fast.engine:
+            self.exported_predictor = fast
+        return fast
 
 def load_context(run_dir: str | Path, splits: object = None, predictor: object = None,
                  probs: dict | None = None, model: str | None = None,
@@ -113,8 +113,7 @@ def load_context(run_dir: str | Path, splits: object = None, predictor: object =
     if splits is not None:
         ctx.split_name, ctx.eval_set = eval_split(splits)
     if probs and ctx.split_name in probs:
-        ctx.probs["probs"] = probs[ctx.split_name]
-        ctx.reused = True
+        ctx.probs, ctx.reused = probs[ctx.split_name], True
     if ctx.precision is None:
         ctx.precision = (metrics.get("resolved") or cfg.get("resolved") or {}).get("precision")
     return ctx
