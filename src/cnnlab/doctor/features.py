@@ -146,7 +146,7 @@ def backbone_features(parts: Iterable[torch.Tensor], size: int | None = None, ba
 
     net = efficientnet_lite0(1000, 3, size, pretrained=True).eval()
     if engine != "torch":  # as train's feature pass: models/feature_engine.py
-        return _ort_features(net, parts, size, tick, engine)
+        return _exported_features(net, parts, size, tick, engine)
     net = net.to(memory_format=torch.channels_last)
     net, _ = fold_batchnorm(net, torch.rand(1, 3, size, size))  # as train's feature pass
     fast = torch.autocast("cpu", dtype=torch.bfloat16) if store_precision() == "bf16" else \
@@ -188,7 +188,7 @@ def store_precision(engine: str = "torch") -> str:
     return "bf16" if cpu_has_fast_bf16() else "32"
 
 
-def _ort_features(net: torch.nn.Module, parts: Iterable[torch.Tensor], size: int,
+def _exported_features(net: torch.nn.Module, parts: Iterable[torch.Tensor], size: int,
                   tick: Callable[[int], None] | None, engine: str) -> np.ndarray:
     """Pooled features in OpenVINO or ONNX Runtime (float32), from 0..255 images of any side."""
     from cnnlab.data.stats import IMAGENET_MEAN, IMAGENET_STD
@@ -196,7 +196,7 @@ def _ort_features(net: torch.nn.Module, parts: Iterable[torch.Tensor], size: int
     from cnnlab.models.feature_engine import ExportedFeatures, headless
 
     model = Classifier(net, list(IMAGENET_MEAN), list(IMAGENET_STD)).eval()
-    ort = ExportedFeatures(headless(model, net._fc), torch.zeros(1, 3, size, size), engine)
+    exported = ExportedFeatures(headless(model, net._fc), torch.zeros(1, 3, size, size), engine)
     out: list[np.ndarray] = []
     for images in parts:
         x = torch.as_tensor(np.asarray(images))
@@ -204,7 +204,7 @@ def _ort_features(net: torch.nn.Module, parts: Iterable[torch.Tensor], size: int
             x = shrink(x, size)
         if x.shape[1] == 1:
             x = x.expand(-1, 3, -1, -1)
-        out.append(ort(x.to(torch.uint8).contiguous()).numpy())
+        out.append(exported(x.to(torch.uint8).contiguous()).numpy())
         if tick is not None:
             tick(x.shape[0])
     return np.concatenate(out) if out else np.zeros((0, 1280), np.float32)

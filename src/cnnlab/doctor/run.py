@@ -42,12 +42,15 @@ def run_doctor(data: str | Path | DataSplits | None = None, options: LoadOptions
     opts = options or LoadOptions()
     skip = tuple(dict.fromkeys(skip))
     phases = Phases(verbose)
+    active = [c for c in CHECKS if c.name not in skip]
+    # Only the label check, the far-from-class outliers and the shift score use features.
+    asked = feature_kind if any(c.uses_features for c in active) else "pixels"
     if isinstance(data, DataSplits):
         splits, src_root = data, Path(root) if root else None
         source, fmt_name = data.source or "data", "in memory"
     else:
         with phases.phase("load", "reading data"):
-            splits = _train_decode(data, opts, feature_kind, skip, verbose) or \
+            splits = _train_decode(data, opts, asked, verbose) or \
                 load_data(data, opts, phases.loader())
         src_root = Path(root) if root else source_root(
             Path(data) if data is not None else None, opts.format, opts.image_dir)
@@ -58,10 +61,7 @@ def run_doctor(data: str | Path | DataSplits | None = None, options: LoadOptions
         raise CnnlabError(f"{source}: no images to check")
     with phases.phase("scan", "hashing and downscaling", len(pool)) as tick:
         scan = features.scan(pool.parts(), tick=tick)
-    active = [c for c in CHECKS if c.name not in skip]
-    # Only the label check, the far-from-class outliers and the shift score use features.
-    wanted = any(c.uses_features for c in active)
-    kind, side, feature_note = _pick_features(feature_kind if wanted else "pixels", pool, opts)
+    kind, side, feature_note = _pick_features(asked, pool, opts)
     if feature_note and verbose:
         console.print(f"  note: {feature_note}")
     with phases.phase("features", f"features ({kind}{f', {side} px' if side else ''})",
@@ -100,16 +100,16 @@ def run_doctor(data: str | Path | DataSplits | None = None, options: LoadOptions
 
 
 def _train_decode(data: str | Path | None, opts: LoadOptions, feature_kind: str,
-                  skip: tuple[str, ...], verbose: bool) -> DataSplits | None:
+                  verbose: bool) -> DataSplits | None:
     """The files as a pretrained backbone's `train` decoded them (BACKBONE_SIDE px), when that
-    decode is in the cache and backbone features may be used, else None.
+    decode is in the cache and backbone features may be used (`feature_kind` is not
+    "pixels"), else None.
 
     Mapping train's decode costs nothing; decoding thousands of photos again at the doctor's
     own 64 px costs seconds, and the backbone would then read them a third time at its side.
     The checks that work on pixels shrink every image to 64 px first either way.
     """
-    wanted = any(c.uses_features for c in CHECKS if c.name not in skip)
-    if data is None or feature_kind == "pixels" or not wanted or opts.image_size is not None \
+    if data is None or feature_kind == "pixels" or opts.image_size is not None \
             or not opts.use_cache:
         return None
     try:

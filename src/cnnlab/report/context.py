@@ -90,6 +90,7 @@ class ReportContext:
             self.exported_predictor = fast
         return fast
 
+
 def load_context(run_dir: str | Path, splits: object = None, predictor: object = None,
                  probs: dict | None = None, model: str | None = None,
                  trust_code: bool = False, **options: object) -> ReportContext:

@@ -26,22 +26,21 @@ class Tile:
 
 def to_display(image: np.ndarray, max_side: int | None = None) -> np.ndarray:
     """[C,H,W] or [H,W] (uint8 or float in [0,1]) -> [H,W] or [H,W,3] floats in [0,1], shrunk
-    (antialiased) to at most `max_side` pixels a side when given."""
+    (antialiased, on 8-bit pixels) to at most `max_side` pixels a side when given."""
     a = np.asarray(image)
-    a = a.astype(np.float32) / 255.0 if a.dtype == np.uint8 else a.astype(np.float32)
     if a.ndim == 3:
         a = a[0] if a.shape[0] == 1 else np.transpose(a[:3], (1, 2, 0))
-    a = np.clip(a, 0.0, 1.0)
     if max_side and max(a.shape[:2]) > max_side:
         from PIL import Image
 
         h, w = a.shape[:2]
         scale = max_side / max(h, w)
-        small = Image.fromarray(np.rint(a * 255).astype(np.uint8)).resize(
+        u8 = a if a.dtype == np.uint8 else np.rint(np.clip(a, 0.0, 1.0) * 255).astype(np.uint8)
+        a = np.asarray(Image.fromarray(np.ascontiguousarray(u8)).resize(
             (max(1, round(w * scale)), max(1, round(h * scale))), Image.BILINEAR,
-            reducing_gap=None)
-        a = np.asarray(small, dtype=np.float32) / 255.0
-    return a
+            reducing_gap=None))
+    a = a.astype(np.float32) / 255.0 if a.dtype == np.uint8 else a.astype(np.float32)
+    return np.clip(a, 0.0, 1.0)
 
 
 def image_grid(rows: Sequence[tuple[str, Sequence[Tile]]], path: Path, title: str,

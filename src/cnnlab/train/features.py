@@ -52,19 +52,17 @@ class FeatureCache:
         todo = [(n, d) for n, d in splits.items() if stored[n] is None and len(d)]
         self.engine = engine
         self.exported = None  # the exported backbone engine, when one computed the features
-        ort = None
         if engine != "torch" and todo:
             from cnnlab.models.feature_engine import ExportedFeatures, headless
 
             try:
-                ort = ExportedFeatures(headless(model, self.head), to_float(todo[0][1].images[:1]),
-                                  engine)
+                self.exported = ExportedFeatures(headless(model, self.head),
+                                                 to_float(todo[0][1].images[:1]), engine)
             except Exception:  # noqa: BLE001 - a network ONNX cannot export: torch computes
                 self.engine, keys = "torch", None  # (and stores nothing under ONNX's key)
-        if ort is not None:
-            self.exported = ort
+        if self.exported is not None:
             for name, data in todo:
-                stored[name] = ort(data.images)
+                stored[name] = self.exported(data.images)
                 if keys and keys.get(name):
                     feature_store.save_features(keys[name], stored[name])
                 self.reused -= len(data)  # computed here, not read: the loop below counts all
