@@ -214,6 +214,8 @@ class Zygote:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+        if self.proc.stdout:  # else the suite ends with "ResourceWarning: unclosed file"
+            self.proc.stdout.close()
 
 
 def assert_one_line_error(res: subprocess.CompletedProcess, *needles: str,

@@ -45,6 +45,8 @@ class Perturbation:
     # The same change made on the uint8 images directly, where it moves pixels without changing
     # their values (flips): equal to `fn` then clipping and rounding, without the float copies.
     exact_uint8: Callable[[torch.Tensor], torch.Tensor] | None = None
+    # The images unchanged (the clean row): predictions already made for them can be reused.
+    identity: bool = False
 
 
 def image_range(x: torch.Tensor) -> torch.Tensor:
@@ -82,7 +84,7 @@ def rotate(x: torch.Tensor, degrees: float) -> torch.Tensor:
 def default_perturbations(noise: tuple[float, ...] = NOISE_FRACTIONS,
                           rotations: tuple[float, ...] = ROTATIONS) -> list[Perturbation]:
     """Noise at several levels, horizontal and vertical flip, small rotations."""
-    out = [Perturbation("clean", "unchanged images", lambda x, g: x, lambda u: u)]
+    out = [Perturbation("clean", "unchanged images", lambda x, g: x, lambda u: u, identity=True)]
     for f in noise:
         cs = " (CS 475: range/10)" if abs(f - 0.1) < 1e-9 else ""
         out.append(Perturbation(f"noise {f:g}", f"Gaussian noise, std = {f:g} x image range{cs}"
@@ -155,7 +157,7 @@ def robustness_table(predictor: object, data: ImageSet,
     images, y = data.images[torch.as_tensor(keep)], labels[keep]
     rows, clean_pred, clean_acc = [], None, None
     for p in perturbations or default_perturbations():
-        if p.name == "clean" and clean_probs is not None:
+        if p.identity and clean_probs is not None:
             pred = np.asarray(clean_probs)[keep].argmax(1)
         else:
             pred = perturbed_probs(predictor, images, p, seed).argmax(1)

@@ -99,7 +99,7 @@ def examples_figure(predictor: object, data: ImageSet, out: str | Path, n: int =
     for name in rows:
         # The images as the robustness table scores them (clipped, 8-bit, the predictor's views)
         x = perturb(images, by_name[name], rng)
-        pr = predictor.probabilities(x).numpy()
+        pr = probs[pick] if by_name[name].identity else predictor.probabilities(x).numpy()
         shown = x.numpy() / 255.0
         tiles = [Tile(shown[j], f"pred {short(classes[int(pr[j].argmax())])}"
                                 f" ({pr[j].max():.2f})", int(pr[j].argmax()) == int(labels[i]))
