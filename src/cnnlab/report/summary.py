@@ -124,7 +124,9 @@ def _facts(ctx: ReportContext) -> list[tuple[str, object]]:
     lr = ran.get("lr", cfg.get("lr"))
     chose = ran.get("recipe") if isinstance(ran.get("recipe"), dict) else {}
     lr_text = "default" if lr is None else f"{lr:g}" + (
-        " (chosen by the recipe's range test)" if cfg.get("lr") is None and "lr" in chose
+        " (chosen by the recipe's range test)" if cfg.get("lr") is None and "lr_test" in chose
+        else " (chosen by the recipe: too short a run to test)" if cfg.get("lr") is None
+        and "lr" in chose
         else " (the optimizer's default)" if cfg.get("lr") is None else "")
     rows += [("optimizer", f"{cfg.get('optimizer')} (lr {lr_text}, "
                            f"batch {cfg.get('batch_size')}, schedule {cfg.get('schedule')})"),

@@ -6,7 +6,8 @@ not give, once, when the run starts:
 - **lr** (`--lr` not given): a learning-rate range test on the run's own Trainer (its batches,
   augmentation and training step, `train/lrrange.py`; the same test as `cnnlab lr-find`), then
   the rule below; the model, optimizer and random state are put back afterwards, so training
-  starts exactly as it would have. Its seconds count as training time.
+  starts exactly as it would have. Its seconds count as training time. A run under 100
+  steps, where the test would be more than a fifth of the run, gets 4x the usual rate.
 - **augment, label_smoothing, ema, mixup**: rules from the data's kind and size and the run's
   length (`data_choices`).
 
@@ -50,6 +51,16 @@ TEST_MIN_STEPS = 20
 # (bench/results-recipe.md).
 PEAK_MULT = 1.0
 PEAK_LO, PEAK_HI = 2.0, 4.0
+# A run under 100 steps gets no test: 20 steps would be more than a fifth of it (a fine-tuned
+# EfficientNet on 245 photos takes 3.7 s a step on 2 cores: the test alone was 5 epochs).
+# It gets the ceiling, 4x the usual rate: what the test chose on digits and glyphs, and on
+# the frozen head of the photos as accurate as the floor the test chose there (0.902-0.895
+# against 0.909-0.895 of 153 at 5-20 epochs; bench/results-recipe.md).
+TEST_MIN_RUN = 5 * TEST_MIN_STEPS
+# ... except a pretrained network fine-tuned, which gets 3x: on 245 photos, EfficientNet-Lite0
+# at 4x lost to plain at 5 and 10 epochs (0.778, 0.817 against 0.784, 0.830 of 153), at 3x
+# it won (0.791, 0.863).
+PEAK_SHORT, PEAK_SHORT_TUNED = PEAK_HI, 3.0
 
 
 @dataclass
@@ -105,13 +116,19 @@ def data_choices(cfg: TrainConfig, splits: DataSplits) -> tuple[dict, dict]:
     """({setting: value}, {setting: why}) of augmentation and regularisation for this data.
 
     augment: a frozen backbone gets none (its features are then computed once, the feature
-    cache); grey images (digits, letters, symbols: never flipped) none below 10 epochs, small
-    shifts (crop=2) below 20, shifts and rotations (crop=2,rotate=10) from 20; colour images
-    none below 10 epochs, then a flip and a crop of 1/8 of the side (a random resized crop
-    from 96 pixels up: photos), plus TrivialAugment from 40 epochs. mixup 0.2 from 30 epochs
-    with 5,000+ training images (it pays off only over long runs), else off. label smoothing
-    0.1, off when mixup already softens the targets. ema: none below 100 steps (the average
-    would trail the model), 0.99, 0.999 from 20,000 steps.
+    cache); nor do runs below 10 epochs (even mild shifts slowed every small set's first
+    epochs; a pretrained network fine-tuned: below 5, as it overfits a small set within 2) or
+    images under 16 px (8x8 digits: a 1-pixel shift is an eighth of the image). From 10
+    epochs (5 when fine-tuning): shifts of up to 1/16 of the side (crop=2 on 32 px,
+    airbench's), plus rotations of 10 degrees on grey images (letters and symbols are never
+    flipped) or a flip on colour ones; photos (96 px and up) a flip and a random resized
+    crop instead; from 40 epochs TrivialAugment on colour images too. Shifts of 1/8 of the
+    side (the rule before) lost to no augmentation on small RGB and digits at 10 and 20
+    epochs (bench/results-recipe.md). mixup 0.2 from 30 epochs with 5,000+ training images (it pays
+    off only over long runs), else off. label smoothing 0.1, off when mixup already softens
+    the targets and on a frozen backbone (a head on fixed features: smoothing cost 1-7 of 153
+    validation photos at 3-20 epochs). ema: none below 100 steps (the average would trail the
+    model), 0.99, 0.999 from 20,000 steps.
     """
     train = splits.train
     n, c = len(train), train.channels
@@ -122,29 +139,32 @@ def data_choices(cfg: TrainConfig, splits: DataSplits) -> tuple[dict, dict]:
     frozen = cfg.freeze == "all"
     v: dict[str, Any] = {}
     why: dict[str, str] = {}
+    kind = "grey" if c == 1 else "colour"
+    why["augment"] = f"{kind} {side}px images, {epochs} epochs"
+    shift = side // 16
+    # a pretrained network fine-tuned fits a few hundred photos within 2 epochs: it needs the
+    # augmentation from 5 epochs, where a network learning from scratch is still slowed by it
+    tuned = (cfg.pretrained or bool(cfg.init_from)) and not frozen
+    if tuned:
+        why["augment"] += ", a pretrained network fine-tuned"
     if frozen:
         v["augment"], why["augment"] = None, "frozen backbone: its features are computed once"
+    elif epochs < (5 if tuned else 10) or side < 16:
+        v["augment"] = None
     elif c == 1:
-        if epochs < 10:
-            v["augment"], why["augment"] = None, f"grey {side}px images, {epochs} epochs"
-        elif epochs < 20:
-            v["augment"], why["augment"] = "crop=2", f"grey {side}px images, {epochs} epochs"
-        else:
-            v["augment"] = "crop=2,rotate=10"
-            why["augment"] = f"grey {side}px images, {epochs} epochs"
+        v["augment"] = f"crop={shift},rotate=10"
     else:
-        base = "hflip,rrc=0.35" if side >= 96 else f"hflip,crop={max(2, side // 8)}"
-        # below 10 epochs none, as for grey images: even a flip slowed small RGB's first
-        # epochs (test 0.718 with it, 0.815 without at 6 epochs; bench/results-recipe.md)
-        v["augment"] = None if epochs < 10 else \
-            base + (",trivialaugment" if epochs >= 40 else "")
-        why["augment"] = f"colour {side}px images, {epochs} epochs"
+        base = "hflip,rrc=0.35" if side >= 96 else f"hflip,crop={shift}"
+        v["augment"] = base + (",trivialaugment" if epochs >= 40 else "")
     if not frozen and epochs >= 30 and n >= 5000:
         v["mixup"], why["mixup"] = 0.2, f"{epochs} epochs of {n} images"
     else:
         v["mixup"], why["mixup"] = 0.0, f"{epochs} epochs of {n} images"
     if v["mixup"]:
         v["label_smoothing"], why["label_smoothing"] = 0.0, "mixup softens the targets"
+    elif frozen:
+        v["label_smoothing"] = 0.0
+        why["label_smoothing"] = "frozen backbone: a head on fixed features"
     else:
         v["label_smoothing"], why["label_smoothing"] = 0.1, "the recipe's usual"
     if steps < 100:
@@ -180,12 +200,22 @@ def prepare(cfg: TrainConfig, splits: DataSplits, recorded: dict | None = None
 
 
 def choose_lr(trainer: Trainer) -> tuple[float, dict]:
-    """(the one-cycle peak, the test's record): the range test on this Trainer, then the rule.
+    """(the one-cycle peak, the test's record): the range test on this Trainer, then the rule
+    (a run too short to test: the ceiling, and a record of 0 steps).
 
     The model's weights, the optimizer's state, the gradient scaler and the random state are
     restored afterwards, so the run starts as it would have without the test."""
     cfg = trainer.cfg
     usual = OPTIMIZER_LRS[cfg.optimizer]
+    if trainer.total_steps < TEST_MIN_RUN:
+        tuned = (cfg.pretrained or bool(cfg.init_from)) and cfg.freeze != "all"
+        mult = PEAK_SHORT_TUNED if tuned else PEAK_SHORT
+        peak = float(f"{usual * mult:.3g}")
+        _set_peak(trainer, peak)
+        return peak, {"steps": 0, "seconds": 0.0, "rule": (
+            f"a {trainer.total_steps}-step run is too short for a range test (under "
+            f"{TEST_MIN_RUN} steps): {mult:g} x the usual {usual:g}"
+            + (" (pretrained weights fine-tuned)" if tuned else ""))}
     per_epoch = max(1, trainer.steps_per_epoch)
     steps = min(TEST_MAX_STEPS, max(TEST_MIN_STEPS, trainer.total_steps // 5))
     t0 = time.perf_counter()
@@ -193,8 +223,7 @@ def choose_lr(trainer: Trainer) -> tuple[float, dict]:
     opt_state = deepcopy(trainer.optimizer.state_dict())
     scaler_state = deepcopy(trainer.scaler.state_dict()) if trainer.scaler is not None else None
     rng = torch.get_rng_state()
-    base = cfg.resolved_lr()
-    mults = [g["initial_lr"] / base for g in trainer.optimizer.param_groups]
+    mults = _lr_mults(trainer)
     try:
         lrs, raw = range_test(trainer, usual * TEST_FROM, usual * TEST_TO, steps)
     finally:
@@ -216,10 +245,7 @@ def choose_lr(trainer: Trainer) -> tuple[float, dict]:
             rule += f", kept within [{usual * PEAK_LO:.3g}, {usual * PEAK_HI:.3g}]"
     peak = float(f"{peak:.3g}")
     seconds = time.perf_counter() - t0
-    for g, mult in zip(trainer.optimizer.param_groups, mults, strict=True):
-        g["lr"] = g["initial_lr"] = peak * mult
-    cfg.lr = peak
-    trainer.resolved["lr"] = peak
+    _set_peak(trainer, peak, mults)
     trainer.state.elapsed += seconds  # the test is part of the time to any accuracy
     record = {"steps": len(lrs), "of_steps": steps, "epochs_of_data": round(len(lrs) / per_epoch,
                                                                             2),
@@ -229,17 +255,35 @@ def choose_lr(trainer: Trainer) -> tuple[float, dict]:
     return peak, record
 
 
+def _lr_mults(trainer: Trainer) -> list[float]:
+    """Each parameter group's rate over the run's (a pretrained backbone's 0.1, ...)."""
+    base = trainer.cfg.resolved_lr()
+    return [g["initial_lr"] / base for g in trainer.optimizer.param_groups]
+
+
+def _set_peak(trainer: Trainer, peak: float, mults: list[float] | None = None) -> None:
+    """Train with `peak` as the run's rate: every parameter group keeps its multiplier."""
+    mults = mults or _lr_mults(trainer)
+    for g, mult in zip(trainer.optimizer.param_groups, mults, strict=True):
+        g["lr"] = g["initial_lr"] = peak * mult
+    trainer.cfg.lr = peak
+    trainer.resolved["lr"] = peak
+
+
 def finish(trainer: Trainer, plan: Plan | None) -> None:
     """After the Trainer exists: choose the lr if it is still to choose; record the plan in
     trainer.resolved (config.yaml, metrics.json, the checkpoint, the report)."""
     if plan is None:
         return
     if plan.lr_pending:
-        peak, plan.lr_test = choose_lr(trainer)
+        peak, t = choose_lr(trainer)
         plan.values["lr"] = peak
-        t = plan.lr_test
-        plan.why["lr"] = f"one-cycle peak, {t['rule']}, from a {t['steps']}-step range test " \
-                         f"({t['seconds']:.1f} s)"
+        if t["steps"]:
+            plan.lr_test = t
+            plan.why["lr"] = f"one-cycle peak, {t['rule']}, from a {t['steps']}-step range " \
+                             f"test ({t['seconds']:.1f} s)"
+        else:
+            plan.why["lr"] = f"one-cycle peak, {t['rule']}"
         plan.lr_pending = False
     elif "lr" in plan.values and plan.values["lr"] is not None:
         trainer.resolved["lr"] = plan.values["lr"]
