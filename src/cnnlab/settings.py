@@ -454,7 +454,8 @@ class TrainConfig:
     recipe: str | None = setting(
         None, "optimization", "Defaults for the settings you do not give: plain "
         "(the loop as it was: cosine, no smoothing, no averaging) or fast (one-cycle at a rate "
-        "from a short range test on your data; augmentation, label smoothing, weight averaging "
+        "from a short range test on your data, or 3-4x the usual rate on runs under 100 steps; "
+        "augmentation, label smoothing, weight averaging "
         f"and mixup chosen by data and epochs; see docs/recipe.md) [default: {DEFAULT_RECIPE}].",
         choices=tuple(RECIPES), nullable=True, metavar="NAME")
     warmup: float = setting(
