@@ -90,13 +90,19 @@ def assert_tree_gone_and_quiet(workers: list[int], folder: Path) -> None:
 
 def finish(proc: subprocess.Popen, workers: list[int],
            timeout: float = 60) -> tuple[str, list[int]]:
-    """Wait for `proc`; its stderr and the workers still running then (killed: never left
-    behind). Orphaned workers keep its pipes open, so this waits on the process, not them."""
+    """Wait for `proc`; its stderr and the workers still running a few seconds after it ended
+    (killed: never left behind). Orphaned workers keep its pipes open, so this waits on the
+    process, not them. The few seconds: a worker's parent-death signal and the resource
+    tracker's end of its pipe arrive only once the parent has gone, which on a loaded machine
+    is not the same instant (a full suite once saw all three alive right at the parent's end)."""
     try:
         proc.wait(timeout)
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+    t0 = time.monotonic()
+    while any(alive(w) for w in workers) and time.monotonic() - t0 < 5:
+        time.sleep(0.1)
     left = [w for w in workers if alive(w)]
     for w in left:
         os.kill(w, signal.SIGKILL)
