@@ -7,6 +7,7 @@ Real `cnnlab` processes, real signals; the process tree is read from /proc.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -98,8 +99,16 @@ def finish(proc: subprocess.Popen, workers: list[int],
     try:
         proc.wait(timeout)
     except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+        # A hang: every process of the tree prints its threads' stacks to the shared stderr
+        # (PYTHONFAULTHANDLER, set where the command was started) before it is killed.
+        for pid in [proc.pid, *workers]:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGABRT)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
     t0 = time.monotonic()
     while any(alive(w) for w in workers) and time.monotonic() - t0 < 5:
         time.sleep(0.1)
@@ -119,7 +128,8 @@ def test_sweep_workers_die_with_a_killed_or_interrupted_parent(data, tmp_path):
     cases = {"kill": [signal.SIGKILL], "term": [signal.SIGTERM], "int": [signal.SIGINT],
              "int3": [signal.SIGINT] * 3}
     procs = {name: popen_cli("sweep", data, "--lr", "1e-3,1e-2", "--epochs", "300",
-                             "--jobs", "2", "--out", tmp_path / name, *SLOW_MLP)
+                             "--jobs", "2", "--out", tmp_path / name, *SLOW_MLP,
+                             PYTHONFAULTHANDLER="1")
              for name in cases}
     trees: dict[str, list[int]] = {}
     try:
@@ -138,7 +148,8 @@ def test_sweep_workers_die_with_a_killed_or_interrupted_parent(data, tmp_path):
         results = {n: finish(p, trees.get(n, [])) for n, p in procs.items()}
     expect = {"kill": -9, "term": -15, "int": 130, "int3": 130}
     for name, (err, left) in results.items():
-        assert not left, f"{name}: workers still running after their parent ended: {left}"
+        assert not left, (f"{name}: workers still running after their parent ended: {left}",
+                          err)
         assert procs[name].returncode == expect[name], (name, err)
         assert "Traceback" not in err and "leaked" not in err, (name, err)
         assert len(trees[name]) >= 2, trees  # the two workers (and mp's resource tracker)
