@@ -147,6 +147,8 @@ def test_sweep_workers_die_with_a_killed_or_interrupted_parent(data, tmp_path):
     finally:
         results = {n: finish(p, trees.get(n, [])) for n, p in procs.items()}
     expect = {"kill": -9, "term": -15, "int": 130, "int3": 130}
+    for name, (err, _left) in results.items():
+        print(f"--- {name}: exit {procs[name].returncode}\n{err}", file=sys.stderr)  # on failure
     for name, (err, left) in results.items():
         assert not left, (f"{name}: workers still running after their parent ended: {left}",
                           err)
