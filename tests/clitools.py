@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -48,10 +49,13 @@ def cli_cmd(*args: str | os.PathLike) -> list:
 
 def popen_cli(*args: str | os.PathLike, cwd: Path | None = None,
               preexec: Callable[[], None] | None = None, **env: str) -> subprocess.Popen:
-    """Start `cnnlab ARGS` without waiting (stdout/stderr captured as text)."""
+    """Start `cnnlab ARGS` without waiting (stdout/stderr captured as text), with Ctrl-C
+    working as in a terminal whatever started the tests (a suite run as `make test &` from a
+    script inherits SIGINT ignored, and every command would too)."""
     pin = one_cpu()
 
     def pre() -> None:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
         if pin:
             pin()
         if preexec:
@@ -81,7 +85,7 @@ def run_cli(*args: str | os.PathLike, cwd: Path | None = None, timeout: float = 
 # 3-10 s interpreter + torch + scikit-learn import per command (on a loaded 2-core machine)
 # that would otherwise dominate tests that start dozens of commands.
 _ZYGOTE = r"""
-import json, os, sys, traceback
+import json, os, signal, sys, traceback
 import cnnlab.cli
 # What every training process imports lazily anyway (optimizers import torch._dynamo, the
 # final report imports matplotlib): import it once here, before any fork.
@@ -104,6 +108,9 @@ for line in sys.stdin:
                 os.close(f)
             for k, v in cmd.get("env", {}).items():
                 os.environ[k] = v
+            # Ctrl-C as in a terminal (or ignored, as under nohup), whatever the zygote inherited
+            signal.signal(signal.SIGINT, signal.SIG_IGN if cmd.get("ignore_sigint")
+                          else signal.default_int_handler)
             if cmd.get("umask") is not None:
                 os.umask(cmd["umask"])
             import resource
@@ -183,12 +190,14 @@ class Zygote:
 
     def start(self, *args: str | os.PathLike, cwd: Path | None = None,
               env: dict | None = None, fsize: int | None = None,
-              as_extra: int | None = None, umask: int | None = None) -> Child:
+              as_extra: int | None = None, umask: int | None = None,
+              ignore_sigint: bool = False) -> Child:
         """Fork a child running `cnnlab ARGS`.
 
         `fsize`: RLIMIT_FSIZE in bytes (larger writes fail with EFBIG, a real kernel error;
         Python ignores SIGXFSZ). `as_extra`: RLIMIT_AS set to the child's current address
         space plus this many bytes (larger allocations fail). `umask`: the caller's umask.
+        `ignore_sigint`: started with Ctrl-C ignored, as by `nohup` or `cmd &` in a script.
         """
         self.count += 1
         out, err = self.logdir / f"{self.count}.out", self.logdir / f"{self.count}.err"
@@ -197,7 +206,8 @@ class Zygote:
         pid = self._ask({"argv": [os.fsdecode(a) for a in args],
                          "cwd": os.fspath(cwd or Path.cwd()), "out": os.fspath(out),
                          "err": os.fspath(err), "env": env or {}, "fsize": fsize,
-                         "as_extra": as_extra, "umask": umask})["pid"]
+                         "as_extra": as_extra, "umask": umask,
+                         "ignore_sigint": ignore_sigint})["pid"]
         return Child(self, pid, out, err)
 
     def run(self, *args: str | os.PathLike, cwd: Path | None = None, env: dict | None = None,

@@ -240,3 +240,18 @@ def test_ctrl_c_saves_mid_epoch_and_resume_is_bit_exact(reference, zygote, tmp_p
     done = zygote.run("train", "--out", run, "--resume")
     assert done.returncode == 0, done.stderr
     assert_identical_runs(run, finished())
+
+
+def test_a_run_started_with_ctrl_c_ignored_trains_on(reference, zygote, tmp_path: Path):
+    # `nohup cnnlab train ...` or `cnnlab train ... &` in a script: SIGINT stays ignored, as in
+    # any Python program, instead of stopping the run
+    data, _ = reference
+    run = tmp_path / "run"
+    progress = Progress(run)
+    proc = zygote.start(*train_args(data, run), ignore_sigint=True)
+    assert wait_until(lambda: progress.in_epoch(2) >= 1, proc), proc.wait()
+    proc.signal(signal.SIGINT)
+    res = proc.wait()
+    assert res.returncode == 0, res.stderr
+    assert "interrupted" not in res.stderr
+    assert completed_epochs(run) == EPOCHS

@@ -124,11 +124,16 @@ def _member_training(folder: Path) -> bool:
 
 @pytest.mark.slow
 def test_sweep_workers_die_with_a_killed_or_interrupted_parent(data, tmp_path):
-    # signals per sweep; "int3" is the impatient user pressing Ctrl-C three times
+    # signals per sweep; "int3" is the impatient user pressing Ctrl-C three times; "nohup" was
+    # started with Ctrl-C ignored (as `nohup cnnlab ...`): it trains on, and ends by SIGTERM
     cases = {"kill": [signal.SIGKILL], "term": [signal.SIGTERM], "int": [signal.SIGINT],
-             "int3": [signal.SIGINT] * 3}
+             "int3": [signal.SIGINT] * 3, "nohup": [signal.SIGINT]}
+
+    def ignore_ctrl_c() -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     procs = {name: popen_cli("sweep", data, "--lr", "1e-3,1e-2", "--epochs", "300",
                              "--jobs", "2", "--out", tmp_path / name, *SLOW_MLP,
+                             preexec=ignore_ctrl_c if name == "nohup" else None,
                              PYTHONFAULTHANDLER="1")
              for name in cases}
     trees: dict[str, list[int]] = {}
@@ -144,9 +149,12 @@ def test_sweep_workers_die_with_a_killed_or_interrupted_parent(data, tmp_path):
                 procs[name].send_signal(sig)
         # stderr only once every worker has had its few seconds to end
         time.sleep(5)
+        ignored = procs["nohup"].poll() is None and all(alive(w) for w in trees["nohup"])
+        procs["nohup"].send_signal(signal.SIGTERM)
     finally:
         results = {n: finish(p, trees.get(n, [])) for n, p in procs.items()}
-    expect = {"kill": -9, "term": -15, "int": 130, "int3": 130}
+    assert ignored, "a sweep started with Ctrl-C ignored stopped on Ctrl-C"
+    expect = {"kill": -9, "term": -15, "int": 130, "int3": 130, "nohup": -15}
     for name, (err, _left) in results.items():
         print(f"--- {name}: exit {procs[name].returncode}\n{err}", file=sys.stderr)  # on failure
     for name, (err, left) in results.items():

@@ -11,7 +11,9 @@ The processes never outlive this one: each asks the kernel for SIGKILL when its 
 (Linux) and watches the parent's pid besides, so killing the command (SIGKILL, SIGTERM) ends
 its workers at once instead of leaving orphans that train on and write into the folder. Ctrl-C
 is the parent's to handle: it passes it on to every worker (each saves its checkpoint, as a
-sequential member would), waits a few seconds for them, then kills what is left.
+sequential member would), waits a few seconds for them, then kills what is left. A command
+started with Ctrl-C ignored (`nohup`, `cmd &` in a script) keeps it ignored in every worker, as
+a sequential run does.
 """
 
 from __future__ import annotations
@@ -70,13 +72,19 @@ def _watch_parent(parent: int, every: float = 0.5) -> None:
     os._exit(1)
 
 
-def follow_parent(parent: int) -> None:
+# Whether Ctrl-C may stop this worker's task: False where the parent ignores it (set at start).
+_CTRL_C = [True]
+
+
+def follow_parent(parent: int, ctrl_c: bool = True) -> None:
     """In a worker process: die with `parent`, and leave Ctrl-C to it.
 
     A terminal's Ctrl-C reaches every process of the group; outside a training loop (which
     turns it into a checkpoint and a clean stop) a worker ignores it instead of printing a
-    KeyboardInterrupt traceback, and the parent decides what happens.
+    KeyboardInterrupt traceback, and the parent decides what happens. `ctrl_c` False: the
+    parent ignores Ctrl-C, so the worker's tasks ignore it too.
     """
+    _CTRL_C[0] = ctrl_c
     _kill_on_parent_death()
     # The kernel's signal and the watcher both miss a parent that died before this line.
     if os.getppid() != parent:
@@ -86,10 +94,20 @@ def follow_parent(parent: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+def ctrl_c_honoured() -> bool:
+    """False where this process was started with Ctrl-C ignored (`nohup`, `cmd &` in a
+    script): Python then leaves SIGINT ignored, and so does cnnlab, in every process."""
+    return signal.getsignal(signal.SIGINT) is not signal.SIG_IGN
+
+
 @contextlib.contextmanager
 def interruptible() -> Iterator[None]:
     """Around a worker's task: Ctrl-C stops it (a training loop saves its checkpoint first)
-    and goes back to the parent as the task's exception; between tasks it is ignored."""
+    and goes back to the parent as the task's exception; between tasks it is ignored, and
+    throughout where the parent ignores it."""
+    if not _CTRL_C[0]:
+        yield
+        return
     old = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         yield
@@ -109,9 +127,10 @@ def _quiet_tracker() -> None:
         sys.warnoptions.pop()
 
 
-def _worker_init(parent: int, init: Callable[..., None] | None, args: tuple) -> None:
+def _worker_init(parent: int, ctrl_c: bool, init: Callable[..., None] | None,
+                 args: tuple) -> None:
     """Pool initializer: follow the parent, then the pool's own initializer."""
-    follow_parent(parent)
+    follow_parent(parent, ctrl_c)
     if init is not None:
         init(*args)
 
@@ -148,7 +167,8 @@ def worker_pool(n: int, initializer: Callable[..., None] | None = None,
     _quiet_tracker()
     pool = ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"),
                                initializer=_worker_init,
-                               initargs=(os.getpid(), initializer, initargs))
+                               initargs=(os.getpid(), ctrl_c_honoured(), initializer,
+                                         initargs))
     try:
         yield pool
     except KeyboardInterrupt:

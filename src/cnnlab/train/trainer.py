@@ -612,7 +612,9 @@ def _sigint_flag():  # noqa: ANN202
     try:
         # Under torchrun ranks would stop at different steps and deadlock: there Ctrl-C
         # simply ends the processes and --resume restarts from the last epoch's last.pt.
-        if not distributed.is_distributed():
+        # Started with Ctrl-C ignored (`nohup`, `cmd &` in a script): it stays ignored.
+        if (not distributed.is_distributed()
+                and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN):
             old = signal.signal(signal.SIGINT, on_sigint)
     except ValueError:  # not in the main thread (e.g. a notebook worker)
         old = None
