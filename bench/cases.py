@@ -92,13 +92,13 @@ def write_synthetic_cifar(folder: Path, n_train: int, n_test: int, seed: int = 0
             t = np.stack([templates[c, :, y:y + 32, x:x + 32]
                           for c, y, x in zip(lab, dy, dx, strict=True)])
             # a second, random class mixed in makes neighbouring classes confusable
-            if flip_invariant:  # mixed in before the mirroring: a flipped image is a likely one
+            # flip-invariant: mixed in before the mirroring, so a flipped image is a likely one
+            # (the random draws stay in each variant's order: v2's data is as measured)
+            if flip_invariant:
                 t = t + 0.8 * templates[rng.integers(0, k, m), :, 3:35, 3:35]
-                flip = rng.random(m) < 0.5
-                t[flip] = t[flip, :, :, ::-1]
-            else:
-                flip = rng.random(m) < 0.5
-                t[flip] = t[flip, :, :, ::-1]
+            flip = rng.random(m) < 0.5
+            t[flip] = t[flip, :, :, ::-1]
+            if not flip_invariant:
                 t = t + 0.8 * templates[rng.integers(0, k, m), :, 3:35, 3:35]
             t = t * rng.uniform(0.6, 1.4, (m, 1, 1, 1)) + rng.normal(0, 0.4, (m, 3, 1, 1))
             t = t + rng.normal(0, 1.2, t.shape)

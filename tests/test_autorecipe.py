@@ -122,6 +122,7 @@ def test_data_choices_scale_with_the_data_and_the_epochs():
     assert frozen["label_smoothing"] == 0.0  # a head on fixed features
     assert choose(splits(3, 224, 240), epochs=10)["ema"] is None  # 40 steps: too few
 
+
 class _Sized:
     """A stand-in training split: channels, image size and a length."""
 

@@ -122,14 +122,23 @@ def _member_training(folder: Path) -> bool:
     return any(folder.glob("members/*/last.pt"))
 
 
+def _epochs_logged(folder: Path) -> int:
+    """Epoch rows in every member's metrics.csv (headers not counted)."""
+    return sum(max(0, len(f.read_text().splitlines()) - 1)
+               for f in folder.glob("members/*/metrics.csv"))
+
+
 @pytest.mark.slow
 def test_sweep_workers_die_with_a_killed_or_interrupted_parent(data, tmp_path):
     # signals per sweep; "int3" is the impatient user pressing Ctrl-C three times; "nohup" was
-    # started with Ctrl-C ignored (as `nohup cnnlab ...`): it trains on, and ends by SIGTERM
+    # started with Ctrl-C ignored (as `nohup cnnlab ...`) in a process group of its own, and
+    # its Ctrl-C goes to the whole group, workers included, as a terminal's does: it trains
+    # on, and ends by SIGTERM
     cases = {"kill": [signal.SIGKILL], "term": [signal.SIGTERM], "int": [signal.SIGINT],
              "int3": [signal.SIGINT] * 3, "nohup": [signal.SIGINT]}
 
     def ignore_ctrl_c() -> None:
+        os.setsid()
         signal.signal(signal.SIGINT, signal.SIG_IGN)
     procs = {name: popen_cli("sweep", data, "--lr", "1e-3,1e-2", "--epochs", "300",
                              "--jobs", "2", "--out", tmp_path / name, *SLOW_MLP,
@@ -146,10 +155,17 @@ def test_sweep_workers_die_with_a_killed_or_interrupted_parent(data, tmp_path):
             for i, sig in enumerate(sigs):
                 if i:
                     time.sleep(0.5)
-                procs[name].send_signal(sig)
+                if name == "nohup":
+                    os.killpg(procs[name].pid, sig)
+                else:
+                    procs[name].send_signal(sig)
         # stderr only once every worker has had its few seconds to end
         time.sleep(5)
         ignored = procs["nohup"].poll() is None and all(alive(w) for w in trees["nohup"])
+        # and its members go on training (a worker that took the Ctrl-C logs no more epochs)
+        before = _epochs_logged(tmp_path / "nohup")
+        wait_for(lambda: _epochs_logged(tmp_path / "nohup") >= before + 2, 120,
+                 "the sweep started with Ctrl-C ignored to train on after a Ctrl-C")
         procs["nohup"].send_signal(signal.SIGTERM)
     finally:
         results = {n: finish(p, trees.get(n, [])) for n, p in procs.items()}

@@ -94,12 +94,6 @@ def follow_parent(parent: int, ctrl_c: bool = True) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def ctrl_c_honoured() -> bool:
-    """False where this process was started with Ctrl-C ignored (`nohup`, `cmd &` in a
-    script): Python then leaves SIGINT ignored, and so does cnnlab, in every process."""
-    return signal.getsignal(signal.SIGINT) is not signal.SIG_IGN
-
-
 @contextlib.contextmanager
 def interruptible() -> Iterator[None]:
     """Around a worker's task: Ctrl-C stops it (a training loop saves its checkpoint first)
@@ -163,6 +157,8 @@ def worker_pool(n: int, initializer: Callable[..., None] | None = None,
     on Ctrl-C (see the module docstring)."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
+
+    from cnnlab.train.trainer import ctrl_c_honoured
 
     _quiet_tracker()
     pool = ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"),

@@ -206,7 +206,8 @@ def robustness_section(ctx: ReportContext) -> str:
         robust_sample_size(sum(len(s) for _, s in ctx.splits.items()), n_labeled)
     n_ex = min(ctx.n_gallery, 8)
     # The clean rows read the scoring pass's probabilities: only the perturbed ones need passes.
-    fast = ctx.fast_predictor((n + n_ex) * (len(default_perturbations()) - 1))
+    fast = ctx.fast_predictor(n * (len(default_perturbations()) - 1) +
+                              n_ex * (len(EXAMPLE_ROWS) - 1))
     rows = table(fast, ctx.eval_set, seed=ctx.seed, max_items=n, stratified=True,
                  clean_probs=ctx.clean_probs())
     png = examples_figure(fast, ctx.eval_set, ctx.plots / "robustness.png", n_ex,

@@ -111,6 +111,17 @@ def _train_time(metrics: dict) -> str:
                            if feat else "")
 
 
+def _lr_origin(asked: object, chose: dict) -> str:
+    """Where the run's rate came from, when the user gave none."""
+    if asked is not None:
+        return ""
+    if "lr_test" in chose:
+        return " (chosen by the recipe's range test)"
+    if "lr" in chose:
+        return " (chosen by the recipe: too short a run to test)"
+    return " (the optimizer's default)"
+
+
 def _facts(ctx: ReportContext) -> list[tuple[str, object]]:
     cfg, metrics, predictor = ctx.cfg, ctx.metrics, ctx.predictor
     rows = [("run folder", str(ctx.run_dir)), ("model", cfg.get("model")),
@@ -123,11 +134,7 @@ def _facts(ctx: ReportContext) -> list[tuple[str, object]]:
     ran = metrics.get("resolved") or cfg.get("resolved") or {}  # what ran, not what was asked
     lr = ran.get("lr", cfg.get("lr"))
     chose = ran.get("recipe") if isinstance(ran.get("recipe"), dict) else {}
-    lr_text = "default" if lr is None else f"{lr:g}" + (
-        " (chosen by the recipe's range test)" if cfg.get("lr") is None and "lr_test" in chose
-        else " (chosen by the recipe: too short a run to test)" if cfg.get("lr") is None
-        and "lr" in chose
-        else " (the optimizer's default)" if cfg.get("lr") is None else "")
+    lr_text = "default" if lr is None else f"{lr:g}" + _lr_origin(cfg.get("lr"), chose)
     rows += [("optimizer", f"{cfg.get('optimizer')} (lr {lr_text}, "
                            f"batch {cfg.get('batch_size')}, schedule {cfg.get('schedule')})"),
              ("epochs", f"{metrics.get('epochs_run', '?')} of {cfg.get('epochs')}; best "

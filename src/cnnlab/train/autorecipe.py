@@ -112,6 +112,11 @@ def total_steps(cfg: TrainConfig, n_train: int) -> int:
     return cfg.steps or cfg.epochs * steps_per_epoch(cfg, n_train)
 
 
+def fine_tuned(cfg: TrainConfig) -> bool:
+    """Trained weights (pretrained or --init-from) trained further, not a frozen backbone."""
+    return bool(cfg.pretrained or cfg.init_from) and cfg.freeze != "all"
+
+
 def data_choices(cfg: TrainConfig, splits: DataSplits) -> tuple[dict, dict]:
     """({setting: value}, {setting: why}) of augmentation and regularisation for this data.
 
@@ -144,7 +149,7 @@ def data_choices(cfg: TrainConfig, splits: DataSplits) -> tuple[dict, dict]:
     shift = side // 16
     # a pretrained network fine-tuned fits a few hundred photos within 2 epochs: it needs the
     # augmentation from 5 epochs, where a network learning from scratch is still slowed by it
-    tuned = (cfg.pretrained or bool(cfg.init_from)) and not frozen
+    tuned = fine_tuned(cfg)
     if tuned:
         why["augment"] += ", a pretrained network fine-tuned"
     if frozen:
@@ -208,7 +213,7 @@ def choose_lr(trainer: Trainer) -> tuple[float, dict]:
     cfg = trainer.cfg
     usual = OPTIMIZER_LRS[cfg.optimizer]
     if trainer.total_steps < TEST_MIN_RUN:
-        tuned = (cfg.pretrained or bool(cfg.init_from)) and cfg.freeze != "all"
+        tuned = fine_tuned(cfg)
         mult = PEAK_SHORT_TUNED if tuned else PEAK_SHORT
         peak = float(f"{usual * mult:.3g}")
         _set_peak(trainer, peak)

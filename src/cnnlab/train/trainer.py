@@ -600,6 +600,12 @@ class Trainer:
         return (loss_sum / n_labeled if n_labeled else None), correct / len(val)
 
 
+def ctrl_c_honoured() -> bool:
+    """False where this process was started with Ctrl-C ignored (`nohup`, `cmd &` in a
+    script): Python then leaves SIGINT ignored, and so does cnnlab, in every process."""
+    return signal.getsignal(signal.SIGINT) is not signal.SIG_IGN
+
+
 @contextlib.contextmanager
 def _sigint_flag():  # noqa: ANN202
     """Ctrl-C sets a flag the loop checks between steps (so a checkpoint can be saved)."""
@@ -613,8 +619,7 @@ def _sigint_flag():  # noqa: ANN202
         # Under torchrun ranks would stop at different steps and deadlock: there Ctrl-C
         # simply ends the processes and --resume restarts from the last epoch's last.pt.
         # Started with Ctrl-C ignored (`nohup`, `cmd &` in a script): it stays ignored.
-        if (not distributed.is_distributed()
-                and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN):
+        if not distributed.is_distributed() and ctrl_c_honoured():
             old = signal.signal(signal.SIGINT, on_sigint)
     except ValueError:  # not in the main thread (e.g. a notebook worker)
         old = None
