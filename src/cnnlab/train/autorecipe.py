@@ -204,9 +204,9 @@ def prepare(cfg: TrainConfig, splits: DataSplits, recorded: dict | None = None
     return run_cfg, plan
 
 
-def choose_lr(trainer: Trainer) -> tuple[float, dict]:
-    """(the one-cycle peak, the test's record): the range test on this Trainer, then the rule
-    (a run too short to test: the ceiling, and a record of 0 steps).
+def choose_lr(trainer: Trainer) -> tuple[float, str, dict | None]:
+    """(the one-cycle peak, the rule that chose it, the range test's record): the range test
+    on this Trainer, then the rule; a run too short to test gets the rule alone (record None).
 
     The model's weights, the optimizer's state, the gradient scaler and the random state are
     restored afterwards, so the run starts as it would have without the test."""
@@ -217,10 +217,9 @@ def choose_lr(trainer: Trainer) -> tuple[float, dict]:
         mult = PEAK_SHORT_TUNED if tuned else PEAK_SHORT
         peak = float(f"{usual * mult:.3g}")
         _set_peak(trainer, peak)
-        return peak, {"steps": 0, "seconds": 0.0, "rule": (
-            f"a {trainer.total_steps}-step run is too short for a range test (under "
-            f"{TEST_MIN_RUN} steps): {mult:g} x the usual {usual:g}"
-            + (" (pretrained weights fine-tuned)" if tuned else ""))}
+        return peak, (f"a {trainer.total_steps}-step run is too short for a range test (under "
+                      f"{TEST_MIN_RUN} steps): {mult:g} x the usual {usual:g}"
+                      + (" (pretrained weights fine-tuned)" if tuned else "")), None
     per_epoch = max(1, trainer.steps_per_epoch)
     steps = min(TEST_MAX_STEPS, max(TEST_MIN_STEPS, trainer.total_steps // 5))
     t0 = time.perf_counter()
@@ -257,7 +256,7 @@ def choose_lr(trainer: Trainer) -> tuple[float, dict]:
               "seconds": round(seconds, 3), "from": usual * TEST_FROM, "to": lrs[-1] if lrs
               else None, "suggested": suggested, "steepest": steepest, "min_div10": min_div10,
               "rule": rule}
-    return peak, record
+    return peak, f"{rule}, from a {len(lrs)}-step range test ({seconds:.1f} s)", record
 
 
 def _lr_mults(trainer: Trainer) -> list[float]:
@@ -281,14 +280,10 @@ def finish(trainer: Trainer, plan: Plan | None) -> None:
     if plan is None:
         return
     if plan.lr_pending:
-        peak, t = choose_lr(trainer)
-        plan.values["lr"] = peak
-        if t["steps"]:
-            plan.lr_test = t
-            plan.why["lr"] = f"one-cycle peak, {t['rule']}, from a {t['steps']}-step range " \
-                             f"test ({t['seconds']:.1f} s)"
-        else:
-            plan.why["lr"] = f"one-cycle peak, {t['rule']}"
+        peak, rule, test = choose_lr(trainer)
+        plan.values["lr"], plan.why["lr"] = peak, f"one-cycle peak, {rule}"
+        if test is not None:
+            plan.lr_test = test
         plan.lr_pending = False
     elif "lr" in plan.values and plan.values["lr"] is not None:
         trainer.resolved["lr"] = plan.values["lr"]
