@@ -144,8 +144,7 @@ def _data_counts(splits: object, metrics: dict, classes: list[str]
             data_info["split_note"] = "; ".join(filter(None, [splits.split_note, *unlabeled]))
         return data_info, counts
     for n in SPLIT_ORDER:
-        pc = (metrics.get(n) or {}).get("per_class") if isinstance(metrics.get(n), dict) \
-            else None
+        pc = metrics[n].get("per_class") if isinstance(metrics.get(n), dict) else None
         if pc:
             counts[n] = [pc[c]["support"] for c in classes]
     return data_info, counts
