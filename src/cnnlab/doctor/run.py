@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnlab.console import console
+from cnnlab.console import console, data_progress
 from cnnlab.data.cache import CacheMiss
 from cnnlab.data.imageset import DataSplits
 from cnnlab.data.load import LoadOptions, load_data
@@ -51,7 +51,7 @@ def run_doctor(data: str | Path | DataSplits | None = None, options: LoadOptions
     else:
         with phases.phase("load", "reading data"):
             splits = _train_decode(data, opts, asked, verbose) or \
-                load_data(data, opts, phases.loader())
+                load_data(data, opts, data_progress(verbose, min_total=0))
         src_root = Path(root) if root else source_root(
             Path(data) if data is not None else None, opts.format, opts.image_dir)
         source = str(data) if data is not None else "built-in digits"
