@@ -34,6 +34,7 @@ def _display(img: np.ndarray) -> np.ndarray:
 def _resolve(data_or_run: object, split: str | None) -> tuple[object, object, str]:
     """(ImageSet, Predictor or None, title) from a DataSplits, ImageSet, RunResult or path."""
     from cnnlab.data.imageset import DataSplits, ImageSet
+    from cnnlab.errors import DataError
 
     predictor = None
     if isinstance(data_or_run, (str, Path)):
@@ -46,8 +47,6 @@ def _resolve(data_or_run: object, split: str | None) -> tuple[object, object, st
 
             splits, _ = reload_run(path, predictor.config, None, predictor, notes := [])
             if splits is None:
-                from cnnlab.errors import DataError
-
                 raise DataError(f"{path}: {notes[-1] if notes else 'cannot reload its data'}")
             data_or_run = splits
         else:
@@ -61,8 +60,6 @@ def _resolve(data_or_run: object, split: str | None) -> tuple[object, object, st
         name = split or ("test" if predictor is not None and "test" in names else "train")
         chosen = data_or_run.get(name)
         if chosen is None or not len(chosen):
-            from cnnlab.errors import DataError
-
             raise DataError(f"no {name} split to show (have {', '.join(names)})")
         return chosen, predictor, f"{data_or_run.source or 'data'}: {name} split"
     if isinstance(data_or_run, ImageSet):

@@ -75,11 +75,6 @@ def _duplicates(ctx: DoctorContext) -> dict:
             "leaks": leaks}
 
 
-def _duplicates_skipped() -> dict:
-    section = not_checked("duplicates")  # leaks are cross-split duplicates: not checked either
-    return {"duplicates": section, "leaks": section}
-
-
 def _labels(ctx: DoctorContext) -> dict:
     with ctx.phases.phase("labels", f"label check ({ctx.folds}-fold)", ctx.folds) as tick:
         ctx.issues, summary = labels.find_label_issues(ctx.feats, ctx.pool.labels,
@@ -121,11 +116,6 @@ def _outliers(ctx: DoctorContext) -> dict:
                               "headers": headers}}
 
 
-def _outliers_skipped() -> dict:
-    section = not_checked("outliers")  # the file headers are read in the same pass
-    return {"outliers": section, "unusual_files": section}
-
-
 def _balance(ctx: DoctorContext) -> dict:
     return {"balance": balance.class_balance(ctx.pool)}
 
@@ -136,10 +126,14 @@ def _shift(ctx: DoctorContext) -> dict:
 
 
 CHECKS = [
-    Check("duplicates", False, _duplicates, _duplicates_skipped),
+    # Leaks are cross-split duplicates: skipping duplicates leaves them not checked either.
+    Check("duplicates", False, _duplicates,
+          lambda: dict.fromkeys(("duplicates", "leaks"), not_checked("duplicates"))),
     Check("labels", True, _labels,
           lambda: {"label_issues": {**not_checked("labels"), "summary": {}}}),
-    Check("outliers", True, _outliers, _outliers_skipped),
+    # The file headers are read in the same pass as the outliers.
+    Check("outliers", True, _outliers,
+          lambda: dict.fromkeys(("outliers", "unusual_files"), not_checked("outliers"))),
     Check("balance", False, _balance, lambda: {"balance": not_checked("balance")}),
     Check("shift", True, _shift, lambda: {"shift": {"skipped": "--skip shift"}}),
 ]

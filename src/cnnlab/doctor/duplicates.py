@@ -28,11 +28,10 @@ def duplicate_pairs(scan: Scan, distance: int = DEFAULT_DISTANCE,
     a training image is linked to a training copy and shows up as a leak.
     """
     first: dict[bytes, int] = {}
-    ex_i, ex_j = [], []
+    exact_pairs = []
     for k, d in enumerate(scan.digests):
         if d in first:
-            ex_i.append(first[d])
-            ex_j.append(k)
+            exact_pairs.append((first[d], k))
         else:
             first[d] = k
     # Nearly constant images have meaningless hashes: only exact copies of them count.
@@ -42,14 +41,11 @@ def duplicate_pairs(scan: Scan, distance: int = DEFAULT_DISTANCE,
         sim = np.einsum("ij,ij->i", scan.thumbs[ni], scan.thumbs[nj])
         ok = sim >= min_similarity
         ni, nj = ni[ok], nj[ok]
-    exact_set = {(a, b) for a, b in zip(ex_i, ex_j, strict=True)}
     near = [(a, b) for a, b in zip(ni.tolist(), nj.tolist(), strict=True)
             if scan.digests[a] != scan.digests[b]]
-    pairs = sorted(exact_set) + sorted(near)
-    i = np.array([p[0] for p in pairs], dtype=np.int64)
-    j = np.array([p[1] for p in pairs], dtype=np.int64)
-    exact = np.array([k < len(exact_set) for k in range(len(pairs))], dtype=bool)
-    return i, j, exact
+    pairs = sorted(exact_pairs) + sorted(near)
+    i, j = np.array(pairs, dtype=np.int64).reshape(-1, 2).T
+    return i, j, np.arange(len(pairs)) < len(exact_pairs)
 
 
 def find_duplicates(pool: Pool, scan: Scan, distance: int = DEFAULT_DISTANCE,

@@ -157,12 +157,7 @@ def backbone_features(parts: Iterable[torch.Tensor], size: int | None = None, ba
     with torch.inference_mode(), fast:
         for images in parts:
             for s in range(0, images.shape[0], batch):
-                x = torch.as_tensor(np.asarray(images[s:s + batch]))
-                if x.shape[-1] != size or x.shape[-2] != size:
-                    x = shrink(x, size)
-                x = x.float() / 255.0
-                if x.shape[1] == 1:
-                    x = x.expand(-1, 3, -1, -1)
+                x = _rgb(images[s:s + batch], size).float() / 255.0
                 x = ((x - mean) / std).contiguous(memory_format=torch.channels_last)
                 out.append(net.extract_features(x).float().mean((2, 3)).numpy())
                 if tick is not None:
@@ -188,6 +183,12 @@ def store_precision(engine: str = "torch") -> str:
     return "bf16" if cpu_has_fast_bf16() else "32"
 
 
+def _rgb(images: torch.Tensor, size: int) -> torch.Tensor:
+    """The images (uint8 [n,C,H,W]) at size x size, grey ones repeated to 3 channels."""
+    x = shrink(torch.as_tensor(np.asarray(images)), size)
+    return x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
+
+
 def _exported_features(net: torch.nn.Module, parts: Iterable[torch.Tensor], size: int,
                   tick: Callable[[int], None] | None, engine: str) -> np.ndarray:
     """Pooled features in OpenVINO or ONNX Runtime (float32), from 0..255 images of any side."""
@@ -199,11 +200,7 @@ def _exported_features(net: torch.nn.Module, parts: Iterable[torch.Tensor], size
     exported = ExportedFeatures(headless(model, net._fc), torch.zeros(1, 3, size, size), engine)
     out: list[np.ndarray] = []
     for images in parts:
-        x = torch.as_tensor(np.asarray(images))
-        if x.shape[-1] != size or x.shape[-2] != size:
-            x = shrink(x, size)
-        if x.shape[1] == 1:
-            x = x.expand(-1, 3, -1, -1)
+        x = _rgb(images, size)
         out.append(exported(x.to(torch.uint8).contiguous()).numpy())
         if tick is not None:
             tick(x.shape[0])

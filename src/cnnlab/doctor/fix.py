@@ -20,6 +20,8 @@ CLEAN_CSV = "doctor-clean.csv"
 CLEAN_NPZ = "doctor-clean.npz"
 REMOVED_CSV = "doctor-removed.csv"
 REVIEW_CSV = "doctor-review.csv"
+REMOVED_COLUMNS = ("filename", "semantic_label", "numeric_label", "partition", "doctor_review",
+                   "doctor_suggested_label", "reason")
 
 
 def removals(pool: Pool, groups: list[dict], leaks: list[dict]) -> dict[int, str]:
@@ -81,11 +83,7 @@ def _write_csv(pool: Pool, out_dir: Path, drop: dict[int, str], review: dict[int
             rows.append(row)
     csv_path = out_dir / CLEAN_CSV
     write_csv(csv_path, rows)
-    if removed:
-        write_csv(out_dir / REMOVED_CSV, removed)
-    else:
-        header = b"filename,semantic_label,numeric_label,partition,doctor_review,"
-        atomic_write_bytes(out_dir / REMOVED_CSV, header + b"doctor_suggested_label,reason\n")
+    write_csv(out_dir / REMOVED_CSV, removed, REMOVED_COLUMNS)  # the header even when empty
     return {"kind": "csv", "path": str(csv_path), "image_dir": str(root),
             "removed": len(removed), "kept": len(rows), "flagged_for_review": len(review),
             "removed_list": str(out_dir / REMOVED_CSV),

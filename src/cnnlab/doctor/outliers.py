@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
 from collections.abc import Callable
 
@@ -24,10 +25,8 @@ def file_oddities(pool: Pool, tick: Callable[[int], None] | None = None) -> tupl
     info: dict[int, tuple[int, int, str]] = {}
     for i, p in enumerate(pool.paths):
         if p is not None:
-            try:
+            with contextlib.suppress(DataError):  # an unreadable header: not judged
                 info[i] = image_info(p)
-            except DataError:
-                pass
         if tick is not None:
             tick(1)
     if not info:

@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from cnnlab.console import console, data_progress, progress_bar
+from cnnlab.console import console, progress_bar
 
 
 class Phases:
@@ -31,7 +31,3 @@ class Phases:
         self.seconds[key] = round(time.perf_counter() - t0, 2)
         if self.verbose:
             console.print(f"  {label}: {self.seconds[key]:.1f} s")
-
-    def loader(self) -> Callable[[str, int], Callable[[int], None]] | None:
-        """A progress factory in the form cnnlab.data.load expects (decode of image files)."""
-        return data_progress(self.verbose, min_total=0)

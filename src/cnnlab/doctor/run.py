@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnlab.console import console
+from cnnlab.console import console, data_progress
 from cnnlab.data.cache import CacheMiss
 from cnnlab.data.imageset import DataSplits
 from cnnlab.data.load import LoadOptions, load_data
@@ -51,7 +51,7 @@ def run_doctor(data: str | Path | DataSplits | None = None, options: LoadOptions
     else:
         with phases.phase("load", "reading data"):
             splits = _train_decode(data, opts, asked, verbose) or \
-                load_data(data, opts, phases.loader())
+                load_data(data, opts, data_progress(verbose, min_total=0))
         src_root = Path(root) if root else source_root(
             Path(data) if data is not None else None, opts.format, opts.image_dir)
         source = str(data) if data is not None else "built-in digits"
@@ -305,12 +305,8 @@ def summary_line(summary: dict) -> str:
 
 
 def _json_default(o: object) -> object:
-    if isinstance(o, np.integer):
-        return int(o)
-    if isinstance(o, np.floating):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
+    if isinstance(o, (np.integer, np.floating, np.ndarray)):
+        return o.tolist()  # Python numbers and lists
     if isinstance(o, Path):
         return str(o)
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")

@@ -133,21 +133,16 @@ def _read_metrics(path: Path) -> dict:
 def _data_counts(splits: object, metrics: dict, classes: list[str]
                  ) -> tuple[dict, dict[str, list[int]]]:
     """(source and split note, class counts per split): from the data, else from metrics."""
-    data_info: dict = {}
-    counts: dict[str, list[int]] = {}
-    if splits is not None:
-        data_info = {"source": splits.source, "split_note": splits.split_note}
-        counts = {n: s.class_counts() for n, s in splits.items() if len(s) and s.labeled}
-        unlabeled = [f"{n}: {int((s.labels < 0).sum())} unlabeled images" for n, s in
-                     splits.items() if len(s) and (s.labels < 0).any()]
-        if unlabeled:
-            data_info["split_note"] = "; ".join(filter(None, [splits.split_note, *unlabeled]))
-        return data_info, counts
-    for n in SPLIT_ORDER:
-        pc = (metrics.get(n) or {}).get("per_class") if isinstance(metrics.get(n), dict) \
-            else None
-        if pc:
-            counts[n] = [pc[c]["support"] for c in classes]
+    if splits is None:
+        per_class = {n: metrics[n].get("per_class") for n in SPLIT_ORDER
+                     if isinstance(metrics.get(n), dict)}
+        return {}, {n: [pc[c]["support"] for c in classes] for n, pc in per_class.items() if pc}
+    data_info = {"source": splits.source, "split_note": splits.split_note}
+    counts = {n: s.class_counts() for n, s in splits.items() if len(s) and s.labeled}
+    unlabeled = [f"{n}: {int((s.labels < 0).sum())} unlabeled images" for n, s in
+                 splits.items() if len(s) and (s.labels < 0).any()]
+    if unlabeled:
+        data_info["split_note"] = "; ".join(filter(None, [splits.split_note, *unlabeled]))
     return data_info, counts
 
 

@@ -109,20 +109,16 @@ def roc_pr_figure(labels: np.ndarray, probs: np.ndarray, classes: list[str], pat
         if len(curves) == 1:  # binary: mark the default and the best thresholds
             base = yb.mean()
             ax_pr.axhline(base, ls=":", color="#8c959f", label=f"chance ({base:.3f})")
-            for key, t in best_thresholds(yb, s).items():
+            marks = [(t, "o" if key == "f1" else "s",
+                      {"ms": 7, "mfc": "none", "color": "#cf222e"},
+                      f"{'best F1' if key == 'f1' else 'best balanced acc.'} @ {t:.3g}")
+                     for key, t in best_thresholds(yb, s).items()]
+            marks.append((0.5, "x", {"ms": 8, "color": "#24292f"}, "threshold 0.5 (argmax)"))
+            for t, mark, style, what in marks:
                 r = score_at(yb, s, t)
                 spec = 2 * r.balanced_accuracy - r.recall
-                mark = "o" if key == "f1" else "s"
-                what = "best F1" if key == "f1" else "best balanced acc."
-                ax_roc.plot(1 - spec, r.recall, mark, ms=7, mfc="none", mew=2, color="#cf222e",
-                            label=f"{what} @ {t:.3g}")
-                ax_pr.plot(r.recall, r.precision, mark, ms=7, mfc="none", mew=2,
-                           color="#cf222e", label=f"{what} @ {t:.3g}")
-            d = score_at(yb, s, 0.5)
-            ax_roc.plot(1 - (2 * d.balanced_accuracy - d.recall), d.recall, "x", ms=8, mew=2,
-                        color="#24292f", label="threshold 0.5 (argmax)")
-            ax_pr.plot(d.recall, d.precision, "x", ms=8, mew=2, color="#24292f",
-                       label="threshold 0.5 (argmax)")
+                ax_roc.plot(1 - spec, r.recall, mark, mew=2, label=what, **style)
+                ax_pr.plot(r.recall, r.precision, mark, mew=2, label=what, **style)
     ax_roc.plot([0, 1], [0, 1], ls="--", color="#8c959f", lw=1)
     ax_roc.set(xlabel="false positive rate", ylabel="true positive rate (recall)",
                xlim=(-0.01, 1.01), ylim=(-0.01, 1.01))

@@ -102,8 +102,6 @@ def image_grid(rows: Sequence[tuple[str, Sequence[Tile]]], path: Path, title: st
             captions.append(ax.text(x + tile_in / 2, y_img - 0.03, tile.caption, ha="center",
                                     va="bottom", fontsize=8.5, color=color, linespacing=1.1))
         y += cap_h + tile_in + gap
-    ax.set_xlim(0, width)
-    ax.set_ylim(height, 0)
     fit_captions(fig, captions, tile_in + 0.5 * gap)  # half the gap stays clear
     if note:
         ax.text(width / 2, height - 0.08, note, ha="center", va="bottom", fontsize=9,

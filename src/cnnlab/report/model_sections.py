@@ -228,13 +228,11 @@ def robustness_section(ctx: ReportContext) -> str:
 def _robust_table(rows: list[dict], split: str, total: int, seed: int = 0) -> str:
     from cnnlab.evaluate.robustness import NOISE_DEFINITION
 
-    body = []
-    for r in rows:
-        cls = "neg" if r["change"] < -0.05 else ""
-        body.append(f"<tr><th>{esc(r['perturbation'])}</th><td>{esc(r['description'])}</td>"
-                    f'<td class="num" data-robust="{esc(r["perturbation"])}">'
-                    f"{num(r['accuracy'])}</td><td class='num {cls}'>{r['change']:+.4f}</td>"
-                    f"<td class='num'>{num(r['unchanged'])}</td></tr>")
+    body = "".join(
+        f"<tr><th>{esc(r['perturbation'])}</th><td>{esc(r['description'])}</td>"
+        f'<td class="num" data-robust="{esc(r["perturbation"])}">{num(r["accuracy"])}</td>'
+        f"<td class='num {'neg' if r['change'] < -0.05 else ''}'>{r['change']:+.4f}</td>"
+        f"<td class='num'>{num(r['unchanged'])}</td></tr>" for r in rows)
     n = rows[0]["n"]
     which = f"all {n}" if n >= total else f"a stratified, seeded sample of {n} of the {total}"
     return (f'<p class="muted">Accuracy on {which} labeled {esc(split)} images (<code>cnnlab '
@@ -243,4 +241,4 @@ def _robust_table(rows: list[dict], split: str, total: int, seed: int = 0) -> st
             "&ldquo;unchanged&rdquo; = share of predictions equal to those on the clean images."
             '</p><table class="sortable grid"><thead><tr><th>perturbation</th><th>what</th>'
             "<th>accuracy</th><th>change</th><th>unchanged</th></tr></thead><tbody>"
-            + "".join(body) + "</tbody></table>")
+            + body + "</tbody></table>")

@@ -142,12 +142,10 @@ def robust_limits(values: Sequence[float], keep: Sequence[float] = ()) -> tuple[
 
 def _off_chart(values: Sequence[float], lo: float, hi: float) -> str:
     """'(3 values above the chart, up to 26.1)' for the x label, or ''."""
-    above = [x for x in values if x > hi]
-    below = [x for x in values if x < lo]
-    parts = [f"{len(above)} value{'s' * (len(above) > 1)} above the chart, up to "
-             f"{max(above):.3g}"] if above else []
-    parts += [f"{len(below)} value{'s' * (len(below) > 1)} below the chart, down to "
-              f"{min(below):.3g}"] if below else []
+    parts = [f"{len(off)} value{'s' * (len(off) > 1)} {side} the chart, {to} {end(off):.3g}"
+             for off, side, to, end in (([x for x in values if x > hi], "above", "up to", max),
+                                        ([x for x in values if x < lo], "below", "down to", min))
+             if off]
     return f"\n({'; '.join(parts)})" if parts else ""
 
 

@@ -41,8 +41,8 @@ def findings(metrics: dict, cfg: dict, counts: dict[str, list[int]],
         else:
             out.append(f"{final.capitalize()} accuracy {acc:.3f} is <b>{gain:.1f} points</b> "
                        f"above always guessing the majority class ({major:.3f}).")
-    train_acc = (metrics.get("train") or {}).get("accuracy") \
-        if isinstance(metrics.get("train"), dict) else None
+    train_acc = metrics["train"].get("accuracy") if isinstance(metrics.get("train"), dict) \
+        else None
     if train_acc is not None and acc is not None and train_acc - acc > 0.1:
         out.append(f"Train accuracy {train_acc:.3f} vs {final} {acc:.3f}: a gap of "
                    f"{100 * (train_acc - acc):.0f} points, a sign of overfitting (try "
