@@ -116,8 +116,7 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
                 y = np.asarray(y)
                 if len(y) != len(X):
                     raise ValueError(f"{len(X)} image paths but {len(y)} labels")
-                if hasattr(self, "n_features_in_"):
-                    del self.n_features_in_
+                vars(self).pop("n_features_in_", None)
             return [Path(p) for p in X], y, "paths"
         ndim = getattr(X, "ndim", None)
         if ndim is None:
@@ -129,8 +128,7 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
             if fit:
                 X, y = check_X_y(X, y, allow_nd=True, dtype="numeric",
                                  estimator=self)
-                if hasattr(self, "n_features_in_"):
-                    del self.n_features_in_  # pixels of images are not tabular features
+                vars(self).pop("n_features_in_", None)  # pixels are not tabular features
             else:
                 X = check_array(X, allow_nd=True, dtype="numeric", estimator=self)
             return X, y, "images"
