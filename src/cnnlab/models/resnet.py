@@ -28,8 +28,6 @@ IMAGENET_CLASSES = 1000
 class BasicBlock(nn.Module):
     """Two 3x3 convs with BatchNorm and an identity (or 1x1 projection) shortcut."""
 
-    expansion = 1
-
     def __init__(self, inplanes: int, planes: int, stride: int = 1,
                  downsample: nn.Module | None = None) -> None:
         super().__init__()
@@ -39,7 +37,6 @@ class BasicBlock(nn.Module):
         self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(planes)
         self.downsample = downsample
-        self.stride = stride
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x))."""
@@ -58,7 +55,6 @@ class ResNet(TransferNet):
                  small_stem: bool = False) -> None:
         super().__init__()
         self.num_classes = num_classes
-        self.small_stem = small_stem
         self.inplanes = 64
         if small_stem:
             self.conv1 = nn.Conv2d(in_channels, 64, 3, 1, 1, bias=False)
@@ -90,13 +86,10 @@ class ResNet(TransferNet):
         mods += [BasicBlock(planes, planes) for _ in range(1, blocks)]
         return nn.Sequential(*mods)
 
-    def stem(self) -> nn.Module:
-        """conv1 + bn1 (the first freeze group)."""
-        return nn.ModuleList([self.conv1, self.bn1])
-
     def freeze_groups(self) -> list[nn.Module]:
-        """stem, layer1, layer2, layer3, layer4."""
-        return [self.stem(), self.layer1, self.layer2, self.layer3, self.layer4]
+        """stem (conv1 + bn1), layer1, layer2, layer3, layer4."""
+        return [nn.ModuleList([self.conv1, self.bn1]), self.layer1, self.layer2, self.layer3,
+                self.layer4]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits [N, classes]."""
