@@ -344,12 +344,9 @@ def conv_exercise(matrix: torch.Tensor, kernel: torch.Tensor, padding: int = 0, 
         if a.shape[0] < pool_size or a.shape[1] < pool_size:
             raise CnnlabError(f"pool {pool_size}x{pool_size} is larger than the activation map "
                               f"{a.shape[0]}x{a.shape[1]}")
-        t = a[None, None]
-        if pool == "max":
-            pooled = F.max_pool2d(t, pool_size, ps, ceil_mode=ceil)[0, 0]
-        else:
-            # Partial windows (ceil) average over the cells that exist, as PyTorch does.
-            pooled = F.avg_pool2d(t, pool_size, ps, ceil_mode=ceil)[0, 0]
+        # avg: partial windows (ceil) average over the cells that exist, as PyTorch does.
+        pool_fn = F.max_pool2d if pool == "max" else F.avg_pool2d
+        pooled = pool_fn(a[None, None], pool_size, ps, ceil_mode=ceil)[0, 0]
     return ConvExercise(x.tolist(), a.tolist(), None if pooled is None else pooled.tolist(), steps)
 
 
