@@ -126,13 +126,10 @@ class EfficientNetLite(TransferNet):
 
     def freeze_groups(self) -> list[nn.Module]:
         """stem, the 7 stages of blocks, then the 1x1 head conv."""
-        groups: list[nn.Module] = [nn.ModuleList([self._conv_stem, self._bn0])]
-        start = 0
-        for end in self.stage_ends:
-            groups.append(nn.ModuleList(self._blocks[start:end]))
-            start = end
-        groups.append(nn.ModuleList([self._conv_head, self._bn1]))
-        return groups
+        ends = self.stage_ends
+        stages = [nn.ModuleList(self._blocks[a:b]) for a, b in zip([0, *ends], ends, strict=False)]
+        return [nn.ModuleList([self._conv_stem, self._bn0]), *stages,
+                nn.ModuleList([self._conv_head, self._bn1])]
 
     def extract_features(self, x: torch.Tensor) -> torch.Tensor:
         """The 1280-channel feature map."""
