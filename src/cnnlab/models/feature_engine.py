@@ -75,8 +75,6 @@ class ExportedFeatures:
     """`module` (float 0..1 images -> features) exported to ONNX and run in float32 by
     OpenVINO or onnxruntime (`engine`; default: the fastest installed)."""
 
-    precision = "32"
-
     def __init__(self, module: nn.Module, sample: torch.Tensor, engine: str | None = None
                  ) -> None:
         self.name = engine or exported_engine() or "onnxruntime"
