@@ -143,8 +143,7 @@ class Predictor:
     def to_images(self, x: object, value_range: object = None) -> torch.Tensor:
         """Arrays [N,H,W]/[N,H,W,C]/[N,C,H,W], a uint8 tensor or file paths -> uint8 NCHW."""
         if isinstance(x, (str, Path)):
-            data = read_source(Path(x), self.load_options())
-            return data.images
+            return read_source(Path(x), self.load_options()).images
         if isinstance(x, (list, tuple)) and x and isinstance(x[0], (str, Path)):
             from cnnlab.data.decode import decode_image
 
