@@ -44,23 +44,22 @@ def resolve_device(name: str = "auto") -> torch.device:
     """'auto' picks CUDA, then MPS, then CPU; an unavailable explicit choice is an error."""
     name = (name or "auto").lower()
     if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
+        name = "cuda" if torch.cuda.is_available() else "mps" if _mps_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise CnnlabError("--device cuda: no CUDA GPU is available here (use --device cpu)")
     if name == "cuda":
         # Under torchrun each process drives the GPU of its local rank.
         return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-    if name == "mps" and not (getattr(torch.backends, "mps", None)
-                              and torch.backends.mps.is_available()):
+    if name == "mps" and not _mps_available():
         raise CnnlabError("--device mps: Apple MPS is not available here (use --device cpu)")
     try:
         return torch.device(name)
     except RuntimeError:
         raise CnnlabError(f"unknown device {name!r}; choose auto, cpu, cuda or mps") from None
+
+
+def _mps_available() -> bool:
+    return bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:

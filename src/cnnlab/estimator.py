@@ -116,8 +116,7 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
                 y = np.asarray(y)
                 if len(y) != len(X):
                     raise ValueError(f"{len(X)} image paths but {len(y)} labels")
-                if hasattr(self, "n_features_in_"):
-                    del self.n_features_in_
+                vars(self).pop("n_features_in_", None)
             return [Path(p) for p in X], y, "paths"
         ndim = getattr(X, "ndim", None)
         if ndim is None:
@@ -129,8 +128,7 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
             if fit:
                 X, y = check_X_y(X, y, allow_nd=True, dtype="numeric",
                                  estimator=self)
-                if hasattr(self, "n_features_in_"):
-                    del self.n_features_in_  # pixels of images are not tabular features
+                vars(self).pop("n_features_in_", None)  # pixels are not tabular features
             else:
                 X = check_array(X, allow_nd=True, dtype="numeric", estimator=self)
             return X, y, "images"
@@ -173,23 +171,25 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         out, clipped = scale_to_uint8(X, self.input_range_)
         if clipped:  # predict-time values beyond the range seen in fit
             warnings.warn(clip_message("X", clipped, X.size, self.input_range_), UserWarning,
-                          stacklevel=4)
+                          stacklevel=5)
         return out
 
-    def _images(self, X: object, kind: str) -> torch.Tensor:
-        """uint8 [N,C,H,W] at the model's input size."""
-        if kind == "paths":
-            from cnnlab.data.decode import decode_many
-
-            c, s = self.image_shape_[0], self.image_shape_[1]
-            arr, _ = decode_many(X, (s, s), c, self.resize)
-            return torch.from_numpy(arr)
+    def _nchw(self, X: np.ndarray, kind: str) -> np.ndarray:
+        """uint8 [N,C,H,W] of image arrays or table rows, at their own size."""
         arr = self._to_uint8(X)
         if kind == "table":
             arr = self._rows_to_images(arr)
-        arr = to_uint8_nchw(arr, "X")
+        return to_uint8_nchw(arr, "X")
+
+    def _images(self, X: object, kind: str) -> torch.Tensor:
+        """uint8 [N,C,H,W] at the model's input size."""
         c, s = self.image_shape_[0], self.image_shape_[1]
-        return adjust(arr, (s, s), c)
+        if kind == "paths":
+            from cnnlab.data.decode import decode_many
+
+            arr, _ = decode_many(X, (s, s), c, self.resize)
+            return torch.from_numpy(arr)
+        return adjust(self._nchw(X, kind), (s, s), c)
 
     def _choose_shape(self, X: object, kind: str) -> tuple[int, int, int]:
         """(channels, size, size) the model will take, decided at fit time."""
@@ -203,10 +203,7 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
                 channels = 1 if modes <= {"1", "L", "LA", "I", "I;16", "F"} else 3
             size = self.image_size or spec.fixed_size or spec.default_size or 64
             return channels, size, size
-        arr = self._to_uint8(X)
-        if kind == "table":
-            arr = self._rows_to_images(arr)
-        arr = to_uint8_nchw(arr, "X")
+        arr = self._nchw(X, kind)
         channels = self.channels or arr.shape[1]
         size = self.image_size or spec.fixed_size or max(arr.shape[2], arr.shape[3],
                                                          spec.min_size)
@@ -225,10 +222,7 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         if len(classes) < 2:
             raise ValueError(f"ImageClassifier needs at least 2 classes to train; y has 1 class "
                              f"({classes[0]!r})")
-        if kind != "paths":
-            self.input_range_ = self._fit_range(np.asarray(X))
-        else:
-            self.input_range_ = (0.0, 255.0)
+        self.input_range_ = (0.0, 255.0) if kind == "paths" else self._fit_range(np.asarray(X))
         self.input_kind_ = kind
         self.n_pixels_ = None if kind == "paths" else int(np.prod(np.shape(X)[1:]))
         self.image_shape_ = self._choose_shape(X, kind)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -124,11 +125,10 @@ def export_model(weights: str | Path, fmt: str = "onnx", out: str | Path | None 
         weights = weights / "best.pt"
     if weights.suffix.lower() == ".onnx":
         raise CnnlabError(f"{weights}: already an ONNX file; export needs a cnnlab checkpoint")
-    loaded = Predictor.load(weights, model=model, trust_code=trust_code)
-    model = loaded
-    module = model.module.float().eval().cpu()
+    model = Predictor.load(weights, model=model, trust_code=trust_code)
     if fmt == "state_dict":
         return export_state_dict(model, weights, out, check, samples)
+    module = model.module.float().eval().cpu()
     out = Path(out) if out is not None else weights.with_suffix(
         ".onnx" if fmt == "onnx" else ".torchscript.pt")
     meta = metadata(model)
@@ -145,20 +145,26 @@ def export_model(weights: str | Path, fmt: str = "onnx", out: str | Path | None 
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CnnlabError(f"{weights}: {fmt} export failed ({first[:200]})") from None
     diff = None
-    if check:
-        x = sample_inputs(model, samples)
-        with torch.inference_mode():
-            ref = module(x).numpy()
-        if fmt == "onnx":
-            got = onnx_logits(out, x.numpy())
-        else:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", DeprecationWarning)
-                loaded = torch.jit.load(str(out), map_location="cpu")
-            with torch.inference_mode():
-                got = loaded(x).numpy()
-        diff = float(np.abs(got - ref).max())
+    if check and fmt == "onnx":
+        diff = _max_diff(model, samples, lambda x: onnx_logits(out, x.numpy()))
+    elif check:
+        loaded = _jit_load(out)
+        diff = _max_diff(model, samples, lambda x: loaded(x).numpy())
     return ExportResult(out, fmt, diff, samples if check else 0)
+
+
+def _max_diff(model: Predictor, samples: int, run: Callable[[torch.Tensor], np.ndarray]
+              ) -> float:
+    """The largest |exported - PyTorch| logit on `samples` random images."""
+    x = sample_inputs(model, samples)
+    with torch.inference_mode():
+        return float(np.abs(run(x) - model.module(x).numpy()).max())
+
+
+def _jit_load(path: Path, **kwargs: object) -> torch.jit.ScriptModule:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return torch.jit.load(str(path), map_location="cpu", **kwargs)
 
 
 def state_dict_sidecar(path: Path) -> Path:
@@ -199,18 +205,12 @@ def export_state_dict(model: Predictor, weights: Path, out: str | Path | None = 
         # the record was checked (and a custom builder accepted) when the model was loaded
         fresh = rebuild(model.arch, source=weights, trust=True).net.float().eval()
         fresh.load_state_dict(torch.load(out, map_location="cpu", weights_only=True), strict=True)
-        x = sample_inputs(model, samples)
-        with torch.inference_mode():
-            ref = module(x).numpy()
-            got = fresh((x - module.mean) / module.std).numpy()
-        diff = float(np.abs(got - ref).max())
+        diff = _max_diff(model, samples, lambda x: fresh((x - module.mean) / module.std).numpy())
     return ExportResult(out, "state_dict", diff, samples if check else 0)
 
 
 def read_torchscript_meta(path: str | Path) -> dict:
     """The cnnlab metadata stored in an exported TorchScript file."""
     files = {TORCHSCRIPT_META: ""}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        torch.jit.load(str(path), map_location="cpu", _extra_files=files)
+    _jit_load(path, _extra_files=files)
     return json.loads(files[TORCHSCRIPT_META] or "{}")

@@ -67,10 +67,8 @@ def atomic_path(path: str | Path, suffix: str = TEMP_SUFFIX) -> Iterator[Path]:
 
 
 def _unlink(p: str) -> None:
-    try:
+    with contextlib.suppress(OSError):
         os.unlink(p)
-    except OSError:
-        pass
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
@@ -177,11 +175,9 @@ def remove_stale_temps(folder: str | Path) -> int:
     """Delete temp files a killed process left behind (`.NAME.XXXX.tmp`); returns the count."""
     folder, removed = Path(folder), 0
     for p in list(folder.glob(f".*{TEMP_SUFFIX}")) + list(folder.glob(f"plots/.*{TEMP_SUFFIX}")):
-        try:
+        with contextlib.suppress(OSError):
             p.unlink()
             removed += 1
-        except OSError:
-            pass
     return removed
 
 

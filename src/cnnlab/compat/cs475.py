@@ -27,6 +27,7 @@ from cnnlab.errors import CnnlabError, WrongModelError
 
 MODELS = {"densenet": "cs475-densenet", "convnet": "cs475-convnet", "bestmodel": "cnn"}
 SPLITS = {"test": "test", "dev": "val", "train": "train"}
+LOG_COLUMNS = ("train_loss", "train_acc", "val_loss", "val_acc")  # after step and epoch
 
 
 def parser() -> argparse.ArgumentParser:
@@ -68,10 +69,9 @@ def extra_settings(items: list[str]) -> dict:
         key, value = key_value(item, "--set", "SETTING=VALUE, e.g. optimizer=sgd")
         key = key.replace("-", "_")
         unknown_keys([key])
-        if SETTINGS[key].kind is dict and key in out:  # model_args=a=1 given twice: merge
-            out[key] = {**out[key], **SETTINGS[key].check(value)}
-        else:
-            out[key] = SETTINGS[key].check(value)
+        value = SETTINGS[key].check(value)
+        # model_args=a=1 given twice: merge
+        out[key] = {**out[key], **value} if SETTINGS[key].kind is dict and key in out else value
     return out
 
 
@@ -137,13 +137,10 @@ def log_text(a: argparse.Namespace, result: object) -> str:
              "step,epoch,train_loss,train_acc,dev_loss,dev_acc"]
     steps = run_dir / "steps.csv"
     for r in io.read_csv(steps) if steps.is_file() else []:
-        lines.append(",".join(_cell(r.get(k)) for k in ("step", "epoch", "train_loss",
-                                                        "train_acc", "val_loss", "val_acc")))
+        lines.append(",".join(_cell(r.get(k)) for k in ("step", "epoch", *LOG_COLUMNS)))
     lines.append("# epoch,step,train_loss,train_acc,dev_loss,dev_acc")
     for r in result.history:
-        lines.append("# " + ",".join(_cell(r.get(k)) for k in ("epoch", "step", "train_loss",
-                                                                "train_acc", "val_loss",
-                                                                "val_acc")))
+        lines.append("# " + ",".join(_cell(r.get(k)) for k in ("epoch", "step", *LOG_COLUMNS)))
     scores = ", ".join(f"{'dev' if n == 'val' else n} accuracy {m[n]['accuracy']:.4f}"
                        for n in ("train", "val", "test")
                        if isinstance(m.get(n), dict) and m[n].get("accuracy") is not None)

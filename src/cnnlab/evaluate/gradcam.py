@@ -11,12 +11,10 @@ from torch import nn
 from cnnlab.data.batches import batch_slices, to_float
 from cnnlab.errors import CnnlabError
 
-CONV_TYPES = (nn.Conv2d,)
-
 
 def conv_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """(name, module) of every 2-D convolution, in the order the model registers them."""
-    return [(n, m) for n, m in model.named_modules() if isinstance(m, CONV_TYPES)]
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
 
 
 def has_conv(model: nn.Module) -> bool:

@@ -23,6 +23,7 @@ def compute_metrics(y_true: np.ndarray, probs: np.ndarray, classes: list[str],
     k = len(classes)
     labels = list(range(k))
     y_pred = probs.argmax(1) if len(probs) else np.zeros(0, dtype=int)
+    pos = classes.index(positive_class) if positive_class in classes else 1  # two classes only
     cm = skm.confusion_matrix(y_true, y_pred, labels=labels) if len(y_true) else \
         np.zeros((k, k), dtype=int)
     support = cm.sum(1)
@@ -32,7 +33,6 @@ def compute_metrics(y_true: np.ndarray, probs: np.ndarray, classes: list[str],
                  if len(y_true) else None, "loss": _clean(loss) if loss is not None else None,
                  "per_class_accuracy": per_class}
     if k == 2:
-        pos = classes.index(positive_class) if positive_class in classes else 1
         p, r, f, _ = skm.precision_recall_fscore_support(
             y_true, y_pred, labels=labels, pos_label=pos, average="binary", zero_division=0)
         out["average"] = f"binary (positive class: {classes[pos]})"
@@ -46,7 +46,7 @@ def compute_metrics(y_true: np.ndarray, probs: np.ndarray, classes: list[str],
     out["per_class"] = {c: {"precision": float(pc[i]), "recall": float(rc[i]),
                             "f1": float(fc[i]), "support": int(support[i]),
                             "accuracy": per_class[c]} for i, c in enumerate(classes)}
-    out["auroc"] = _auroc(y_true, probs, k, positive_class, classes)
+    out["auroc"] = _auroc(y_true, probs, k, pos)
     out["ece"] = ece(probs, y_true) if len(y_true) else None  # 15 bins (evaluate/calibration)
     out["confusion_matrix"] = cm.astype(int).tolist()
     out["balanced_accuracy"] = float(np.mean([v for v in per_class.values() if v is not None])) \
@@ -54,14 +54,12 @@ def compute_metrics(y_true: np.ndarray, probs: np.ndarray, classes: list[str],
     return out
 
 
-def _auroc(y_true: np.ndarray, probs: np.ndarray, k: int, positive_class: str | None,
-           classes: list[str]) -> float | None:
+def _auroc(y_true: np.ndarray, probs: np.ndarray, k: int, pos: int) -> float | None:
     present = np.unique(y_true)
     if len(present) < 2:
         return None  # undefined with one class present
     try:
         if k == 2:
-            pos = classes.index(positive_class) if positive_class in classes else 1
             return float(skm.roc_auc_score((y_true == pos).astype(int), probs[:, pos]))
         if len(present) < k:
             # One-vs-rest over the classes that occur, so a missing class does not void it.

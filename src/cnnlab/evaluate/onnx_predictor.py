@@ -9,7 +9,6 @@ import numpy as np
 import torch
 
 from cnnlab.data.batches import batch_slices, to_float
-from cnnlab.data.sources.common import adjust
 from cnnlab.errors import CnnlabError
 from cnnlab.evaluate.predictor import Predictor
 from cnnlab.models.tta import parse_tta
@@ -61,8 +60,7 @@ class OnnxPredictor(Predictor):
 
     def logits(self, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
         """Raw scores for uint8 NCHW images, computed by onnxruntime."""
-        if images.shape[1:] != (self.channels, self.image_size, self.image_size):
-            images = adjust(images.numpy(), (self.image_size, self.image_size), self.channels)
+        images = self._sized(images)
         out = []
         for sl in batch_slices(images.shape[0], batch_size):
             x = to_float(images[sl]).numpy().astype(np.float32, copy=False)

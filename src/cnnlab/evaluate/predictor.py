@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from cnnlab.checkpoint import load_checkpoint
-from cnnlab.data.imageset import ImageSet
+from cnnlab.data.imageset import DataSplits, ImageSet
 from cnnlab.data.load import LoadOptions, make_splits, read_source, read_to_predict
 from cnnlab.data.sources.common import adjust, to_uint8_nchw
 from cnnlab.data.value_range import default_range, infer_range, parse_range
@@ -143,8 +143,7 @@ class Predictor:
     def to_images(self, x: object, value_range: object = None) -> torch.Tensor:
         """Arrays [N,H,W]/[N,H,W,C]/[N,C,H,W], a uint8 tensor or file paths -> uint8 NCHW."""
         if isinstance(x, (str, Path)):
-            data = read_source(Path(x), self.load_options())
-            return data.images
+            return read_source(Path(x), self.load_options()).images
         if isinstance(x, (list, tuple)) and x and isinstance(x[0], (str, Path)):
             from cnnlab.data.decode import decode_image
 
@@ -190,10 +189,15 @@ class Predictor:
                            f"value_range=({other[0]:g}, {other[1]:g})")
         return text + " (pass value_range=(lo, hi) to read the input on another scale)"
 
-    def logits(self, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-        """Raw scores for uint8 NCHW images."""
+    def _sized(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 NCHW images at the model's channels and size (resized only when needed)."""
         if images.shape[1:] != (self.channels, self.image_size, self.image_size):
             images = adjust(images.numpy(), (self.image_size, self.image_size), self.channels)
+        return images
+
+    def logits(self, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+        """Raw scores for uint8 NCHW images."""
+        images = self._sized(images)
         ctx = None if self.precision == "32" else (lambda: autocast(self.device, self.precision))
         return predict_logits(self.module, images, batch_size, self.device,
                               getattr(self, "channels_last", False), autocast_ctx=ctx)
@@ -201,9 +205,7 @@ class Predictor:
     def view_logits(self, images: torch.Tensor, tta: str | None = None) -> torch.Tensor:
         """Raw scores [V, N, K] of uint8 NCHW images under each test-time view (`tta`, else the
         predictor's); V = 1 without TTA."""
-        if images.shape[1:] != (self.channels, self.image_size, self.image_size):
-            images = adjust(images.numpy(), (self.image_size, self.image_size), self.channels)
-        return tta_view_logits(self.logits, images, self.tta if tta is None else tta)
+        return tta_view_logits(self.logits, self._sized(images), self.tta if tta is None else tta)
 
     def probabilities(self, images: torch.Tensor, tta: str | None = None) -> torch.Tensor:
         """Calibrated class probabilities [N, K] of uint8 NCHW images, averaged over views."""
@@ -244,11 +246,7 @@ class Predictor:
             return raw, "all"
         splits = make_splits(raw, options)
         name = split or ("test" if splits.test is not None else "val")
-        chosen = splits.get(name)
-        if chosen is None or len(chosen) == 0:
-            raise DataError(f"{data_path or 'digits'}: no {name} split (choose "
-                            f"{', '.join(n for n, _ in splits.items())} or all)")
-        return chosen, name
+        return _split_named(splits, name, data_path), name
 
     def splits_for(self, path: str | Path | None, split: str | None, **overrides: object
                    ) -> list[tuple[ImageSet, str]]:
@@ -275,11 +273,7 @@ class Predictor:
         for n in names:
             if n not in ("train", "val", "test"):
                 raise DataError(f"--split {split!r}: {n!r} is not train, val or test")
-            chosen = splits.get(n)
-            if chosen is None or len(chosen) == 0:
-                raise DataError(f"{data_path or 'digits'}: no {n} split (choose "
-                                f"{', '.join(x for x, _ in splits.items())} or all)")
-            out.append((chosen, n))
+            out.append((_split_named(splits, n, data_path), n))
         return out
 
     def _check_classes(self, data: ImageSet) -> None:
@@ -301,6 +295,15 @@ class Predictor:
         """predictions.csv: id, label, class, prob_<class> per row, in input order."""
         probs = self.probabilities(data.images).numpy()
         return write_predictions(out, data.ids, probs, self.classes)
+
+
+def _split_named(splits: DataSplits, name: str, data_path: object) -> ImageSet:
+    """The split `name`, or one line naming the splits there are."""
+    chosen = splits.get(name)
+    if chosen is None or len(chosen) == 0:
+        raise DataError(f"{data_path or 'digits'}: no {name} split (choose "
+                        f"{', '.join(n for n, _ in splits.items())} or all)")
+    return chosen
 
 
 def write_predictions(out: str | Path, ids: list[str], probs: np.ndarray,

@@ -90,12 +90,10 @@ def default_perturbations(noise: tuple[float, ...] = NOISE_FRACTIONS,
         out.append(Perturbation(f"noise {f:g}", f"Gaussian noise, std = {f:g} x image range{cs}"
                                 ", clipped to 0..1",
                                 lambda x, g, f=f: add_noise(x, f, g)))
-    out.append(Perturbation("hflip", "horizontal flip (mirror left-right)",
-                            lambda x, g: torch.flip(x, dims=[3]),
-                            lambda u: torch.flip(u, dims=[3])))
-    out.append(Perturbation("vflip", "vertical flip (upside down)",
-                            lambda x, g: torch.flip(x, dims=[2]),
-                            lambda u: torch.flip(u, dims=[2])))
+    for name, what, dim in (("hflip", "horizontal flip (mirror left-right)", 3),
+                            ("vflip", "vertical flip (upside down)", 2)):
+        out.append(Perturbation(name, what, lambda x, g, d=dim: torch.flip(x, dims=[d]),
+                                lambda u, d=dim: torch.flip(u, dims=[d])))
     for d in rotations:
         out.append(Perturbation(f"rotate {d:g}", f"rotation by {d:g} degrees, black corners",
                                 lambda x, g, d=d: rotate(x, d)))

@@ -22,7 +22,7 @@ from torch import nn
 from cnnlab.errors import CnnlabError
 from cnnlab.models.protocol import TransferNet
 from cnnlab.models.registry import register
-from cnnlab.models.resnet import adapt_first_conv, load_weights, read_state_dict
+from cnnlab.models.resnet import read_state_dict, with_weights
 
 # (repeats, kernel, stride, expand ratio, in, out) per stage, from efficientnet_lite_builder.
 LITE0_STAGES = [
@@ -126,13 +126,10 @@ class EfficientNetLite(TransferNet):
 
     def freeze_groups(self) -> list[nn.Module]:
         """stem, the 7 stages of blocks, then the 1x1 head conv."""
-        groups: list[nn.Module] = [nn.ModuleList([self._conv_stem, self._bn0])]
-        start = 0
-        for end in self.stage_ends:
-            groups.append(nn.ModuleList(self._blocks[start:end]))
-            start = end
-        groups.append(nn.ModuleList([self._conv_head, self._bn1]))
-        return groups
+        ends = self.stage_ends
+        stages = [nn.ModuleList(self._blocks[a:b]) for a, b in zip([0, *ends], ends, strict=False)]
+        return [nn.ModuleList([self._conv_stem, self._bn0]), *stages,
+                nn.ModuleList([self._conv_head, self._bn1])]
 
     def extract_features(self, x: torch.Tensor) -> torch.Tensor:
         """The 1280-channel feature map."""
@@ -167,15 +164,11 @@ def efficientnet_lite0(num_classes: int, in_channels: int, image_size: int,
     """EfficientNet-Lite0, optionally with the shipped ImageNet weights and a new head."""
     if in_channels not in (1, 3):
         raise CnnlabError(f"efficientnet-lite0: needs 1- or 3-channel images, got {in_channels}")
+    def make(out: int) -> EfficientNetLite:
+        return EfficientNetLite(out, in_channels, float(dropout), float(drop_connect))
+
     if not (pretrained or weights_file):
-        return EfficientNetLite(num_classes, in_channels, float(dropout), float(drop_connect))
+        return make(num_classes)
     path = Path(weights_file) if weights_file else lite0_weights_path()
-    state = read_state_dict(path, "efficientnet-lite0")
-    adapt_first_conv(state, "_conv_stem.weight", in_channels)
-    fc = state.get("_fc.weight")
-    out = int(fc.shape[0]) if fc is not None else 1000
-    model = EfficientNetLite(out, in_channels, float(dropout), float(drop_connect))
-    load_weights(model, state, str(path))
-    if out != num_classes:
-        model.reset_head(num_classes)
-    return model
+    return with_weights(make, read_state_dict(path, "efficientnet-lite0"), str(path),
+                        "_conv_stem.weight", "_fc.weight", in_channels, num_classes)

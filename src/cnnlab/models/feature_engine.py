@@ -28,10 +28,9 @@ from torch import nn
 from cnnlab.data.batches import batch_slices, to_float
 
 MIN_IMAGES = 64  # fewer images than this: exporting costs more than it saves
-ONNXRUNTIME_BATCH = 32
 # Images per inference: OpenVINO ran 8-image batches at 1.1-1.3x its rate at 32 on 2 cores
 # (a smaller working set per layer); onnxruntime was fastest at 32 (bench/feature_engines.py).
-BATCH = {"openvino": 8, "onnxruntime": ONNXRUNTIME_BATCH}
+BATCH = {"openvino": 8, "onnxruntime": 32}
 ENGINES = ("openvino", "onnxruntime")  # fastest first (bench/feature_engines.py)
 PRECISION_TAG = {"openvino": "ov-32", "onnxruntime": "ort-32"}  # feature store names
 LABEL = {"openvino": "OpenVINO", "onnxruntime": "ONNX Runtime"}
@@ -75,8 +74,6 @@ def headless(model: nn.Module, head: nn.Module) -> nn.Module:
 class ExportedFeatures:
     """`module` (float 0..1 images -> features) exported to ONNX and run in float32 by
     OpenVINO or onnxruntime (`engine`; default: the fastest installed)."""
-
-    precision = "32"
 
     def __init__(self, module: nn.Module, sample: torch.Tensor, engine: str | None = None
                  ) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -21,17 +23,12 @@ def predict_logits(model: nn.Module, images: torch.Tensor, batch_size: int = 256
     try:
         for sl in batch_slices(images.shape[0], batch_size):
             x = to_float(images[sl], device, channels_last)
-            if autocast_ctx is not None:
-                with autocast_ctx():
-                    logits = model(x)
-            else:
+            with autocast_ctx() if autocast_ctx is not None else contextlib.nullcontext():
                 logits = model(x)
             out.append(logits.float().cpu())
     finally:
         model.train(was_training)
-    if not out:
-        return torch.zeros(0, 0)
-    return torch.cat(out)
+    return torch.cat(out) if out else torch.zeros(0, 0)
 
 
 def evaluate_logits(logits: torch.Tensor, labels: torch.Tensor,
@@ -42,9 +39,6 @@ def evaluate_logits(logits: torch.Tensor, labels: torch.Tensor,
     loss = float(F.cross_entropy(logits[mask], labels[mask], weight=weight)) \
         if mask.any() else None
     return probs, loss
-
-
-_BN = (nn.BatchNorm2d,)
 
 
 @torch.no_grad()
@@ -69,7 +63,7 @@ def fold_batchnorm(model: nn.Module, probe: torch.Tensor, tol: float = 1e-4
             keep.append(out)
 
     hooks = [m.register_forward_hook(hook) for m in work.modules()
-             if isinstance(m, (nn.Conv2d, *_BN))]
+             if isinstance(m, (nn.Conv2d, nn.BatchNorm2d))]
     try:
         ref = work(probe).float()
     finally:
@@ -78,7 +72,7 @@ def fold_batchnorm(model: nn.Module, probe: torch.Tensor, tol: float = 1e-4
     pairs = []
     seen_bn: set[int] = set()
     for (a, _, a_out), (b, b_in, _) in zip(order, order[1:], strict=False):
-        if isinstance(a, nn.Conv2d) and isinstance(b, _BN) and b_in == a_out and \
+        if isinstance(a, nn.Conv2d) and isinstance(b, nn.BatchNorm2d) and b_in == a_out and \
                 id(b) not in seen_bn and b.track_running_stats and b.running_var is not None:
             pairs.append((a, b))
             seen_bn.add(id(b))

@@ -137,18 +137,14 @@ def saved_size(model: nn.Module) -> int:
 def summarize(net: nn.Module, input_shape: tuple[int, ...], model_name: str = "",
               num_classes: int = 0) -> ModelSummary:
     """Run one dummy batch through `net` and account for every layer with parameters or output."""
-    rows: list[LayerRow] = []
     shapes: dict[str, list[int]] = {}
     order: list[str] = []  # first-call order: the table follows the forward pass
     calls: dict[str, int] = {}  # a module reused in forward (one pool for all) shows "×N"
     hooks = []
-    named = list(net.named_modules())
-    for name, mod in named:
-        if not name:
-            continue
-        leaf = next(mod.children(), None) is None
-        if not leaf and not any(True for _ in mod.parameters(recurse=False)):
-            continue
+    # Every leaf, and every container holding parameters of its own, with those parameters.
+    kept = [(name, mod, _own_params(mod)) for name, mod in net.named_modules() if name]
+    kept = [k for k in kept if any(k[2][:3]) or next(k[1].children(), None) is None]
+    for name, mod, _ in kept:
 
         def hook(_m: nn.Module, _i: object, out: object, key: str = name) -> None:
             calls[key] = calls.get(key, 0) + 1
@@ -170,14 +166,9 @@ def summarize(net: nn.Module, input_shape: tuple[int, ...], model_name: str = ""
             h.remove()
         net.train(was_training)
     rank = {k: i for i, k in enumerate(order)}
-    named.sort(key=lambda nm: rank.get(nm[0], len(rank)))  # never-called modules last
-    for name, mod in named:
-        if not name:
-            continue
-        leaf = next(mod.children(), None) is None
-        w, b, o, trainable = _own_params(mod)
-        if not leaf and not (w or b or o):
-            continue
+    kept.sort(key=lambda k: rank.get(k[0], len(rank)))  # never-called modules last
+    rows: list[LayerRow] = []
+    for name, mod, (w, b, o, trainable) in kept:
         if name not in shapes and not (w or b or o):
             continue  # a leaf that never ran (e.g. an unused Identity) and holds nothing
         kind = type(mod).__name__ + (f" ×{calls[name]}" if calls.get(name, 0) > 1 else "")
@@ -234,6 +225,7 @@ class StackRow:
 
 
 _LAYER_RE = re.compile(r"^(conv|pool|maxpool|avgpool|fc|linear)((?::-?\d+)*)$")
+_LAYER_FORMS = "conv:OUT:K[:STRIDE[:PAD]], pool:K[:STRIDE], avgpool:K[:STRIDE] or fc:OUT"
 
 
 def parse_stack(text: str) -> list[tuple[str, list[int]]]:
@@ -244,16 +236,13 @@ def parse_stack(text: str) -> list[tuple[str, list[int]]]:
             continue
         m = _LAYER_RE.match(raw.lower())
         if not m:
-            raise CnnlabError(f"layer {raw!r}: expected conv:OUT:K[:STRIDE[:PAD]], "
-                              "pool:K[:STRIDE], avgpool:K[:STRIDE] or fc:OUT")
+            raise CnnlabError(f"layer {raw!r}: expected {_LAYER_FORMS}")
         kind = {"maxpool": "pool", "linear": "fc"}.get(m.group(1), m.group(1))
         nums = [int(v) for v in m.group(2).split(":") if v]
         need = {"conv": (2, 4), "pool": (1, 2), "avgpool": (1, 2), "fc": (1, 1)}[kind]
         if not need[0] <= len(nums) <= need[1] or any(v < 0 for v in nums) or \
                 (nums and min(nums[: 2 if kind == "conv" else 1]) < 1):
-            raise CnnlabError(f"layer {raw!r}: wrong numbers for {kind}; expected "
-                              "conv:OUT:K[:STRIDE[:PAD]], pool:K[:STRIDE], avgpool:K[:STRIDE] "
-                              "or fc:OUT")
+            raise CnnlabError(f"layer {raw!r}: wrong numbers for {kind}; expected {_LAYER_FORMS}")
         items.append((kind, nums))
     if not items:
         raise CnnlabError("empty layer stack")
@@ -267,12 +256,13 @@ def stack_shapes(stack: list[tuple[str, list[int]]], channels: int, size: int,
     flat: int | None = None
     rows: list[StackRow] = []
     for kind, nums in stack:
+        if kind != "fc" and flat is not None:
+            raise CnnlabError(f"a {'conv' if kind == 'conv' else 'pooling'} layer cannot follow a "
+                              "fully connected one")
         if kind == "conv":
             out, k = nums[0], nums[1]
             s = nums[2] if len(nums) > 2 else 1
             p = nums[3] if len(nums) > 3 else 0
-            if flat is not None:
-                raise CnnlabError("a conv layer cannot follow a fully connected one")
             nh, nw = conv_out(h, k, s, p), conv_out(w, k, s, p)
             if nh < 1 or nw < 1:
                 raise CnnlabError(f"conv {k}x{k} stride {s} pad {p} does not fit a {h}x{w} input")
@@ -285,8 +275,6 @@ def stack_shapes(stack: list[tuple[str, list[int]]], channels: int, size: int,
         elif kind in ("pool", "avgpool"):
             k = nums[0]
             s = nums[1] if len(nums) > 1 else k
-            if flat is not None:
-                raise CnnlabError("a pooling layer cannot follow a fully connected one")
             nh, nw = conv_out(h, k, s), conv_out(w, k, s)
             if nh < 1 or nw < 1:
                 raise CnnlabError(f"pool {k}x{k} does not fit a {h}x{w} input")
@@ -356,12 +344,9 @@ def conv_exercise(matrix: torch.Tensor, kernel: torch.Tensor, padding: int = 0, 
         if a.shape[0] < pool_size or a.shape[1] < pool_size:
             raise CnnlabError(f"pool {pool_size}x{pool_size} is larger than the activation map "
                               f"{a.shape[0]}x{a.shape[1]}")
-        t = a[None, None]
-        if pool == "max":
-            pooled = F.max_pool2d(t, pool_size, ps, ceil_mode=ceil)[0, 0]
-        else:
-            # Partial windows (ceil) average over the cells that exist, as PyTorch does.
-            pooled = F.avg_pool2d(t, pool_size, ps, ceil_mode=ceil)[0, 0]
+        # avg: partial windows (ceil) average over the cells that exist, as PyTorch does.
+        pool_fn = F.max_pool2d if pool == "max" else F.avg_pool2d
+        pooled = pool_fn(a[None, None], pool_size, ps, ceil_mode=ceil)[0, 0]
     return ConvExercise(x.tolist(), a.tolist(), None if pooled is None else pooled.tolist(), steps)
 
 

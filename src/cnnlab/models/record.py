@@ -70,14 +70,13 @@ def load_state(model: nn.Module, state: dict) -> None:
     """Load weights; a mismatch (another architecture) is one clear line."""
     if not isinstance(state, dict):
         raise CnnlabError("checkpoint weights are not a state dict")
-    missing, unexpected = [], []
     try:
         result = model.load_state_dict(state, strict=False)
-        missing, unexpected = result.missing_keys, result.unexpected_keys
     except (RuntimeError, TypeError, AttributeError) as exc:
         msg = str(exc).split("\n")
         detail = next((m.strip() for m in msg if "size mismatch" in m), msg[0])
         raise CnnlabError(f"checkpoint weights do not fit this model ({detail[:200]})") from None
+    missing, unexpected = result.missing_keys, result.unexpected_keys
     if missing or unexpected:
         raise CnnlabError(f"checkpoint weights do not fit this model ({len(missing)} missing, "
                           f"{len(unexpected)} unexpected keys, e.g. "

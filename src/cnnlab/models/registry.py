@@ -195,12 +195,16 @@ def build_model(name: str, num_classes: int, in_channels: int, image_size: int,
     except CnnlabError:
         raise
     except Exception as exc:  # noqa: BLE001 - a custom builder's own bug is the user's to see
+        detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
         if spec.family == "custom" and (where := _frame_in(spec.builder, exc)) is not None:
-            detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
             raise CnnlabError(f"your model builder {name} raised {type(exc).__name__}"
                               f"{': ' + detail if detail else ''} ({where})") from None
         if not isinstance(exc, TypeError):
-            raise _bad_build(name, args, in_channels, image_size, num_classes, exc) from None
+            # A built-in model refusing its arguments (width=-4: torch refuses a negative size).
+            raise CnnlabError(
+                f"model {name!r} cannot be built with {args} for {in_channels}x{image_size}x"
+                f"{image_size} images and {num_classes} classes ({type(exc).__name__}: "
+                f"{detail}); check the --model-arg values") from None
         raise CnnlabError(f"model {name!r}: bad arguments {args} ({exc})") from None
     if not isinstance(net, nn.Module):
         raise CnnlabError(f"model {name!r}: the builder returned {type(net).__name__}, not a "
@@ -211,15 +215,6 @@ def build_model(name: str, num_classes: int, in_channels: int, image_size: int,
     if spec.family == "custom":  # the built-in models are tested; a user's builder is not
         check_output(net, name, num_classes, in_channels, image_size)
     return net
-
-
-def _bad_build(name: str, args: dict, in_channels: int, image_size: int, num_classes: int,
-               exc: Exception) -> CnnlabError:
-    """A built-in model refusing its arguments (e.g. width=-4: torch refuses a negative size)."""
-    detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
-    return CnnlabError(f"model {name!r} cannot be built with {args} for {in_channels}x"
-                       f"{image_size}x{image_size} images and {num_classes} classes "
-                       f"({type(exc).__name__}: {detail}); check the --model-arg values")
 
 
 def _frame_in(builder: Builder, exc: BaseException) -> str | None:

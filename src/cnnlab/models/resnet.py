@@ -7,6 +7,7 @@ and no pooling, the usual choice for 32x32 images (CIFAR); keys stay the same.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -27,8 +28,6 @@ IMAGENET_CLASSES = 1000
 class BasicBlock(nn.Module):
     """Two 3x3 convs with BatchNorm and an identity (or 1x1 projection) shortcut."""
 
-    expansion = 1
-
     def __init__(self, inplanes: int, planes: int, stride: int = 1,
                  downsample: nn.Module | None = None) -> None:
         super().__init__()
@@ -38,7 +37,6 @@ class BasicBlock(nn.Module):
         self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(planes)
         self.downsample = downsample
-        self.stride = stride
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x))."""
@@ -57,7 +55,6 @@ class ResNet(TransferNet):
                  small_stem: bool = False) -> None:
         super().__init__()
         self.num_classes = num_classes
-        self.small_stem = small_stem
         self.inplanes = 64
         if small_stem:
             self.conv1 = nn.Conv2d(in_channels, 64, 3, 1, 1, bias=False)
@@ -89,13 +86,10 @@ class ResNet(TransferNet):
         mods += [BasicBlock(planes, planes) for _ in range(1, blocks)]
         return nn.Sequential(*mods)
 
-    def stem(self) -> nn.Module:
-        """conv1 + bn1 (the first freeze group)."""
-        return nn.ModuleList([self.conv1, self.bn1])
-
     def freeze_groups(self) -> list[nn.Module]:
-        """stem, layer1, layer2, layer3, layer4."""
-        return [self.stem(), self.layer1, self.layer2, self.layer3, self.layer4]
+        """stem (conv1 + bn1), layer1, layer2, layer3, layer4."""
+        return [nn.ModuleList([self.conv1, self.bn1]), self.layer1, self.layer2, self.layer3,
+                self.layer4]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits [N, classes]."""
@@ -122,13 +116,6 @@ def read_state_dict(path: str | Path, what: str) -> dict[str, torch.Tensor]:
     return {k.removeprefix("module."): v for k, v in state.items()}
 
 
-def adapt_first_conv(state: dict[str, torch.Tensor], key: str, in_channels: int) -> None:
-    """Grey input: sum the RGB filters of a pretrained first conv (same response to grey)."""
-    w = state.get(key)
-    if w is not None and w.shape[1] == 3 and in_channels == 1:
-        state[key] = w.sum(dim=1, keepdim=True)
-
-
 def load_weights(model: nn.Module, state: dict[str, torch.Tensor], where: str) -> None:
     """Load strictly; a mismatch is one line naming the file and the first bad key."""
     own = model.state_dict()
@@ -143,6 +130,23 @@ def load_weights(model: nn.Module, state: dict[str, torch.Tensor], where: str) -
         raise CnnlabError(f"{where}: weights do not fit this model ({len(result.missing_keys)} "
                           f"missing, {len(result.unexpected_keys)} unexpected keys, e.g. "
                           f"{example})")
+
+
+def with_weights(make: Callable[[int], TransferNet], state: dict[str, torch.Tensor], where: str,
+                 stem_key: str, head_key: str, in_channels: int, num_classes: int
+                 ) -> TransferNet:
+    """`make(outputs)` loaded with pretrained `state`, the head replaced by a fresh one for
+    `num_classes` when the weights' head has another size."""
+    w = state.get(stem_key)
+    if w is not None and w.shape[1] == 3 and in_channels == 1:
+        # Grey input: sum the RGB filters of the first conv (same response to grey).
+        state[stem_key] = w.sum(dim=1, keepdim=True)
+    fc = state.get(head_key)
+    model = make(int(fc.shape[0]) if fc is not None else IMAGENET_CLASSES)
+    load_weights(model, state, where)
+    if model.num_classes != num_classes:
+        model.reset_head(num_classes)
+    return model
 
 
 def _pretrained_state(name: str, weights_file: str | None) -> tuple[dict, str]:
@@ -174,14 +178,8 @@ def build_resnet(name: str, layers: list[int], num_classes: int, in_channels: in
         raise CnnlabError(f"{name}-small has no ImageNet weights (its stem differs); use "
                           f"--model {name} with --image-size 224 for pretrained weights")
     state, where = _pretrained_state(name, weights_file)
-    adapt_first_conv(state, "conv1.weight", in_channels)
-    fc = state.get("fc.weight")
-    out = int(fc.shape[0]) if fc is not None else IMAGENET_CLASSES
-    model = ResNet(layers, out, in_channels)
-    load_weights(model, state, where)
-    if out != num_classes:
-        model.reset_head(num_classes)
-    return model
+    return with_weights(lambda out: ResNet(layers, out, in_channels), state, where,
+                        "conv1.weight", "fc.weight", in_channels, num_classes)
 
 
 _SIZES = {"resnet18": [2, 2, 2, 2], "resnet34": [3, 4, 6, 3]}
