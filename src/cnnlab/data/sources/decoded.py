@@ -48,8 +48,6 @@ def decode_files(files: list[Path], parts: list[str], classes: list[str], labels
     # Decode straight into the cache file: a folder larger than RAM never sits in memory.
     # Its size is known before decoding: what fits neither on disk nor in memory is refused.
     writer, space_note = _open_writer(key, shape, settings.get("root") or settings.get("csv"))
-    if writer is None:
-        key = ""  # in memory: there is no room (or no wish) for a cache entry either
     tick = progress("decoding images", len(files)) if progress else None
     try:
         arr, kept = decode_many(files, (size, size), channels, opts.resize, opts.skip_bad, tick,
@@ -81,15 +79,10 @@ def decode_files(files: list[Path], parts: list[str], classes: list[str], labels
                 hit.meta["cache"] = "written"
                 return hit
             arr = np.array(arr[: len(kept)])  # could not finish the cache: keep it in memory
-        key = ""
-    data = ImageSet(torch.from_numpy(arr), torch.tensor([labels[i] for i in kept],
+    return ImageSet(torch.from_numpy(arr), torch.tensor([labels[i] for i in kept],
                                                         dtype=torch.int64),
                     classes, [ids[i] for i in kept], np.asarray([parts[i] for i in kept],
                                                                 dtype=str), meta)
-    if key:
-        cache.save_cached(key, data)
-        data.meta["cache"] = "written"
-    return data
 
 
 def _open_writer(key: str, shape: tuple[int, ...], where: str | None
