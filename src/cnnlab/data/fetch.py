@@ -343,36 +343,29 @@ def _safe_members(names: list[str], archive: Path) -> None:
             raise DataError(f"{archive}: refusing archive member {n!r} outside the target")
 
 
-def _read_idx_gz(path: Path) -> np.ndarray:
-    """A gzipped IDX file (MNIST's format) as a uint8 array."""
+def _npy_split(files: list[Path], out: Path) -> None:
+    """Gzipped IDX images and labels (MNIST's format) as CS 475's
+    mnist_{,dev_,test_}{images,labels}.npy, split in file order 60/20/20."""
     from cnnlab.data.sources.idx import read_idx
 
-    return np.asarray(read_idx(path))
-
-
-def _npy_split(files: list[Path], out: Path, prefix: str = "mnist") -> None:
-    """IDX images and labels as CS 475's <prefix>_{,dev_,test_}{images,labels}.npy, split in
-    file order 60/20/20."""
-    images, labels = (_read_idx_gz(f) for f in files)
+    images, labels = (read_idx(f) for f in files)
     n = len(images)
     cuts = {"": (0, n * 6 // 10), "dev_": (n * 6 // 10, n * 8 // 10), "test_": (n * 8 // 10, n)}
     for part, (a, b) in cuts.items():
-        np.save(out / f"{prefix}_{part}images.npy", images[a:b])
-        np.save(out / f"{prefix}_{part}labels.npy", labels[a:b])
+        np.save(out / f"mnist_{part}images.npy", images[a:b])
+        np.save(out / f"mnist_{part}labels.npy", labels[a:b])
 
 
 def _unpack(ds: Dataset, files: list[Path], tmp: Path) -> Path:
     """Unpack into tmp; return the folder that becomes the data set."""
-    if ds.unpack == "npy-split":
+    if ds.unpack in ("npy-split", "copy"):
         out = tmp / "data"
         out.mkdir()
-        _npy_split(files, out)
-        return out
-    if ds.unpack == "copy":
-        out = tmp / "data"
-        out.mkdir()
-        for f in files:
-            shutil.copyfile(f, out / f.name)
+        if ds.unpack == "npy-split":
+            _npy_split(files, out)
+        else:
+            for f in files:
+                shutil.copyfile(f, out / f.name)
         return out
     archive = files[0]
     try:
