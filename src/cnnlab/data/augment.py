@@ -272,13 +272,10 @@ def parse_spec(spec: str) -> list[tuple[str, float | tuple | None]]:
             what = "not N:M" if info.text else "not a number"
             raise CnnlabError(f"augmentation {name}: {val!r} is {what}") from None
         if isinstance(v, tuple):
-            n, m = v
-            if not info.lo <= m <= info.hi:
+            if not info.lo <= v[1] <= info.hi:
                 raise CnnlabError(f"augmentation {name}={val}: M must be a whole number from "
                                   f"{info.lo:g} to {info.hi:g}")
-            out.append((name, v))
-            continue
-        if not info.lo <= v <= info.hi or (info.integer and v != int(v)):
+        elif not info.lo <= v <= info.hi or (info.integer and v != int(v)):
             kind = "a whole number" if info.integer else "a number"
             raise CnnlabError(f"augmentation {name}={val}: must be {kind} from {info.lo:g} to "
                               f"{info.hi:g} ({info.help})")
