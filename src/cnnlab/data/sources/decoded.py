@@ -93,11 +93,11 @@ def _open_writer(key: str, shape: tuple[int, ...], where: str | None
             f"{cache.human_bytes(need)}")
     avail = cache.available_memory()
     fits_memory = avail is None or need <= avail * 0.8  # the rest: the model and batches
+    too_big = f"{what}, more than the memory available ({cache.human_bytes(avail or 0)})"
     if not key:
         if not fits_memory:
-            raise DataError(f"{what}, more than the memory available "
-                            f"({cache.human_bytes(avail or 0)}); use a smaller --image-size "
-                            "(or the decode cache, which keeps the images on disk)")
+            raise DataError(f"{too_big}; use a smaller --image-size (or the decode cache, which "
+                            "keeps the images on disk)")
         return None, None
     try:
         writer = cache.create_cached(key, shape)
@@ -112,8 +112,7 @@ def _open_writer(key: str, shape: tuple[int, ...], where: str | None
                       f"{cache.human_bytes(need)} needed: decoded in memory instead (set "
                       "CNNLAB_CACHE to a folder with more room to keep a cache)")
     if writer is None and not fits_memory:
-        raise DataError(f"{what}, more than the memory available "
-                        f"({cache.human_bytes(avail or 0)}), and the decode cache "
-                        f"{cache.cache_root()} cannot be written; set CNNLAB_CACHE to a "
-                        "writable folder with room, or use a smaller --image-size")
+        raise DataError(f"{too_big}, and the decode cache {cache.cache_root()} cannot be "
+                        "written; set CNNLAB_CACHE to a writable folder with room, or use a "
+                        "smaller --image-size")
     return writer, None
