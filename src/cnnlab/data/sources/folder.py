@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cnnlab.data.decode import is_image_file
-from cnnlab.data.imageset import ImageSet
+from cnnlab.data.imageset import PARTITIONS, ImageSet
 from cnnlab.data.options import LoadOptions, Progress
 from cnnlab.data.sources.decoded import decode_files
 from cnnlab.data.sources.source import IndexRow, IndexRows, Source
@@ -256,9 +256,8 @@ def _read_folder(root: Path, layout: str) -> FolderListing:
 
 
 def _split_note(chosen: dict[str, Path]) -> str:
-    order = {"train": 0, "val": 1, "test": 2}
-    pairs = sorted(chosen.items(), key=lambda kv: order[kv[0]])
-    return "folders as splits: " + ", ".join(f"{d.name}/ -> {p}" for p, d in pairs)
+    return "folders as splits: " + ", ".join(f"{chosen[p].name}/ -> {p}" for p in PARTITIONS
+                                             if p in chosen)
 
 
 def ids_for(files: list[Path], root: Path) -> list[str]:
