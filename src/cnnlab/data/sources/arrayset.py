@@ -60,9 +60,8 @@ def from_arrays(parts: dict[str, tuple[np.ndarray, np.ndarray | None]], names: l
         x8 = to_uint8_nchw(x, str(xf) if xf else f"{where} ({part} images)", ranges.get(part))
         label_where.append(f"{yf} (for {xf.name})" if yf and xf else
                            f"{where} ({part} labels)" if part else where)
-        y8 = to_labels(y, x8.shape[0], label_where[-1], unlabeled_value)
         images.append(x8)
-        labels.append(y8)
+        labels.append(to_labels(y, x8.shape[0], label_where[-1], unlabeled_value))
         ids += [str(i) for i in range(x8.shape[0])]
         partition += [part] * x8.shape[0]
     shapes = {a.shape[1:] for a in images}
