@@ -137,12 +137,15 @@ def noise(std: float = 0.05) -> Augment:
     return op
 
 
-def _policy(make: Callable[[], torch.nn.Module]) -> Augment:
-    """A kornia policy as an op; kornia draws the sub-policy once per batch (every image of a
-    batch gets the same ops, with its own random magnitudes), so batches differ, not images."""
+def _policy(make: Callable[[], torch.nn.Module], p: float = 1.0) -> Augment:
+    """A kornia policy as an op, applied to a batch with probability p; kornia draws the
+    sub-policy once per batch (every image of a batch gets the same ops, with its own random
+    magnitudes), so batches differ, not images."""
     aug = make()
 
     def op(x: torch.Tensor) -> torch.Tensor:
+        if p < 1 and float(torch.rand(())) >= p:
+            return x
         if x.shape[1] == 1:  # colour ops (saturation) need RGB: run on grey-as-RGB, exact mean
             return aug(x.expand(-1, 3, -1, -1)).mean(1, keepdim=True).clamp_(0, 1)
         return aug(x).clamp_(0, 1)  # enhance ops can step a hair outside [0, 1]
@@ -178,22 +181,14 @@ def kornia_trivialaugment(p: float = 1.0) -> Augment:
     """kornia's TrivialAugment: one op per batch, probability p per batch."""
     from kornia.augmentation.auto import TrivialAugment
 
-    policy = _policy(TrivialAugment)
-
-    def op(x: torch.Tensor) -> torch.Tensor:
-        return policy(x) if p >= 1 or float(torch.rand(())) < p else x
-    return op
+    return _policy(TrivialAugment, p)
 
 
 def autoaugment(p: float = 1.0) -> Augment:
     """AutoAugment's CIFAR-10 policy (Cubuk et al.), probability p per batch."""
     from kornia.augmentation.auto import AutoAugment
 
-    policy = _policy(lambda: AutoAugment("cifar10"))
-
-    def op(x: torch.Tensor) -> torch.Tensor:
-        return policy(x) if p >= 1 or float(torch.rand(())) < p else x
-    return op
+    return _policy(lambda: AutoAugment("cifar10"), p)
 
 
 def erasing(p: float = 0.25) -> Augment:
@@ -277,13 +272,10 @@ def parse_spec(spec: str) -> list[tuple[str, float | tuple | None]]:
             what = "not N:M" if info.text else "not a number"
             raise CnnlabError(f"augmentation {name}: {val!r} is {what}") from None
         if isinstance(v, tuple):
-            n, m = v
-            if not info.lo <= m <= info.hi:
+            if not info.lo <= v[1] <= info.hi:
                 raise CnnlabError(f"augmentation {name}={val}: M must be a whole number from "
                                   f"{info.lo:g} to {info.hi:g}")
-            out.append((name, v))
-            continue
-        if not info.lo <= v <= info.hi or (info.integer and v != int(v)):
+        elif not info.lo <= v <= info.hi or (info.integer and v != int(v)):
             kind = "a whole number" if info.integer else "a number"
             raise CnnlabError(f"augmentation {name}={val}: must be {kind} from {info.lo:g} to "
                               f"{info.hi:g} ({info.help})")

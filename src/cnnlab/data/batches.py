@@ -29,10 +29,6 @@ def batch_slices(n: int, batch_size: int, drop_last: bool = False) -> list[slice
 def iterate(images: torch.Tensor, labels: torch.Tensor, batch_size: int,
             order: torch.Tensor | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Yield (uint8 images, labels) batches in `order` (default: as stored)."""
-    n = images.shape[0]
-    for sl in batch_slices(n, batch_size):
-        if order is None:
-            yield images[sl], labels[sl]
-        else:
-            idx = order[sl]
-            yield images[idx], labels[idx]
+    for sl in batch_slices(images.shape[0], batch_size):
+        idx = sl if order is None else order[sl]
+        yield images[idx], labels[idx]

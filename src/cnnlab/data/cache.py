@@ -94,7 +94,7 @@ class CacheSpaceError(OSError):
         self.need, self.free, self.folder = need, free, folder
 
 
-def _owner_alive(name: str) -> bool:
+def _owner_dead(name: str) -> bool:
     # Temp names are .KEY.PID.RANDOM: a live owner may still be writing its entry.
     parts = name.split(".")
     if len(parts) < 4 or not parts[2].isdigit():
@@ -102,10 +102,10 @@ def _owner_alive(name: str) -> bool:
     try:
         os.kill(int(parts[2]), 0)
     except ProcessLookupError:
-        return False
+        return True
     except OSError:
-        return True  # exists, owned by someone else
-    return True
+        pass  # exists, owned by someone else
+    return False
 
 
 def clean_stale_temps(root: Path | None = None) -> int:
@@ -123,9 +123,7 @@ def clean_stale_temps(root: Path | None = None) -> int:
             newest = max([p.stat().st_mtime] + [f.stat().st_mtime for f in p.iterdir()])
         except OSError:
             continue
-        parts = p.name.split(".")
-        dead = len(parts) >= 4 and parts[2].isdigit() and not _owner_alive(p.name)
-        if dead or now - newest > STALE_TEMP_SECONDS:
+        if _owner_dead(p.name) or now - newest > STALE_TEMP_SECONDS:
             shutil.rmtree(p, ignore_errors=True)
             removed += 1
     for f in root.glob("*/subsets/.*.npy"):  # unfinished subset files (no owner recorded)

@@ -125,10 +125,7 @@ def decode_image(path: Path, size: tuple[int, int] | None, channels: int,
         detail = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ""
         raise DataError(f"{path}: cannot decode image ({detail or type(exc).__name__})") \
             from None
-    if arr.ndim == 2:
-        arr = arr[None]
-    else:
-        arr = arr.transpose(2, 0, 1)
+    arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
     if min(arr.shape[1:]) < 1:
         raise DataError(f"{path}: empty image")
     return np.ascontiguousarray(arr)

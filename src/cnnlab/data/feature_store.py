@@ -30,14 +30,8 @@ def files_of(ids: list[str], root: Path | None) -> list[Path] | None:
     """The image file of every id under `root`, or None unless every one is a file."""
     if root is None or not ids:
         return None
-    out = []
-    for i in ids:
-        p = Path(i)
-        full = p if p.is_absolute() else root / p
-        if not full.is_file():
-            return None
-        out.append(full)
-    return out
+    out = [p if p.is_absolute() else root / p for p in map(Path, ids)]
+    return out if all(f.is_file() for f in out) else None
 
 
 def weights_digest(net: torch.nn.Module, skip: torch.nn.Module | None = None) -> str:

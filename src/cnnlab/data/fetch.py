@@ -77,6 +77,11 @@ def _idx(sha: tuple[str, ...], sizes: tuple[int, ...]) -> tuple[Remote, ...]:
 # and Fashion-MNIST from tensorflow/datasets (url_checksums/*.txt; the MNIST test files were
 # also re-hashed here from a local copy whose MD5s match torchvision's); CIFAR-10 from Keras
 # (keras/datasets/cifar10.py), whose size and MD5 match torchvision's.
+_MNIST = _idx(("440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
+               "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
+               "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
+               "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6"),
+              (9912422, 28881, 1648877, 4542))
 DATASETS: dict[str, Dataset] = {d.name: d for d in (
     Dataset("hymenoptera", "ants vs bees photos, 2 classes, 245 train / 153 val (45 MB)",
             ("https://download.pytorch.org/tutorial/",),
@@ -85,22 +90,13 @@ DATASETS: dict[str, Dataset] = {d.name: d for d in (
             "zip", "hymenoptera_data", "pytorch/tutorials"),
     Dataset("mnist", "handwritten digits 28x28, 10 classes, 60k train / 10k test (11 MB)",
             ("https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/"),
-            _idx(("440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
-                  "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
-                  "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
-                  "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6"),
-                 (9912422, 28881, 1648877, 4542)),
-            "copy", source="tensorflow/datasets"),
+            _MNIST, "copy", source="tensorflow/datasets"),
     # MNIST's 10,000 test digits in CS 475's .npy layout, split in file order 60/20/20: the
     # "mnist10k" set the docs' and the benchmark's numbers were measured on.
     Dataset("mnist10k", "MNIST's 10k test digits as CS 475 .npy files: 6k train / 2k dev / 2k "
             "test (1.6 MB)",
             ("https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/"),
-            (Remote(_MNIST_FILES[2],
-                    "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6", 1648877),
-             Remote(_MNIST_FILES[3],
-                    "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6", 4542)),
-            "npy-split", source="tensorflow/datasets"),
+            _MNIST[2:], "npy-split", source="tensorflow/datasets"),  # the t10k files
     Dataset("kmnist", "Kuzushiji (cursive Japanese) characters 28x28, 10 classes, 60k / 10k "
             "(21 MB)", ("http://codh.rois.ac.jp/kmnist/dataset/kmnist/",),
             _idx(("51467d22d8cc72929e2a028a0428f2086b092bb31cfb79c69cc0a90ce135fde4",
@@ -343,36 +339,29 @@ def _safe_members(names: list[str], archive: Path) -> None:
             raise DataError(f"{archive}: refusing archive member {n!r} outside the target")
 
 
-def _read_idx_gz(path: Path) -> np.ndarray:
-    """A gzipped IDX file (MNIST's format) as a uint8 array."""
+def _npy_split(files: list[Path], out: Path) -> None:
+    """Gzipped IDX images and labels (MNIST's format) as CS 475's
+    mnist_{,dev_,test_}{images,labels}.npy, split in file order 60/20/20."""
     from cnnlab.data.sources.idx import read_idx
 
-    return np.asarray(read_idx(path))
-
-
-def _npy_split(files: list[Path], out: Path, prefix: str = "mnist") -> None:
-    """IDX images and labels as CS 475's <prefix>_{,dev_,test_}{images,labels}.npy, split in
-    file order 60/20/20."""
-    images, labels = (_read_idx_gz(f) for f in files)
+    images, labels = (read_idx(f) for f in files)
     n = len(images)
     cuts = {"": (0, n * 6 // 10), "dev_": (n * 6 // 10, n * 8 // 10), "test_": (n * 8 // 10, n)}
     for part, (a, b) in cuts.items():
-        np.save(out / f"{prefix}_{part}images.npy", images[a:b])
-        np.save(out / f"{prefix}_{part}labels.npy", labels[a:b])
+        np.save(out / f"mnist_{part}images.npy", images[a:b])
+        np.save(out / f"mnist_{part}labels.npy", labels[a:b])
 
 
 def _unpack(ds: Dataset, files: list[Path], tmp: Path) -> Path:
     """Unpack into tmp; return the folder that becomes the data set."""
-    if ds.unpack == "npy-split":
+    if ds.unpack in ("npy-split", "copy"):
         out = tmp / "data"
         out.mkdir()
-        _npy_split(files, out)
-        return out
-    if ds.unpack == "copy":
-        out = tmp / "data"
-        out.mkdir()
-        for f in files:
-            shutil.copyfile(f, out / f.name)
+        if ds.unpack == "npy-split":
+            _npy_split(files, out)
+        else:
+            for f in files:
+                shutil.copyfile(f, out / f.name)
         return out
     archive = files[0]
     try:

@@ -22,11 +22,11 @@ def original_sizes(path: Path | None, data: ImageSet, opts: LoadOptions) -> dict
     source = SOURCES.get(data.meta.get("format", ""))
     files = source.files(Path(path), opts) if path is not None and source is not None and \
         source.files is not None else []
+    channels = f"{data.channels} channel{'s' if data.channels > 1 else ''}"
     if not files:
         h, w = data.image_size
         return {"min": [w, h], "max": [w, h], "stored": [w, h], "sampled": 0,
-                "description": f"{w}x{h} (all images, {data.channels} channel"
-                               f"{'s' if data.channels > 1 else ''})"}
+                "description": f"{w}x{h} (all images, {channels})"}
     step = max(1, len(files) // MAX_SIZE_SCAN)
     sample = files[::step]
     dims = []
@@ -39,16 +39,13 @@ def original_sizes(path: Path | None, data: ImageSet, opts: LoadOptions) -> dict
     if not dims:
         raise CnnlabError(f"{path}: none of the images could be read")
     arr = np.asarray(dims)
-    lo = [int(arr[:, 0].min()), int(arr[:, 1].min())]
-    hi = [int(arr[:, 0].max()), int(arr[:, 1].max())]
+    lo, hi = arr.min(0).tolist(), arr.max(0).tolist()
+    med = [int(v) for v in np.median(arr, 0)]
     sh, sw = data.image_size
     note = "" if step == 1 else f", from {len(sample)} of {len(files)} files"
-    return {"min": lo, "max": hi, "stored": [sw, sh], "sampled": len(dims),
-            "median": [int(np.median(arr[:, 0])), int(np.median(arr[:, 1]))],
+    return {"min": lo, "max": hi, "stored": [sw, sh], "sampled": len(dims), "median": med,
             "description": f"width {lo[0]}..{hi[0]}, height {lo[1]}..{hi[1]} pixels "
-                           f"(median {int(np.median(arr[:, 0]))}x{int(np.median(arr[:, 1]))}"
-                           f"{note}); decoded at {sw}x{sh}, {data.channels} channel"
-                           f"{'s' if data.channels > 1 else ''}"}
+                           f"(median {med[0]}x{med[1]}{note}); decoded at {sw}x{sh}, {channels}"}
 
 
 def _ratio(counts: list[int]) -> float | None:

@@ -12,7 +12,7 @@ no augmented copy of a validation or test image can leak into training.
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +39,6 @@ class Item:
     src: Path | None = None  # the original file, or
     array: np.ndarray | None = None  # the decoded image (HWC / HW uint8) of array sources
     label: str = ""  # for stratified splitting
-    extra: dict = field(default_factory=dict)
 
 
 @dataclass

@@ -35,6 +35,13 @@ def check_resize_fits(n: int, channels: int, size: int | None, where: str) -> No
                         f"({cache.human_bytes(avail)}); use a smaller --image-size")
 
 
+def fit_size(data: ImageSet, opts: LoadOptions, where: str) -> None:
+    """Resize `data`'s images to the options' size and channels, refused if it cannot fit."""
+    size = (opts.image_size, opts.image_size) if opts.image_size else None
+    check_resize_fits(len(data), opts.channels or data.channels, opts.image_size, where)
+    data.images = adjust(data.images.numpy(), size, opts.channels)
+
+
 def from_arrays(parts: dict[str, tuple[np.ndarray, np.ndarray | None]], names: list[str] | None,
                 where: str, files: dict[str, tuple[Path, Path | None]] | None = None,
                 value_range: tuple[float, float] | None = None,
@@ -53,9 +60,8 @@ def from_arrays(parts: dict[str, tuple[np.ndarray, np.ndarray | None]], names: l
         x8 = to_uint8_nchw(x, str(xf) if xf else f"{where} ({part} images)", ranges.get(part))
         label_where.append(f"{yf} (for {xf.name})" if yf and xf else
                            f"{where} ({part} labels)" if part else where)
-        y8 = to_labels(y, x8.shape[0], label_where[-1], unlabeled_value)
         images.append(x8)
-        labels.append(y8)
+        labels.append(to_labels(y, x8.shape[0], label_where[-1], unlabeled_value))
         ids += [str(i) for i in range(x8.shape[0])]
         partition += [part] * x8.shape[0]
     shapes = {a.shape[1:] for a in images}
@@ -90,10 +96,7 @@ def read_arrays(parts: dict[str, tuple[np.ndarray, np.ndarray | None]], names: l
     """from_arrays with the options' value range and unlabeled value, then fitted to size."""
     data = from_arrays(parts, names, str(path), files=files, value_range=opts.value_range,
                        unlabeled_value=opts.unlabeled_value)
-    size = (opts.image_size, opts.image_size) if opts.image_size else None
-    check_resize_fits(len(data), opts.channels or data.images.shape[1], opts.image_size,
-                      str(path))
-    data.images = adjust(data.images.numpy(), size, opts.channels)
+    fit_size(data, opts, str(path))
     if opts.crop_size:
         data.images = center_crop_images(data.images, opts.crop_size)
     return data

@@ -95,14 +95,9 @@ def to_labels(arr: np.ndarray | None, n: int, where: str,
     return out
 
 
-def class_limit(n: int) -> int:
-    """The most classes `n` labeled images can sensibly have (room for sparse class indices)."""
-    return min(MAX_CLASSES, max(CLASS_FLOOR, n))
-
-
 def check_class_count(num_classes: int, n: int, where: str, label: int | None = None) -> None:
     """Refuse a class count that cannot be real: more classes than images (and the floor)."""
-    limit = class_limit(n)
+    limit = min(MAX_CLASSES, max(CLASS_FLOOR, n))  # room for sparse class indices
     if num_classes > limit:
         label = num_classes - 1 if label is None else label
         raise DataError(f"{where}: label {label} is too large for {n} images: it "

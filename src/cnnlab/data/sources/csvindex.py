@@ -123,9 +123,7 @@ def read_csv_index(csv_path: Path, image_dir: Path | None, cols: CsvColumns, tas
     Every row is used or refused with its line number; rows of the partitions named in
     `skip_partitions` (e.g. a held-out "challenge" set) are skipped and counted.
     """
-    root = image_dir if image_dir is not None else csv_path.parent
-    if image_dir is None and (csv_path.parent / "images").is_dir():
-        root = csv_path.parent / "images"
+    root = _data_root(csv_path.parent, image_dir)
     header, rows = _read_rows(csv_path)
     if cols.path not in header:
         raise DataError(f"{csv_path}: missing column {cols.path!r} (columns: "
@@ -136,15 +134,14 @@ def read_csv_index(csv_path: Path, image_dir: Path | None, cols: CsvColumns, tas
         raise DataError(f"{csv_path}: missing label column {cols.label!r} or {cols.numeric!r} "
                         "(set one with --label-column)")
     notes: dict = {}
+    tasks = sorted({r.get(cols.task) or "" for _, r in rows})
     if task is not None:
         if cols.task not in header:
             raise DataError(f"{csv_path}: --task given but the CSV has no {cols.task!r} column")
-        tasks = sorted({r.get(cols.task) or "" for _, r in rows})
         rows = [(i, r) for i, r in rows if r.get(cols.task) == task]
         if not rows:
             raise DataError(f"{csv_path}: no rows for task {task!r} (tasks: {', '.join(tasks)})")
-    elif cols.task in header and len({r.get(cols.task) or "" for _, r in rows}) > 1:
-        tasks = sorted({r.get(cols.task) or "" for _, r in rows})
+    elif cols.task in header and len(tasks) > 1:
         raise DataError(f"{csv_path}: rows belong to several tasks ({', '.join(tasks)}); "
                         "choose one with --task")
     if not rows:
@@ -210,11 +207,8 @@ def read_csv_index(csv_path: Path, image_dir: Path | None, cols: CsvColumns, tas
         said.append(f"{unlabeled} without a label (unlabeled, not trained on)")
     data_notes = ["; ".join(said)]
     if classes:
-        counts = [0] * len(classes)
-        for v in labels:
-            if v >= 0:
-                counts[v] += 1
-        if (note := empty_class_note(np.asarray(counts), classes, str(csv_path))) is not None:
+        counts = np.bincount([v for v in labels if v >= 0], minlength=len(classes))
+        if (note := empty_class_note(counts, classes, str(csv_path))) is not None:
             data_notes.append(note)
     notes["data_notes"] = data_notes
     if not files:
@@ -244,6 +238,13 @@ def _image_dir(opts: LoadOptions) -> Path | None:
     return Path(opts.image_dir).expanduser() if opts.image_dir else None
 
 
+def _data_root(csv_dir: Path, image_dir: Path | None) -> Path:
+    """What the index's file names are relative to: image_dir, else images/ beside the CSV."""
+    if image_dir is not None:
+        return image_dir
+    return csv_dir / "images" if (csv_dir / "images").is_dir() else csv_dir
+
+
 def _read(path: Path, opts: LoadOptions, progress: Progress) -> ImageSet:
     csv_path = path if path.is_file() else single_csv(path)
     files, parts, classes, labels, ids, notes = read_csv_index(
@@ -262,18 +263,15 @@ def _files(path: Path, opts: LoadOptions) -> list[Path]:
 
 
 def _root(path: Path, image_dir: str | None) -> Path:
-    if image_dir:
-        return Path(image_dir).expanduser()
-    csv_dir = path.parent if path.is_file() else path
-    return csv_dir / "images" if (csv_dir / "images").is_dir() else csv_dir
+    return _data_root(path.parent if path.is_file() else path,
+                      Path(image_dir).expanduser() if image_dir else None)
 
 
 def _rows(path: Path, opts: LoadOptions) -> IndexRows:
     """Every row of the index (of `opts.task`), its own columns kept."""
     csv_path = path if path.is_file() else single_csv(path)
     cols, task = opts.columns, opts.task
-    root = _image_dir(opts) or (csv_path.parent / "images" if (csv_path.parent / "images"
-                                                                ).is_dir() else csv_path.parent)
+    root = _data_root(csv_path.parent, _image_dir(opts))
     try:
         with open(csv_path, newline="", encoding="utf-8-sig") as fh:
             reader = csv.DictReader(fh)

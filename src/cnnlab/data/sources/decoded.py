@@ -48,8 +48,6 @@ def decode_files(files: list[Path], parts: list[str], classes: list[str], labels
     # Decode straight into the cache file: a folder larger than RAM never sits in memory.
     # Its size is known before decoding: what fits neither on disk nor in memory is refused.
     writer, space_note = _open_writer(key, shape, settings.get("root") or settings.get("csv"))
-    if writer is None:
-        key = ""  # in memory: there is no room (or no wish) for a cache entry either
     tick = progress("decoding images", len(files)) if progress else None
     try:
         arr, kept = decode_many(files, (size, size), channels, opts.resize, opts.skip_bad, tick,
@@ -81,15 +79,10 @@ def decode_files(files: list[Path], parts: list[str], classes: list[str], labels
                 hit.meta["cache"] = "written"
                 return hit
             arr = np.array(arr[: len(kept)])  # could not finish the cache: keep it in memory
-        key = ""
-    data = ImageSet(torch.from_numpy(arr), torch.tensor([labels[i] for i in kept],
+    return ImageSet(torch.from_numpy(arr), torch.tensor([labels[i] for i in kept],
                                                         dtype=torch.int64),
                     classes, [ids[i] for i in kept], np.asarray([parts[i] for i in kept],
                                                                 dtype=str), meta)
-    if key:
-        cache.save_cached(key, data)
-        data.meta["cache"] = "written"
-    return data
 
 
 def _open_writer(key: str, shape: tuple[int, ...], where: str | None
@@ -100,11 +93,11 @@ def _open_writer(key: str, shape: tuple[int, ...], where: str | None
             f"{cache.human_bytes(need)}")
     avail = cache.available_memory()
     fits_memory = avail is None or need <= avail * 0.8  # the rest: the model and batches
+    too_big = f"{what}, more than the memory available ({cache.human_bytes(avail or 0)})"
     if not key:
         if not fits_memory:
-            raise DataError(f"{what}, more than the memory available "
-                            f"({cache.human_bytes(avail or 0)}); use a smaller --image-size "
-                            "(or the decode cache, which keeps the images on disk)")
+            raise DataError(f"{too_big}; use a smaller --image-size (or the decode cache, which "
+                            "keeps the images on disk)")
         return None, None
     try:
         writer = cache.create_cached(key, shape)
@@ -119,8 +112,7 @@ def _open_writer(key: str, shape: tuple[int, ...], where: str | None
                       f"{cache.human_bytes(need)} needed: decoded in memory instead (set "
                       "CNNLAB_CACHE to a folder with more room to keep a cache)")
     if writer is None and not fits_memory:
-        raise DataError(f"{what}, more than the memory available "
-                        f"({cache.human_bytes(avail or 0)}), and the decode cache "
-                        f"{cache.cache_root()} cannot be written; set CNNLAB_CACHE to a "
-                        "writable folder with room, or use a smaller --image-size")
+        raise DataError(f"{too_big}, and the decode cache {cache.cache_root()} cannot be "
+                        "written; set CNNLAB_CACHE to a writable folder with room, or use a "
+                        "smaller --image-size")
     return writer, None

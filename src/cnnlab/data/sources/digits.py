@@ -8,8 +8,7 @@ import numpy as np
 
 from cnnlab.data.imageset import ImageSet
 from cnnlab.data.options import LoadOptions, Progress
-from cnnlab.data.sources.arrayset import check_resize_fits, from_arrays
-from cnnlab.data.sources.common import adjust
+from cnnlab.data.sources.arrayset import fit_size, from_arrays
 from cnnlab.data.sources.source import Source
 
 
@@ -21,9 +20,7 @@ def _read(path: Path | None, opts: LoadOptions, progress: Progress) -> ImageSet:
     data = from_arrays({"": (x, d.target)}, [str(i) for i in range(10)], "digits")
     data.meta["name"] = "digits"
     if opts.image_size or opts.channels:  # built-in digits honour --image-size too
-        size = (opts.image_size, opts.image_size) if opts.image_size else None
-        check_resize_fits(len(data), opts.channels or 1, opts.image_size, "digits")
-        data.images = adjust(data.images.numpy(), size, opts.channels)
+        fit_size(data, opts, "digits")
     return data
 
 

@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from cnnlab.data.decode import is_image_file
-from cnnlab.data.imageset import ImageSet
+from cnnlab.data.imageset import PARTITIONS, ImageSet
 from cnnlab.data.options import LoadOptions, Progress
 from cnnlab.data.sources.decoded import decode_files
 from cnnlab.data.sources.source import IndexRow, IndexRows, Source
@@ -158,38 +159,38 @@ def read_folder(root: Path, layout: str = "auto") -> FolderListing:
     listing names the ones it skipped."""
     if layout not in LAYOUTS:
         raise DataError(f"--layout {layout!r}: choose {', '.join(LAYOUTS)}")
+    return _scanned(root, lambda: _read_folder(root, layout))
+
+
+def read_all_images(root: Path) -> FolderListing:
+    """Every image under `root`, unlabeled: what predicting reads from a folder that is not a
+    tree of class folders (it needs no labels)."""
+    return _scanned(root, lambda: _unlabeled(root))
+
+
+def _scanned(root: Path, read: Callable[[], FolderListing]) -> FolderListing:
+    """read() with _SCAN set for a listing of `root`; the listing names the symlinks skipped."""
     skipped: list[str] = []
     _SCAN.update(root=root, skipped=skipped)
     try:
-        got = _read_folder(root, layout)
+        got = read()
     finally:
         _SCAN.update(root=None, skipped=None)
     got.skipped_links = sorted(set(skipped))
     return got
 
 
-def read_all_images(root: Path) -> FolderListing:
-    """Every image under `root`, unlabeled: what predicting reads from a folder that is not a
-    tree of class folders (it needs no labels)."""
-    skipped: list[str] = []
-    _SCAN.update(root=root, skipped=skipped)
-    try:
-        files = _images_in(root)
-    finally:
-        _SCAN.update(root=None, skipped=None)
+def _unlabeled(root: Path) -> FolderListing:
+    files = _images_in(root)
     if not files:
         raise DataError(f"{root}: no image files found")
-    return FolderListing(files, [""] * len(files), [], [-1] * len(files),
-                         skipped_links=sorted(set(skipped)))
+    return FolderListing(files, [""] * len(files), [], [-1] * len(files))
 
 
 def _read_folder(root: Path, layout: str) -> FolderListing:
     subs = _subdirs(root)
     if not subs:
-        files = _images_in(root)
-        if not files:
-            raise DataError(f"{root}: no image files found")
-        return FolderListing(files, [""] * len(files), [], [-1] * len(files))
+        return _unlabeled(root)
     notes: list[str] = []
     groups: list[tuple[str, Path]] = []  # (split, folder holding class folders)
     pool_classes: list[Path] = []  # class folders of the unpartitioned pool
@@ -255,16 +256,8 @@ def _read_folder(root: Path, layout: str) -> FolderListing:
 
 
 def _split_note(chosen: dict[str, Path]) -> str:
-    order = {"train": 0, "val": 1, "test": 2}
-    pairs = sorted(chosen.items(), key=lambda kv: order[kv[0]])
-    return "folders as splits: " + ", ".join(f"{d.name}/ -> {p}" for p, d in pairs)
-
-
-def list_folder(root: Path, layout: str = "auto"
-                ) -> tuple[list[Path], list[str], list[str], list[int]]:
-    """Find (files, partitions, class names, labels) in a class-folder tree."""
-    got = read_folder(root, layout)
-    return got.files, got.parts, got.classes, got.labels
+    return "folders as splits: " + ", ".join(f"{chosen[p].name}/ -> {p}" for p in PARTITIONS
+                                             if p in chosen)
 
 
 def ids_for(files: list[Path], root: Path) -> list[str]:
@@ -281,28 +274,21 @@ def ids_for(files: list[Path], root: Path) -> list[str]:
 def _folder_set(path: Path, opts: LoadOptions, progress: Progress,
                 listing: FolderListing | None = None) -> ImageSet:
     """Decode an image file or a folder tree (`listing`: how the tree was read, else by layout)."""
-    data_notes: list[str] = []
+    notes: dict = {}
     if path.is_file():
-        files, parts, classes, labels = [path], [""], [], [-1]
-        ids, notes = [path.name], None
+        listing, ids = FolderListing([path], [""], [], [-1]), [path.name]
     else:
         listing = listing or read_folder(path, opts.layout)
-        files, parts, classes, labels = (listing.files, listing.parts, listing.classes,
-                                         listing.labels)
+        ids = ids_for(listing.files, path)
+        if listing.note:
+            notes["layout_note"] = listing.note
         if listing.skipped_links:
             shown = ", ".join(listing.skipped_links[:5])
-            data_notes.append(f"{path}: skipped {len(listing.skipped_links)} folder "
-                              f"symlink(s) pointing back into the data folder ({shown})")
-        ids = ids_for(files, path)
-        notes = {"layout_note": listing.note} if listing.note else None
-    return decode_files(files, parts, classes, labels, ids, opts,
+            notes["data_notes"] = [f"{path}: skipped {len(listing.skipped_links)} folder "
+                                   f"symlink(s) pointing back into the data folder ({shown})"]
+    return decode_files(listing.files, listing.parts, listing.classes, listing.labels, ids, opts,
                         {"fmt": "folder", "root": str(path.resolve()), "layout": opts.layout},
-                        progress, {**(notes or {}), **({"data_notes": data_notes} if data_notes
-                                                       else {})} or None)
-
-
-def _read(path: Path, opts: LoadOptions, progress: Progress) -> ImageSet:
-    return _folder_set(path, opts, progress)
+                        progress, notes)
 
 
 def _predict(path: Path, opts: LoadOptions, progress: Progress) -> ImageSet:
@@ -326,7 +312,7 @@ def _detect(path: Path) -> bool:
 
 
 def _files(path: Path, opts: LoadOptions) -> list[Path]:
-    return [path] if path.is_file() else list_folder(path, opts.layout)[0]
+    return [path] if path.is_file() else read_folder(path, opts.layout).files
 
 
 def _root(path: Path, image_dir: str | None) -> Path:
@@ -336,15 +322,16 @@ def _root(path: Path, image_dir: str | None) -> Path:
 def _rows(path: Path, opts: LoadOptions) -> IndexRows | None:
     if not path.is_dir():
         return None  # a single image: written out from its decoded array
-    files, parts, classes, labels = list_folder(path)
-    rows = [IndexRow(f, rel, {"semantic_label": classes[lab] if lab >= 0 else "",
+    got = read_folder(path)
+    rows = [IndexRow(f, rel, {"semantic_label": got.classes[lab] if lab >= 0 else "",
                               "partition": part, "numeric_label": str(lab) if lab >= 0 else "",
                               "task": ""}, str(lab))
-            for f, rel, part, lab in zip(files, ids_for(files, path), parts, labels, strict=True)]
+            for f, rel, part, lab in zip(got.files, ids_for(got.files, path), got.parts,
+                                         got.labels, strict=True)]
     return IndexRows(path.name, rows, ["filename", "semantic_label", "partition",
                                        "numeric_label", "task"], "filename", "partition")
 
 
 # The catch-all: any folder, or one image file.
-SOURCE = Source("folder", _read, _detect, priority=90, files=_files, root=_root,
+SOURCE = Source("folder", _folder_set, _detect, priority=90, files=_files, root=_root,
                 predict=_predict, rows=_rows)

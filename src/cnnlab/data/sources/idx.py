@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import math
 from pathlib import Path
 
 import numpy as np
@@ -31,9 +32,7 @@ def read_idx(path: Path) -> np.ndarray:
         raise DataError(f"{path}: truncated IDX header")
     dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
     dtype = np.dtype(_DTYPES[raw[2]])
-    need = dtype.itemsize
-    for d in dims:  # Python ints: a crafted header cannot overflow the size check
-        need *= d
+    need = dtype.itemsize * math.prod(dims)  # Python ints: a crafted header cannot overflow
     body = raw[4 + 4 * ndim:]
     if len(body) != need:
         raise DataError(f"{path}: IDX header promises {need} bytes of data, file has {len(body)}")
