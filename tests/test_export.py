@@ -72,6 +72,14 @@ def test_onnx_export_cli_parity_metadata_and_predict(trained: Path, tmp_path: Pa
     rows = _csv(csv_onnx)
     assert len(rows) == len(test)
     assert [int(r["label"]) for r in rows] == p_ckpt.argmax(1).tolist()
+    # Grad-CAM looks into the network's layers: an ONNX file has none, one line says so
+    # (it used to end in "unexpected AttributeError")
+    res = run_cli("explain", "gradcam", "--weights", str(onnx_file), "--out",
+                  str(tmp_path / "cam.png"))
+    assert res.returncode != 0 and not (tmp_path / "cam.png").exists()
+    assert res.stderr.strip().splitlines() == [
+        f"error: {onnx_file}: Grad-CAM needs the PyTorch checkpoint (the run folder or its "
+        "best.pt); an exported ONNX model has no layers to look into"]
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch.jit.load's own notice

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
@@ -12,6 +13,11 @@ from cnnlab.cli.options import MODEL_CODE_OPT, TRUST_CODE_OPT, with_settings
 from cnnlab.console import console
 from cnnlab.console import out as stdout
 from cnnlab.errors import CnnlabError, DataError
+
+if TYPE_CHECKING:
+    import torch
+
+    from cnnlab.evaluate.predictor import Predictor
 
 explain_app = typer.Typer(help="Explain a trained model: Grad-CAM, failure cases, robustness.",
                           no_args_is_help=True)
@@ -53,6 +59,14 @@ def _only_class(model, data, cls: str | None):  # noqa: ANN001, ANN202
 
 
 
+def _layers_of(predictor: Predictor, weights: Path) -> torch.nn.Module:
+    """The PyTorch network Grad-CAM hooks into; an exported ONNX model has none."""
+    if predictor.module is None:
+        raise CnnlabError(f"{weights}: Grad-CAM needs the PyTorch checkpoint (the run folder "
+                          "or its best.pt); an exported ONNX model has no layers to look into")
+    return predictor.module
+
+
 @explain_app.command("gradcam")
 @with_settings("data", mode="saved")
 def gradcam_cmd(
@@ -76,13 +90,15 @@ def gradcam_cmd(
     from cnnlab.report.explain_figures import gradcam_figure
 
     if list_layers:
-        convs = conv_layers(load(weights, model=model_code, trust_code=trust_code).module)
+        convs = conv_layers(_layers_of(load(weights, model=model_code, trust_code=trust_code),
+                                       weights))
         if not convs:
             raise CnnlabError(f"{weights}: the model has no convolution layers")
         for name, mod in convs:
             print(f"{name}\t{mod}")
         return
     model, data, name = _load(weights, path, split, settings, (model_code, trust_code))
+    _layers_of(model, weights)
     png, res, idx = gradcam_figure(model, data, out, n, cls, layer, seed)
     console.print(f"wrote {png} ({len(idx)} {name} images, layer {res.layer})")
 

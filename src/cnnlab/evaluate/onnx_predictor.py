@@ -24,7 +24,7 @@ class OnnxPredictor(Predictor):
     def __init__(self, session: object, arch: dict, classes: list[str], config: dict,
                  path: Path) -> None:
         self.session, self.module, self.device = session, None, torch.device("cpu")
-        self.precision = "32"
+        self.precision, self.engine = "32", ""  # as Predictor has them (report/engines.py)
         self.arch, self.classes, self.config, self.path = arch, classes, config, path
         self.input_name = session.get_inputs()[0].name  # type: ignore[attr-defined]
         self.tta = parse_tta(config.get("tta"))
