@@ -92,6 +92,10 @@ def test_torchscript_export_loads_and_matches(trained: Path, tmp_path: Path):
         assert torch.allclose(loaded(x), cnnlab.load(trained).module(x), atol=1e-5)
     meta = read_torchscript_meta(res.path)
     assert meta["cnnlab.image_size"] == "8"
+    # cnnlab never runs the code a TorchScript file holds; it says what the file is
+    with pytest.raises(CnnlabError, match=r"a TorchScript export, which holds code: cnnlab "
+                       r"reads checkpoints \(best.pt\) and ONNX exports"):
+        cnnlab.load(res.path)
 
 
 def test_export_errors_are_one_line(trained: Path, tmp_path: Path,

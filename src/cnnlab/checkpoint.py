@@ -51,6 +51,10 @@ def load_checkpoint(path: str | Path) -> dict:
                               "and that cnnlab wrote") from None
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError, KeyError,
             AttributeError, IndexError, TypeError, MemoryError, OverflowError) as exc:
+        if _torchscript(path):
+            raise CheckpointError(f"{path}: a TorchScript export, which holds code: cnnlab "
+                                  "reads checkpoints (best.pt) and ONNX exports; run it with "
+                                  "torch.jit.load if you trust it") from None
         raise CheckpointError(f"{path}: not a readable checkpoint ({type(exc).__name__})") \
             from None
     if not isinstance(ckpt, dict) or "model_state" not in ckpt or "arch" not in ckpt:
@@ -60,3 +64,12 @@ def load_checkpoint(path: str | Path) -> dict:
         raise CheckpointError(f"{path}: checkpoint format {version} is newer than this cnnlab "
                               f"reads ({FORMAT_VERSION}); upgrade cnnlab")
     return ckpt
+
+
+def _torchscript(path: Path) -> bool:
+    """A TorchScript archive (`cnnlab export --format torchscript` writes one): it has code/."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            return any("/code/" in name for name in z.namelist())
+    except (OSError, zipfile.BadZipFile, ValueError):
+        return False
