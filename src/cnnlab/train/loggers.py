@@ -591,10 +591,8 @@ class Guard(Callback):
         try:
             fn = getattr(self.inner, event, None)
             with getattr(self.inner, "limits", contextlib.nullcontext)():
-                if fn is not None and ctx is not None:
-                    fn(ctx, *args)
-                elif fn is not None:
-                    fn(*args)
+                if fn is not None:
+                    fn(*args if ctx is None else (ctx, *args))
         except Exception as exc:  # noqa: BLE001 - any tracker failure must not stop training
             self.failed = True
             msg = self._message(exc)
