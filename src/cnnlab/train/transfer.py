@@ -161,16 +161,17 @@ def imagenet_stats(channels: int) -> tuple[list[float], list[float]]:
 
 
 @dataclass
-class TransferBuild:
-    """The classifier and what was done to it."""
+class Built:
+    """The classifier plus what a checkpoint needs to rebuild it, and what was done to it."""
 
     model: Classifier
+    arch: dict
     notes: list[str]
-    info: dict
-    frozen: Frozen | None
+    frozen: Frozen | None = None  # when --freeze froze something
+    info: dict = field(default_factory=dict)  # transfer record for metrics.json
 
 
-def build(cfg: TrainConfig, train: ImageSet, arch: dict) -> TransferBuild:
+def build(cfg: TrainConfig, train: ImageSet, arch: dict) -> Built:
     """Build the run's classifier: ImageNet weights, --init-from layers, then --freeze."""
     spec = get_spec(cfg.model)
     notes: list[str] = []
@@ -216,7 +217,7 @@ def build(cfg: TrainConfig, train: ImageSet, arch: dict) -> TransferBuild:
             and cfg.backbone_lr_mult != 1.0:
         notes.append(f"backbone learning rate: {cfg.backbone_lr_mult:g} x the head's")
         info["backbone_lr_mult"] = cfg.backbone_lr_mult
-    return TransferBuild(model, notes, info, frozen)
+    return Built(model, arch, notes, frozen, info)
 
 
 # ---- --init-from ------------------------------------------------------------------------------
