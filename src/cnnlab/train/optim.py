@@ -129,12 +129,10 @@ def warmup_steps(warmup: float, total: int) -> int:
     return min(total, round(warmup * total) if warmup < 1 else int(warmup))
 
 
-def lr_factor(schedule: str, step: int, total: int, warmup: float = 0.0,
-              params: LrParams | None = None) -> float:
+def lr_factor(schedule: str, step: int, total: int, warmup: float, params: LrParams) -> float:
     """The factor at optimization step `step` (0-based): a linear warmup over the first W
     steps ((step + 1) / W), then the schedule over the remaining total - W steps."""
-    p = params or LrParams()
     w = warmup_steps(warmup, total)
     if step < w:
         return (step + 1) / w
-    return SCHEDULES[schedule](step - w, max(total - w, 1), p)
+    return SCHEDULES[schedule](step - w, max(total - w, 1), params)
