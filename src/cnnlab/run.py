@@ -463,6 +463,7 @@ def finalize(trainer: Trainer, fit: FitResult | None = None, verbose: bool = Tru
 
     fit = fit if fit is not None else trainer.result()
     run_dir, splits, cfg = trainer.run_dir, trainer.splits, trainer.cfg
+    title = f"{cfg.model} on {splits.source or 'data'}"
     t_final = time.perf_counter()
     # "auto" picks bf16 for training speed; the final figures are measured in float32, as
     # `cnnlab evaluate` measures them, so both report the same numbers.
@@ -482,7 +483,8 @@ def finalize(trainer: Trainer, fit: FitResult | None = None, verbose: bool = Tru
             p, loss = probs[name]
             metrics[name] = compute_metrics(data.labels.numpy(), p, list(data.classes), loss,
                                             cfg.positive_class or None)
-    test_or_val = splits.test if splits.test is not None else splits.val
+    tv_name = "test" if splits.test is not None else "val"
+    test_or_val = splits.get(tv_name)
     if test_or_val is not None:
         metrics["baselines"] = baselines(splits.train.labels.numpy(),
                                          test_or_val.labels.numpy(), len(splits.classes))
@@ -509,8 +511,7 @@ def finalize(trainer: Trainer, fit: FitResult | None = None, verbose: bool = Tru
     # extra["plots"] = False: the scikit-learn estimator fits many tiny models; figures would
     # cost more than the training itself.
     if cfg.extra.get("plots", True):
-        plot_curves(fit.history, run_dir / "plots" / "curves.png",
-                    f"{cfg.model} on {splits.source or 'data'}")
+        plot_curves(fit.history, run_dir / "plots" / "curves.png", title)
         final_split = "test" if "test" in metrics else "val" if "val" in metrics else "train"
         plot_confusion(metrics[final_split]["confusion_matrix"], splits.classes,
                        run_dir / "plots" / "confusion_matrix.png",
@@ -519,9 +520,8 @@ def finalize(trainer: Trainer, fit: FitResult | None = None, verbose: bool = Tru
             from cnnlab.report.step_curves import plot_step_curves
 
             plot_step_curves(run_dir / "steps.csv", run_dir / "plots" / "curves_steps.png",
-                             f"{cfg.model} on {splits.source or 'data'}, by step")
+                             f"{title}, by step")
     if test_or_val is not None:
-        tv_name = "test" if splits.test is not None else "val"
         write_predictions(run_dir / "predictions.csv", test_or_val.ids, probs[tv_name][0],
                           splits.classes)
     report_s = 0.0

@@ -7,7 +7,6 @@ loggers, schedules) is a new callback, not an edit of the loop.
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING
 
 from cnnlab import io
@@ -201,7 +200,6 @@ class ProgressBar(Callback):
         self.bar = TrainProgress(ctx.total_epochs, ctx.steps_per_epoch,
                                  len(ctx.splits.train), enabled=self.enabled)
         self.bar.__enter__()
-        self._t0 = time.perf_counter()
 
     def on_epoch_start(self, ctx: FitContext) -> None:
         """Start the epoch's bar."""

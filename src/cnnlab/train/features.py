@@ -31,15 +31,14 @@ class FeatureCache:
     """The head's input for every image of every split, and the head itself."""
 
     def __init__(self, model: nn.Module, splits: DataSplits, device: torch.device,
-                 batch_size: int = FEATURE_BATCH, channels_last: bool = False,
-                 autocast: Callable | None = None, eval_autocast: Callable | None = None,
+                 channels_last: bool = False, autocast: Callable | None = None,
                  keys: dict[str, str] | None = None, fold: bool = True,
                  engine: str = "torch") -> None:
-        """`autocast` computes the train split's features, `eval_autocast` (default: the same)
-        the others'. `keys` ({split: feature_store key}) reads and writes them on disk. `fold`:
-        run the pass on a copy with BatchNorm folded into the convolutions (checked against
-        the model on one image; models/inference.py fold_batchnorm). `engine` "openvino" or
-        "onnxruntime": the pass runs in that engine, float32 (models/feature_engine.py)."""
+        """`autocast` computes every split's features; `keys` ({split: feature_store key})
+        reads and writes them on disk. `fold`: run the pass on a copy with BatchNorm folded
+        into the convolutions (checked against the model on one image; models/inference.py
+        fold_batchnorm). `engine` "openvino" or "onnxruntime": the pass runs in that engine,
+        float32 (models/feature_engine.py)."""
         self.head = head_of(model.net)
         self.device = device
         self.features: dict[str, torch.Tensor] = {}
@@ -81,8 +80,8 @@ class FeatureCache:
                     continue
                 captured.clear()
                 if len(data):
-                    predict_logits(engine, data.images, batch_size, device, channels_last,
-                                   autocast if name == "train" else eval_autocast or autocast)
+                    predict_logits(engine, data.images, FEATURE_BATCH, device, channels_last,
+                                   autocast)
                 self.features[name] = torch.cat(captured) if captured else torch.zeros(0)
                 key = (keys or {}).get(name)
                 if key and len(data):

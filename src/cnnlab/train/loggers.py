@@ -379,18 +379,6 @@ def _probe_tcp(uri: str, default_port: int | None) -> None:
                                  f"({exc.strerror or 'timed out'})") from None
 
 
-@contextlib.contextmanager
-def http_limits() -> Iterator[None]:
-    """HTTP_LIMITS in the environment for the duration of one tracker call."""
-    added = {k: v for k, v in HTTP_LIMITS.items() if k not in os.environ}
-    os.environ.update(added)
-    try:
-        yield
-    finally:
-        for key in added:
-            os.environ.pop(key, None)
-
-
 def experiment_name(run_dir: Path) -> str:
     """MLFLOW_EXPERIMENT_NAME, else the experiment folder of a member (sweep, cv, ...), else
     'cnnlab'."""
@@ -457,9 +445,17 @@ class MlflowLogger(Callback):
 
         io.write_json(saved, {"uri": shown, "run_id": self.run_id, "experiment_id": exp_id})
 
-    def limits(self) -> contextlib.AbstractContextManager:
-        """The context the guard runs each call of this tracker in (short HTTP retries)."""
-        return http_limits()
+    @contextlib.contextmanager
+    def limits(self) -> Iterator[None]:
+        """The context the guard runs each call of this tracker in: HTTP_LIMITS in the
+        environment (short HTTP retries)."""
+        added = {k: v for k, v in HTTP_LIMITS.items() if k not in os.environ}
+        os.environ.update(added)
+        try:
+            yield
+        finally:
+            for key in added:
+                os.environ.pop(key, None)
 
     def _experiment(self, name: str) -> str:
         """The experiment's id, created (or, made before cnnlab tagged them, tagged) as one of
@@ -591,10 +587,8 @@ class Guard(Callback):
         try:
             fn = getattr(self.inner, event, None)
             with getattr(self.inner, "limits", contextlib.nullcontext)():
-                if fn is not None and ctx is not None:
-                    fn(ctx, *args)
-                elif fn is not None:
-                    fn(*args)
+                if fn is not None:
+                    fn(*args if ctx is None else (ctx, *args))
         except Exception as exc:  # noqa: BLE001 - any tracker failure must not stop training
             self.failed = True
             msg = self._message(exc)

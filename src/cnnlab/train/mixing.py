@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -54,14 +55,11 @@ def hard_labels(y: Targets) -> torch.Tensor:
 def batch_loss(logits: torch.Tensor, y: Targets, weight: torch.Tensor | None = None,
                smoothing: float = 0.0, reduction: str = "mean") -> torch.Tensor:
     """Cross-entropy with label smoothing; a mixed batch's is lam * CE(y) + (1 - lam) * CE(y_b)."""
-    logits = logits.float()
+    ce = partial(F.cross_entropy, logits.float(), weight=weight, label_smoothing=smoothing,
+                 reduction=reduction)
     if isinstance(y, Mixed):
-        return y.lam * F.cross_entropy(logits, y.y, weight=weight, label_smoothing=smoothing,
-                                       reduction=reduction) + \
-            (1 - y.lam) * F.cross_entropy(logits, y.y_b, weight=weight,
-                                          label_smoothing=smoothing, reduction=reduction)
-    return F.cross_entropy(logits, y, weight=weight, label_smoothing=smoothing,
-                           reduction=reduction)
+        return y.lam * ce(y.y) + (1 - y.lam) * ce(y.y_b)
+    return ce(y)
 
 
 class BatchMixer:

@@ -57,14 +57,18 @@ def _cos_between(start: float, end: float, t: float) -> float:
     return end + (start - end) * (1 + math.cos(math.pi * t)) / 2
 
 
+def _cycle(step: int, total: int, start: float, peak: float, end: float) -> float:
+    """Cosine from `start` to `peak` over the first ONECYCLE_UP of the steps, then to `end`."""
+    up = max(1, round(ONECYCLE_UP * total))
+    if step < up:
+        return _cos_between(start, peak, step / up)
+    return _cos_between(peak, end, min(step - up, total - up) / max(total - up, 1))
+
+
 def _onecycle(step: int, total: int, p: LrParams) -> float:
     # fastai/torch one-cycle shape: cosine up from 1/25 of the rate over the first 30% of the
     # steps, then cosine down to 1/25e4 of it.
-    up = max(1, round(ONECYCLE_UP * total))
-    lo, end = 1 / 25, 1 / 25e4
-    if step < up:
-        return _cos_between(lo, 1.0, step / up)
-    return _cos_between(1.0, end, min(step - up, total - up) / max(total - up, 1))
+    return _cycle(step, total, 1 / 25, 1.0, 1 / 25e4)
 
 
 def onecycle_momentum(step: int, total: int, warmup: float = 0.0) -> float:
@@ -75,11 +79,7 @@ def onecycle_momentum(step: int, total: int, warmup: float = 0.0) -> float:
     w = warmup_steps(warmup, total)
     if step < w:
         return hi
-    step, total = step - w, max(total - w, 1)
-    up = max(1, round(ONECYCLE_UP * total))
-    if step < up:
-        return _cos_between(hi, lo, step / up)
-    return _cos_between(lo, hi, min(step - up, total - up) / max(total - up, 1))
+    return _cycle(step - w, max(total - w, 1), hi, lo, hi)
 
 
 def set_momentum(optimizer: torch.optim.Optimizer, momentum: float) -> None:
@@ -129,12 +129,10 @@ def warmup_steps(warmup: float, total: int) -> int:
     return min(total, round(warmup * total) if warmup < 1 else int(warmup))
 
 
-def lr_factor(schedule: str, step: int, total: int, warmup: float = 0.0,
-              params: LrParams | None = None) -> float:
+def lr_factor(schedule: str, step: int, total: int, warmup: float, params: LrParams) -> float:
     """The factor at optimization step `step` (0-based): a linear warmup over the first W
     steps ((step + 1) / W), then the schedule over the remaining total - W steps."""
-    p = params or LrParams()
     w = warmup_steps(warmup, total)
     if step < w:
         return (step + 1) / w
-    return SCHEDULES[schedule](step - w, max(total - w, 1), p)
+    return SCHEDULES[schedule](step - w, max(total - w, 1), params)

@@ -20,7 +20,6 @@ class TrainProgress:
                                 live=self.live)
         self.task = None
         self._t_epoch = time.perf_counter()
-        self._first_epoch: int | None = None
 
     def __enter__(self) -> TrainProgress:
         self.bar.__enter__()
@@ -32,8 +31,6 @@ class TrainProgress:
     def start_epoch(self, epoch: int, done: int) -> None:
         """Begin the bar for epoch `epoch` (0-based) at step `done`."""
         self._t_epoch = time.perf_counter()
-        if self._first_epoch is None:
-            self._first_epoch = epoch
         if not self.live:
             return
         if self.task is not None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import torch
 
 from cnnlab.data.imageset import ImageSet
@@ -11,18 +9,9 @@ from cnnlab.data.normalize import parse_normalize
 from cnnlab.errors import CnnlabError
 from cnnlab.models import Classifier, build_model, get_spec
 from cnnlab.settings import TrainConfig, parse_class_weights
+from cnnlab.train import transfer
 from cnnlab.train.optim import OPTIMIZERS
-
-
-@dataclass
-class Built:
-    """The classifier plus what a checkpoint needs to rebuild it."""
-
-    model: Classifier
-    arch: dict
-    notes: list[str]
-    frozen: object = None  # train.transfer.Frozen when --freeze froze something
-    info: dict = field(default_factory=dict)  # transfer record for metrics.json
+from cnnlab.train.transfer import Built
 
 
 def arch_of(cfg: TrainConfig, train: ImageSet) -> dict:
@@ -34,11 +23,8 @@ def arch_of(cfg: TrainConfig, train: ImageSet) -> dict:
 def build_classifier(cfg: TrainConfig, train: ImageSet) -> Built:
     """A fresh classifier for this data, normalized with the training split's statistics."""
     arch = arch_of(cfg, train)
-    from cnnlab.train import transfer
-
     if transfer.is_transfer(cfg):  # pretrained weights, --init-from or --freeze
-        t = transfer.build(cfg, train, arch)
-        return Built(t.model, arch, t.notes, t.frozen, t.info)
+        return transfer.build(cfg, train, arch)
     net = build_model(arch["name"], arch["num_classes"], arch["in_channels"],
                       arch["image_size"], **arch["args"])
     spec = "train" if cfg.normalize == "auto" else cfg.normalize
@@ -48,8 +34,6 @@ def build_classifier(cfg: TrainConfig, train: ImageSet) -> Built:
 
 def param_groups(model: Classifier, cfg: TrainConfig) -> list[dict]:
     """Trainable parameters; no weight decay on biases and normalization weights."""
-    from cnnlab.train import transfer
-
     if transfer.uses_lr_mult(cfg):  # head at the full rate, backbone at --backbone-lr-mult
         return transfer.param_groups(model, cfg)
     decay, no_decay = [], []

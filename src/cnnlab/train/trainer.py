@@ -6,7 +6,7 @@ import contextlib
 import math
 import signal
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -119,10 +119,6 @@ def _use_deterministic() -> None:
 def _plain(v: object) -> object:
     """Tuples and numpy numbers as YAML-friendly lists and floats."""
     return [float(x) for x in v] if isinstance(v, (tuple, list)) else v
-
-
-def _epoch_seed(cfg: TrainConfig, epoch: int) -> int:
-    return (cfg.seed + 1) * 7919 + epoch
 
 
 class Trainer:
@@ -314,7 +310,7 @@ class Trainer:
         slices = batch_slices(self.train_images.shape[0], self.step_batch)
         if start == 0:
             # Other ranks draw other augmentations/dropout masks; rank 0 matches a single process.
-            torch.manual_seed(_epoch_seed(cfg, epoch) + 1_000_003 * distributed.rank())
+            torch.manual_seed((cfg.seed + 1) * 7919 + epoch + 1_000_003 * distributed.rank())
             self.state.running = {"loss": 0.0, "correct": 0, "n": 0}
         elif self._resume_rng is not None:
             torch.set_rng_state(self._resume_rng)
@@ -485,15 +481,11 @@ class Trainer:
             "data": self._data_summary(),
         }
         if include_training:
-            s = self.state
             payload.update({
                 "optimizer_state": self.optimizer.state_dict(),
                 "scaler_state": self.scaler.state_dict() if self.scaler else None,
                 "rng_state": torch.get_rng_state(),
-                "train_state": {"epoch": s.epoch, "step_in_epoch": s.step_in_epoch,
-                                "global_step": s.global_step, "best_epoch": s.best_epoch,
-                                "history": s.history, "running": dict(s.running),
-                                "elapsed": s.elapsed, "stopped_early": s.stopped_early},
+                "train_state": asdict(self.state),
                 "callback_state": {cb.state_key: cb.state_dict() for cb in self.callbacks
                                    if getattr(cb, "state_key", None) is not None},
             })

@@ -32,8 +32,8 @@ _NORM = (nn.BatchNorm1d, nn.BatchNorm2d, nn.GroupNorm, nn.LayerNorm, nn.Instance
 def head_of(net: nn.Module) -> nn.Module:
     """The final classifier layer: `net.head()` when the network defines it, else the last
     nn.Linear (or last nn.Conv2d) in module order."""
-    if callable(getattr(type(net), "head", None)) and not isinstance(
-            getattr(type(net), "head", None), nn.Module):
+    method = getattr(type(net), "head", None)
+    if callable(method) and not isinstance(method, nn.Module):
         head = net.head()
         if isinstance(head, nn.Module):
             return head
@@ -116,17 +116,12 @@ def apply_freeze(model: Classifier, setting: str | int | None) -> Frozen | None:
         return Frozen("all", [model], head, len(freeze_groups_of(net)))
     groups = freeze_groups_of(net)
     if what > len(groups):
-        raise CnnlabError(f"--freeze {what}: {get_name(net)} has only {len(groups)} layer "
+        raise CnnlabError(f"--freeze {what}: {type(net).__name__} has only {len(groups)} layer "
                           f"groups to freeze (use --freeze all to train only the head)")
     for g in groups[:what]:
         for p in g.parameters():
             p.requires_grad_(False)
     return Frozen(str(what), list(groups[:what]), None, len(groups))
-
-
-def get_name(net: nn.Module) -> str:
-    """A readable name for messages."""
-    return type(net).__name__
 
 
 def param_groups(model: Classifier, cfg: TrainConfig) -> list[dict]:
@@ -142,11 +137,9 @@ def param_groups(model: Classifier, cfg: TrainConfig) -> list[dict]:
         buckets.setdefault((is_head, no_decay), []).append(p)
     if not buckets:
         raise CnnlabError("no trainable parameters (everything is frozen)")
-    groups = []
-    for (is_head, no_decay), params in sorted(buckets.items()):
-        groups.append({"params": params, "weight_decay": 0.0 if no_decay else cfg.weight_decay,
-                       "lr_mult": 1.0 if is_head else cfg.backbone_lr_mult})
-    return groups
+    return [{"params": params, "weight_decay": 0.0 if no_decay else cfg.weight_decay,
+             "lr_mult": 1.0 if is_head else cfg.backbone_lr_mult}
+            for (is_head, no_decay), params in sorted(buckets.items())]
 
 
 def uses_lr_mult(cfg: TrainConfig) -> bool:
@@ -157,8 +150,7 @@ def uses_lr_mult(cfg: TrainConfig) -> bool:
 # ---- building ---------------------------------------------------------------------------------
 def is_transfer(cfg: TrainConfig) -> bool:
     """True when the run needs this module (pretrained, --init-from or --freeze)."""
-    return bool(cfg.pretrained or cfg.weights_file or cfg.init_from) or \
-        parse_freeze(cfg.freeze) != "none"
+    return uses_lr_mult(cfg) or parse_freeze(cfg.freeze) != "none"
 
 
 def imagenet_stats(channels: int) -> tuple[list[float], list[float]]:
@@ -169,16 +161,17 @@ def imagenet_stats(channels: int) -> tuple[list[float], list[float]]:
 
 
 @dataclass
-class TransferBuild:
-    """The classifier and what was done to it."""
+class Built:
+    """The classifier plus what a checkpoint needs to rebuild it, and what was done to it."""
 
     model: Classifier
+    arch: dict
     notes: list[str]
-    info: dict
-    frozen: Frozen | None
+    frozen: Frozen | None = None  # when --freeze froze something
+    info: dict = field(default_factory=dict)  # transfer record for metrics.json
 
 
-def build(cfg: TrainConfig, train: ImageSet, arch: dict) -> TransferBuild:
+def build(cfg: TrainConfig, train: ImageSet, arch: dict) -> Built:
     """Build the run's classifier: ImageNet weights, --init-from layers, then --freeze."""
     spec = get_spec(cfg.model)
     notes: list[str] = []
@@ -224,7 +217,7 @@ def build(cfg: TrainConfig, train: ImageSet, arch: dict) -> TransferBuild:
             and cfg.backbone_lr_mult != 1.0:
         notes.append(f"backbone learning rate: {cfg.backbone_lr_mult:g} x the head's")
         info["backbone_lr_mult"] = cfg.backbone_lr_mult
-    return TransferBuild(model, notes, info, frozen)
+    return Built(model, arch, notes, frozen, info)
 
 
 # ---- --init-from ------------------------------------------------------------------------------
@@ -267,7 +260,7 @@ def init_from(model: Classifier, path: str | Path, model_name: str = "") -> dict
     return {"checkpoint": str(path), "source_model": src_arch,
             "source_classes": list(ckpt.get("classes") or []),
             "copied": weight_layers,
-            "reinitialised": {k: v for k, v in reinit.items()},
+            "reinitialised": dict(reinit),
             "not_in_checkpoint": sorted(fresh),
             "unused_from_checkpoint": unused,
             "normalization": "checkpoint" if "mean" in copied else "train split"}
