@@ -397,8 +397,6 @@ def open_study(spec: SearchSpec, storage: Any = None) -> Any:
 def name_values(study: Any, metric: str) -> None:
     """Name the objective (Optuna's plots and dashboard say val_acc, not "Objective Value") and
     record which per-epoch column its intermediate values are (see TrialPruning)."""
-    import warnings
-
     if study.metric_names != [metric]:
         with warnings.catch_warnings():  # experimental in some Optuna versions: no warning
             warnings.simplefilter("ignore")
@@ -640,10 +638,8 @@ def _run_local_workers(spec: SearchSpec, workers: int) -> None:
 def _delete_study(spec: SearchSpec) -> None:
     import optuna
 
-    try:
+    with contextlib.suppress(KeyError):  # no such study: nothing to delete
         optuna.delete_study(study_name=spec.study, storage=make_storage(spec.storage))
-    except KeyError:
-        pass
 
 
 def _meta(spec: SearchSpec, best: dict | None) -> dict:
@@ -666,7 +662,7 @@ def leaderboard_rows(study: Any, metric: str, direction: str) -> list[dict]:
         last = max(t.intermediate_values) if t.intermediate_values else None
         row = {"trial": t.number, "state": state,
                metric: t.value if state == "complete" else None,
-               **{k: v for k, v in t.params.items()},
+               **t.params,
                "epochs_run": t.user_attrs.get("epochs_run", last),
                "best_epoch": t.user_attrs.get("best_epoch"),
                "train_seconds": t.user_attrs.get("train_seconds"),
