@@ -52,7 +52,6 @@ def _only_class(model, data, cls: str | None):  # noqa: ANN001, ANN202
     return data.subset(keep)
 
 
-
 @explain_app.command("gradcam")
 @with_settings("data", mode="saved")
 def gradcam_cmd(

@@ -17,11 +17,9 @@ from typing import Any
 
 import typer
 
-from cnnlab.settings import SETTINGS, Setting, in_groups
+from cnnlab.settings import GROUPS, SETTINGS, Setting, in_groups
 
-PANELS = {"data": "Data", "model": "Model", "optimization": "Optimization",
-          "augmentation": "Augmentation", "hardware": "Hardware", "output": "Output",
-          "tracking": "Tracking"}
+PANELS = {g: g.capitalize() for g in GROUPS}  # --help's panel of each setting group
 
 
 DATA_ARG_HELP = ("Image folder, CSV index, .npy/.npz, CIFAR folder or IDX file "
@@ -166,10 +164,5 @@ TRUST_CODE_OPT = typer.Option(
          "naming it: that runs its module's code, so only for files you trust.")
 
 
-def path_or_none(p: Path | None) -> str | None:
-    """A CLI path as the string the settings keep."""
-    return None if p is None else str(p)
-
-
 __all__ = ["DATA_ARG_HELP", "MODEL_CODE_OPT", "PANELS", "SETTINGS", "TRUST_CODE_OPT",
-           "path_or_none", "with_settings"]
+           "with_settings"]
