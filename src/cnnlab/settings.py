@@ -27,7 +27,7 @@ from cnnlab.choices import (
     SCHEDULES,
 )
 from cnnlab.data.options import CsvColumns, LoadOptions
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import CnnlabError, name_list
 
 GROUPS = ("data", "model", "optimization", "augmentation", "hardware", "output", "tracking")
 
@@ -176,8 +176,6 @@ def parse_class_weights(text: str, classes: list[str] | None = None
     """'auto', 'none', '1,20' or 'dogs=20' (by class name, others weigh 1). Without `classes`:
     the value as the run keeps it (names checked for form, resolved when training starts);
     with them, names become one weight per class."""
-    from cnnlab.errors import name_list
-
     t = text.strip()
     if t.lower() in ("auto", "none"):
         return t.lower()

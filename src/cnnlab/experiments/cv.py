@@ -93,11 +93,10 @@ def run_cv(base: TrainConfig, folds: int = 5, splits: DataSplits | None = None,
                                           "source": splits.source, **spec, "aggregates": agg,
                                           "note": "held-out fold metrics; std is the sample "
                                                   "standard deviation (ddof=1)"})
+    title = f"{folds}-fold cross-validation on {splits.source or 'data'} ({base.model})"
     ex.plot_overlay({m.name: m.history for m in members}, folder / "curves.png",
-                    f"{folds}-fold cross-validation on {splits.source or 'data'} ({base.model}): "
-                    "inner validation curves", mean=True)
-    ex.write_page(folder, f"{folds}-fold cross-validation on {splits.source or 'data'} "
-                  f"({base.model})", [m.run_dir for m in members])
+                    f"{title}: inner validation curves", mean=True)
+    ex.write_page(folder, title, [m.run_dir for m in members])
     if verbose:
         cols = ["fold", "n train", "n held out", "acc", "loss", "f1", "auroc"]
         body = [[r["fold"], r["n_train"], r["n_heldout"],

@@ -81,10 +81,9 @@ def run_seeds(base: TrainConfig, n: int = 10, seeds: list[int] | None = None,
                                        "split_seed": base.seed, "metrics_of": split,
                                        "aggregates": agg,
                                        "note": "std is the sample standard deviation (ddof=1)"})
-    plot_overlay({m.name: m.history for m in members}, folder / "curves.png",
-                 f"{len(seeds)} seeds of {base.model} on {splits.source or 'data'}", mean=True)
-    write_page(folder, f"{len(seeds)} seeds of {base.model} on {splits.source or 'data'}",
-               [m.run_dir for m in members])
+    title = f"{len(seeds)} seeds of {base.model} on {splits.source or 'data'}"
+    plot_overlay({m.name: m.history for m in members}, folder / "curves.png", title, mean=True)
+    write_page(folder, title, [m.run_dir for m in members])
     if verbose:
         cols = ["seed", f"{split} acc", f"{split} loss", f"{split} f1", f"{split} auroc",
                 "best ep", "time s"]
