@@ -65,13 +65,10 @@ def _param(s: Setting, mode: str) -> inspect.Parameter:
     if s.kind is bool:
         names = [f"{s.flag}/--no-{s.flag[2:]}"]
         annotation: Any = bool | None
-    elif s.kind is dict:
-        annotation = list[str] | None
-        kw["metavar"] = metavar
     else:
-        # Numbers arrive as text and go through Setting.check (see with_settings), so a bad
-        # value is the same one line as in the Python API, not typer's usage block.
-        annotation = str | None
+        # Values (numbers too) arrive as text and go through Setting.check (see with_settings),
+        # so a bad value is the same one line as in the Python API, not typer's usage block.
+        annotation = list[str] | None if s.kind is dict else str | None
         if metavar:
             kw["metavar"] = metavar
     return inspect.Parameter(s.name, inspect.Parameter.KEYWORD_ONLY,

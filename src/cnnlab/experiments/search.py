@@ -521,9 +521,8 @@ def run_worker(spec: SearchSpec) -> int:
         value = (res.metrics.get(split) or {}).get(key)
         if value is None:
             raise CnnlabError(f"--metric {spec.metric}: the run has no {split} split")
-        trial.set_user_attr("train_seconds", res.metrics.get("train_seconds"))
-        trial.set_user_attr("epochs_run", res.metrics.get("epochs_run"))
-        trial.set_user_attr("best_epoch", res.metrics.get("best_epoch"))
+        for k in ("train_seconds", "epochs_run", "best_epoch"):
+            trial.set_user_attr(k, res.metrics.get(k))
         if spec.verbose:
             console.print(f"{tag}trial {trial.number} {_point_text(point)}: {spec.metric} "
                           f"{value:.4f} ({res.metrics.get('train_seconds', 0):.1f}s)")
