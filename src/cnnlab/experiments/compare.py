@@ -45,8 +45,6 @@ def _flatten(d: dict, prefix: str = "") -> dict:
 def _labels(run_dirs: list[Path]) -> list[str]:
     """Short unique names: the folder name, with its parent when two share a name."""
     names = [p.name for p in run_dirs]
-    if len(set(names)) == len(names):
-        return names
     return [f"{p.parent.name}/{p.name}" if names.count(p.name) > 1 else p.name for p in run_dirs]
 
 
