@@ -624,12 +624,10 @@ def _run_local_workers(spec: SearchSpec, workers: int) -> None:
     shares = cpu_shares(workers)
     threads = spec.base.get("num_threads")
     with worker_pool(workers) as pool:  # its processes die with this one
-        futures = []
-        for i in range(workers):
-            base = dict(spec.base)
-            base["num_threads"] = threads or max(1, len(shares[i]))
-            futures.append(pool.submit(_worker_entry, {**asdict(spec), "base": base,
-                                                       "worker": i + 1, "cpus": shares[i]}))
+        futures = [pool.submit(_worker_entry, {
+            **asdict(spec), "worker": i + 1, "cpus": shares[i],
+            "base": {**spec.base, "num_threads": threads or max(1, len(shares[i]))}})
+            for i in range(workers)]
         for f in futures:
             f.result()  # a worker's error (bad storage, Ctrl-C) surfaces here
 
