@@ -27,7 +27,7 @@ from cnnlab.choices import (
     SCHEDULES,
 )
 from cnnlab.data.options import CsvColumns, LoadOptions
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import CnnlabError, name_list
 
 GROUPS = ("data", "model", "optimization", "augmentation", "hardware", "output", "tracking")
 
@@ -176,8 +176,6 @@ def parse_class_weights(text: str, classes: list[str] | None = None
     """'auto', 'none', '1,20' or 'dogs=20' (by class name, others weigh 1). Without `classes`:
     the value as the run keeps it (names checked for form, resolved when training starts);
     with them, names become one weight per class."""
-    from cnnlab.errors import name_list
-
     t = text.strip()
     if t.lower() in ("auto", "none"):
         return t.lower()
@@ -225,14 +223,20 @@ def _normalize(text: str) -> str:
     return str(text).strip()
 
 
+def _as_setting(parse: Callable[[str], Any], text: str) -> Any:
+    """parse(text) by another layer's own parser, its error as a SettingsError."""
+    try:
+        return parse(text)
+    except CnnlabError as exc:
+        raise SettingsError(str(exc)) from None
+
+
 def _value_range(text: str) -> list[float]:
     """'0,255' or '-1..1' -> [lo, hi] with lo < hi (the data layer's own parser)."""
     from cnnlab.data.value_range import parse_range
 
-    try:
-        return list(parse_range(text, "--value-range"))
-    except CnnlabError as exc:
-        raise SettingsError(str(exc)) from None
+    return list(_as_setting(lambda t: parse_range(t, "--value-range"), text))
+
 
 def _track(text: str) -> list[str]:
     """'tensorboard,mlflow' -> ['tensorboard', 'mlflow'] (each tracker once; 'none': off)."""
@@ -253,10 +257,7 @@ def _augment(text: str) -> str:
     """An --augment spec, checked before anything is loaded or written (data/augment.py)."""
     from cnnlab.data.augment import parse_spec
 
-    try:
-        parse_spec(text)
-    except CnnlabError as exc:
-        raise SettingsError(str(exc)) from None
+    _as_setting(parse_spec, text)
     return text
 
 
@@ -264,10 +265,7 @@ def _tta(text: str) -> str:
     """A --tta spec: none, or views flip, vflip, shift[=P] (models/tta.py)."""
     from cnnlab.models.tta import parse_tta
 
-    try:
-        return parse_tta(text)
-    except CnnlabError as exc:
-        raise SettingsError(str(exc)) from None
+    return _as_setting(parse_tta, text)
 
 
 def _freeze(text: str) -> str:
@@ -621,21 +619,15 @@ def check_saved(doc: Mapping, source: object) -> dict:
     if not isinstance(doc, Mapping):
         raise SettingsError(f"{source}: its settings are not KEY: VALUE pairs")
     out = dict(doc)
+    records = {"data": str, "extra": Mapping}  # beside the settings: None or this type
     for key, value in doc.items():
-        if key == "data":
-            ok = value is None or isinstance(value, str)
-        elif key == "extra":
-            ok = value is None or isinstance(value, Mapping)
-        elif key in SETTINGS:
+        if key in SETTINGS:
             try:
                 out[key] = SETTINGS[key].check(value)
-                continue
             except (CnnlabError, TypeError, ValueError, AttributeError, OverflowError) as exc:
                 raise SettingsError(f"{source}: {key}: {str(value)[:60]!r} is not valid "
                                     f"({str(exc) or type(exc).__name__})") from None
-        else:
-            continue
-        if not ok:
+        elif key in records and not (value is None or isinstance(value, records[key])):
             raise SettingsError(f"{source}: {key}: {str(value)[:60]!r} is not valid")
     return out
 
@@ -650,19 +642,14 @@ def check_combination(cfg: Any) -> None:
                             "on random features; add one of them")
     if cfg.weights_file and not cfg.pretrained:
         raise SettingsError("--weights-file needs --pretrained")
-    if ":" not in cfg.model:
-        from cnnlab.models import get_spec
+    from cnnlab.models import get_spec
 
-        try:
-            spec = get_spec(cfg.model)
-        except CnnlabError as exc:
-            raise SettingsError(str(exc)) from None
+    if ":" not in cfg.model:
+        spec = _as_setting(get_spec, cfg.model)
         if cfg.pretrained and not spec.pretrained:
             raise SettingsError(f"--pretrained: model {cfg.model!r} has no pretrained weights "
                                 "(see `cnnlab models`)")
     else:
-        from cnnlab.models import get_spec
-
         get_spec(cfg.model)  # a custom builder must be importable now, not after loading data
 
 

@@ -7,6 +7,7 @@ import os
 import re
 import sys
 import traceback
+from typing import NoReturn
 
 from cnnlab.cli import (
     augment_cmds,  # noqa: F401  (registers augment, transfer)
@@ -52,40 +53,36 @@ def _run(argv: list[str]) -> None:
             traceback.print_exc()
         if exc.exit_code == 130:  # Ctrl-C, handled
             _ignore_further_interrupts()
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(exc.exit_code)
+        _exit(f"error: {exc}", exc.exit_code, trace=False)
     except KeyboardInterrupt:
         _ignore_further_interrupts()
-        print("interrupted", file=sys.stderr)
-        sys.exit(130)
+        _exit("interrupted", 130, trace=False)
     except OSError as exc:  # disk full, permissions, ...: the environment, not a bug
-        if STATE["debug"]:
-            traceback.print_exc()
         from cnnlab.io import write_error_reason
 
         where = f"{exc.filename}: " if exc.filename else ""
-        print(f"error: {where}{write_error_reason(exc)}", file=sys.stderr)
-        sys.exit(2)
+        _exit(f"error: {where}{write_error_reason(exc)}", 2)
     except MemoryError:
-        if STATE["debug"]:
-            traceback.print_exc()
-        print("error: out of memory (try a smaller --batch-size or --image-size)", file=sys.stderr)
-        sys.exit(2)
+        _exit("error: out of memory (try a smaller --batch-size or --image-size)", 2)
     except Exception as exc:  # noqa: BLE001 - the user must never see a raw traceback
         # Usage errors of click or of typer's vendored copy of it (no `click` module then).
         if type(exc).__name__ == "Abort":
-            print("aborted", file=sys.stderr)
-            sys.exit(130)
+            _exit("aborted", 130, trace=False)
         if callable(getattr(exc, "format_message", None)) and isinstance(
                 getattr(exc, "exit_code", None), int):
-            print(usage_error_line(exc), file=sys.stderr)
-            sys.exit(exc.exit_code)
-        if STATE["debug"]:
-            traceback.print_exc()
+            _exit(usage_error_line(exc), exc.exit_code, trace=False)
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        print(f"error: unexpected {type(exc).__name__}: {msg[:300]} (run with --debug for the "
-              "traceback)", file=sys.stderr)
-        sys.exit(1)
+        _exit(f"error: unexpected {type(exc).__name__}: {msg[:300]} (run with --debug for the "
+              "traceback)", 1)
+
+
+def _exit(line: str, code: int, trace: bool = True) -> NoReturn:
+    """Print the error's one line on stderr and exit with `code`; with --debug (and `trace`)
+    the exception's traceback first."""
+    if trace and STATE["debug"]:
+        traceback.print_exc()
+    print(line, file=sys.stderr)
+    sys.exit(code)
 
 
 def usage_error_line(exc: Exception) -> str:

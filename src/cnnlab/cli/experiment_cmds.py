@@ -15,8 +15,7 @@ from cnnlab.settings import TrainConfig, parse_value
 RERUN = "Re-running the same command skips finished members and resumes an interrupted one."
 
 
-def _path() -> Path | None:
-    return typer.Argument(None, help=DATA_ARG_HELP, show_default=False)
+PATH = typer.Argument(None, help=DATA_ARG_HELP, show_default=False)
 
 
 def _opt(default: object, *names: str, **kw: object) -> object:
@@ -75,7 +74,7 @@ def split_grid(given: dict) -> tuple[dict, dict[str, list]]:
 @app.command(epilog=RERUN)
 @with_settings(*TRACKED, mode="grid", config=True)
 def sweep(
-    path: Path | None = _path(),
+    path: Path | None = PATH,
     grid: list[str] = _opt([], "--grid", metavar="KEY=V1,V2",
                            help="Any setting KEY=V1,V2 (repeatable), e.g. "
                            "model_args.width=8,16 or momentum=0.5,0.9."),
@@ -104,7 +103,7 @@ def sweep(
 @app.command(epilog=RERUN)
 @with_settings(*TRACKED, config=True)
 def cv(
-    path: Path | None = _path(),
+    path: Path | None = PATH,
     folds: int = _opt(5, "--folds", "-k", min=2, metavar="K", help="Number of folds."),
     inner_val: float = _opt(0.1, "--inner-val", min=0.0, max=0.5, metavar="FRACTION",
                             help="Fraction of each fold's training part kept for picking the best "
@@ -124,7 +123,7 @@ def cv(
 @app.command(epilog=RERUN)
 @with_settings(*TRACKED, config=True)
 def seeds(
-    path: Path | None = _path(),
+    path: Path | None = PATH,
     n: int = _opt(10, "--n", "-n", min=1, help="Number of seeds (seed, seed+1, ...)."),
     seed_list: str | None = _opt(None, "--seeds", metavar="LIST",
                                  help="Explicit seeds, e.g. 0,1,2,7."),
@@ -155,7 +154,7 @@ def compare(
 @app.command("lr-find")
 @with_settings(*LEARN, skip=("epochs", "schedule", "patience"), config=True)
 def lr_find_cmd(
-    path: Path | None = _path(),
+    path: Path | None = PATH,
     start_lr: float = _opt(1e-7, "--start-lr", min=0.0, metavar="RATE",
                            help="The first learning rate."),
     end_lr: float = _opt(10.0, "--end-lr", min=0.0, metavar="RATE",
@@ -182,7 +181,7 @@ SEARCH_EPILOG = ("Re-running the same command continues the study (--trials coun
 @app.command(epilog=SEARCH_EPILOG)
 @with_settings(*LEARN, mode="search", config=True)
 def search(
-    path: Path | None = _path(),
+    path: Path | None = PATH,
     show_dir: Path | None = typer.Argument(None, hidden=True, metavar="DIR"),
     param: list[str] = _opt([], "--param", metavar="KEY=SPEC",
                             help="Any setting or model_args.NAME: KEY=LO:HI[:log], KEY=V1,V2 or "

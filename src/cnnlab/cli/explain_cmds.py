@@ -58,7 +58,6 @@ def _only_class(model, data, cls: str | None):  # noqa: ANN001, ANN202
     return data.subset(keep)
 
 
-
 def _layers_of(predictor: Predictor, weights: Path) -> torch.nn.Module:
     """The PyTorch network Grad-CAM hooks into; an exported ONNX model has none."""
     if predictor.module is None:

@@ -21,7 +21,6 @@ inspect_app = typer.Typer(help="Look inside a model or a data set before trainin
 app.add_typer(inspect_app, name="inspect")
 
 
-
 def _console() -> Console:
     """What the user asked to see goes to stdout (the shared console writes to stderr);
     piped output gets wide tables instead of wrapped formulas."""

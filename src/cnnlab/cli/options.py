@@ -17,11 +17,9 @@ from typing import Any
 
 import typer
 
-from cnnlab.settings import SETTINGS, Setting, in_groups
+from cnnlab.settings import GROUPS, SETTINGS, Setting, in_groups
 
-PANELS = {"data": "Data", "model": "Model", "optimization": "Optimization",
-          "augmentation": "Augmentation", "hardware": "Hardware", "output": "Output",
-          "tracking": "Tracking"}
+PANELS = {g: g.capitalize() for g in GROUPS}  # --help's panel of each setting group
 
 
 DATA_ARG_HELP = ("Image folder, CSV index, .npy/.npz, CIFAR folder or IDX file "
@@ -67,13 +65,10 @@ def _param(s: Setting, mode: str) -> inspect.Parameter:
     if s.kind is bool:
         names = [f"{s.flag}/--no-{s.flag[2:]}"]
         annotation: Any = bool | None
-    elif s.kind is dict:
-        annotation = list[str] | None
-        kw["metavar"] = metavar
     else:
-        # Numbers arrive as text and go through Setting.check (see with_settings), so a bad
-        # value is the same one line as in the Python API, not typer's usage block.
-        annotation = str | None
+        # Values (numbers too) arrive as text and go through Setting.check (see with_settings),
+        # so a bad value is the same one line as in the Python API, not typer's usage block.
+        annotation = list[str] | None if s.kind is dict else str | None
         if metavar:
             kw["metavar"] = metavar
     return inspect.Parameter(s.name, inspect.Parameter.KEYWORD_ONLY,
@@ -166,10 +161,5 @@ TRUST_CODE_OPT = typer.Option(
          "naming it: that runs its module's code, so only for files you trust.")
 
 
-def path_or_none(p: Path | None) -> str | None:
-    """A CLI path as the string the settings keep."""
-    return None if p is None else str(p)
-
-
 __all__ = ["DATA_ARG_HELP", "MODEL_CODE_OPT", "PANELS", "SETTINGS", "TRUST_CODE_OPT",
-           "path_or_none", "with_settings"]
+           "with_settings"]

@@ -51,11 +51,17 @@ def train(
 
 
 def _predictor(weights: Path, device: str | None, precision: str | None,  # noqa: ANN202
-               model: str | None = None, trust_code: bool = False):
+               tta: str | None, model: str | None, trust_code: bool):
+    """The loaded model, with --tta applied when given (checked: one-line error, exit 2)."""
     from cnnlab.api import load
 
-    return load(weights, device or "auto", precision or "32", model=model,
-                trust_code=trust_code)
+    predictor = load(weights, device or "auto", precision or "32", model=model,
+                     trust_code=trust_code)
+    if tta is not None:
+        from cnnlab.models.tta import parse_tta
+
+        predictor.tta = parse_tta(tta)
+    return predictor
 
 
 WEIGHTS_OPT = typer.Option(..., "--weights", "-w", metavar="CKPT|RUN",
@@ -64,15 +70,6 @@ DEVICE_OPT = setting_option("device", "Where to run [default: auto].")
 PRECISION_OPT = setting_option("precision", "Autocast precision [default: 32].")
 TTA_OPT = setting_option("tta", "Test-time augmentation: none, flip, flip,shift, vflip, shift=2 "
                          "(probabilities averaged over the views) [default: the run's --tta].")
-
-
-def _with_tta(model, tta: str | None):  # noqa: ANN001, ANN202
-    """The predictor with --tta applied when given (checked: one-line error, exit 2)."""
-    if tta is not None:
-        from cnnlab.models.tta import parse_tta
-
-        model.tta = parse_tta(tta)
-    return model
 
 
 @app.command()
@@ -94,7 +91,7 @@ def evaluate(
     settings: dict | None = None,
 ) -> None:
     """Measure a trained model: accuracy, per-class metrics, AUROC, confusion matrix."""
-    model = _with_tta(_predictor(weights, device, precision, model_code, trust_code), tta)
+    model = _predictor(weights, device, precision, tta, model_code, trust_code)
     metrics = {name: model.evaluate(data, positive_class)
                for data, name in model.splits_for(path, split, **(settings or {}))}
     if as_json:
@@ -105,25 +102,25 @@ def evaluate(
 
 def print_metrics(metrics: dict, classes: list[str]) -> None:
     """Rich tables of split metrics and per-class rows."""
+    keys = ("accuracy", "loss", "precision", "recall", "f1", "auroc")
     t = Table(title="metrics")
-    for col in ("split", "n", "accuracy", "loss", "precision", "recall", "f1", "auroc"):
+    for col in ("split", "n", *keys):
         t.add_column(col, justify="right")
     for name, m in metrics.items():
         if not isinstance(m, dict) or "accuracy" not in m:
             continue
-        t.add_row(name, str(m["n"]), *(cell(m.get(k)) for k in ("accuracy", "loss", "precision",
-                                                              "recall", "f1", "auroc")))
+        t.add_row(name, str(m["n"]), *(cell(m.get(k)) for k in keys))
     out.print(t)
     for name, m in metrics.items():
         if not isinstance(m, dict) or "per_class" not in m:
             continue
+        per_class = ("accuracy", "precision", "recall", "f1")
         pc = Table(title=f"{name}: per class")
-        for col in ("class", "support", "accuracy", "precision", "recall", "f1"):
+        for col in ("class", "support", *per_class):
             pc.add_column(col, justify="right")
         for c in classes:
             r = m["per_class"][c]
-            pc.add_row(c, str(r["support"]), cell(r["accuracy"]), cell(r["precision"]),
-                       cell(r["recall"]), cell(r["f1"]))
+            pc.add_row(c, str(r["support"]), *(cell(r[k]) for k in per_class))
         out.print(pc)
 
 
@@ -146,7 +143,7 @@ def predict(
     settings: dict | None = None,
 ) -> None:
     """Write predictions.csv: id, label, class and one probability column per class."""
-    model = _with_tta(_predictor(weights, device, precision, model_code, trust_code), tta)
+    model = _predictor(weights, device, precision, tta, model_code, trust_code)
     data, name = model.split_of(path, split, need_labels=False, **(settings or {}))
     if data.meta.get("predict_note"):  # e.g. sub-folders that are not the model's classes
         console.print(f"note: {data.meta['predict_note']}", highlight=False)

@@ -250,7 +250,6 @@ def write_summary(folder: Path, rows: list[dict], summary: dict) -> None:
 def write_page(folder: Path, title: str, runs: Sequence[Path | str | None]) -> Path:
     """experiment.html from the folder's summary.json and curves.png; runs[i] is the run folder
     of summary row i (aggregate rows have none)."""
-
     from cnnlab.report.experiment_page import build_experiment_page
 
     summary = io.read_json(folder / "summary.json", "summary.json",

@@ -45,8 +45,6 @@ def _flatten(d: dict, prefix: str = "") -> dict:
 def _labels(run_dirs: list[Path]) -> list[str]:
     """Short unique names: the folder name, with its parent when two share a name."""
     names = [p.name for p in run_dirs]
-    if len(set(names)) == len(names):
-        return names
     return [f"{p.parent.name}/{p.name}" if names.count(p.name) > 1 else p.name for p in run_dirs]
 
 
@@ -79,17 +77,14 @@ def compare_runs(run_dirs: list[str | Path], out: str | Path = "runs/compare",
     for name, path, run in zip(names, dirs, runs, strict=True):
         m = run.get("metrics") or {}
         split = pick_split(m)
-        row = {"run": name, **{k: differences[k][len(rows)] for k in differences},
-               "metrics_of": split if m else None}
-        for key in METRICS:
-            row[key] = (m.get(split) or {}).get(key) if m else None
-        row["val_accuracy"] = (m.get("val") or {}).get("accuracy")
-        row["best_epoch"] = m.get("best_epoch")
-        row["epochs_run"] = m.get("epochs_run", len(run.get("history") or []))
-        row["train_seconds"] = m.get("train_seconds")
-        row["finished"] = bool(m)
-        row["path"] = str(path)
-        rows.append(row)
+        rows.append({"run": name, **{k: differences[k][len(rows)] for k in differences},
+                     "metrics_of": split if m else None,
+                     **{k: (m.get(split) or {}).get(k) if m else None for k in METRICS},
+                     "val_accuracy": (m.get("val") or {}).get("accuracy"),
+                     "best_epoch": m.get("best_epoch"),
+                     "epochs_run": m.get("epochs_run", len(run.get("history") or [])),
+                     "train_seconds": m.get("train_seconds"), "finished": bool(m),
+                     "path": str(path)})
     folder = Path(out).expanduser()
     folder.mkdir(parents=True, exist_ok=True)
     write_summary(folder, rows, {"kind": "compare", "runs": [str(p) for p in dirs],

@@ -79,17 +79,12 @@ def run_cv(base: TrainConfig, folds: int = 5, splits: DataSplits | None = None,
         console.print(f"[bold]cv[/]: {folds}-fold stratified on {n_pool} training items of "
                       f"{splits.source or 'data'} -> {folder}")
     run_members(members, folder, verbose, jobs)
-    rows = []
-    for m in members:
-        res = m.metrics
-        row = {"fold": m.labels["fold"], "n_train": len(m.splits.train),
-               "n_heldout": len(m.splits.test)}
-        for key in ex.METRICS:
-            row[f"heldout_{key}"] = (res.get("test") or {}).get(key)
-        row["train_accuracy"] = (res.get("train") or {}).get("accuracy")
-        row["best_epoch"] = res.get("best_epoch")
-        row["train_seconds"] = res.get("train_seconds")
-        rows.append(row)
+    rows = [{"fold": m.labels["fold"], "n_train": len(m.splits.train),
+             "n_heldout": len(m.splits.test),
+             **{f"heldout_{k}": (m.metrics.get("test") or {}).get(k) for k in ex.METRICS},
+             "train_accuracy": (m.metrics.get("train") or {}).get("accuracy"),
+             "best_epoch": m.metrics.get("best_epoch"),
+             "train_seconds": m.metrics.get("train_seconds")} for m in members]
     keys = [f"heldout_{k}" for k in ex.METRICS] + ["train_accuracy", "best_epoch", "train_seconds"]
     agg = ex.aggregate(rows, keys)
     table_rows = rows + [{"fold": stat, **{k: agg[k][stat] for k in agg}}
@@ -98,11 +93,10 @@ def run_cv(base: TrainConfig, folds: int = 5, splits: DataSplits | None = None,
                                           "source": splits.source, **spec, "aggregates": agg,
                                           "note": "held-out fold metrics; std is the sample "
                                                   "standard deviation (ddof=1)"})
+    title = f"{folds}-fold cross-validation on {splits.source or 'data'} ({base.model})"
     ex.plot_overlay({m.name: m.history for m in members}, folder / "curves.png",
-                    f"{folds}-fold cross-validation on {splits.source or 'data'} ({base.model}): "
-                    "inner validation curves", mean=True)
-    ex.write_page(folder, f"{folds}-fold cross-validation on {splits.source or 'data'} "
-                  f"({base.model})", [m.run_dir for m in members])
+                    f"{title}: inner validation curves", mean=True)
+    ex.write_page(folder, title, [m.run_dir for m in members])
     if verbose:
         cols = ["fold", "n train", "n held out", "acc", "loss", "f1", "auroc"]
         body = [[r["fold"], r["n_train"], r["n_heldout"],

@@ -53,10 +53,9 @@ def lr_find(base: TrainConfig, splits: DataSplits | None = None, out: str | Path
     # The smaller of the two: too small a rate only trains slower, too large a one diverges.
     suggested = min((v for v in (steepest, min_div10) if v is not None), default=None)
     folder.mkdir(parents=True, exist_ok=True)
-    io.write_csv(folder / "lr_find.csv", [{"step": i + 1, "lr": a, "loss": b, "smoothed": c}
-                                               for i, (a, b, c) in enumerate(zip(lrs, raw,
-                                                                                 smooth,
-                                                                                 strict=True))])
+    points = zip(lrs, raw, smooth, strict=True)
+    io.write_csv(folder / "lr_find.csv", [{"step": i, "lr": a, "loss": b, "smoothed": c}
+                                          for i, (a, b, c) in enumerate(points, 1)])
     io.write_json(folder / "lr_find.json", {
         "data": cfg.data or "digits", "model": cfg.model, "optimizer": cfg.optimizer,
         "batch_size": cfg.batch_size, "start_lr": start_lr, "end_lr": end_lr,

@@ -36,10 +36,8 @@ from cnnlab.experiments.common import ExperimentInterrupted, Member, run_member
 def cpu_shares(workers: int) -> list[list[int]]:
     """The CPUs of each of `workers` processes: this process's CPUs in equal disjoint sets
     (empty lists, meaning 'no pinning', when there are fewer CPUs than workers)."""
-    try:
-        cpus = sorted(os.sched_getaffinity(0))
-    except AttributeError:
-        return [[] for _ in range(workers)]
+    affinity = getattr(os, "sched_getaffinity", None)  # Linux only
+    cpus = sorted(affinity(0)) if affinity is not None else []
     if len(cpus) < workers:
         return [[] for _ in range(workers)]
     k = len(cpus) // workers

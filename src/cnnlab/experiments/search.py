@@ -397,8 +397,6 @@ def open_study(spec: SearchSpec, storage: Any = None) -> Any:
 def name_values(study: Any, metric: str) -> None:
     """Name the objective (Optuna's plots and dashboard say val_acc, not "Objective Value") and
     record which per-epoch column its intermediate values are (see TrialPruning)."""
-    import warnings
-
     if study.metric_names != [metric]:
         with warnings.catch_warnings():  # experimental in some Optuna versions: no warning
             warnings.simplefilter("ignore")
@@ -523,9 +521,8 @@ def run_worker(spec: SearchSpec) -> int:
         value = (res.metrics.get(split) or {}).get(key)
         if value is None:
             raise CnnlabError(f"--metric {spec.metric}: the run has no {split} split")
-        trial.set_user_attr("train_seconds", res.metrics.get("train_seconds"))
-        trial.set_user_attr("epochs_run", res.metrics.get("epochs_run"))
-        trial.set_user_attr("best_epoch", res.metrics.get("best_epoch"))
+        for k in ("train_seconds", "epochs_run", "best_epoch"):
+            trial.set_user_attr(k, res.metrics.get(k))
         if spec.verbose:
             console.print(f"{tag}trial {trial.number} {_point_text(point)}: {spec.metric} "
                           f"{value:.4f} ({res.metrics.get('train_seconds', 0):.1f}s)")
@@ -627,12 +624,10 @@ def _run_local_workers(spec: SearchSpec, workers: int) -> None:
     shares = cpu_shares(workers)
     threads = spec.base.get("num_threads")
     with worker_pool(workers) as pool:  # its processes die with this one
-        futures = []
-        for i in range(workers):
-            base = dict(spec.base)
-            base["num_threads"] = threads or max(1, len(shares[i]))
-            futures.append(pool.submit(_worker_entry, {**asdict(spec), "base": base,
-                                                       "worker": i + 1, "cpus": shares[i]}))
+        futures = [pool.submit(_worker_entry, {
+            **asdict(spec), "worker": i + 1, "cpus": shares[i],
+            "base": {**spec.base, "num_threads": threads or max(1, len(shares[i]))}})
+            for i in range(workers)]
         for f in futures:
             f.result()  # a worker's error (bad storage, Ctrl-C) surfaces here
 
@@ -640,10 +635,8 @@ def _run_local_workers(spec: SearchSpec, workers: int) -> None:
 def _delete_study(spec: SearchSpec) -> None:
     import optuna
 
-    try:
+    with contextlib.suppress(KeyError):  # no such study: nothing to delete
         optuna.delete_study(study_name=spec.study, storage=make_storage(spec.storage))
-    except KeyError:
-        pass
 
 
 def _meta(spec: SearchSpec, best: dict | None) -> dict:
@@ -666,7 +659,7 @@ def leaderboard_rows(study: Any, metric: str, direction: str) -> list[dict]:
         last = max(t.intermediate_values) if t.intermediate_values else None
         row = {"trial": t.number, "state": state,
                metric: t.value if state == "complete" else None,
-               **{k: v for k, v in t.params.items()},
+               **t.params,
                "epochs_run": t.user_attrs.get("epochs_run", last),
                "best_epoch": t.user_attrs.get("best_epoch"),
                "train_seconds": t.user_attrs.get("train_seconds"),

@@ -50,15 +50,6 @@ def _require_finite(flag: str, text: str, value: object) -> None:
                           f"±{INT_LIMIT})")
 
 
-def _model_arg(flag: str, text: str) -> Any:
-    """A check for model_args values: parse_value, with finite numbers only."""
-    def check(t: str) -> object:
-        v = parse_value(t)
-        _require_finite(flag, text, v)
-        return v
-    return check
-
-
 def _choices(flag: str, text: str, check: Any) -> dict | None:
     values = [check(v.strip()) for v in text.split(",") if v.strip()]
     unique = list(dict.fromkeys(values))
@@ -96,7 +87,11 @@ def parse_param(item: str) -> tuple[str, dict | None, Any]:
         integer = isinstance(lo, int) and isinstance(hi, int)
         return key, _range(flag, spec, lambda t: parse_value(t) if integer else float(t),
                            integer), None
-    check = _model_arg(flag, spec)
+    def check(t: str) -> object:  # a model_args value: parse_value, finite numbers only
+        v = parse_value(t)
+        _require_finite(flag, spec, v)
+        return v
+
     if "," in spec:
         entry = _choices(flag, spec, check)
         if entry:

@@ -66,14 +66,12 @@ def run_seeds(base: TrainConfig, n: int = 10, seeds: list[int] | None = None,
     rows = []
     for m in members:
         res = m.metrics
-        row = {"seed": m.labels["seed"]}
-        for key in METRICS:
-            row[f"{split}_{key}"] = (res.get(split) or {}).get(key)
+        row = {"seed": m.labels["seed"],
+               **{f"{split}_{k}": (res.get(split) or {}).get(k) for k in METRICS}}
         if split != "val":
             row["val_accuracy"] = (res.get("val") or {}).get("accuracy")
-        row["best_epoch"] = res.get("best_epoch")
-        row["train_seconds"] = res.get("train_seconds")
-        rows.append(row)
+        rows.append({**row, "best_epoch": res.get("best_epoch"),
+                     "train_seconds": res.get("train_seconds")})
     keys = [k for k in rows[0] if k != "seed"]
     agg = aggregate(rows, keys)
     table_rows = rows + [{"seed": stat, **{k: agg[k][stat] for k in agg}}
@@ -83,10 +81,9 @@ def run_seeds(base: TrainConfig, n: int = 10, seeds: list[int] | None = None,
                                        "split_seed": base.seed, "metrics_of": split,
                                        "aggregates": agg,
                                        "note": "std is the sample standard deviation (ddof=1)"})
-    plot_overlay({m.name: m.history for m in members}, folder / "curves.png",
-                 f"{len(seeds)} seeds of {base.model} on {splits.source or 'data'}", mean=True)
-    write_page(folder, f"{len(seeds)} seeds of {base.model} on {splits.source or 'data'}",
-               [m.run_dir for m in members])
+    title = f"{len(seeds)} seeds of {base.model} on {splits.source or 'data'}"
+    plot_overlay({m.name: m.history for m in members}, folder / "curves.png", title, mean=True)
+    write_page(folder, title, [m.run_dir for m in members])
     if verbose:
         cols = ["seed", f"{split} acc", f"{split} loss", f"{split} f1", f"{split} auroc",
                 "best ep", "time s"]

@@ -26,6 +26,9 @@ from cnnlab.settings import TrainConfig
 
 SELECT = {"val_acc": ("val", "accuracy", max), "val_loss": ("val", "loss", min)}
 SHORT = {"batch_size": "bs", "weight_decay": "wd", "optimizer": "opt", "momentum": "mom"}
+# Each member's summary columns from its metrics.json: (split, metric) -> SPLIT_METRIC.
+COLUMNS = (("val", "accuracy"), ("val", "loss"), ("test", "accuracy"), ("test", "loss"),
+           ("train", "accuracy"))
 
 
 @dataclass
@@ -91,14 +94,10 @@ def run_sweep(base: TrainConfig, grid: dict[str, list], splits: DataSplits | Non
         res = m.metrics
         chosen = split if isinstance(res.get(split), dict) else "train"
         score = (res.get(chosen) or {}).get(metric)
-        row = {"member": m.name, **m.labels,
-               "val_accuracy": (res.get("val") or {}).get("accuracy"),
-               "val_loss": (res.get("val") or {}).get("loss"),
-               "test_accuracy": (res.get("test") or {}).get("accuracy"),
-               "test_loss": (res.get("test") or {}).get("loss"),
-               "train_accuracy": (res.get("train") or {}).get("accuracy"),
-               "best_epoch": res.get("best_epoch"), "train_seconds": res.get("train_seconds")}
-        rows.append(row)
+        rows.append({"member": m.name, **m.labels,
+                     **{f"{s}_{k}": (res.get(s) or {}).get(k) for s, k in COLUMNS},
+                     "best_epoch": res.get("best_epoch"),
+                     "train_seconds": res.get("train_seconds")})
         if score is not None and math.isfinite(score):
             # ties: the higher accuracy / lower loss of the other metric decides
             other = (res.get(chosen) or {}).get("loss" if metric == "accuracy" else "accuracy")

@@ -12,7 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from cnnlab.checkpoint import load_checkpoint
-from cnnlab.console import busy
+from cnnlab.console import busy, console
 from cnnlab.errors import CnnlabError
 from cnnlab.io import write_csv
 from cnnlab.run import load_splits, run_training
@@ -33,11 +33,9 @@ def compare_transfer(source_ckpt: str | Path, base: TrainConfig, levels: list[in
     out.mkdir(parents=True, exist_ok=True)
     cfg0 = replace(base)
     splits = load_splits(cfg0, verbose)  # also makes cfg0.data absolute
-    settings: list[tuple[str, TrainConfig]] = []
-    for n in levels:
-        settings.append((f"freeze {n}", replace(cfg0, init_from=str(source_ckpt),
-                                                freeze=str(n) if n else "none",
-                                                out=str(out / f"freeze{n}"), name=None)))
+    settings = [(f"freeze {n}", replace(cfg0, init_from=str(source_ckpt),
+                                        freeze=str(n) if n else "none",
+                                        out=str(out / f"freeze{n}"), name=None)) for n in levels]
     if scratch:
         settings.append(("scratch", replace(cfg0, init_from=None, freeze="none",
                                             out=str(out / "scratch"), name=None)))
@@ -48,15 +46,11 @@ def compare_transfer(source_ckpt: str | Path, base: TrainConfig, levels: list[in
         curves[label] = res.history
         row: dict = {"setting": label, "frozen_layers": "" if label == "scratch" else
                      int(label.split()[1]), "best_epoch": res.best_epoch,
-                     "run": str(res.run_dir)}
-        for split in SPLITS:
-            m = res.metrics.get(split) or {}
-            row[f"{split}_accuracy"] = m.get("accuracy")
-            row[f"{split}_auroc"] = m.get("auroc")
+                     "run": str(res.run_dir),
+                     **{f"{s}_{k}": (res.metrics.get(s) or {}).get(k) for s in SPLITS
+                        for k in ("accuracy", "auroc")}}
         rows.append(row)
         if verbose:
-            from cnnlab.console import console
-
             console.print(f"{label}: " + "  ".join(
                 f"{s} acc {row[f'{s}_accuracy']:.4f} auroc {row[f'{s}_auroc']:.4f}"
                 for s in SPLITS if row.get(f"{s}_accuracy") is not None
