@@ -36,6 +36,10 @@ def load_checkpoint(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
+    if _torchscript(path):  # told apart before torch.load, which warns before it refuses one
+        raise CheckpointError(f"{path}: a TorchScript export, which holds code: cnnlab reads "
+                              "checkpoints (best.pt) and ONNX exports; run it with "
+                              "torch.jit.load if you trust it")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -51,10 +55,6 @@ def load_checkpoint(path: str | Path) -> dict:
                               "and that cnnlab wrote") from None
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError, KeyError,
             AttributeError, IndexError, TypeError, MemoryError, OverflowError) as exc:
-        if _torchscript(path):
-            raise CheckpointError(f"{path}: a TorchScript export, which holds code: cnnlab "
-                                  "reads checkpoints (best.pt) and ONNX exports; run it with "
-                                  "torch.jit.load if you trust it") from None
         raise CheckpointError(f"{path}: not a readable checkpoint ({type(exc).__name__})") \
             from None
     if not isinstance(ckpt, dict) or "model_state" not in ckpt or "arch" not in ckpt:
