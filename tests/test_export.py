@@ -14,6 +14,7 @@ import torch
 from conftest import run_cli
 
 import cnnlab
+from cnnlab.checkpoint import load_checkpoint
 from cnnlab.data import load_data
 from cnnlab.errors import CnnlabError
 from cnnlab.export import export_model, read_torchscript_meta
@@ -73,6 +74,10 @@ def test_onnx_export_cli_parity_metadata_and_predict(trained: Path, tmp_path: Pa
     rows = _csv(csv_onnx)
     assert len(rows) == len(test)
     assert [int(r["label"]) for r in rows] == p_ckpt.argmax(1).tolist()
+    # where a checkpoint is needed (--init-from, export), the .onnx file is named as an export
+    with pytest.raises(CnnlabError, match=r"model.onnx: an ONNX export; give the checkpoint it "
+                       r"was exported from \(best.pt or its run folder\)$"):
+        load_checkpoint(onnx_file)
     # Grad-CAM looks into the network's layers: an ONNX file has none, one line says so
     # (it used to end in "unexpected AttributeError")
     res = run_cli("explain", "gradcam", "--weights", str(onnx_file), "--out",
@@ -96,8 +101,8 @@ def test_torchscript_export_loads_and_matches(trained: Path, tmp_path: Path):
     # cnnlab never runs the code a TorchScript file holds; it says what the file is, in its
     # one line (torch.load's own warning about TorchScript archives is never reached)
     with warnings.catch_warnings(), pytest.raises(
-            CnnlabError, match=r"a TorchScript export, which holds code: cnnlab reads "
-            r"checkpoints \(best.pt\) and ONNX exports"):
+            CnnlabError, match=r"a TorchScript export, which holds code cnnlab never runs; "
+            r"give the checkpoint it was exported from \(best.pt or its run folder\)"):
         warnings.simplefilter("error", UserWarning)
         cnnlab.load(res.path)
 

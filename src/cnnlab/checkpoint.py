@@ -36,10 +36,12 @@ def load_checkpoint(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
-    if _torchscript(path):  # told apart before torch.load, which warns before it refuses one
-        raise CheckpointError(f"{path}: a TorchScript export, which holds code: cnnlab reads "
-                              "checkpoints (best.pt) and ONNX exports; run it with "
-                              "torch.jit.load if you trust it")
+    # exports told apart before torch.load (which warns before it refuses TorchScript)
+    export = "an ONNX export" if path.suffix.lower() == ".onnx" else \
+        "a TorchScript export, which holds code cnnlab never runs" if _torchscript(path) else ""
+    if export:
+        raise CheckpointError(f"{path}: {export}; give the checkpoint it was exported from "
+                              "(best.pt or its run folder)")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
