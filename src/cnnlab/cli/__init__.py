@@ -33,11 +33,24 @@ def main(argv: list[str] | None = None) -> None:
     try:
         _run(argv)
     finally:
+        _leave_process_group()
         # The interpreter's last garbage collection at exit walks every object torch,
         # scikit-learn and OpenVINO created: about 2 s after a training run. Every file and
         # run folder is closed and written by now, and objects are still freed (and their
         # files closed) by reference counting; only that last walk over them is skipped.
         gc.freeze()
+
+
+def _leave_process_group() -> None:
+    """Under torchrun: free the DDP model (it holds the gloo/nccl group and its threads) and
+    leave the group while the interpreter is whole, not in its teardown, where a rank of a
+    finished run once aborted ("terminate called without an active exception")."""
+    dist = sys.modules.get("torch.distributed")
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        gc.collect()
+        from cnnlab.train.distributed import leave
+
+        leave()
 
 
 def _run(argv: list[str]) -> None:

@@ -69,11 +69,12 @@ def init_from_env(device: torch.device) -> bool:
     # The default timeout (30 min for gloo, 10 for nccl) covers rank 0 writing the report.
     dist.init_process_group(backend=backend, rank=r, world_size=world,
                             timeout=timedelta(minutes=30))
-    atexit.register(_cleanup)
+    atexit.register(leave)
     return True
 
 
-def _cleanup() -> None:
+def leave() -> None:
+    """Leave the process group (the command's end does it; atexit where the API ran alone)."""
     if dist.is_available() and dist.is_initialized():
         with contextlib.suppress(Exception):
             dist.destroy_process_group()
