@@ -44,6 +44,13 @@ def test_split_list(run_dir: Path, cli):
     code, out, err = cli("evaluate", "--weights", str(run_dir / "best.pt"), "--split",
                           "train,tst")
     assert code == 2 and "'tst' is not train, val or test" in err
+    # one unknown name: one line too, in every command taking --split (it ended in
+    # "unexpected ValueError")
+    for cmd in (("evaluate",), ("predict", "--out", str(run_dir / "p.csv")),
+                ("explain", "failures")):
+        code, out, err = cli(*cmd, "--weights", str(run_dir / "best.pt"), "--split", "tst")
+        assert code == 2 and err.strip() == "error: --split 'tst': choose train, val, test or all"
+    assert not (run_dir / "p.csv").exists()
 
 
 def test_split_all_skips_an_unlabeled_split(run_dir: Path, digits_npy: Path,

@@ -231,6 +231,8 @@ class Predictor:
         folders is read all the same, its labels unknown (-1; data/load.py read_to_predict).
         `overrides` are data settings (format, task, image_dir, CSV columns, ...) given on the
         command line; the rest are the run's own."""
+        if split is not None and split not in ("train", "val", "test", "all"):  # before a read
+            raise DataError(f"--split {split!r}: choose train, val, test or all")
         options = self.load_options(**overrides)
         data_path = path if path is not None else self.config.get("data")
         source = Path(data_path) if data_path is not None else None
