@@ -102,6 +102,11 @@ def test_positive_class_end_to_end(tmp_path: Path) -> None:
     got = json.loads(e.stdout)["test"]
     assert got["average"] == "binary (positive class: dog)"
     assert got["recall"] == pytest.approx(got["per_class"]["dog"]["recall"])
+    # a class the model does not have is refused as train refuses it (evaluate used to
+    # ignore it and report about the second class)
+    e = run_cli("evaluate", "-w", str(tmp_path / "run" / "best.pt"), "--positive-class", "dgo")
+    assert e.returncode == 2 and e.stderr.strip() == (
+        "error: --positive-class 'dgo': not a class of the model (cat, dog)")
     bad = run_cli("train", str(tmp_path / "pets"), "--epochs", "1", "--image-size", "12",
                   "--class-weights", "1,2,3", "--out", str(tmp_path / "bad"))
     assert bad.returncode == 2 and "3 values for 2 classes" in bad.stderr

@@ -17,7 +17,7 @@ from cnnlab.console import busy, console, data_progress
 from cnnlab.data.imageset import DataSplits
 from cnnlab.data.load import LoadOptions, load_data
 from cnnlab.device import resolve_device
-from cnnlab.errors import CnnlabError, name_list
+from cnnlab.errors import CnnlabError
 from cnnlab.evaluate.calibration import calibrate_run
 from cnnlab.evaluate.metrics import baselines, compute_metrics
 from cnnlab.evaluate.predictor import Predictor, write_predictions
@@ -277,16 +277,7 @@ def run_data_doctor(cfg: TrainConfig, splits: DataSplits, run_dir: Path, verbose
 
 def check_against_data(cfg: TrainConfig, splits: DataSplits) -> None:
     """Settings that can only be checked once the classes are known (before any folder)."""
-    pos, classes = cfg.positive_class, list(splits.classes)
-    if pos is None:
-        return
-    if pos not in classes:
-        raise settings.SettingsError(f"--positive-class {pos!r}: not a class of the data "
-                                     f"({name_list(classes)})")
-    if len(classes) != 2:
-        raise settings.SettingsError(f"--positive-class {pos!r}: applies to 2-class data; this "
-                                     f"data has {len(classes)} classes (per-class precision, "
-                                     "recall and F1 are reported for every class)")
+    settings.check_positive_class(cfg.positive_class, list(splits.classes))
 
 
 def write_config(run_dir: Path, cfg: TrainConfig, trainer: Trainer, resuming: bool,

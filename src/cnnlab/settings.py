@@ -171,6 +171,20 @@ def parse_value(text: str) -> object:
     return {"true": True, "false": False, "none": None}.get(text.lower(), text)
 
 
+def check_positive_class(pos: str | None, classes: list[str], whose: str = "data") -> None:
+    """--positive-class names one of two classes (train checks the data's, evaluate the
+    model's)."""
+    if pos is None:
+        return
+    if pos not in classes:
+        raise SettingsError(f"--positive-class {pos!r}: not a class of the {whose} "
+                            f"({name_list(classes)})")
+    if len(classes) != 2:
+        raise SettingsError(f"--positive-class {pos!r}: applies to 2-class data; this {whose} "
+                            f"has {len(classes)} classes (per-class precision, recall and F1 "
+                            "are reported for every class)")
+
+
 def parse_class_weights(text: str, classes: list[str] | None = None
                         ) -> list[float] | str | None:
     """'auto', 'none', '1,20' or 'dogs=20' (by class name, others weigh 1). Without `classes`:

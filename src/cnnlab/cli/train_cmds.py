@@ -17,7 +17,7 @@ from cnnlab.cli.options import (
     with_settings,
 )
 from cnnlab.console import console, out
-from cnnlab.settings import GROUPS
+from cnnlab.settings import GROUPS, check_positive_class
 
 
 @app.command(no_args_is_help=False)
@@ -92,6 +92,7 @@ def evaluate(
 ) -> None:
     """Measure a trained model: accuracy, per-class metrics, AUROC, confusion matrix."""
     model = _predictor(weights, device, precision, tta, model_code, trust_code)
+    check_positive_class(positive_class, model.classes, "model")  # before the data is read
     metrics = {name: model.evaluate(data, positive_class)
                for data, name in model.splits_for(path, split, **(settings or {}))}
     if as_json:

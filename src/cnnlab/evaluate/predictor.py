@@ -24,7 +24,7 @@ from cnnlab.models.inference import predict_logits
 from cnnlab.models.record import check_arch, check_classes, rebuild
 from cnnlab.models.tta import average_probs, parse_tta, probs_and_loss
 from cnnlab.models.tta import view_logits as tta_view_logits
-from cnnlab.settings import check_saved, data_options
+from cnnlab.settings import check_positive_class, check_saved, data_options
 
 _PACKAGE = str(Path(__file__).parents[1]) + os.sep  # cnnlab's folder: warnings point outside
 
@@ -286,6 +286,7 @@ class Predictor:
 
     def evaluate(self, data: ImageSet, positive_class: str | None = None) -> dict:
         """All metrics on a labeled ImageSet."""
+        check_positive_class(positive_class, self.classes, "model")
         if not (data.labels >= 0).any():
             raise DataError("the data has no labels to evaluate against")
         probs, loss = probs_and_loss(self.view_logits(data.images), data.labels,
