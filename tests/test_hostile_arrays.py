@@ -161,3 +161,16 @@ def test_cli_one_line_exit_2(zygote: Zygote, tmp_path: Path, case: str):
     res = zygote.run("train", path, "--epochs", "1", "--out", tmp_path / "run")
     assert_one_line_error(res, *words)
     assert not (tmp_path / "run").exists()
+
+
+def test_one_2d_image_is_told_how_to_pass_it():
+    """A single H x W image is ambiguous with rows of flattened images: the error says how to
+    give one image, and (1, H, W) is read as one image."""
+    from cnnlab.data.sources.common import to_uint8_nchw
+
+    with pytest.raises(DataError, match=r"^input: a 2-D array is rows of flattened images, and "
+                       r"rows of length 8 are not square images \(one 8x8 image: give it as "
+                       r"shape \(1, 8, 8\)\)$"):
+        to_uint8_nchw(np.zeros((8, 8)), "input")
+    assert to_uint8_nchw(np.zeros((1, 8, 8)), "input").shape == (1, 1, 8, 8)
+    assert to_uint8_nchw(np.zeros((3, 64)), "input").shape == (3, 1, 8, 8)  # rows still work

@@ -29,7 +29,10 @@ def to_uint8_nchw(arr: np.ndarray, where: str,
     if arr.ndim == 2 and arr.shape[0] > 0:
         side = int(round(np.sqrt(arr.shape[1])))
         if side * side != arr.shape[1]:
-            raise DataError(f"{where}: flat images of length {arr.shape[1]} are not square")
+            raise DataError(f"{where}: a 2-D array is rows of flattened images, and rows of "
+                            f"length {arr.shape[1]} are not square images (one {arr.shape[0]}x"
+                            f"{arr.shape[1]} image: give it as shape (1, {arr.shape[0]}, "
+                            f"{arr.shape[1]}))")
         arr = arr.reshape(arr.shape[0], side, side)
     if arr.ndim == 3:
         arr = arr[:, None]
