@@ -361,3 +361,32 @@ def test_train_doctor_writes_the_doctor_page_into_the_run(tmp_path: Path) -> Non
     doc = json.loads((r.run_dir / "doctor" / "doctor.json").read_text())
     assert {"duplicates", "leaks", "label_issues", "outliers", "balance", "shift"} <= set(doc)
     assert (r.run_dir / "doctor" / "doctor.html").stat().st_size > 1000
+
+
+def test_files_skipped_as_unreadable_are_named_not_dropped_silently(tmp_path: Path) -> None:
+    """With --skip-bad the doctor still says which files it could not read (nothing checked
+    them): a count in the summary line, a finding naming them, the list in doctor.json."""
+    from conftest import write_image_folder
+
+    from cnnlab.doctor.run import summary_line
+
+    data = write_image_folder(tmp_path / "imgs", n_per_class=8)
+    (data / "class0" / "broken.png").write_bytes(b"not an image")
+    with pytest.raises(CnnlabError, match="broken.png: not a readable image"):
+        run_doctor(data, LoadOptions(image_size=16), out=tmp_path / "a", skip=("labels",),
+                   verbose=False)
+    r = run_doctor(data, LoadOptions(image_size=16, skip_bad=True), out=tmp_path / "b",
+                   skip=("labels",), verbose=False)
+    assert r["unreadable_files"] == {"n": 1, "items": ["class0/broken.png"]}
+    assert summary_line(r["summary"]).endswith(", 1 unreadable file skipped")
+    finding = ("1 file could not be read as an image and was skipped (--skip-bad), so nothing "
+               "above checked it: class0/broken.png (all in doctor.json).")
+    assert finding in r["summary"]["findings"]
+    assert finding in (tmp_path / "b" / "doctor.html").read_text()
+    on_disk = json.loads((tmp_path / "b" / "doctor.json").read_text())
+    assert on_disk["unreadable_files"]["items"] == ["class0/broken.png"]
+    (data / "class0" / "broken.png").unlink()
+    clean = run_doctor(data, LoadOptions(image_size=16, skip_bad=True), out=tmp_path / "c",
+                       skip=("labels",), verbose=False)
+    assert clean["unreadable_files"] == {"n": 0, "items": []}
+    assert "unreadable" not in summary_line(clean["summary"])

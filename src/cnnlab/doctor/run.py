@@ -75,6 +75,7 @@ def run_doctor(data: str | Path | DataSplits | None = None, options: LoadOptions
                                  "features_asked": feature_kind, "features_note": feature_note,
                                  "backbone_side": side, "seed": seed,
                                  "skipped_checks": list(skip)}}
+    report["unreadable_files"] = _unreadable(splits)
     ctx = DoctorContext(pool, scan, feats, kind, side, phases, distance, min_similarity, folds,
                         seed, limit, weights)
     for check in CHECKS:
@@ -199,6 +200,13 @@ def _label_status(lab: dict) -> dict:
                 s.get("needed_accuracy")}
 
 
+def _unreadable(splits: DataSplits) -> dict:
+    """The files --skip-bad left out because they could not be decoded (not checked at all)."""
+    meta = splits.train.meta
+    items = list(meta.get("skipped_bad_files") or [])
+    return {"n": int(meta.get("skipped_bad_images") or len(items)), "items": items}
+
+
 def _summary(report: dict) -> dict:
     """Counts for the cards and plain-language findings; None = not checked (never 0)."""
     leaks, dup, lab = report["leaks"], report["duplicates"], report["label_issues"]
@@ -223,6 +231,15 @@ def _summary(report: dict) -> dict:
                         "(a fact about the files, not their content: images are resized on "
                         "load).")
     findings += _balance_findings(report)
+    bad = report["unreadable_files"]
+    if bad["n"]:
+        shown = ", ".join(bad["items"][:5]) + (", ..." if len(bad["items"]) > 5 else "")
+        many = bad["n"] > 1
+        findings.append(f"{bad['n']} file{'s' if many else ''} could not be read as "
+                        f"{'images' if many else 'an image'} and {'were' if many else 'was'} "
+                        f"skipped (--skip-bad), so nothing above checked "
+                        f"{'them' if many else 'it'}"
+                        + (f": {shown} (all in doctor.json)" if shown else "") + ".")
     skipped = report["settings"]["skipped_checks"]
     not_checked = [k for k in NAMES if k in skipped or (k == "labels" and not lab["checked"])]
     if not_checked:
@@ -232,7 +249,7 @@ def _summary(report: dict) -> dict:
             "duplicate_items": dup.get("n_items"),
             "label_issues": len(lab["items"]) if labels_ok else None,
             "labels": _label_status(lab), "outliers": out["n"], "unusual_files": files["n"],
-            "not_checked": not_checked, "findings": findings}
+            "unreadable_files": bad["n"], "not_checked": not_checked, "findings": findings}
 
 
 def _leak_findings(report: dict) -> list[str]:
@@ -301,7 +318,9 @@ def summary_line(summary: dict) -> str:
     return (f"doctor: {count(summary['leaks'], 'leaked held-out image', 'leaks')}, "
             f"{count(summary['duplicate_groups'], 'duplicate group', 'duplicates')}, "
             f"{labels_part}, {count(summary['outliers'], 'outlier', 'outliers')}, "
-            f"{count(summary['unusual_files'], 'unusual file', 'unusual files')}")
+            f"{count(summary['unusual_files'], 'unusual file', 'unusual files')}"
+            + (f", {count(summary['unreadable_files'], 'unreadable file', '')} skipped"
+               if summary.get("unreadable_files") else ""))
 
 
 def _json_default(o: object) -> object:

@@ -61,6 +61,8 @@ def decode_files(files: list[Path], parts: list[str], classes: list[str], labels
         meta["data_notes"] = [*meta.get("data_notes", []), space_note]
     if len(kept) < len(files):
         meta["skipped_bad_images"] = len(files) - len(kept)
+        # which ones, so the doctor can list them (ids: their paths under the data root)
+        meta["skipped_bad_files"] = [ids[i] for i in sorted(set(range(len(files))) - set(kept))]
     if writer is not None:
         if len(kept) < len(files):  # the kept rows are at the front; write an exact-size entry
             try:
