@@ -130,3 +130,20 @@ def test_run_records_and_prints_its_phase_times(tmp_path: Path,
     out = capsys.readouterr().err  # the console prints on stderr
     assert re.search(r"phases: load [\d.]+ s, train [\d.]+ s, scoring\+plots [\d.]+ s, "
                      r"report [\d.]+ s.*; total [\d.]+ s \(report \d+%\)", out), out
+
+    # a resumed run: its phases are this command's, the earlier sessions' training seconds
+    # stay in metrics.json's loop_seconds (made large here, so counting them shows)
+    import torch
+
+    last = res.run_dir / "last.pt"
+    ckpt = torch.load(last, weights_only=True)
+    ckpt["train_state"]["elapsed"] += 1000.0
+    torch.save(ckpt, last)
+    again = cnnlab.train(data=data, model="cnn", epochs=2, image_size=16, channels=1,
+                         model_args={"width": 4}, out=str(tmp_path / "run"), device="cpu",
+                         resume=True, report=False, verbose=False)
+    metrics = json.loads((again.run_dir / "metrics.json").read_text())
+    phases = metrics["phases"]
+    assert phases["train"] < 100 and phases["total"] >= sum(
+        v for k, v in phases.items() if k != "total") - 0.05
+    assert metrics["loop_seconds"] > 1000

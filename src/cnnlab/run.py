@@ -553,8 +553,11 @@ def run_phases(start: RunStart | None, fit: FitResult, finish_s: float, report_s
     if start is None:
         return {}
     total = time.perf_counter() - start.t_run
+    # this command's part of the training loop: a resumed run's earlier sessions ran before
+    # `total` began
     out = {"load": start.load_seconds, "features": fit.feature_seconds,
-           "train": fit.loop_seconds, "finish": finish_s, "report": report_s}
+           "train": fit.loop_seconds - fit.resumed_seconds, "finish": finish_s,
+           "report": report_s}
     out["other"] = max(0.0, total - sum(out.values()))
     out["total"] = total
     return {k: round(v, 2) for k, v in out.items()}

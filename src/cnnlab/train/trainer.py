@@ -82,11 +82,12 @@ class FitResult:
     best_epoch: int
     epochs_run: int
     stopped_early: bool
-    loop_seconds: float  # the training loop alone (+ --recipe fast's range test)
+    loop_seconds: float  # the training loop alone (+ --recipe fast's range test), all sessions
     feature_seconds: float  # the frozen backbone's one feature pass
     resolved: dict
     notes: list[str]
     transfer: dict | None
+    resumed_seconds: float = 0.0  # of loop_seconds, those of the sessions before a --resume
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
@@ -138,6 +139,7 @@ class Trainer:
         self._build_model()
         self._build_step()
         self.state = TrainState()
+        self.resumed_seconds = 0.0  # training seconds of earlier sessions (set by a --resume)
         self.steps_per_epoch = len(batch_slices(len(splits.train), self.step_batch))
         # --steps N replaces --epochs: enough epochs to hold N steps, the last one cut short.
         self.total_steps = cfg.steps or cfg.epochs * self.steps_per_epoch
@@ -295,7 +297,7 @@ class Trainer:
         s = self.state
         return FitResult(list(s.history), s.best_epoch, s.epoch, s.stopped_early, s.elapsed,
                          self.resolved.get("feature_cache_seconds", 0.0), dict(self.resolved),
-                         list(self.notes), self.transfer_info)
+                         list(self.notes), self.transfer_info, self.resumed_seconds)
 
     # ---- the pieces the loop (and lr-find) use ---------------------------------------------
     @property
@@ -531,6 +533,7 @@ class Trainer:
             self.scaler.load_state_dict(ckpt["scaler_state"])
         ts = ckpt["train_state"]
         self.state = TrainState(**{k: ts[k] for k in TrainState.__dataclass_fields__ if k in ts})
+        self.resumed_seconds = self.state.elapsed
         self._resume_rng = ckpt.get("rng_state")
         self._callback_state = dict(ckpt.get("callback_state") or {})
         if "best_val_loss" in ts:  # written before early stopping kept its own state
