@@ -92,7 +92,8 @@ def test_file_paths_grid_search_and_pipeline(tmp_path: Path):
 def test_one_class_is_named_as_the_user_wrote_it():
     """numpy's scalar repr (np.float64(0.0), np.str_('a')) stays out of the message."""
     X = np.random.default_rng(0).random((6, 8, 8))
-    for y, shown in ((np.zeros(6), "0.0"), (np.array(["a"] * 6), "'a'")):
+    for y, shown in ((np.zeros(6), "0.0"), (np.array(["a"] * 6), "'a'"),
+                     (np.array(["a"] * 6, dtype=object), "'a'")):  # a pandas column's dtype
         with pytest.raises(ValueError, match=rf"needs at least 2 classes to train; y has 1 class "
                            rf"\({shown}\)$"):
             ImageClassifier(model="mlp", epochs=1).fit(X, y)

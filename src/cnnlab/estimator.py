@@ -221,7 +221,7 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         classes, y_idx = np.unique(y, return_inverse=True)
         if len(classes) < 2:
             raise ValueError(f"ImageClassifier needs at least 2 classes to train; y has 1 class "
-                             f"({classes[0].item()!r})")  # 0.0, not np.float64(0.0)
+                             f"({classes.tolist()[0]!r})")  # 0.0, not np.float64(0.0)
         self.input_range_ = (0.0, 255.0) if kind == "paths" else self._fit_range(np.asarray(X))
         self.input_kind_ = kind
         self.n_pixels_ = None if kind == "paths" else int(np.prod(np.shape(X)[1:]))

@@ -42,15 +42,10 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _leave_process_group() -> None:
-    """Under torchrun: free the DDP model (it holds the gloo/nccl group and its threads) and
-    leave the group while the interpreter is whole, not in its teardown, where a rank of a
-    finished run once aborted ("terminate called without an active exception")."""
-    dist = sys.modules.get("torch.distributed")
-    if dist is not None and dist.is_available() and dist.is_initialized():
-        gc.collect()
-        from cnnlab.train.distributed import leave
-
-        leave()
+    """Under torchrun: leave the process group now, while the interpreter is whole, not in
+    its teardown (where a rank of a finished run once aborted)."""
+    if "cnnlab.train.distributed" in sys.modules:  # only a command that trained can be in one
+        sys.modules["cnnlab.train.distributed"].leave()
 
 
 def _run(argv: list[str]) -> None:

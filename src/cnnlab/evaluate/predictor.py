@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from cnnlab.checkpoint import load_checkpoint
-from cnnlab.data.imageset import DataSplits, ImageSet
+from cnnlab.data.imageset import PARTITIONS, DataSplits, ImageSet
 from cnnlab.data.load import LoadOptions, make_splits, read_source, read_to_predict
 from cnnlab.data.sources.common import adjust, to_uint8_nchw
 from cnnlab.data.value_range import default_range, infer_range, parse_range
@@ -231,7 +231,7 @@ class Predictor:
         folders is read all the same, its labels unknown (-1; data/load.py read_to_predict).
         `overrides` are data settings (format, task, image_dir, CSV columns, ...) given on the
         command line; the rest are the run's own."""
-        if split is not None and split not in ("train", "val", "test", "all"):  # before a read
+        if split is not None and split not in (*PARTITIONS, "all"):  # before any read
             raise DataError(f"--split {split!r}: choose train, val, test or all")
         options = self.load_options(**overrides)
         data_path = path if path is not None else self.config.get("data")
@@ -273,7 +273,7 @@ class Predictor:
             return [(s, n) for n, s in splits.items() if bool((s.labels >= 0).any())]
         out = []
         for n in names:
-            if n not in ("train", "val", "test"):
+            if n not in PARTITIONS:
                 raise DataError(f"--split {split!r}: {n!r} is not train, val or test")
             out.append((_split_named(splits, n, data_path), n))
         return out

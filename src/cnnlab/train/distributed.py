@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import gc
 import os
 from collections.abc import Callable, Iterator
 from datetime import timedelta
@@ -74,8 +75,13 @@ def init_from_env(device: torch.device) -> bool:
 
 
 def leave() -> None:
-    """Leave the process group (the command's end does it; atexit where the API ran alone)."""
+    """Leave the process group (the command's end does it; atexit where the API ran alone).
+
+    The DDP model holds the gloo/nccl group and its threads: it is collected first, so the
+    group is not left to the interpreter's teardown, where a rank of a finished run once
+    aborted ("terminate called without an active exception")."""
     if dist.is_available() and dist.is_initialized():
+        gc.collect()
         with contextlib.suppress(Exception):
             dist.destroy_process_group()
 
