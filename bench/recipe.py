@@ -156,6 +156,10 @@ def run_one(name: str, case: dict, splits, contender: str, epochs: int, out: Pat
         kw.update(recipe="fast", lr=3 * OPTIMIZER_LRS["adamw"])
     curve = TestCurve()
     before = load()
+    # Every run computes a frozen backbone's features itself: with one shared cache, the
+    # on-disk feature store served whichever contender ran second, and the photos' times
+    # measured the store, not the recipe.
+    os.environ["CNNLAB_CACHE"] = str(out / f"cache-{name}-{contender}-{epochs}")
     res = cnnlab.train(splits, **kw, out=str(out / f"{name}-{contender}-{epochs}"),
                        verbose=False, callbacks=[curve])
     rec = res.resolved.get("recipe") or {}
